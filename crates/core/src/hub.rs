@@ -1,0 +1,318 @@
+//! The HuggingFace hub: the local HF cache, `HF_HUB_OFFLINE`, and (with the `hub` feature)
+//! downloads. Also [`SaeSource`] and [`from_pretrained`].
+//!
+//! Resolution order for a file: the HF cache (`HF_HUB_CACHE`, else `HF_HOME/hub`, else
+//! `~/.cache/huggingface/hub`, in the layout huggingface_hub writes); then, unless offline, the
+//! hub itself (downloads land in the same cache). Offline means `HF_HUB_OFFLINE` set to a true
+//! value (`1`, `true`, `yes`, `on`), [`HubClient::offline`], or a build without the `hub` feature.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use burn::tensor::Device;
+use hf_hub::{Cache, Repo, RepoType};
+
+use crate::config::{CFG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME};
+use crate::error::{Result, SaeError};
+use crate::registry::Registry;
+use crate::sae::Sae;
+
+/// A hub repository: id, kind and revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubRepo {
+    /// `owner/name`.
+    pub id: String,
+    /// Model or dataset repository.
+    pub kind: HubRepoKind,
+    /// Branch, tag or commit (default `main`).
+    pub revision: String,
+}
+
+/// The kind of hub repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HubRepoKind {
+    /// A model repository (SAEs live in these).
+    Model,
+    /// A dataset repository.
+    Dataset,
+}
+
+impl HubRepo {
+    /// A model repository at `main`.
+    pub fn model(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            kind: HubRepoKind::Model,
+            revision: "main".into(),
+        }
+    }
+
+    /// A dataset repository at `main`.
+    pub fn dataset(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            kind: HubRepoKind::Dataset,
+            revision: "main".into(),
+        }
+    }
+
+    /// The same repository at another revision.
+    pub fn with_revision(mut self, revision: impl Into<String>) -> Self {
+        self.revision = revision.into();
+        self
+    }
+
+    fn to_hf(&self) -> Repo {
+        let kind = match self.kind {
+            HubRepoKind::Model => RepoType::Model,
+            HubRepoKind::Dataset => RepoType::Dataset,
+        };
+        Repo::with_revision(self.id.clone(), kind, self.revision.clone())
+    }
+}
+
+/// Whether an environment value means "true" to huggingface_hub.
+fn env_true(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
+}
+
+/// Fetches files from the HF cache and, when allowed, the hub.
+#[derive(Debug, Clone)]
+pub struct HubClient {
+    cache_dir: PathBuf,
+    offline: bool,
+    endpoint: Option<String>,
+    token: Option<String>,
+    progress: bool,
+}
+
+impl HubClient {
+    /// A client configured from the environment as huggingface_hub is: `HF_HUB_CACHE`,
+    /// `HF_HOME`, `HF_HUB_OFFLINE`, `HF_ENDPOINT`, `HF_TOKEN`.
+    pub fn from_env() -> Self {
+        let cache_dir = std::env::var_os("HF_HUB_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Cache::from_env().path().clone());
+        let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| env_true(&v));
+        Self {
+            cache_dir,
+            offline,
+            endpoint: std::env::var("HF_ENDPOINT").ok().filter(|s| !s.is_empty()),
+            token: std::env::var("HF_TOKEN").ok().filter(|s| !s.is_empty()),
+            progress: true,
+        }
+    }
+
+    /// Uses another cache directory (the `hub` folder, holding `models--owner--name`).
+    pub fn with_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = dir.into();
+        self
+    }
+
+    /// Forbids (or allows) the network.
+    pub fn offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
+    }
+
+    /// Another hub endpoint (a mirror).
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Shows (or hides) download progress bars.
+    pub fn with_progress(mut self, progress: bool) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The cache directory.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Whether the network is off.
+    pub fn is_offline(&self) -> bool {
+        self.offline || !cfg!(feature = "hub")
+    }
+
+    /// The file's path in the cache, if it is there.
+    pub fn cached(&self, repo: &HubRepo, file: &str) -> Option<PathBuf> {
+        Cache::new(self.cache_dir.clone())
+            .repo(repo.to_hf())
+            .get(file)
+    }
+
+    /// The file's local path: from the cache, else downloaded into it.
+    pub fn get(&self, repo: &HubRepo, file: &str) -> Result<PathBuf> {
+        if let Some(p) = self.cached(repo, file) {
+            tracing::debug!(repo = %repo.id, file, path = %p.display(), "HF cache hit");
+            return Ok(p);
+        }
+        if self.offline {
+            return Err(self.not_cached(repo, file, "HF_HUB_OFFLINE is set"));
+        }
+        self.download(repo, file)
+    }
+
+    fn not_cached(&self, repo: &HubRepo, file: &str, why: &str) -> SaeError {
+        SaeError::NotCached {
+            repo: repo.id.clone(),
+            file: file.to_string(),
+            cache: self.cache_dir.clone(),
+            why: why.to_string(),
+        }
+    }
+
+    #[cfg(feature = "hub")]
+    fn download(&self, repo: &HubRepo, file: &str) -> Result<PathBuf> {
+        let mut builder =
+            hf_hub::api::sync::ApiBuilder::from_cache(Cache::new(self.cache_dir.clone()))
+                .with_progress(self.progress)
+                .with_token(self.token.clone());
+        if let Some(e) = &self.endpoint {
+            builder = builder.with_endpoint(e.clone());
+        }
+        let hub_err = |message: String| SaeError::Hub {
+            repo: repo.id.clone(),
+            file: file.to_string(),
+            message,
+        };
+        let api = builder.build().map_err(|e| hub_err(e.to_string()))?;
+        tracing::info!(repo = %repo.id, file, "downloading from the HuggingFace hub");
+        api.repo(repo.to_hf())
+            .get(file)
+            .map_err(|e| hub_err(e.to_string()))
+    }
+
+    #[cfg(not(feature = "hub"))]
+    fn download(&self, repo: &HubRepo, file: &str) -> Result<PathBuf> {
+        let _ = (&self.endpoint, &self.token, self.progress);
+        Err(self.not_cached(repo, file, "sae-core was built without the `hub` feature"))
+    }
+}
+
+impl Default for HubClient {
+    fn default() -> Self {
+        Self::from_env()
+    }
+}
+
+/// Where an SAE comes from: a local directory in SAELens's layout, or a registry entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaeSource {
+    /// A directory holding `cfg.json` and `sae_weights.safetensors`.
+    Dir(PathBuf),
+    /// `release` and `sae_id` from the pretrained registry.
+    Pretrained {
+        /// The release, e.g. `gpt2-small-res-jb`.
+        release: String,
+        /// The SAE id, e.g. `blocks.8.hook_resid_pre`.
+        sae_id: String,
+    },
+}
+
+impl FromStr for SaeSource {
+    type Err = String;
+    /// An existing directory, or `RELEASE/SAE_ID` (split at the first `/`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let p = Path::new(s);
+        if p.is_dir() {
+            return Ok(SaeSource::Dir(p.to_path_buf()));
+        }
+        match s.split_once('/') {
+            Some((release, id)) if !release.is_empty() && !id.is_empty() => {
+                Ok(SaeSource::Pretrained {
+                    release: release.into(),
+                    sae_id: id.into(),
+                })
+            }
+            _ => Err(format!(
+                "`{s}` is neither a directory nor RELEASE/SAE_ID (e.g. gpt2-small-res-jb/blocks.8.hook_resid_pre)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SaeSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SaeSource::Dir(p) => write!(f, "{}", p.display()),
+            SaeSource::Pretrained { release, sae_id } => write!(f, "{release}/{sae_id}"),
+        }
+    }
+}
+
+impl SaeSource {
+    /// Loads the SAE.
+    pub fn load(&self, hub: &HubClient, device: &Device) -> Result<Sae> {
+        match self {
+            SaeSource::Dir(d) => Sae::load(d, device),
+            SaeSource::Pretrained { release, sae_id } => {
+                from_pretrained(release, sae_id, hub, device)
+            }
+        }
+    }
+}
+
+/// SAELens's `SAE.from_pretrained(release, sae_id)`: looks the SAE up in the registry, fetches
+/// `cfg.json`, `sae_weights.safetensors` and (if the repository has it) `sparsity.safetensors`
+/// through the cache or the hub, applies the release's config overrides, and folds the norm
+/// scaling factor of `expected_average_only_in` SAEs into the weights as SAELens does.
+pub fn from_pretrained(
+    release: &str,
+    sae_id: &str,
+    hub: &HubClient,
+    device: &Device,
+) -> Result<Sae> {
+    let registry = Registry::get()?;
+    let (rel, entry) = registry.lookup(release, sae_id)?;
+    let repo = HubRepo::model(rel.repo_id.clone());
+    let folder = entry.path.trim_end_matches('/');
+    let cfg = hub.get(&repo, &format!("{folder}/{CFG_FILENAME}"))?;
+    let weights = hub.get(&repo, &format!("{folder}/{WEIGHTS_FILENAME}"))?;
+    let dir = cfg.parent().map(Path::to_path_buf).unwrap_or_default();
+    if weights.parent() != Some(dir.as_path()) {
+        return Err(SaeError::Hub {
+            repo: rel.repo_id.clone(),
+            file: WEIGHTS_FILENAME.into(),
+            message: "config and weights resolved to different snapshots".into(),
+        });
+    }
+    // The sparsity file is optional: SAELens ignores its absence.
+    let sparsity_file = format!("{folder}/{SPARSITY_FILENAME}");
+    if hub.cached(&repo, &sparsity_file).is_none()
+        && !hub.is_offline()
+        && let Err(e) = hub.get(&repo, &sparsity_file)
+    {
+        tracing::debug!(error = %e, "no sparsity file");
+    }
+    let mut sae = Sae::load(&dir, device)?;
+    let cfg = sae.config_mut();
+    if let Some(overrides) = &rel.config_overrides {
+        for (k, v) in overrides {
+            cfg.metadata.extra.insert(k.clone(), v.clone());
+        }
+    }
+    if cfg.metadata.neuronpedia_id.is_none() {
+        cfg.metadata.neuronpedia_id = entry.neuronpedia.clone();
+    }
+    if cfg.normalize_activations == crate::config::NormalizeActivations::ExpectedAverageOnlyIn {
+        match entry.norm_scaling_factor {
+            Some(f) => sae.fold_activation_norm_scaling_factor(f as f32),
+            None => tracing::warn!(
+                release,
+                sae_id,
+                "normalize_activations is expected_average_only_in but the registry has no norm_scaling_factor: not folded"
+            ),
+        }
+    }
+    Ok(sae)
+}

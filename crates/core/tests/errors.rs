@@ -1,0 +1,351 @@
+//! Every kind of bad input gives its own error variant, never a panic.
+
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use sae_core::device::{cpu, tensor_from_vec};
+use sae_core::{Architecture, NormalizeActivations, Sae, SaeConfig, SaeError};
+
+fn copy_case(case: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["cfg.json", "sae_weights.safetensors"] {
+        std::fs::copy(fixtures().join(case).join(f), tmp.path().join(f)).unwrap();
+    }
+    tmp
+}
+
+fn edit_cfg(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join("cfg.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, v.to_string()).unwrap();
+}
+
+fn load_err(dir: &Path) -> SaeError {
+    Sae::load(dir, &cpu()).expect_err("bad input must not load")
+}
+
+#[test]
+fn truncated_safetensors() {
+    let tmp = copy_case("standard__none");
+    let p = tmp.path().join("sae_weights.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    for cut in [0, 4, 8, 20, bytes.len() / 2, bytes.len() - 1] {
+        std::fs::write(&p, &bytes[..cut]).unwrap();
+        let e = load_err(tmp.path());
+        assert!(
+            matches!(e, SaeError::CorruptSafetensors { .. }),
+            "cut {cut}: {e}"
+        );
+        assert!(e.to_string().contains("sae_weights.safetensors"));
+    }
+}
+
+#[test]
+fn corrupt_safetensors_header() {
+    let tmp = copy_case("standard__none");
+    let p = tmp.path().join("sae_weights.safetensors");
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[9] = 0xff; // not UTF-8: the JSON header cannot parse
+    std::fs::write(&p, &bytes).unwrap();
+    assert!(matches!(
+        load_err(tmp.path()),
+        SaeError::CorruptSafetensors { .. }
+    ));
+    std::fs::write(&p, b"not safetensors at all, just text").unwrap();
+    assert!(matches!(
+        load_err(tmp.path()),
+        SaeError::CorruptSafetensors { .. }
+    ));
+}
+
+#[test]
+fn wrong_shape_names_tensor_expected_and_found() {
+    let tmp = copy_case("standard__none");
+    edit_cfg(tmp.path(), |v| v["d_sae"] = 47.into());
+    match load_err(tmp.path()) {
+        SaeError::ShapeMismatch {
+            tensor,
+            expected,
+            found,
+            path,
+        } => {
+            assert_eq!(tensor, "W_enc");
+            assert_eq!(expected, vec![16, 47]);
+            assert_eq!(found, vec![16, 48]);
+            assert!(path.ends_with("sae_weights.safetensors"));
+        }
+        e => panic!("wrong error {e}"),
+    }
+}
+
+#[test]
+fn missing_tensor() {
+    // A standard SAE's weights presented as jumprelu: `threshold` is missing.
+    let tmp = copy_case("standard__none");
+    edit_cfg(tmp.path(), |v| v["architecture"] = "jumprelu".into());
+    match load_err(tmp.path()) {
+        SaeError::MissingTensor {
+            tensor,
+            architecture,
+            ..
+        } => {
+            assert_eq!(tensor, "threshold");
+            assert_eq!(architecture, "jumprelu");
+        }
+        e => panic!("wrong error {e}"),
+    }
+}
+
+#[test]
+fn unexpected_tensor() {
+    let tmp = copy_case("jumprelu__none");
+    edit_cfg(tmp.path(), |v| v["architecture"] = "standard".into());
+    assert!(matches!(
+        load_err(tmp.path()),
+        SaeError::UnexpectedTensor { tensor, .. } if tensor == "threshold"
+    ));
+}
+
+#[test]
+fn unknown_architecture() {
+    let tmp = copy_case("standard__none");
+    edit_cfg(tmp.path(), |v| {
+        v["architecture"] = "matryoshka_wizard".into()
+    });
+    match load_err(tmp.path()) {
+        SaeError::UnknownArchitecture {
+            found, supported, ..
+        } => {
+            assert_eq!(found, "matryoshka_wizard");
+            assert!(supported.contains("jumprelu"));
+        }
+        e => panic!("wrong error {e}"),
+    }
+}
+
+#[test]
+fn malformed_cfg_json() {
+    let tmp = copy_case("standard__none");
+    std::fs::write(tmp.path().join("cfg.json"), "{\"d_in\": 16, ").unwrap();
+    assert!(matches!(
+        load_err(tmp.path()),
+        SaeError::MalformedConfig { .. }
+    ));
+    std::fs::write(tmp.path().join("cfg.json"), "[1, 2]").unwrap();
+    assert!(matches!(
+        load_err(tmp.path()),
+        SaeError::MalformedConfig { .. }
+    ));
+}
+
+#[test]
+fn missing_and_invalid_config_fields() {
+    let tmp = copy_case("standard__none");
+    edit_cfg(tmp.path(), |v| {
+        v.as_object_mut().unwrap().remove("d_in");
+    });
+    assert!(matches!(
+        load_err(tmp.path()),
+        SaeError::MissingConfigField { field: "d_in", .. }
+    ));
+
+    let tmp = copy_case("standard__none");
+    edit_cfg(tmp.path(), |v| {
+        v.as_object_mut().unwrap().remove("architecture");
+    });
+    assert!(matches!(
+        load_err(tmp.path()),
+        SaeError::MissingConfigField {
+            field: "architecture",
+            ..
+        }
+    ));
+
+    let tmp = copy_case("standard__none");
+    edit_cfg(tmp.path(), |v| {
+        v["normalize_activations"] = "sometimes".into()
+    });
+    assert!(matches!(
+        load_err(tmp.path()),
+        SaeError::InvalidConfigField {
+            field: "normalize_activations",
+            ..
+        }
+    ));
+
+    let tmp = copy_case("standard__none");
+    edit_cfg(tmp.path(), |v| v["d_in"] = (-3).into());
+    assert!(matches!(
+        load_err(tmp.path()),
+        SaeError::InvalidConfigField { field: "d_in", .. }
+    ));
+
+    let tmp = copy_case("topk__none");
+    edit_cfg(tmp.path(), |v| v["k"] = 1000.into());
+    assert!(matches!(
+        load_err(tmp.path()),
+        SaeError::InvalidConfigField { field: "k", .. }
+    ));
+}
+
+#[test]
+fn unknown_fields_are_tolerated() {
+    let tmp = copy_case("standard__none");
+    edit_cfg(tmp.path(), |v| {
+        v["some_future_field"] = 3.into();
+        v["metadata"]["another"] = "x".into();
+    });
+    let sae = Sae::load(tmp.path(), &cpu()).unwrap();
+    assert_eq!(sae.config().metadata.extra["another"], "x");
+}
+
+#[test]
+fn missing_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(matches!(load_err(tmp.path()), SaeError::Io { .. }));
+    let tmp = copy_case("standard__none");
+    std::fs::remove_file(tmp.path().join("sae_weights.safetensors")).unwrap();
+    match load_err(tmp.path()) {
+        SaeError::Io { path, .. } => assert!(path.ends_with("sae_weights.safetensors")),
+        e => panic!("wrong error {e}"),
+    }
+}
+
+#[test]
+fn unsupported_dtype_and_non_finite_weights() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let tmp = copy_case("standard__none");
+    let cfg = SaeConfig::from_file(tmp.path()).unwrap();
+    let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
+    let f32s = |n: usize, v: f32| -> Vec<u8> { (0..n).flat_map(|_| v.to_le_bytes()).collect() };
+    let w_enc = f32s(d_in * d_sae, 0.1);
+    let w_dec = f32s(d_in * d_sae, 0.1);
+    let b_dec = f32s(d_in, 0.0);
+    let b_enc_i32: Vec<u8> = (0..d_sae).flat_map(|_| 1i32.to_le_bytes()).collect();
+    let write = |b_enc: (Dtype, &[u8])| {
+        let views = vec![
+            (
+                "W_enc",
+                TensorView::new(Dtype::F32, vec![d_in, d_sae], &w_enc).unwrap(),
+            ),
+            (
+                "W_dec",
+                TensorView::new(Dtype::F32, vec![d_sae, d_in], &w_dec).unwrap(),
+            ),
+            (
+                "b_dec",
+                TensorView::new(Dtype::F32, vec![d_in], &b_dec).unwrap(),
+            ),
+            (
+                "b_enc",
+                TensorView::new(b_enc.0, vec![d_sae], b_enc.1).unwrap(),
+            ),
+        ];
+        let bytes = safetensors::serialize(views, None).unwrap();
+        std::fs::write(tmp.path().join("sae_weights.safetensors"), bytes).unwrap();
+    };
+    write((Dtype::I32, &b_enc_i32));
+    assert!(matches!(
+        load_err(tmp.path()),
+        SaeError::UnsupportedDtype { tensor, .. } if tensor == "b_enc"
+    ));
+    let mut nan = f32s(d_sae, 0.0);
+    nan[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    write((Dtype::F32, &nan));
+    assert!(matches!(
+        load_err(tmp.path()),
+        SaeError::NonFinite { tensor, count: 1, .. } if tensor == "b_enc"
+    ));
+}
+
+#[test]
+fn finetuning_scaling_factor_is_refused() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let tmp = tempfile::tempdir().unwrap();
+    let src = fixtures().join("legacy_flat");
+    std::fs::copy(src.join("cfg.json"), tmp.path().join("cfg.json")).unwrap();
+    let mut all =
+        sae_core::safetensors_io::SafetensorsFile::open(src.join("sae_weights.safetensors"))
+            .unwrap()
+            .read_all()
+            .unwrap();
+    all.get_mut("scaling_factor").unwrap().data[0] = 2.0;
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = all
+        .iter()
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                t.shape.clone(),
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views: Vec<_> = bytes
+        .iter()
+        .map(|(k, s, b)| {
+            (
+                k.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(
+        tmp.path().join("sae_weights.safetensors"),
+        safetensors::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+    assert!(matches!(
+        load_err(tmp.path()),
+        SaeError::UnsupportedScalingFactor { .. }
+    ));
+}
+
+#[test]
+fn wrong_input_width_and_missing_norm_state() {
+    let sae = random_sae(config(Architecture::Standard, 8, 16), 1);
+    let x = tensor_from_vec(vec![0.5; 3 * 7], [3, 7], &cpu());
+    match sae.encode(x).unwrap_err() {
+        SaeError::ShapeMismatch {
+            tensor,
+            expected,
+            found,
+            ..
+        } => {
+            assert_eq!(tensor, "input");
+            assert_eq!(expected, vec![3, 8]);
+            assert_eq!(found, vec![3, 7]);
+        }
+        e => panic!("wrong error {e}"),
+    }
+    let f = tensor_from_vec(vec![0.5; 3 * 15], [3, 15], &cpu());
+    assert!(
+        matches!(sae.decode(f).unwrap_err(), SaeError::ShapeMismatch { tensor, .. } if tensor == "features")
+    );
+
+    let mut cfg = config(Architecture::Standard, 8, 16);
+    cfg.normalize_activations = NormalizeActivations::LayerNorm;
+    let sae = random_sae(cfg, 2);
+    let f = tensor_from_vec(vec![0.5; 3 * 16], [3, 16], &cpu());
+    assert!(matches!(
+        sae.decode(f).unwrap_err(),
+        SaeError::NormStateRequired { .. }
+    ));
+}
+
+#[test]
+fn from_parts_checks_params() {
+    let sae = random_sae(config(Architecture::JumpRelu, 8, 16), 3);
+    let params = sae.clone().into_params();
+    let err = Sae::from_parts(config(Architecture::Standard, 8, 16), params, None).unwrap_err();
+    assert!(matches!(err, SaeError::UnexpectedTensor { tensor, .. } if tensor == "threshold"));
+    let params = sae.into_params();
+    let err = Sae::from_parts(config(Architecture::JumpRelu, 8, 17), params, None).unwrap_err();
+    assert!(matches!(err, SaeError::ShapeMismatch { .. }));
+    let _ = Path::new("");
+}

@@ -1,0 +1,59 @@
+//! The `sae-geometry` CLI: one subcommand per file.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod registry;
+pub mod sae_encode;
+
+/// Find out what sparse-autoencoder latents mean.
+#[derive(Debug, Parser)]
+#[command(name = "sae-geometry", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log level filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive);
+    /// `RUST_LOG` overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    pub log: String,
+
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Encode activations (.npy, rows × d_in) through an SAE into latent activations
+    /// (rows × d_sae), optionally writing the reconstruction.
+    SaeEncode(sae_encode::Args),
+    /// List SAELens's pretrained releases, or the SAEs of one release.
+    Registry(registry::Args),
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the CLI on the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let result = match cli.command {
+        Command::SaeEncode(a) => sae_encode::run(a),
+        Command::Registry(a) => registry::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! `sae-geometry registry`.
+
+use sae_core::Registry;
+
+/// Arguments of `registry`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A release whose SAEs to list; without it, list the releases.
+    pub release: Option<String>,
+}
+
+/// Runs `registry`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let reg = Registry::get()?;
+    match args.release {
+        None => {
+            for (name, r) in &reg.releases {
+                println!("{name}\t{}\t{} SAEs", r.repo_id, r.saes.len());
+            }
+        }
+        Some(name) => {
+            let r = reg.release(&name)?;
+            println!(
+                "# {name}: {} ({})",
+                r.repo_id,
+                r.model.as_deref().unwrap_or("?")
+            );
+            println!("id\tpath\tneuronpedia\tl0\tvariance_explained");
+            let fmt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+            for s in &r.saes {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    s.id,
+                    s.path,
+                    s.neuronpedia.as_deref().unwrap_or(""),
+                    fmt(s.l0),
+                    fmt(s.variance_explained)
+                );
+            }
+        }
+    }
+    Ok(())
+}

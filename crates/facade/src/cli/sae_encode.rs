@@ -1,0 +1,80 @@
+//! `sae-geometry sae-encode`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use sae_core::npy::{NpyStreamWriter, read_f32_matrix};
+use sae_core::{ComputeDevice, HubClient, SaeSource, device};
+
+/// Arguments of `sae-encode`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The SAE: a directory in SAELens's layout (cfg.json + sae_weights.safetensors) or
+    /// RELEASE/SAE_ID from the pretrained registry (e.g. gpt2-small-res-jb/blocks.8.hook_resid_pre).
+    #[arg(long)]
+    pub sae: SaeSource,
+    /// Input activations: float32 (or float64) .npy of shape [rows, d_in].
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the latent activations: float32 .npy of shape [rows, d_sae].
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write the reconstruction: float32 .npy of shape [rows, d_in].
+    #[arg(long)]
+    pub recon: Option<PathBuf>,
+    /// Rows encoded at once (bounds memory: batch × d_sae floats).
+    #[arg(long, default_value_t = 4096)]
+    pub batch_size: usize,
+    /// Compute device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: ComputeDevice,
+    /// Never use the network (same as HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// Runs `sae-encode`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.batch_size > 0, "--batch-size must be positive");
+    let dev = args.device.burn_device()?;
+    let hub = HubClient::from_env().offline(args.offline || HubClient::from_env().is_offline());
+    let sae = args
+        .sae
+        .load(&hub, &dev)
+        .with_context(|| format!("loading SAE {}", args.sae))?;
+    let (d_in, d_sae) = (sae.d_in(), sae.d_sae());
+    let x = read_f32_matrix(&args.input, Some(d_in))?;
+    let rows = x.shape[0];
+    tracing::info!(sae = %args.sae, architecture = %sae.config().architecture, d_in, d_sae, rows, "encoding");
+    let mut feats_out = NpyStreamWriter::create(&args.out, &[rows, d_sae])?;
+    let mut recon_out = match &args.recon {
+        Some(p) => Some(NpyStreamWriter::create(p, &[rows, d_in])?),
+        None => None,
+    };
+    let bar = ProgressBar::new(rows as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    if rows < 4 * args.batch_size {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    for start in (0..rows).step_by(args.batch_size) {
+        let n = args.batch_size.min(rows - start);
+        let chunk = x.data[start * d_in..(start + n) * d_in].to_vec();
+        let t = device::tensor_from_vec(chunk, [n, d_in], &dev);
+        let (f, r) = sae.encode_decode(t)?;
+        feats_out.push(&device::tensor_to_vec(f)?)?;
+        if let Some(w) = recon_out.as_mut() {
+            w.push(&device::tensor_to_vec(r)?)?;
+        }
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    feats_out.finish()?;
+    if let Some(w) = recon_out {
+        w.finish()?;
+    }
+    tracing::info!(out = %args.out.display(), "wrote latent activations");
+    Ok(())
+}
