@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 /// Project automation for sae-geometry.
 #[derive(Debug, Parser)]
 #[command(name = "xtask")]
@@ -12,18 +14,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the workspace's crates and their dependency direction.
-    Crates,
+    /// Run a whole-capability benchmark beside its Python reference and print the ratio.
+    Bench(bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crates => {
-            println!(
-                "sae-core -> gpt2-gemma-models -> activation-store -> {{latent-geometry, autointerp, patch-scoping}} -> sae-geometry (facade, CLI) -> xtask"
-            );
-        }
+        Command::Bench(a) => bench::run(a),
     }
-    Ok(())
 }

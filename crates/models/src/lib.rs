@@ -1,6 +1,26 @@
 //! # gpt2-gemma-models
 //!
-//! Not implemented yet (issues 3 and 4). This crate will hold GPT-2 and Gemma 1/2/3 on burn, loaded
-//! from HF safetensors and GGUF, with TransformerLens hook points (`blocks.{L}.hook_resid_pre`, …),
-//! `run_with_cache`, `run_with_hooks`, KV-cached generation and the GPT-2 / Gemma tokenizers.
-//! Nothing here pretends to work yet.
+//! Language models on burn with TransformerLens's hook points.
+//!
+//! - [`Gpt2`]: GPT-2 from HF `config.json` + `model.safetensors` (either key layout), in
+//!   TransformerLens's processed weight space by default ([`Processing`]), with
+//!   [`Gpt2::run_with_cache`] (exclusive `stop_at_layer`), [`Gpt2::run_with_hooks`] and a
+//!   [`KvCache`].
+//! - [`HookPoint`]: TransformerLens's hook names as a typed enum.
+//! - [`Gpt2Tokenizer`]: GPT-2's byte-level BPE through the `tokenizers` crate.
+//!
+//! Gemma 1/2/3 and GGUF (issue 4) and generation are being built.
+
+pub mod config;
+pub mod error;
+pub mod gpt2;
+pub mod hook;
+pub mod hooks;
+pub mod tokenizer;
+
+pub use config::Gpt2Config;
+pub use error::{ModelError, Result};
+pub use gpt2::{BosPolicy, GPT2_CHECKPOINT_TABLE, Gpt2, Gpt2LoadReport, KvCache, Processing};
+pub use hook::HookPoint;
+pub use hooks::{Activation, ActivationCache, CacheFilter, Hooks, Pass};
+pub use tokenizer::Gpt2Tokenizer;

@@ -1,0 +1,148 @@
+//! Model configs: serde mirrors of HF `config.json`.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+
+/// GPT-2's `config.json` (the fields the forward pass needs; others are ignored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gpt2Config {
+    /// Vocabulary size (50257 for the released models).
+    #[serde(default = "default_vocab")]
+    pub vocab_size: usize,
+    /// Context length.
+    #[serde(default = "default_positions")]
+    pub n_positions: usize,
+    /// d_model.
+    #[serde(default = "default_embd")]
+    pub n_embd: usize,
+    /// Number of blocks.
+    #[serde(default = "default_layers")]
+    pub n_layer: usize,
+    /// Attention heads.
+    #[serde(default = "default_heads")]
+    pub n_head: usize,
+    /// MLP width; `null` means 4·d_model.
+    #[serde(default)]
+    pub n_inner: Option<usize>,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_epsilon: f64,
+    /// Activation; GPT-2 uses `gelu_new`.
+    #[serde(default = "default_act")]
+    pub activation_function: String,
+    /// BOS token id.
+    #[serde(default = "default_bos")]
+    pub bos_token_id: u32,
+    /// EOS token id.
+    #[serde(default = "default_bos")]
+    pub eos_token_id: u32,
+    /// Scale attention scores by 1/√d_head (always true for GPT-2).
+    #[serde(default = "default_true")]
+    pub scale_attn_weights: bool,
+    /// `model_type`, checked to be `gpt2`.
+    #[serde(default)]
+    pub model_type: Option<String>,
+}
+
+fn default_vocab() -> usize {
+    50257
+}
+fn default_positions() -> usize {
+    1024
+}
+fn default_embd() -> usize {
+    768
+}
+fn default_layers() -> usize {
+    12
+}
+fn default_heads() -> usize {
+    12
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_act() -> String {
+    "gelu_new".into()
+}
+fn default_bos() -> u32 {
+    50256
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Gpt2Config {
+    /// GPT-2 small's config.
+    pub fn gpt2_small() -> Self {
+        serde_json::from_str("{}").unwrap_or_else(|_| unreachable_default())
+    }
+
+    /// Reads and checks `config.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg: Gpt2Config = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+            path: path.to_path_buf(),
+            message: format!("malformed GPT-2 config: {e}"),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks the values the forward pass relies on.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |message: String| ModelError::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        if let Some(t) = &self.model_type
+            && t != "gpt2"
+        {
+            return Err(bad(format!("model_type is `{t}`, expected `gpt2`")));
+        }
+        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+            return Err(bad(format!(
+                "n_embd {} is not a multiple of n_head {}",
+                self.n_embd, self.n_head
+            )));
+        }
+        if !matches!(
+            self.activation_function.as_str(),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu"
+        ) {
+            return Err(bad(format!(
+                "activation_function `{}` is not supported (gelu_new, gelu_pytorch_tanh, gelu)",
+                self.activation_function
+            )));
+        }
+        if self.vocab_size == 0 || self.n_layer == 0 || self.n_positions == 0 {
+            return Err(bad(
+                "vocab_size, n_layer and n_positions must be positive".into()
+            ));
+        }
+        Ok(())
+    }
+
+    /// MLP width.
+    pub fn d_mlp(&self) -> usize {
+        self.n_inner.unwrap_or(4 * self.n_embd)
+    }
+
+    /// Head width.
+    pub fn d_head(&self) -> usize {
+        self.n_embd / self.n_head
+    }
+}
+
+#[cold]
+#[allow(clippy::panic)]
+fn unreachable_default() -> ! {
+    panic!("the empty GPT-2 config parses with serde defaults")
+}

@@ -1,0 +1,216 @@
+//! Caching and editing activations at hook points (`run_with_cache`, `run_with_hooks`).
+
+use std::collections::BTreeMap;
+
+use sae_core::burn::tensor::Tensor;
+
+use crate::hook::HookPoint;
+
+/// An activation at a hook point: rank 3 (`[batch, pos, d]`) or rank 4 (per-head tensors and
+/// attention patterns).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Activation {
+    /// `[batch, pos, d]`.
+    Rank3(Tensor<3>),
+    /// `[batch, pos, n_heads, d_head]` or `[batch, n_heads, query, key]`.
+    Rank4(Tensor<4>),
+}
+
+impl Activation {
+    /// The rank-3 tensor, if this is one.
+    pub fn rank3(&self) -> Option<&Tensor<3>> {
+        match self {
+            Activation::Rank3(t) => Some(t),
+            Activation::Rank4(_) => None,
+        }
+    }
+
+    /// The rank-4 tensor, if this is one.
+    pub fn rank4(&self) -> Option<&Tensor<4>> {
+        match self {
+            Activation::Rank4(t) => Some(t),
+            Activation::Rank3(_) => None,
+        }
+    }
+
+    /// The shape.
+    pub fn dims(&self) -> Vec<usize> {
+        match self {
+            Activation::Rank3(t) => t.dims().to_vec(),
+            Activation::Rank4(t) => t.dims().to_vec(),
+        }
+    }
+}
+
+/// Activations recorded by `run_with_cache`, by hook point.
+#[derive(Debug, Clone, Default)]
+pub struct ActivationCache {
+    map: BTreeMap<HookPoint, Activation>,
+}
+
+impl ActivationCache {
+    /// The activation at a hook point.
+    pub fn get(&self, point: HookPoint) -> Option<&Activation> {
+        self.map.get(&point)
+    }
+
+    /// A rank-3 activation (residual stream, MLP, embeddings).
+    pub fn get3(&self, point: HookPoint) -> Option<Tensor<3>> {
+        self.map.get(&point).and_then(Activation::rank3).cloned()
+    }
+
+    /// A rank-4 activation (q, k, v, z, scores, pattern).
+    pub fn get4(&self, point: HookPoint) -> Option<Tensor<4>> {
+        self.map.get(&point).and_then(Activation::rank4).cloned()
+    }
+
+    /// Every recorded hook point, in order.
+    pub fn points(&self) -> impl Iterator<Item = HookPoint> + '_ {
+        self.map.keys().copied()
+    }
+
+    /// Number of recorded activations.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub(crate) fn insert(&mut self, point: HookPoint, act: Activation) {
+        self.map.insert(point, act);
+    }
+}
+
+/// Which pass of a generation a hook sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Pass {
+    /// The whole prompt (a plain forward, or generation's first pass).
+    Prefill,
+    /// One new position per sequence, the KV cache holding the earlier ones (`step` from 1).
+    Decode {
+        /// Which decode step.
+        step: usize,
+    },
+}
+
+/// A hook that reads and may replace an activation. Return the input unchanged to only read.
+pub type HookFn<'a> = Box<dyn FnMut(HookPoint, Pass, Activation) -> Activation + 'a>;
+
+/// Hooks and caching for one run.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    edits: Vec<(HookPoint, HookFn<'a>)>,
+    cache_filter: Option<CacheFilter>,
+    cache: ActivationCache,
+    error: Option<String>,
+}
+
+/// Which activations `run_with_cache` keeps.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CacheFilter {
+    /// Every hook point.
+    All,
+    /// Only these.
+    Only(Vec<HookPoint>),
+}
+
+impl<'a> Hooks<'a> {
+    /// No hooks, no caching.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a hook at a point (several may share a point; they run in insertion order).
+    pub fn add(
+        mut self,
+        point: HookPoint,
+        f: impl FnMut(HookPoint, Pass, Activation) -> Activation + 'a,
+    ) -> Self {
+        self.edits.push((point, Box::new(f)));
+        self
+    }
+
+    /// Records activations passing the filter (after any edit at the same point).
+    pub fn cache(mut self, filter: CacheFilter) -> Self {
+        self.cache_filter = Some(filter);
+        self
+    }
+
+    /// The recorded activations.
+    pub fn into_cache(self) -> ActivationCache {
+        self.cache
+    }
+
+    /// The first misuse a hook made during the run (a wrong rank), if any.
+    pub(crate) fn take_error(&mut self) -> Option<String> {
+        self.error.take()
+    }
+
+    /// Whether anything listens at this point (so the caller may skip building the tensor).
+    pub(crate) fn wants(&self, point: HookPoint) -> bool {
+        self.edits.iter().any(|(p, _)| *p == point)
+            || match &self.cache_filter {
+                Some(CacheFilter::All) => true,
+                Some(CacheFilter::Only(v)) => v.contains(&point),
+                None => false,
+            }
+    }
+
+    pub(crate) fn apply(
+        &mut self,
+        point: HookPoint,
+        pass: Pass,
+        mut act: Activation,
+    ) -> Activation {
+        for (p, f) in self.edits.iter_mut() {
+            if *p == point {
+                act = f(point, pass, act);
+            }
+        }
+        let keep = match &self.cache_filter {
+            Some(CacheFilter::All) => true,
+            Some(CacheFilter::Only(v)) => v.contains(&point),
+            None => false,
+        };
+        if keep {
+            self.cache.insert(point, act.clone());
+        }
+        act
+    }
+
+    pub(crate) fn apply3(&mut self, point: HookPoint, pass: Pass, t: Tensor<3>) -> Tensor<3> {
+        if !self.wants(point) {
+            return t;
+        }
+        match self.apply(point, pass, Activation::Rank3(t.clone())) {
+            Activation::Rank3(t) => t,
+            Activation::Rank4(_) => {
+                self.error = Some(format!(
+                    "the hook at {point} returned a rank-4 tensor for a rank-3 point"
+                ));
+                t
+            }
+        }
+    }
+
+    pub(crate) fn apply4(&mut self, point: HookPoint, pass: Pass, t: Tensor<4>) -> Tensor<4> {
+        if !self.wants(point) {
+            return t;
+        }
+        match self.apply(point, pass, Activation::Rank4(t.clone())) {
+            Activation::Rank4(t) => t,
+            Activation::Rank3(_) => {
+                self.error = Some(format!(
+                    "the hook at {point} returned a rank-3 tensor for a rank-4 point"
+                ));
+                t
+            }
+        }
+    }
+}

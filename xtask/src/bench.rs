@@ -1,0 +1,183 @@
+//! `cargo xtask bench`: whole-capability benchmarks that run our code and the Python reference on
+//! the same input in one run and report the ratio.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use sae_core::device::{tensor_from_vec, tensor_to_vec};
+use sae_core::npy::write_f32;
+use sae_core::{Architecture, Sae, SaeConfig, SaeParams};
+
+/// Arguments of `bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Which benchmark.
+    #[arg(value_enum)]
+    pub(crate) which: Which,
+    /// Python interpreter with the reference packages (sae-lens, torch) installed; without it
+    /// the reference is skipped.
+    #[arg(long, env = "SAE_GEOMETRY_PYTHON")]
+    pub(crate) python: Option<String>,
+    /// Threads for both sides (rayon for ours, torch.set_num_threads for the reference).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) threads: usize,
+    /// Device for our side: cpu (flex), ndarray (needs `--features ndarray`), cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: sae_core::ComputeDevice,
+    /// Timed repetitions (median reported).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) repeats: usize,
+}
+
+/// Benchmarks.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Which {
+    /// Encode [4096, 768] through a 24 576-wide standard SAE.
+    SaeEncode,
+}
+
+fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    check_rayon_threads(args.threads);
+    match args.which {
+        Which::SaeEncode => sae_encode(&args),
+    }
+}
+
+/// burn's flex backend runs on rayon's global pool, sized by `RAYON_NUM_THREADS` (default: all
+/// cores). Warn when it disagrees with the thread count given to the reference.
+fn check_rayon_threads(n: usize) {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let ours = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cores);
+    if ours != n {
+        eprintln!(
+            "note: our side uses {ours} threads; set RAYON_NUM_THREADS={n} to match the reference"
+        );
+    }
+}
+
+fn sae_encode(args: &Args) -> anyhow::Result<()> {
+    let (n, d_in, d_sae) = (4096usize, 768usize, 24_576usize);
+    let dev = args.device.burn_device()?;
+    let t2 = |seed, r: usize, c: usize| {
+        sae_core::burn::module::Param::from_tensor(tensor_from_vec(
+            splitmix(seed, r * c, 1.0 / (d_in as f32).sqrt()),
+            [r, c],
+            &dev,
+        ))
+    };
+    let t1 = |seed, r: usize| {
+        sae_core::burn::module::Param::from_tensor(tensor_from_vec(
+            splitmix(seed, r, 0.1),
+            [r],
+            &dev,
+        ))
+    };
+    let params = SaeParams {
+        w_enc: t2(1, d_in, d_sae),
+        w_dec: t2(2, d_sae, d_in),
+        b_enc: Some(t1(3, d_sae)),
+        b_dec: t1(4, d_in),
+        threshold: None,
+        b_gate: None,
+        b_mag: None,
+        r_mag: None,
+    };
+    let sae = Sae::from_parts(
+        SaeConfig::new(d_in, d_sae, Architecture::Standard),
+        params,
+        None,
+    )?;
+    let xs = splitmix(5, n * d_in, 1.0);
+    let tmp = std::env::temp_dir().join(format!("sae-geometry-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let sae_dir = tmp.join("sae");
+    sae.save(&sae_dir)?;
+    let input = tmp.join("x.npy");
+    write_f32(&input, &[n, d_in], &xs)?;
+
+    let x = tensor_from_vec(xs, [n, d_in], &dev);
+    let first = tensor_to_vec(sae.encode(x.clone())?)?; // warm-up
+    let check_rows = 64;
+    let check = tmp.join("ours.npy");
+    write_f32(&check, &[check_rows, d_sae], &first[..check_rows * d_sae])?;
+    let mut times = Vec::new();
+    for _ in 0..args.repeats {
+        let t0 = Instant::now();
+        let f = sae.encode(x.clone())?;
+        let _ = tensor_to_vec(f)?;
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    let ours = median(times);
+    println!(
+        "sae-encode [{n}, {d_in}] -> {d_sae}: sae-geometry (burn {} device, {} threads): {ours:.3} s",
+        args.device, args.threads
+    );
+    let Some(python) = &args.python else {
+        println!(
+            "reference skipped: pass --python or set SAE_GEOMETRY_PYTHON to a venv with sae-lens"
+        );
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok(());
+    };
+    let script = workspace_root().join("benches/python/sae_encode_ref.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .arg("--sae")
+        .arg(&sae_dir)
+        .arg("--input")
+        .arg(&input)
+        .arg("--threads")
+        .arg(args.threads.to_string())
+        .arg("--repeats")
+        .arg(args.repeats.to_string())
+        .arg("--check")
+        .arg(&check)
+        .output()
+        .with_context(|| format!("running {} {}", python, script.display()))?;
+    if !out.status.success() {
+        bail!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    let reference: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or("{}"))?;
+    let theirs = reference["median_s"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "reference ({}, {} threads): {theirs:.3} s; max |Δ| on {check_rows} rows = {}",
+        reference["impl"].as_str().unwrap_or("?"),
+        reference["threads"],
+        reference["max_abs_diff_vs_ours"]
+    );
+    println!("ratio (reference / ours): {:.2}×", theirs / ours);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+pub(crate) fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
