@@ -30,6 +30,7 @@ impl ComputeDevice {
         match self {
             ComputeDevice::Cpu => Ok(Device::flex()),
             #[cfg(feature = "ndarray")]
+            #[allow(deprecated)] // kept for comparison; flex is the default
             ComputeDevice::NdArray => Ok(Device::ndarray()),
             #[cfg(not(feature = "ndarray"))]
             ComputeDevice::NdArray => Err(SaeError::Backend(

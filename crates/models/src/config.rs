@@ -107,7 +107,7 @@ impl Gpt2Config {
         {
             return Err(bad(format!("model_type is `{t}`, expected `gpt2`")));
         }
-        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return Err(bad(format!(
                 "n_embd {} is not a multiple of n_head {}",
                 self.n_embd, self.n_head
