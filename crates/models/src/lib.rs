@@ -9,18 +9,25 @@
 //! - [`HookPoint`]: TransformerLens's hook names as a typed enum.
 //! - [`Gpt2Tokenizer`]: GPT-2's byte-level BPE through the `tokenizers` crate.
 //!
-//! Gemma 1/2/3 and GGUF (issue 4) and generation are being built.
+//! - [`generate`]: KV-cached generation, greedy or sampled with TransformerLens's
+//!   `freq_penalty`, seeded; hooks see the prompt on the prefill pass and one position per step.
+//!
+//! Gemma 1/2/3 and GGUF (issue 4) are being built.
 
 pub mod config;
 pub mod error;
+pub mod generate;
 pub mod gpt2;
 pub mod hook;
 pub mod hooks;
+pub mod sampling;
 pub mod tokenizer;
 
 pub use config::Gpt2Config;
 pub use error::{ModelError, Result};
+pub use generate::{GenerateConfig, generate, generate_many};
 pub use gpt2::{BosPolicy, GPT2_CHECKPOINT_TABLE, Gpt2, Gpt2LoadReport, KvCache, Processing};
 pub use hook::HookPoint;
 pub use hooks::{Activation, ActivationCache, CacheFilter, Hooks, Pass};
+pub use sampling::{SampleConfig, Sampler, Sampling};
 pub use tokenizer::Gpt2Tokenizer;
