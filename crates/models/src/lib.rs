@@ -21,6 +21,7 @@ pub mod gpt2;
 pub mod hook;
 pub mod hooks;
 pub mod sampling;
+pub mod source;
 pub mod tokenizer;
 
 pub use config::Gpt2Config;
@@ -30,4 +31,5 @@ pub use gpt2::{BosPolicy, GPT2_CHECKPOINT_TABLE, Gpt2, Gpt2LoadReport, KvCache, 
 pub use hook::HookPoint;
 pub use hooks::{Activation, ActivationCache, CacheFilter, Hooks, Pass};
 pub use sampling::{SampleConfig, Sampler, Sampling};
+pub use source::ModelSource;
 pub use tokenizer::Gpt2Tokenizer;

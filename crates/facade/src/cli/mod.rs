@@ -4,8 +4,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod forward;
+pub mod generate;
+pub mod model_args;
 pub mod registry;
 pub mod sae_encode;
+pub mod tokenize;
 
 /// Find out what sparse-autoencoder latents mean.
 #[derive(Debug, Parser)]
@@ -29,6 +33,12 @@ pub enum Command {
     SaeEncode(sae_encode::Args),
     /// List SAELens's pretrained releases, or the SAEs of one release.
     Registry(registry::Args),
+    /// Run a model and save activations at hook points (.npy per hook) and the logits.
+    Forward(forward::Args),
+    /// Print a text's token ids as JSON.
+    Tokenize(tokenize::Args),
+    /// Continue a prompt (KV-cached; greedy or sampled).
+    Generate(generate::Args),
 }
 
 fn init_tracing(level: &str) {
@@ -48,6 +58,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::SaeEncode(a) => sae_encode::run(a),
         Command::Registry(a) => registry::run(a),
+        Command::Forward(a) => forward::run(a),
+        Command::Tokenize(a) => tokenize::run(a),
+        Command::Generate(a) => generate::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

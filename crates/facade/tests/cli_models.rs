@@ -1,0 +1,160 @@
+//! `forward`, `tokenize` and `generate` end to end on the tiny GPT-2 fixture.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gpt2_gemma_models::{GenerateConfig, Gpt2, Gpt2Tokenizer, Hooks, Processing, generate};
+use sae_core::device::cpu;
+use sae_core::npy::read_f32;
+use sae_core::safetensors_io::SafetensorsFile;
+
+fn models() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/tests/fixtures")
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sae-geometry"))
+}
+
+/// The tiny model beside GPT-2's real tokenizer files.
+fn model_dir(tmp: &Path) -> PathBuf {
+    let d = tmp.join("tiny");
+    std::fs::create_dir_all(&d).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(models().join("gpt2-tiny/model").join(f), d.join(f)).unwrap();
+    }
+    for f in ["encoder.json", "vocab.bpe"] {
+        std::fs::copy(models().join("gpt2-tokenizer").join(f), d.join(f)).unwrap();
+    }
+    d
+}
+
+#[test]
+fn forward_writes_hooks_and_logits_matching_transformer_lens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let io = SafetensorsFile::open(models().join("gpt2-tiny/io.safetensors"))
+        .unwrap()
+        .read_all()
+        .unwrap();
+    let toks: Vec<Vec<i64>> = io["tokens"]
+        .data
+        .chunks(12)
+        .map(|r| r.iter().map(|v| *v as i64).collect())
+        .collect();
+    let ids = tmp.path().join("ids.json");
+    std::fs::write(&ids, serde_json::to_string(&toks).unwrap()).unwrap();
+    let out = tmp.path().join("out");
+    let st = bin()
+        .args(["forward", "--model"])
+        .arg(&dir)
+        .arg("--tokens")
+        .arg(&ids)
+        .args([
+            "--hooks",
+            "blocks.1.hook_resid_pre,blocks.0.attn.hook_pattern",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for (file, key) in [
+        ("blocks.1.hook_resid_pre.npy", "tl.blocks.1.hook_resid_pre"),
+        (
+            "blocks.0.attn.hook_pattern.npy",
+            "tl.blocks.0.attn.hook_pattern",
+        ),
+        ("logits.npy", "tl.logits"),
+    ] {
+        let got = read_f32(out.join(file)).unwrap();
+        assert_eq!(got.shape, io[key].shape, "{file}");
+        let d = got
+            .data
+            .iter()
+            .zip(&io[key].data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(d <= 1e-4, "{file}: {d}");
+    }
+    // --stop-at-layer: the hook before the stop is written, no logits.
+    let out2 = tmp.path().join("out2");
+    let st = bin()
+        .args(["forward", "--model"])
+        .arg(&dir)
+        .arg("--tokens")
+        .arg(&ids)
+        .args([
+            "--hooks",
+            "blocks.0.hook_resid_post",
+            "--stop-at-layer",
+            "1",
+            "--no-processing",
+            "--out",
+        ])
+        .arg(&out2)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(out2.join("blocks.0.hook_resid_post.npy").exists());
+    assert!(!out2.join("logits.npy").exists());
+}
+
+#[test]
+fn tokenize_prints_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let out = bin()
+        .args(["tokenize", "--model"])
+        .arg(&dir)
+        .args(["--text", "Hello world"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ids: Vec<u32> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ids, vec![50256, 15496, 995]);
+    let out = bin()
+        .args(["tokenize", "--model"])
+        .arg(&dir)
+        .args(["--text", "Hello world", "--no-bos"])
+        .output()
+        .unwrap();
+    let ids: Vec<u32> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ids, vec![15496, 995]);
+}
+
+#[test]
+fn generate_prints_the_greedy_continuation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let out = bin()
+        .args(["generate", "--model"])
+        .arg(&dir)
+        .args([
+            "--prompt",
+            "a",
+            "--no-bos",
+            "--greedy",
+            "--max-new-tokens",
+            "6",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let model = Gpt2::load(&dir, Processing::TransformerLens, &cpu()).unwrap();
+    let tok = Gpt2Tokenizer::from_dir(&dir).unwrap();
+    let want = generate(
+        &model,
+        &[vec![64]],
+        &GenerateConfig::greedy(6, Some(50256)),
+        &mut Hooks::new(),
+    )
+    .unwrap();
+    let text = format!("a{}\n", tok.decode(&want[0]).unwrap());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), text);
+}
