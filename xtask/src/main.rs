@@ -3,6 +3,8 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_gpt2;
+mod check_gpt2;
 
 /// Project automation for sae-geometry.
 #[derive(Debug, Parser)]
@@ -16,11 +18,15 @@ struct Cli {
 enum Command {
     /// Run a whole-capability benchmark beside its Python reference and print the ratio.
     Bench(bench::Args),
+    /// Check a full-size random-weight GPT-2 (from gen_fixtures.py --full-size) against
+    /// transformers and TransformerLens.
+    CheckGpt2(check_gpt2::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(a) => bench::run(a),
+        Command::CheckGpt2(a) => check_gpt2::run(a),
     }
 }

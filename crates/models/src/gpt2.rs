@@ -238,7 +238,7 @@ fn columns(t: &HostTensor, start: usize, width: usize) -> HostTensor {
 /// any. Returns (normalized before the weights, output).
 fn layer_norm(x: Tensor<3>, ln: Option<&LayerNormParams>, eps: f64) -> (Tensor<3>, Tensor<3>) {
     let x = x.clone() - x.mean_dim(2);
-    let scale = (x.clone().powi_scalar(2).mean_dim(2).add_scalar(eps)).sqrt();
+    let scale = ((x.clone() * x.clone()).mean_dim(2).add_scalar(eps)).sqrt();
     let normalized = x / scale;
     let out = match ln {
         Some(ln) => normalized.clone() * ln.w.val().unsqueeze::<3>() + ln.b.val().unsqueeze::<3>(),
@@ -262,7 +262,8 @@ fn linear(x: Tensor<3>, w: &Param<Tensor<2>>, b: &Param<Tensor<1>>) -> Tensor<3>
 /// GPT-2's `gelu_new` (tanh approximation).
 fn gelu_new(x: Tensor<3>) -> Tensor<3> {
     let c = (2.0f64 / std::f64::consts::PI).sqrt();
-    let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044715)).mul_scalar(c);
+    let x3 = x.clone() * x.clone() * x.clone();
+    let inner = (x.clone() + x3.mul_scalar(0.044715)).mul_scalar(c);
     x.clone().mul_scalar(0.5) * inner.tanh().add_scalar(1.0)
 }
 
@@ -483,7 +484,8 @@ impl Gpt2 {
     }
 
     /// The forward pass with hooks. Blocks from `stop_at_layer` on are not computed (and their
-    /// hooks never fire); logits are returned only when the run reaches the end.
+    /// hooks never fire); with any `stop_at_layer` (even `n_layers`, as in TransformerLens) the
+    /// final norm and unembedding are skipped and no logits are returned.
     ///
     /// # Shapes
     /// - `tokens`: `[batch, pos]` → logits `[batch, pos, vocab]`.
@@ -544,7 +546,9 @@ impl Gpt2 {
         if let Some(e) = hooks.take_error() {
             return Err(ModelError::InvalidInput(e));
         }
-        if stop < cfg.n_layer {
+        // As TransformerLens: any explicit stop returns before the final norm and unembedding,
+        // even when it equals the number of layers.
+        if stop_at_layer.is_some() {
             return Ok(None);
         }
         let (normalized, out) = layer_norm(resid, w.ln_f.as_ref(), cfg.layer_norm_epsilon);
