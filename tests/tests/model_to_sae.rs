@@ -5,16 +5,21 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use sae_geometry::core::burn::tensor::{Int, Tensor, TensorData};
 use sae_geometry::core::device::{cpu, tensor_to_vec};
 use sae_geometry::core::safetensors_io::HostTensor;
 use sae_geometry::core::{Architecture, Sae, SaeConfig};
 use sae_geometry::models::{CacheFilter, Gpt2, HookPoint, Processing};
-use sae_geometry::core::burn::tensor::{Int, Tensor, TensorData};
 
 #[test]
 fn resid_pre_from_the_model_encodes_through_an_sae_at_its_hook() {
     let root = sae_geometry_tests::workspace_root();
-    let model = Gpt2::load(root.join("crates/models/tests/fixtures/gpt2-tiny/model"), Processing::TransformerLens, &cpu()).unwrap();
+    let model = Gpt2::load(
+        root.join("crates/models/tests/fixtures/gpt2-tiny/model"),
+        Processing::TransformerLens,
+        &cpu(),
+    )
+    .unwrap();
     // An SAE configured for blocks.1.hook_resid_pre of this 64-wide model.
     let mut cfg = SaeConfig::new(64, 96, Architecture::TopK);
     cfg.k = Some(4);
@@ -29,19 +34,31 @@ fn resid_pre_from_the_model_encodes_through_an_sae_at_its_hook() {
             })
             .collect()
     };
-    m.insert("W_enc".to_string(), HostTensor::new(vec![64, 96], rnd(64 * 96)));
-    m.insert("W_dec".to_string(), HostTensor::new(vec![96, 64], rnd(96 * 64)));
+    m.insert(
+        "W_enc".to_string(),
+        HostTensor::new(vec![64, 96], rnd(64 * 96)),
+    );
+    m.insert(
+        "W_dec".to_string(),
+        HostTensor::new(vec![96, 64], rnd(96 * 64)),
+    );
     m.insert("b_enc".to_string(), HostTensor::new(vec![96], rnd(96)));
     m.insert("b_dec".to_string(), HostTensor::new(vec![64], rnd(64)));
     let (sae, _) = Sae::from_host_tensors(cfg, m, Path::new("<test>"), &cpu()).unwrap();
 
     let hook: HookPoint = sae.config().hook_name().unwrap().parse().unwrap();
     let layer = sae.config().hook_layer().unwrap();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 5, 9, 13, 200, 7], [2, 3]), &cpu());
+    let tokens = Tensor::<2, Int>::from_data(
+        TensorData::new(vec![1i64, 5, 9, 13, 200, 7], [2, 3]),
+        &cpu(),
+    );
     let (logits, cache) = model
         .run_with_cache(tokens, CacheFilter::Only(vec![hook]), Some(layer + 1))
         .unwrap();
-    assert!(logits.is_none(), "stop_at_layer = layer + 1, as the activation store does");
+    assert!(
+        logits.is_none(),
+        "stop_at_layer = layer + 1, as the activation store does"
+    );
     let acts = cache.get3(hook).unwrap();
     let [b, t, d] = acts.dims();
     let feats = sae.encode(acts.reshape([b * t, d])).unwrap();

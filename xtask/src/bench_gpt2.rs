@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
-use gpt2_gemma_models::{generate, GenerateConfig, Gpt2, Hooks, Processing};
+use anyhow::{Context, bail};
+use gpt2_gemma_models::{GenerateConfig, Gpt2, Hooks, Processing, generate};
 use sae_core::burn::tensor::{Int, Tensor, TensorData};
 use sae_core::device::tensor_to_vec;
 use sae_core::npy::read_f32;
 
-use crate::bench::{median, splitmix, workspace_root, Args};
+use crate::bench::{Args, median, splitmix, workspace_root};
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -26,12 +26,18 @@ fn peak_rss_mib() -> f64 {
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let Some(python) = &args.python else {
-        bail!("bench gpt2 needs --python (a venv with transformers) to make the random-weight model");
+        bail!(
+            "bench gpt2 needs --python (a venv with transformers) to make the random-weight model"
+        );
     };
     let dir = std::env::temp_dir().join("sae-geometry-gpt2-small-random");
     let script = workspace_root().join("benches/python/gpt2_ref.py");
     if !dir.join("model.safetensors").exists() {
-        let st = Command::new(python).arg(&script).arg("make").arg(&dir).status()?;
+        let st = Command::new(python)
+            .arg(&script)
+            .arg("make")
+            .arg(&dir)
+            .status()?;
         anyhow::ensure!(st.success(), "making the random GPT-2 failed");
     }
     // The tokenizer is not needed: random token ids.
@@ -62,13 +68,26 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let fwd = median(times);
     let prompt: Vec<u32> = ids[..16].iter().map(|&v| v as u32).collect();
     let n_dec = 32;
-    let _ = generate(&model, &[prompt.clone()], &GenerateConfig::greedy(4, None), &mut Hooks::new())?;
+    let _ = generate(
+        &model,
+        &[prompt.clone()],
+        &GenerateConfig::greedy(4, None),
+        &mut Hooks::new(),
+    )?;
     let t0 = Instant::now();
-    let ours_greedy = generate(&model, &[prompt], &GenerateConfig::greedy(n_dec, None), &mut Hooks::new())?;
+    let ours_greedy = generate(
+        &model,
+        &[prompt],
+        &GenerateConfig::greedy(n_dec, None),
+        &mut Hooks::new(),
+    )?;
     let dec_s = t0.elapsed().as_secs_f64();
     let rss = peak_rss_mib();
     let gemm = matmul_share(&dev, b, t)?;
-    println!("of which the same matrix products alone take {gemm:.3} s ({:.0}%)", 100.0 * gemm / fwd);
+    println!(
+        "of which the same matrix products alone take {gemm:.3} s ({:.0}%)",
+        100.0 * gemm / fwd
+    );
     println!(
         "GPT-2 small (random weights), sae-geometry (burn {} device, {} threads): load {load_s:.2} s, forward [{b}×{t}] {fwd:.3} s = {:.0} tokens/s, decode {:.1} tokens/s, peak RSS {rss:.0} MiB",
         args.device,
@@ -101,9 +120,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         .zip(&theirs.data)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
-    let greedy_equal = r["greedy"]
-        .as_array()
-        .map(|g| g.iter().map(|v| v.as_u64().unwrap_or(0) as u32).collect::<Vec<_>>() == ours_greedy[0]);
+    let greedy_equal = r["greedy"].as_array().map(|g| {
+        g.iter()
+            .map(|v| v.as_u64().unwrap_or(0) as u32)
+            .collect::<Vec<_>>()
+            == ours_greedy[0]
+    });
     println!(
         "reference ({}, {} threads): load {:.2} s, forward {:.0} tokens/s, decode {:.1} tokens/s, peak RSS {:.0} MiB",
         r["impl"].as_str().unwrap_or("?"),
@@ -126,7 +148,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
 
 /// Times the forward pass's matrix products alone (same shapes, same backend), to say how much of
 /// the forward time is GEMM and how much everything else.
-pub(crate) fn matmul_share(dev: &sae_core::burn::tensor::Device, b: usize, t: usize) -> anyhow::Result<f64> {
+pub(crate) fn matmul_share(
+    dev: &sae_core::burn::tensor::Device,
+    b: usize,
+    t: usize,
+) -> anyhow::Result<f64> {
     use sae_core::device::tensor_from_vec;
     let (d, h, dh, dm, v, layers) = (768usize, 12usize, 64usize, 3072usize, 50257usize, 12usize);
     let n = b * t;
@@ -145,7 +171,13 @@ pub(crate) fn matmul_share(dev: &sae_core::burn::tensor::Device, b: usize, t: us
         sink += tensor_to_vec(x.clone().matmul(wi.clone()).narrow(0, 0, 1))?[0];
         sink += tensor_to_vec(hidden.clone().matmul(wo.clone()).narrow(0, 0, 1))?[0];
         let s = q.clone().matmul(q.clone().swap_dims(1, 2));
-        sink += tensor_to_vec(p.clone().matmul(q.clone()).narrow(0, 0, 1).reshape([t * dh]))?[0] + tensor_to_vec(s.narrow(0, 0, 1).reshape([t * t]))?[0];
+        sink += tensor_to_vec(
+            p.clone()
+                .matmul(q.clone())
+                .narrow(0, 0, 1)
+                .reshape([t * dh]),
+        )?[0]
+            + tensor_to_vec(s.narrow(0, 0, 1).reshape([t * t]))?[0];
     }
     sink += tensor_to_vec(x.matmul(wu).narrow(0, 0, 1))?[0];
     let secs = t0.elapsed().as_secs_f64();

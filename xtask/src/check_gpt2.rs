@@ -24,7 +24,10 @@ pub(crate) struct Args {
 
 /// max |a − b| / max(10, max |b|) (infinities from attention masks compare equal).
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    let scale = b.iter().filter(|v| v.is_finite()).fold(10.0f32, |m, v| m.max(v.abs()));
+    let scale = b
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(10.0f32, |m, v| m.max(v.abs()));
     a.iter()
         .zip(b)
         .map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() })
@@ -36,9 +39,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let io = SafetensorsFile::open(args.dir.join("io.safetensors"))?.read_all()?;
     let tok = &io["tokens"];
     let ids: Vec<i64> = tok.data.iter().map(|v| *v as i64).collect();
-    let tokens = || Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [tok.shape[0], tok.shape[1]]), &cpu());
+    let tokens = || {
+        Tensor::<2, Int>::from_data(
+            TensorData::new(ids.clone(), [tok.shape[0], tok.shape[1]]),
+            &cpu(),
+        )
+    };
     let mut worst = 0.0f32;
-    for (prefix, processing) in [("tl", Processing::TransformerLens), ("tlraw", Processing::None)] {
+    for (prefix, processing) in [
+        ("tl", Processing::TransformerLens),
+        ("tlraw", Processing::None),
+    ] {
         let model = Gpt2::load(args.dir.join("model"), processing, &cpu()).context("loading")?;
         let n_layers = model.config().n_layer;
         let (logits, cache) = model.run_with_cache(tokens(), CacheFilter::All, None)?;
@@ -62,7 +73,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 hook_worst = (d, key);
             }
         }
-        println!("{prefix}: worst hook {} max relative |Δ| = {:.2e}", hook_worst.1, hook_worst.0);
+        println!(
+            "{prefix}: worst hook {} max relative |Δ| = {:.2e}",
+            hook_worst.1, hook_worst.0
+        );
         worst = worst.max(hook_worst.0);
         if processing == Processing::None {
             let hf = max_diff(&logits, &io["hf.logits"].data);
@@ -70,7 +84,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             worst = worst.max(hf);
         }
     }
-    println!("worst max relative |Δ| = {worst:.2e} (tolerance {:.0e})", args.tol);
+    println!(
+        "worst max relative |Δ| = {worst:.2e} (tolerance {:.0e})",
+        args.tol
+    );
     anyhow::ensure!(worst <= args.tol, "full-size GPT-2 parity failed");
     Ok(())
 }

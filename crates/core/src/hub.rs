@@ -316,3 +316,27 @@ pub fn from_pretrained(
     }
     Ok(sae)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hf_hub_offline_values_follow_huggingface_hub() {
+        for v in ["1", "true", "TRUE", "yes", "On", " 1 "] {
+            assert!(env_true(v), "{v}");
+        }
+        for v in ["0", "false", "", "no", "off", "2"] {
+            assert!(!env_true(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn offline_client_never_downloads() {
+        let tmp = std::env::temp_dir().join(format!("sae-core-empty-cache-{}", std::process::id()));
+        let hub = HubClient::from_env().with_cache_dir(&tmp).offline(true);
+        assert!(hub.is_offline());
+        let err = hub.get(&HubRepo::model("a/b"), "cfg.json").unwrap_err();
+        assert!(matches!(err, SaeError::NotCached { .. }));
+    }
+}
