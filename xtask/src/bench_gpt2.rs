@@ -70,7 +70,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let n_dec = 32;
     let _ = generate(
         &model,
-        &[prompt.clone()],
+        std::slice::from_ref(&prompt),
         &GenerateConfig::greedy(4, None),
         &mut Hooks::new(),
     )?;

@@ -45,7 +45,7 @@ fn greedy_generation_equals_transformers() {
     for p in [Processing::None, Processing::TransformerLens] {
         let got = generate(
             &model(p),
-            &[prompt.clone()],
+            std::slice::from_ref(&prompt),
             &GenerateConfig::greedy(want.len(), None),
             &mut Hooks::new(),
         )
