@@ -56,6 +56,26 @@ pub enum ModelError {
         /// What went wrong.
         message: String,
     },
+    /// A GGUF file is truncated, corrupt, or of an unsupported version.
+    #[error("{path}: {message}")]
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and where.
+        message: String,
+    },
+    /// A tensor is stored in a quantisation type this crate does not dequantise.
+    #[error(
+        "{path}: tensor `{tensor}` is stored as {ggml_type}, which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K)"
+    )]
+    UnsupportedQuantization {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// Its type.
+        ggml_type: String,
+    },
     /// An error from sae-core (safetensors, hub, device).
     #[error(transparent)]
     Core(#[from] sae_core::SaeError),

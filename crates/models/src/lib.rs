@@ -12,11 +12,15 @@
 //! - [`generate`]: KV-cached generation, greedy or sampled with TransformerLens's
 //!   `freq_penalty`, seeded; hooks see the prompt on the prefill pass and one position per step.
 //!
-//! Gemma 1/2/3 and GGUF (issue 4) are being built.
+//! - [`gguf`]: GGUF files: metadata, tensor table, dequantisation (F32, F16, BF16, Q8_0, Q4_0,
+//!   Q5_0, Q4_K, Q6_K) bit for bit as the `gguf` Python package.
+//!
+//! Gemma 1/2/3 (issue 4) is being built.
 
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod gguf;
 pub mod gpt2;
 pub mod hook;
 pub mod hooks;
