@@ -5,8 +5,9 @@ use sae_core::burn::tensor::{Int, Tensor, TensorData};
 use sae_core::device::tensor_to_vec;
 
 use crate::error::{ModelError, Result};
-use crate::gpt2::{Gpt2, KvCache};
 use crate::hooks::{Hooks, Pass};
+use crate::kv::KvCache;
+use crate::model::LanguageModel;
 use crate::sampling::{Sampler, Sampling};
 
 /// Generation settings.
@@ -36,8 +37,8 @@ impl GenerateConfig {
 ///
 /// # Shapes
 /// - `prompts`: `batch` sequences of the same length.
-pub fn generate(
-    model: &Gpt2,
+pub fn generate<M: LanguageModel + ?Sized>(
+    model: &M,
     prompts: &[Vec<u32>],
     config: &GenerateConfig,
     hooks: &mut Hooks<'_>,
@@ -56,7 +57,7 @@ pub fn generate(
         )));
     }
     let dev = model.device();
-    let vocab = model.config().vocab_size;
+    let vocab = model.vocab_size();
     let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
     let mut new: Vec<Vec<u32>> = vec![Vec::new(); b];
     let mut done = vec![false; b];
@@ -104,8 +105,8 @@ pub fn generate(
 
 /// Generates for prompts of any lengths: prompts are grouped by length, each group runs as one
 /// batch, and results come back in the input order.
-pub fn generate_many(
-    model: &Gpt2,
+pub fn generate_many<M: LanguageModel + ?Sized>(
+    model: &M,
     prompts: &[Vec<u32>],
     config: &GenerateConfig,
 ) -> Result<Vec<Vec<u32>>> {

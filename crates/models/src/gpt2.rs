@@ -14,6 +14,9 @@ use crate::config::Gpt2Config;
 use crate::error::{ModelError, Result};
 use crate::hook::HookPoint;
 use crate::hooks::{ActivationCache, CacheFilter, Hooks, Pass};
+use crate::kv::KvCache;
+use crate::model::LanguageModel;
+use crate::ops::{gelu_tanh, linear};
 
 /// Which weights the model runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,33 +101,6 @@ pub struct Gpt2Weights {
     pub w_u: Param<Tensor<2>>,
     /// Unembedding bias (zero in the checkpoint; non-zero once `ln_f` is folded).
     pub b_u: Param<Tensor<1>>,
-}
-
-/// Per-layer keys and values of earlier positions.
-#[derive(Debug, Clone, Default)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
-}
-
-impl KvCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Positions held.
-    pub fn len(&self) -> usize {
-        self.layers
-            .iter()
-            .flatten()
-            .next()
-            .map_or(0, |(k, _)| k.dims()[1])
-    }
-
-    /// Whether the cache holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// GPT-2: config, processing mode, weights.
@@ -245,26 +221,6 @@ fn layer_norm(x: Tensor<3>, ln: Option<&LayerNormParams>, eps: f64) -> (Tensor<3
         None => normalized.clone(),
     };
     (normalized, out)
-}
-
-/// `x·W + b` over the last dimension.
-///
-/// # Shapes
-/// - `x`: `[b, t, d_in]`, `w`: `[d_in, d_out]`, `b`: `[d_out]` → `[b, t, d_out]`.
-fn linear(x: Tensor<3>, w: &Param<Tensor<2>>, b: &Param<Tensor<1>>) -> Tensor<3> {
-    let [bs, t, d] = x.dims();
-    let w = w.val();
-    let d_out = w.dims()[1];
-    let y = x.reshape([bs * t, d]).matmul(w) + b.val().unsqueeze::<2>();
-    y.reshape([bs, t, d_out])
-}
-
-/// GPT-2's `gelu_new` (tanh approximation).
-fn gelu_new(x: Tensor<3>) -> Tensor<3> {
-    let c = (2.0f64 / std::f64::consts::PI).sqrt();
-    let x3 = x.clone() * x.clone() * x.clone();
-    let inner = (x.clone() + x3.mul_scalar(0.044715)).mul_scalar(c);
-    x.clone().mul_scalar(0.5) * inner.tanh().add_scalar(1.0)
 }
 
 impl Gpt2 {
@@ -535,7 +491,7 @@ impl Gpt2 {
             resid = hooks.apply3(HookPoint::ResidMid(l), pass, resid + attn);
             let (_, x) = layer_norm(resid.clone(), blk.ln2.as_ref(), cfg.layer_norm_epsilon);
             let pre = hooks.apply3(HookPoint::MlpPre(l), pass, linear(x, &blk.w_in, &blk.b_in));
-            let post = hooks.apply3(HookPoint::MlpPost(l), pass, gelu_new(pre));
+            let post = hooks.apply3(HookPoint::MlpPost(l), pass, gelu_tanh(pre));
             let out = hooks.apply3(
                 HookPoint::MlpOut(l),
                 pass,
@@ -673,5 +629,34 @@ impl ScalarI64 for Tensor<1, Int> {
         v.first()
             .copied()
             .ok_or_else(|| ModelError::InvalidInput("empty tensor".into()))
+    }
+}
+
+impl LanguageModel for Gpt2 {
+    fn run(
+        &self,
+        tokens: Tensor<2, Int>,
+        hooks: &mut Hooks<'_>,
+        stop_at_layer: Option<usize>,
+        kv: Option<&mut KvCache>,
+        pass: Pass,
+    ) -> Result<Option<Tensor<3>>> {
+        Gpt2::run(self, tokens, hooks, stop_at_layer, kv, pass)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn n_layers(&self) -> usize {
+        self.config.n_layer
+    }
+
+    fn d_model(&self) -> usize {
+        self.config.n_embd
+    }
+
+    fn device(&self) -> Device {
+        Gpt2::device(self)
     }
 }

@@ -19,21 +19,28 @@
 
 pub mod config;
 pub mod error;
+pub mod gemma;
 pub mod generate;
 pub mod gguf;
 pub mod gpt2;
 pub mod hook;
 pub mod hooks;
+pub mod kv;
+pub mod model;
+mod ops;
 pub mod sampling;
 pub mod source;
 pub mod tokenizer;
 
 pub use config::Gpt2Config;
 pub use error::{ModelError, Result};
+pub use gemma::{GEMMA_CHECKPOINT_TABLE, Gemma, GemmaConfig, GemmaVariant};
 pub use generate::{GenerateConfig, generate, generate_many};
-pub use gpt2::{BosPolicy, GPT2_CHECKPOINT_TABLE, Gpt2, Gpt2LoadReport, KvCache, Processing};
+pub use gpt2::{BosPolicy, GPT2_CHECKPOINT_TABLE, Gpt2, Gpt2LoadReport, Processing};
 pub use hook::HookPoint;
 pub use hooks::{Activation, ActivationCache, CacheFilter, Hooks, Pass};
+pub use kv::KvCache;
+pub use model::LanguageModel;
 pub use sampling::{SampleConfig, Sampler, Sampling};
 pub use source::ModelSource;
 pub use tokenizer::Gpt2Tokenizer;

@@ -1,0 +1,36 @@
+//! What every language model here offers: a hooked forward pass with an optional KV cache.
+
+use sae_core::burn::tensor::{Device, Int, Tensor};
+
+use crate::error::Result;
+use crate::hooks::{Hooks, Pass};
+use crate::kv::KvCache;
+
+/// A causal language model with TransformerLens-style hook points.
+pub trait LanguageModel {
+    /// The hooked forward pass. Blocks from `stop_at_layer` on are not computed; with any
+    /// `stop_at_layer` no logits are returned (as TransformerLens).
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, pos]` → logits `[batch, pos, vocab]`.
+    fn run(
+        &self,
+        tokens: Tensor<2, Int>,
+        hooks: &mut Hooks<'_>,
+        stop_at_layer: Option<usize>,
+        kv: Option<&mut KvCache>,
+        pass: Pass,
+    ) -> Result<Option<Tensor<3>>>;
+
+    /// Vocabulary size (the logits' width).
+    fn vocab_size(&self) -> usize;
+
+    /// Number of blocks.
+    fn n_layers(&self) -> usize;
+
+    /// d_model.
+    fn d_model(&self) -> usize;
+
+    /// The device the weights live on.
+    fn device(&self) -> Device;
+}

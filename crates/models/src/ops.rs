@@ -1,0 +1,35 @@
+//! Tensor building blocks shared by the models.
+
+use sae_core::burn::module::Param;
+use sae_core::burn::tensor::Tensor;
+
+/// `x·W + b` over the last dimension.
+///
+/// # Shapes
+/// - `x`: `[b, t, d_in]`, `w`: `[d_in, d_out]`, `b`: `[d_out]` → `[b, t, d_out]`.
+pub(crate) fn linear(x: Tensor<3>, w: &Param<Tensor<2>>, b: &Param<Tensor<1>>) -> Tensor<3> {
+    let [bs, t, d] = x.dims();
+    let w = w.val();
+    let d_out = w.dims()[1];
+    let y = x.reshape([bs * t, d]).matmul(w) + b.val().unsqueeze::<2>();
+    y.reshape([bs, t, d_out])
+}
+
+/// The tanh approximation of GELU: GPT-2's `gelu_new`, Gemma's `gelu_pytorch_tanh`.
+pub(crate) fn gelu_tanh(x: Tensor<3>) -> Tensor<3> {
+    let c = (2.0f64 / std::f64::consts::PI).sqrt();
+    let x3 = x.clone() * x.clone() * x.clone();
+    let inner = (x.clone() + x3.mul_scalar(0.044715)).mul_scalar(c);
+    x.clone().mul_scalar(0.5) * inner.tanh().add_scalar(1.0)
+}
+
+/// `x·W` over the last dimension (no bias).
+///
+/// # Shapes
+/// - `x`: `[b, t, d_in]`, `w`: `[d_in, d_out]` → `[b, t, d_out]`.
+pub(crate) fn matmul3(x: Tensor<3>, w: &Param<Tensor<2>>) -> Tensor<3> {
+    let [bs, t, d] = x.dims();
+    let w = w.val();
+    let d_out = w.dims()[1];
+    x.reshape([bs * t, d]).matmul(w).reshape([bs, t, d_out])
+}
