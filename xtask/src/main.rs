@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_gpt2;
+mod check_gemma;
 mod check_gpt2;
 
 /// Project automation for sae-geometry.
@@ -21,6 +22,9 @@ enum Command {
     /// Check a full-size random-weight GPT-2 (from gen_fixtures.py --full-size) against
     /// transformers and TransformerLens.
     CheckGpt2(check_gpt2::Args),
+    /// Check gemma-3-270m loaded from GGUF against transformers' loading of the same file
+    /// (reference from crates/models/tests/fixtures/gemma3-gguf/gen_reference.py).
+    CheckGemmaGguf(check_gemma::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,5 +32,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(a) => bench::run(a),
         Command::CheckGpt2(a) => check_gpt2::run(a),
+        Command::CheckGemmaGguf(a) => check_gemma::run(a),
     }
 }
