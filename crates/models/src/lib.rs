@@ -27,10 +27,12 @@ pub mod hook;
 pub mod hooks;
 pub mod kv;
 pub mod model;
+pub mod offline;
 mod ops;
 pub mod sampling;
 pub mod source;
 pub mod tokenizer;
+pub mod tokenizer_gemma;
 
 pub use config::Gpt2Config;
 pub use error::{ModelError, Result};
@@ -40,7 +42,8 @@ pub use gpt2::{BosPolicy, GPT2_CHECKPOINT_TABLE, Gpt2, Gpt2LoadReport, Processin
 pub use hook::HookPoint;
 pub use hooks::{Activation, ActivationCache, CacheFilter, Hooks, Pass};
 pub use kv::KvCache;
-pub use model::LanguageModel;
+pub use model::{LanguageModel, run_with_cache};
 pub use sampling::{SampleConfig, Sampler, Sampling};
-pub use source::ModelSource;
+pub use source::{AnyModel, AnyTokenizer, ModelSource};
 pub use tokenizer::Gpt2Tokenizer;
+pub use tokenizer_gemma::GemmaTokenizer;

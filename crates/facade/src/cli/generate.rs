@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = GenerateConfig {
         max_new_tokens: args.max_new_tokens,
         sampling,
-        eos_token: Some(tok.bos_id()),
+        eos_token: Some(tok.eos_id()),
     };
     let new = generate(&model, &[prompt], &cfg, &mut Hooks::new())?;
     println!("{}{}", args.prompt, tok.decode(&new[0])?);

