@@ -48,9 +48,9 @@ def bench(a) -> None:
         np.save(a.out_logits, logits[:, -1, :].float().numpy())
         prompt = x[:1, :16]
         model.generate(prompt, max_new_tokens=4, do_sample=False, pad_token_id=0)  # warm-up
+        model.generation_config.eos_token_id = None  # plain greedy, exactly decode_tokens steps
         t0 = time.perf_counter()
-        out = model.generate(prompt, max_new_tokens=a.decode_tokens, min_new_tokens=a.decode_tokens,
-                             do_sample=False, pad_token_id=0)
+        out = model.generate(prompt, max_new_tokens=a.decode_tokens, do_sample=False, pad_token_id=0)
         dec_s = time.perf_counter() - t0
     res = {
         "impl": f"transformers / torch {torch.__version__} CPU",

@@ -39,6 +39,9 @@ pub(crate) enum Which {
     /// GPT-2 small (random weights): forward tokens/s at batch 8 × 128, KV-cached decode
     /// tokens/s, load time and peak RSS, beside transformers; checks the logits agree.
     Gpt2,
+    /// gemma-3-270m from its GGUF: forward tokens/s at batch 8 × 128, KV-cached decode tokens/s,
+    /// load time and peak RSS, beside transformers loading the same GGUF.
+    Gemma,
 }
 
 pub(crate) fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -65,6 +68,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     match args.which {
         Which::SaeEncode => sae_encode(&args),
         Which::Gpt2 => crate::bench_gpt2::run(&args),
+        Which::Gemma => crate::bench_gemma::run(&args),
     }
 }
 

@@ -12,7 +12,7 @@ use sae_core::npy::read_f32;
 
 use crate::bench::{Args, median, splitmix, workspace_root};
 
-fn peak_rss_mib() -> f64 {
+pub(crate) fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
