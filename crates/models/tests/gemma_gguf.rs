@@ -175,3 +175,28 @@ fn paris_and_greedy_generation_equal_transformers() {
     .unwrap();
     assert_eq!(got[0], want);
 }
+
+#[test]
+fn tokenizer_json_round_trip_gives_the_same_ids() {
+    let tok = &loaded().tok;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tokenizer.json");
+    tok.inner().save(&path, false).unwrap();
+    let back = GemmaTokenizer::from_tokenizer_json(&path).unwrap();
+    assert_eq!(
+        (back.bos_id(), back.eos_id(), back.unk_id(), back.pad_id()),
+        (2, 1, 3, 0)
+    );
+    for text in [
+        "The capital of France is",
+        "<start_of_turn>user\n<unk>",
+        "multiple   spaces",
+        "日本語 🎉",
+    ] {
+        assert_eq!(
+            back.encode(text).unwrap(),
+            tok.encode(text).unwrap(),
+            "{text:?}"
+        );
+    }
+}
