@@ -876,6 +876,17 @@ impl Gemma {
         Ok((logits, hooks.into_cache()))
     }
 
+    /// TransformerLens's `run_with_hooks`.
+    pub fn run_with_hooks(
+        &self,
+        tokens: Tensor<2, Int>,
+        mut hooks: Hooks<'_>,
+        stop_at_layer: Option<usize>,
+    ) -> Result<(Option<Tensor<3>>, ActivationCache)> {
+        let logits = self.run(tokens, &mut hooks, stop_at_layer, None, Pass::Prefill)?;
+        Ok((logits, hooks.into_cache()))
+    }
+
     /// The device the weights live on.
     pub fn device(&self) -> Device {
         self.weights.w_e.val().device()

@@ -77,3 +77,59 @@ fn gemma3_greedy_generation_equals_transformers() {
     .unwrap();
     assert_eq!(got[0], want);
 }
+
+#[test]
+fn gemma_hooks_cache_edit_and_stop() {
+    use gpt2_gemma_models::Activation;
+    let model = Gemma::load(dir().join("model"), &cpu()).unwrap();
+    let tokens = || {
+        Tensor::<2, Int>::from_data(
+            TensorData::new(vec![2i64, 5, 9, 13, 200, 7], [1, 6]),
+            &cpu(),
+        )
+    };
+    let (logits, cache) = model
+        .run_with_cache(tokens(), CacheFilter::All, None)
+        .unwrap();
+    assert_eq!(
+        cache.get(HookPoint::AttnQ(0)).unwrap().dims(),
+        vec![1, 6, 4, 32]
+    );
+    assert_eq!(
+        cache.get(HookPoint::AttnK(0)).unwrap().dims(),
+        vec![1, 6, 1, 32]
+    );
+    assert_eq!(
+        cache.get(HookPoint::AttnPattern(5)).unwrap().dims(),
+        vec![1, 4, 6, 6]
+    );
+    assert_eq!(
+        cache.get(HookPoint::MlpPost(2)).unwrap().dims(),
+        vec![1, 6, 128]
+    );
+    // Sliding layers (window 4) see at most 4 keys; the global layer sees all earlier ones.
+    let p0 = tensor_to_vec(cache.get4(HookPoint::AttnPattern(0)).unwrap()).unwrap();
+    let last_row = &p0[5 * 6..6 * 6]; // head 0, query 5
+    assert_eq!(last_row.iter().filter(|v| **v > 0.0).count(), 4);
+    let p5 = tensor_to_vec(cache.get4(HookPoint::AttnPattern(5)).unwrap()).unwrap();
+    assert_eq!(p5[5 * 6..6 * 6].iter().filter(|v| **v > 0.0).count(), 6);
+    // Replacing resid_pre of layer 3 with zeros changes the logits; stopping at 3 skips them.
+    let hooks = Hooks::new().add(HookPoint::ResidPre(3), |_p, _pass, a: Activation| match a {
+        Activation::Rank3(t) => Activation::Rank3(t.zeros_like()),
+        other => other,
+    });
+    let (edited, _) = model.run_with_hooks(tokens(), hooks, None).unwrap();
+    let (a, b) = (
+        tensor_to_vec(edited.unwrap()).unwrap(),
+        tensor_to_vec(logits.unwrap()).unwrap(),
+    );
+    assert!(max_diff(&a, &b) > 1e-3);
+    let (none, c) = model
+        .run_with_cache(tokens(), CacheFilter::All, Some(3))
+        .unwrap();
+    assert!(
+        none.is_none()
+            && c.get(HookPoint::ResidPre(3)).is_none()
+            && c.get(HookPoint::ResidPost(2)).is_some()
+    );
+}
