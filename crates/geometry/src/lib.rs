@@ -1,4 +1,17 @@
 //! # latent-geometry
 //!
-//! Not implemented yet (issue 5). This crate will hold UMAP and HDBSCAN with umap-learn / hdbscan
-//! semantics, the logit lens, and the feature-splitting analysis with its tables and plots.
+//! The geometry of SAE latents: clustering and embedding of decoder directions.
+//!
+//! - [`hdbscan`]: HDBSCAN with the `hdbscan` library's (0.8.x) semantics — core distances to the
+//!   `min_samples`-th other point, mutual reachability, exact minimum spanning tree, single
+//!   linkage, condensed tree, excess-of-mass or leaf selection, labels (−1 = noise), membership
+//!   probabilities and GLOSH outlier scores.
+//!
+//! Being built (issue 5): UMAP with umap-learn's semantics, the logit lens, the feature-splitting
+//! analysis and its plots.
+
+pub mod error;
+pub mod hdbscan;
+
+pub use error::{GeometryError, Result};
+pub use hdbscan::{ClusterSelection, Hdbscan, HdbscanConfig, HdbscanResult};

@@ -1,0 +1,31 @@
+//! The one error type of `latent-geometry`.
+
+/// What can go wrong in the geometry analyses.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GeometryError {
+    /// The input matrix is unusable (empty, ragged, non-finite).
+    #[error("invalid input `{what}`: {message}")]
+    InvalidInput {
+        /// Which input.
+        what: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A parameter is outside its range.
+    #[error("parameter `{name}`: expected {expected}, found {found}")]
+    InvalidParameter {
+        /// The parameter.
+        name: &'static str,
+        /// The valid range.
+        expected: String,
+        /// The value given.
+        found: String,
+    },
+    /// An error from sae-core (files, tensors).
+    #[error(transparent)]
+    Core(#[from] sae_core::SaeError),
+}
+
+/// `Result` with [`GeometryError`].
+pub type Result<T, E = GeometryError> = std::result::Result<T, E>;
