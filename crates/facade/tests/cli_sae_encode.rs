@@ -94,3 +94,35 @@ fn help_lists_commands() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("sae-encode") && s.contains("registry"));
 }
+
+#[test]
+fn hdbscan_cli_writes_int64_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../geometry/tests/fixtures/hdbscan/moons.npy");
+    let out = tmp.path().join("labels.npy");
+    let st = bin()
+        .args(["hdbscan", "--input"])
+        .arg(&input)
+        .args(["--min-cluster-size", "5", "--out"])
+        .arg(&out)
+        .arg("--probabilities")
+        .arg(tmp.path().join("p.npy"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let labels = sae_core::npy::read_i64(&out).unwrap();
+    assert_eq!(labels.len(), 400);
+    let cases: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(input.parent().unwrap().join("cases.json")).unwrap(),
+    )
+    .unwrap();
+    let want: Vec<i64> = cases["cases"][4]["exact"]["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(labels, want);
+    assert_eq!(read_f32(tmp.path().join("p.npy")).unwrap().shape, vec![400]);
+}

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod forward;
 pub mod generate;
+pub mod hdbscan;
 pub mod model_args;
 pub mod registry;
 pub mod sae_encode;
@@ -39,6 +40,8 @@ pub enum Command {
     Tokenize(tokenize::Args),
     /// Continue a prompt (KV-cached; greedy or sampled).
     Generate(generate::Args),
+    /// Cluster points (.npy) with HDBSCAN, the hdbscan library's semantics; labels as int64 .npy.
+    Hdbscan(hdbscan::Args),
 }
 
 fn init_tracing(level: &str) {
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Forward(a) => forward::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Hdbscan(a) => hdbscan::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
