@@ -7,11 +7,15 @@
 //!   linkage, condensed tree, excess-of-mass or leaf selection, labels (−1 = noise), membership
 //!   probabilities and GLOSH outlier scores.
 //!
-//! Being built (issue 5): UMAP with umap-learn's semantics, the logit lens, the feature-splitting
-//! analysis and its plots.
+//! - [`logit_lens`]: each latent's top and bottom tokens by W_dec · W_U, batched.
+//!
+//! Being built (issue 5): UMAP with umap-learn's semantics, the feature-splitting analysis and
+//! its plots.
 
 pub mod error;
 pub mod hdbscan;
+pub mod logit_lens;
 
 pub use error::{GeometryError, Result};
 pub use hdbscan::{ClusterSelection, Hdbscan, HdbscanConfig, HdbscanResult};
+pub use logit_lens::{LatentTokens, LogitLensConfig, logit_lens};

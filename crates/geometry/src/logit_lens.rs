@@ -1,0 +1,100 @@
+//! The logit lens of SAE latents: which tokens each latent's decoder direction boosts and
+//! suppresses, the top-k and bottom-k of W_dec · W_U, computed in latent batches so memory stays
+//! bounded by `batch × vocab` floats.
+
+use sae_core::burn::tensor::Tensor;
+use sae_core::device::{int_tensor_to_vec, tensor_to_vec};
+
+use crate::error::{GeometryError, Result};
+
+/// Top and bottom tokens of one latent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatentTokens {
+    /// The latent's index.
+    pub latent: usize,
+    /// The k most boosted token ids, largest first.
+    pub top_ids: Vec<u32>,
+    /// Their logit weights.
+    pub top_values: Vec<f32>,
+    /// The k most suppressed token ids, smallest first.
+    pub bottom_ids: Vec<u32>,
+    /// Their logit weights.
+    pub bottom_values: Vec<f32>,
+}
+
+/// Settings of [`logit_lens`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogitLensConfig {
+    /// Tokens kept at each end.
+    pub k: usize,
+    /// Latents per batch (memory: batch × vocab floats).
+    pub batch: usize,
+}
+
+impl Default for LogitLensConfig {
+    fn default() -> Self {
+        Self { k: 10, batch: 256 }
+    }
+}
+
+/// Top-k and bottom-k of `w_dec[latents] · w_u` for the given latents (all when `None`).
+///
+/// # Shapes
+/// - `w_dec`: `[d_sae, d_model]`, `w_u`: `[d_model, vocab]`.
+pub fn logit_lens(
+    w_dec: &Tensor<2>,
+    w_u: &Tensor<2>,
+    latents: Option<&[usize]>,
+    config: LogitLensConfig,
+) -> Result<Vec<LatentTokens>> {
+    let [d_sae, d] = w_dec.dims();
+    let [d_u, vocab] = w_u.dims();
+    if d != d_u {
+        return Err(GeometryError::InvalidInput {
+            what: "w_dec, w_u".into(),
+            message: format!("W_dec is [{d_sae}, {d}] but W_U is [{d_u}, {vocab}]"),
+        });
+    }
+    if config.k == 0 || config.k > vocab || config.batch == 0 {
+        return Err(GeometryError::InvalidParameter {
+            name: "k, batch",
+            expected: format!("1 ≤ k ≤ {vocab}, batch ≥ 1"),
+            found: format!("k = {}, batch = {}", config.k, config.batch),
+        });
+    }
+    let all: Vec<usize> = (0..d_sae).collect();
+    let latents = latents.unwrap_or(&all);
+    if let Some(&bad) = latents.iter().find(|&&l| l >= d_sae) {
+        return Err(GeometryError::InvalidParameter {
+            name: "latents",
+            expected: format!("indices below d_sae = {d_sae}"),
+            found: bad.to_string(),
+        });
+    }
+    let dev = w_dec.device();
+    let k = config.k;
+    let mut out = Vec::with_capacity(latents.len());
+    for chunk in latents.chunks(config.batch) {
+        let idx: Vec<i64> = chunk.iter().map(|&l| l as i64).collect();
+        let b = idx.len();
+        let rows = w_dec
+            .clone()
+            .select(0, sae_core::device::int_tensor_from_vec(idx, [b], &dev));
+        let logits = rows.matmul(w_u.clone()); // [b, vocab]
+        let (tv, ti) = logits.clone().topk_with_indices(k, 1);
+        let (bv, bi) = logits.neg().topk_with_indices(k, 1);
+        let (tv, ti) = (tensor_to_vec(tv)?, int_tensor_to_vec(ti)?);
+        let (bv, bi) = (tensor_to_vec(bv)?, int_tensor_to_vec(bi)?);
+        for (j, &latent) in chunk.iter().enumerate() {
+            let s = j * k..(j + 1) * k;
+            out.push(LatentTokens {
+                latent,
+                top_ids: ti[s.clone()].iter().map(|&v| v as u32).collect(),
+                top_values: tv[s.clone()].to_vec(),
+                bottom_ids: bi[s.clone()].iter().map(|&v| v as u32).collect(),
+                bottom_values: bv[s].iter().map(|v| -v).collect(),
+            });
+        }
+    }
+    Ok(out)
+}
