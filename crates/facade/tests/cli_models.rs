@@ -199,3 +199,79 @@ fn gemma_3_270m_from_gguf_through_the_cli() {
         "{text}"
     );
 }
+
+#[test]
+fn logit_lens_cli_writes_jsonl() {
+    use sae_core::safetensors_io::HostTensor;
+    use sae_core::{Architecture, Sae, SaeConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let mut m = std::collections::BTreeMap::new();
+    let mut s = 3u64;
+    let mut rnd = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    };
+    m.insert(
+        "W_enc".to_string(),
+        HostTensor::new(vec![64, 32], rnd(64 * 32)),
+    );
+    m.insert(
+        "W_dec".to_string(),
+        HostTensor::new(vec![32, 64], rnd(32 * 64)),
+    );
+    m.insert("b_enc".to_string(), HostTensor::new(vec![32], rnd(32)));
+    m.insert("b_dec".to_string(), HostTensor::new(vec![64], rnd(64)));
+    let (sae, _) = Sae::from_host_tensors(
+        SaeConfig::new(64, 32, Architecture::Standard),
+        m,
+        Path::new("<t>"),
+        &cpu(),
+    )
+    .unwrap();
+    let sae_dir = tmp.path().join("sae");
+    sae.save(&sae_dir).unwrap();
+    let out = tmp.path().join("lens.jsonl");
+    let st = bin()
+        .args(["logit-lens", "--model"])
+        .arg(&dir)
+        .arg("--sae")
+        .arg(&sae_dir)
+        .args(["--latents", "0-3,7", "--k", "4", "--out"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["latent"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 7]
+    );
+    let model = Gpt2::load(&dir, Processing::TransformerLens, &cpu()).unwrap();
+    let want = latent_geometry::logit_lens(
+        &sae.w_dec(),
+        &model.w_u(),
+        Some(&[7]),
+        latent_geometry::LogitLensConfig { k: 4, batch: 8 },
+    )
+    .unwrap();
+    let got: Vec<u32> = lines[4]["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(got, want[0].top_ids);
+    assert!(lines[4]["bottom"][0]["token"].is_string());
+}

@@ -935,4 +935,8 @@ impl LanguageModel for Gemma {
     fn device(&self) -> Device {
         Gemma::device(self)
     }
+
+    fn unembed(&self) -> Tensor<2> {
+        self.w_u()
+    }
 }

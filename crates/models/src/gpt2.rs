@@ -659,4 +659,8 @@ impl LanguageModel for Gpt2 {
     fn device(&self) -> Device {
         Gpt2::device(self)
     }
+
+    fn unembed(&self) -> Tensor<2> {
+        self.w_u()
+    }
 }

@@ -33,6 +33,10 @@ pub trait LanguageModel {
 
     /// The device the weights live on.
     fn device(&self) -> Device;
+
+    /// The unembedding `[d_model, vocab]` the logits are computed with (for GPT-2 in
+    /// TransformerLens's processed space, the centred W_U).
+    fn unembed(&self) -> Tensor<2>;
 }
 
 /// TransformerLens's `run_with_cache` for any model: logits (when the run reaches the end) and

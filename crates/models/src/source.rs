@@ -158,6 +158,13 @@ impl LanguageModel for AnyModel {
             AnyModel::Gemma(m) => LanguageModel::device(m),
         }
     }
+
+    fn unembed(&self) -> Tensor<2> {
+        match self {
+            AnyModel::Gpt2(m) => m.w_u(),
+            AnyModel::Gemma(m) => m.w_u(),
+        }
+    }
 }
 
 impl AnyTokenizer {

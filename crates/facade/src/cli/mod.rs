@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub mod forward;
 pub mod generate;
 pub mod hdbscan;
+pub mod logit_lens;
 pub mod model_args;
 pub mod registry;
 pub mod sae_encode;
@@ -42,6 +43,8 @@ pub enum Command {
     Generate(generate::Args),
     /// Cluster points (.npy) with HDBSCAN, the hdbscan library's semantics; labels as int64 .npy.
     Hdbscan(hdbscan::Args),
+    /// Each latent's most boosted and suppressed tokens (top/bottom-k of W_dec · W_U), as JSONL.
+    LogitLens(logit_lens::Args),
 }
 
 fn init_tracing(level: &str) {
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Tokenize(a) => tokenize::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Hdbscan(a) => hdbscan::run(a),
+        Command::LogitLens(a) => logit_lens::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

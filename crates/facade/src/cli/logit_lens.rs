@@ -1,0 +1,103 @@
+//! `sae-geometry logit-lens`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use gpt2_gemma_models::LanguageModel;
+use latent_geometry::{LogitLensConfig, logit_lens};
+use sae_core::SaeSource;
+
+use super::model_args::ModelArgs;
+
+/// Arguments of `logit-lens`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The model whose unembedding to use.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The SAE: a directory or RELEASE/SAE_ID.
+    #[arg(long)]
+    pub sae: SaeSource,
+    /// Latents: `all`, or a list of indices and ranges such as `0-99,120`.
+    #[arg(long, default_value = "all")]
+    pub latents: String,
+    /// Tokens kept at each end.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Latents per batch (memory: batch × vocab floats).
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Output: JSON Lines, one object per latent with `latent`, `top` and `bottom`
+    /// ([{id, token, value}]).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Parses `all` or `0-99,120` into indices below `n`.
+pub fn parse_latents(spec: &str, n: usize) -> anyhow::Result<Option<Vec<usize>>> {
+    if spec == "all" {
+        return Ok(None);
+    }
+    let mut v = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b): (usize, usize) = (a.parse()?, b.parse()?);
+            anyhow::ensure!(a <= b, "range {part} is empty");
+            v.extend(a..=b);
+        } else {
+            v.push(part.parse()?);
+        }
+    }
+    if let Some(bad) = v.iter().find(|&&l| l >= n) {
+        anyhow::bail!("latent {bad} is out of range (the SAE has {n})");
+    }
+    Ok(Some(v))
+}
+
+/// Runs `logit-lens`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (model, tok) = args.model.load()?;
+    let sae = args
+        .sae
+        .load(&args.model.hub(), &model.device())
+        .with_context(|| format!("loading SAE {}", args.sae))?;
+    anyhow::ensure!(
+        sae.d_in() == model.d_model(),
+        "the SAE reads d_in = {} but the model's d_model is {}",
+        sae.d_in(),
+        model.d_model()
+    );
+    let latents = parse_latents(&args.latents, sae.d_sae())?;
+    let res = logit_lens(
+        &sae.w_dec(),
+        &model.unembed(),
+        latents.as_deref(),
+        LogitLensConfig {
+            k: args.k,
+            batch: args.batch,
+        },
+    )?;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&args.out)?);
+    let side = |ids: &[u32], vals: &[f32]| -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::Value::Array(
+            ids.iter()
+                .zip(vals)
+                .map(|(&id, &v)| {
+                    Ok(serde_json::json!({ "id": id, "token": tok.decode(&[id])?, "value": v }))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        ))
+    };
+    for r in &res {
+        let obj = serde_json::json!({
+            "latent": r.latent,
+            "top": side(&r.top_ids, &r.top_values)?,
+            "bottom": side(&r.bottom_ids, &r.bottom_values)?,
+        });
+        writeln!(w, "{obj}")?;
+    }
+    w.flush()?;
+    tracing::info!(latents = res.len(), out = %args.out.display(), "wrote the logit lens");
+    Ok(())
+}
