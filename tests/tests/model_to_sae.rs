@@ -9,7 +9,7 @@ use sae_geometry::core::burn::tensor::{Int, Tensor, TensorData};
 use sae_geometry::core::device::{cpu, tensor_to_vec};
 use sae_geometry::core::safetensors_io::HostTensor;
 use sae_geometry::core::{Architecture, Sae, SaeConfig};
-use sae_geometry::models::{CacheFilter, Gpt2, HookPoint, Processing};
+use sae_geometry::models::{CacheFilter, Gpt2, HookPoint, LanguageModel, Processing};
 
 #[test]
 fn resid_pre_from_the_model_encodes_through_an_sae_at_its_hook() {

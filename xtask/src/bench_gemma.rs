@@ -4,6 +4,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::gguf::GgufFile;
 use gpt2_gemma_models::{Gemma, GenerateConfig, Hooks, generate};
 use sae_core::burn::tensor::{Int, Tensor, TensorData};

@@ -5,6 +5,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::{GenerateConfig, Gpt2, Hooks, Processing, generate};
 use sae_core::burn::tensor::{Int, Tensor, TensorData};
 use sae_core::device::tensor_to_vec;

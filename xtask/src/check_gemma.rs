@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::gguf::GgufFile;
 use gpt2_gemma_models::{CacheFilter, Gemma, GenerateConfig, HookPoint, Hooks, generate};
 use sae_core::burn::tensor::{Int, Tensor, TensorData};

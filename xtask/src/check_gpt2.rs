@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::{Activation, CacheFilter, Gpt2, HookPoint, Processing};
 use sae_core::burn::tensor::{Int, Tensor, TensorData};
 use sae_core::device::{cpu, tensor_to_vec};

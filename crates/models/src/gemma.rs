@@ -32,7 +32,7 @@ use serde_json::Value;
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 use crate::hook::HookPoint;
-use crate::hooks::{ActivationCache, CacheFilter, Hooks, Pass};
+use crate::hooks::{Hooks, Pass};
 use crate::kv::KvCache;
 use crate::model::LanguageModel;
 use crate::ops::{gelu_tanh, matmul3};
@@ -856,35 +856,6 @@ impl Gemma {
         let z = pattern.matmul(vh).swap_dims(1, 2); // [b, t, h, hd]
         let z = hooks.apply4(HookPoint::AttnZ(l), pass, z);
         matmul3(z.reshape([b, t, h * hd]), &blk.w_o)
-    }
-
-    /// Logits for a batch of token sequences.
-    pub fn forward(&self, tokens: Tensor<2, Int>) -> Result<Tensor<3>> {
-        self.run(tokens, &mut Hooks::new(), None, None, Pass::Prefill)?
-            .ok_or_else(|| ModelError::InvalidInput("the forward pass stopped early".into()))
-    }
-
-    /// TransformerLens's `run_with_cache`.
-    pub fn run_with_cache(
-        &self,
-        tokens: Tensor<2, Int>,
-        filter: CacheFilter,
-        stop_at_layer: Option<usize>,
-    ) -> Result<(Option<Tensor<3>>, ActivationCache)> {
-        let mut hooks = Hooks::new().cache(filter);
-        let logits = self.run(tokens, &mut hooks, stop_at_layer, None, Pass::Prefill)?;
-        Ok((logits, hooks.into_cache()))
-    }
-
-    /// TransformerLens's `run_with_hooks`.
-    pub fn run_with_hooks(
-        &self,
-        tokens: Tensor<2, Int>,
-        mut hooks: Hooks<'_>,
-        stop_at_layer: Option<usize>,
-    ) -> Result<(Option<Tensor<3>>, ActivationCache)> {
-        let logits = self.run(tokens, &mut hooks, stop_at_layer, None, Pass::Prefill)?;
-        Ok((logits, hooks.into_cache()))
     }
 
     /// The device the weights live on.

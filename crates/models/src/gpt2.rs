@@ -13,7 +13,7 @@ use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 use crate::config::Gpt2Config;
 use crate::error::{ModelError, Result};
 use crate::hook::HookPoint;
-use crate::hooks::{ActivationCache, CacheFilter, Hooks, Pass};
+use crate::hooks::{Hooks, Pass};
 use crate::kv::KvCache;
 use crate::model::LanguageModel;
 use crate::ops::{gelu_tanh, linear};
@@ -562,40 +562,6 @@ impl Gpt2 {
         let z = pattern.matmul(vh).swap_dims(1, 2);
         let z = hooks.apply4(HookPoint::AttnZ(l), pass, z);
         linear(z.reshape([b, t, d]), &blk.w_o, &blk.b_o)
-    }
-
-    /// Logits for a batch of token sequences.
-    ///
-    /// # Shapes
-    /// - `tokens`: `[batch, pos]` → `[batch, pos, vocab]`.
-    pub fn forward(&self, tokens: Tensor<2, Int>) -> Result<Tensor<3>> {
-        self.run(tokens, &mut Hooks::new(), None, None, Pass::Prefill)?
-            .ok_or_else(|| ModelError::InvalidInput("the forward pass stopped early".into()))
-    }
-
-    /// TransformerLens's `run_with_cache`: logits (when the run reaches the end) and the
-    /// activations passing `filter`. `stop_at_layer` is exclusive: nothing from that block on is
-    /// computed.
-    pub fn run_with_cache(
-        &self,
-        tokens: Tensor<2, Int>,
-        filter: CacheFilter,
-        stop_at_layer: Option<usize>,
-    ) -> Result<(Option<Tensor<3>>, ActivationCache)> {
-        let mut hooks = Hooks::new().cache(filter);
-        let logits = self.run(tokens, &mut hooks, stop_at_layer, None, Pass::Prefill)?;
-        Ok((logits, hooks.into_cache()))
-    }
-
-    /// TransformerLens's `run_with_hooks`.
-    pub fn run_with_hooks(
-        &self,
-        tokens: Tensor<2, Int>,
-        mut hooks: Hooks<'_>,
-        stop_at_layer: Option<usize>,
-    ) -> Result<(Option<Tensor<3>>, ActivationCache)> {
-        let logits = self.run(tokens, &mut hooks, stop_at_layer, None, Pass::Prefill)?;
-        Ok((logits, hooks.into_cache()))
     }
 }
 

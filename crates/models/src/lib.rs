@@ -42,7 +42,7 @@ pub use gpt2::{BosPolicy, GPT2_CHECKPOINT_TABLE, Gpt2, Gpt2LoadReport, Processin
 pub use hook::HookPoint;
 pub use hooks::{Activation, ActivationCache, CacheFilter, Hooks, Pass};
 pub use kv::KvCache;
-pub use model::{LanguageModel, run_with_cache};
+pub use model::LanguageModel;
 pub use sampling::{SampleConfig, Sampler, Sampling};
 pub use source::{AnyModel, AnyTokenizer, ModelSource};
 pub use tokenizer::Gpt2Tokenizer;

@@ -37,17 +37,40 @@ pub trait LanguageModel {
     /// The unembedding `[d_model, vocab]` the logits are computed with (for GPT-2 in
     /// TransformerLens's processed space, the centred W_U).
     fn unembed(&self) -> Tensor<2>;
-}
 
-/// TransformerLens's `run_with_cache` for any model: logits (when the run reaches the end) and
-/// the activations passing `filter`.
-pub fn run_with_cache<M: LanguageModel + ?Sized>(
-    model: &M,
-    tokens: Tensor<2, Int>,
-    filter: crate::hooks::CacheFilter,
-    stop_at_layer: Option<usize>,
-) -> Result<(Option<Tensor<3>>, crate::hooks::ActivationCache)> {
-    let mut hooks = Hooks::new().cache(filter);
-    let logits = model.run(tokens, &mut hooks, stop_at_layer, None, Pass::Prefill)?;
-    Ok((logits, hooks.into_cache()))
+    /// Logits for a batch of token sequences.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, pos]` → `[batch, pos, vocab]`.
+    fn forward(&self, tokens: Tensor<2, Int>) -> Result<Tensor<3>> {
+        self.run(tokens, &mut Hooks::new(), None, None, Pass::Prefill)?
+            .ok_or_else(|| {
+                crate::error::ModelError::InvalidInput("the forward pass stopped early".into())
+            })
+    }
+
+    /// TransformerLens's `run_with_cache`: logits (when the run reaches the end) and the
+    /// activations passing `filter`. `stop_at_layer` is exclusive: nothing from that block on is
+    /// computed.
+    fn run_with_cache(
+        &self,
+        tokens: Tensor<2, Int>,
+        filter: crate::hooks::CacheFilter,
+        stop_at_layer: Option<usize>,
+    ) -> Result<(Option<Tensor<3>>, crate::hooks::ActivationCache)> {
+        let mut hooks = Hooks::new().cache(filter);
+        let logits = self.run(tokens, &mut hooks, stop_at_layer, None, Pass::Prefill)?;
+        Ok((logits, hooks.into_cache()))
+    }
+
+    /// TransformerLens's `run_with_hooks`: hooks may read and replace activations.
+    fn run_with_hooks(
+        &self,
+        tokens: Tensor<2, Int>,
+        mut hooks: Hooks<'_>,
+        stop_at_layer: Option<usize>,
+    ) -> Result<(Option<Tensor<3>>, crate::hooks::ActivationCache)> {
+        let logits = self.run(tokens, &mut hooks, stop_at_layer, None, Pass::Prefill)?;
+        Ok((logits, hooks.into_cache()))
+    }
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::{
     CacheFilter, Gemma, GemmaVariant, GenerateConfig, HookPoint, Hooks, ModelError, generate,
 };

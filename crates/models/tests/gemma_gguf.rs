@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::gguf::GgufFile;
 use gpt2_gemma_models::{
     BosPolicy, CacheFilter, Gemma, GemmaTokenizer, GenerateConfig, HookPoint, Hooks, generate,

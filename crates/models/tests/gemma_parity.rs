@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::{
     CacheFilter, Gemma, GemmaVariant, GenerateConfig, HookPoint, Hooks, generate,
 };

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::path::PathBuf;
 
+use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::sampling::{apply_temperature_and_penalty, keep_top_k, keep_top_p};
 use gpt2_gemma_models::{
     Activation, GenerateConfig, Gpt2, HookPoint, Hooks, Pass, Processing, SampleConfig, Sampling,

@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::{
     Activation, CacheFilter, Gpt2, Gpt2Tokenizer, HookPoint, Hooks, ModelError, Processing,
 };
