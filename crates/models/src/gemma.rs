@@ -817,17 +817,7 @@ impl Gemma {
         };
         let q = rope(q);
         let k = rope(k);
-        let (k, v) = match kv {
-            Some(slot) => {
-                let (k, v) = match slot.take() {
-                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
-                    None => (k, v),
-                };
-                *slot = Some((k.clone(), v.clone()));
-                (k, v)
-            }
-            None => (k, v),
-        };
+        let (k, v) = crate::kv::append(kv, k, v);
         let total = k.dims()[1];
         let rep = h / kvh;
         let expand = |x: Tensor<4>| {

@@ -537,17 +537,7 @@ impl Gpt2 {
         let q = hooks.apply4(HookPoint::AttnQ(l), pass, q);
         let k = hooks.apply4(HookPoint::AttnK(l), pass, k);
         let v = hooks.apply4(HookPoint::AttnV(l), pass, v);
-        let (k, v) = match kv {
-            Some(slot) => {
-                let (k, v) = match slot.take() {
-                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
-                    None => (k, v),
-                };
-                *slot = Some((k.clone(), v.clone()));
-                (k, v)
-            }
-            None => (k, v),
-        };
+        let (k, v) = crate::kv::append(kv, k, v);
         let total = k.dims()[1];
         let qh = q.swap_dims(1, 2);
         let kh = k.swap_dims(1, 2);

@@ -28,3 +28,22 @@ impl KvCache {
         self.len() == 0
     }
 }
+
+/// Appends this step's keys and values to a layer's cache slot (when caching) and returns the
+/// keys and values of every position so far.
+///
+/// # Shapes
+/// - `k`, `v`: `[batch, new_pos, kv_heads, d_head]` → `[batch, past + new_pos, kv_heads, d_head]`.
+pub(crate) fn append(
+    slot: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+) -> (Tensor<4>, Tensor<4>) {
+    let Some(slot) = slot else { return (k, v) };
+    let (k, v) = match slot.take() {
+        Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
+        None => (k, v),
+    };
+    *slot = Some((k.clone(), v.clone()));
+    (k, v)
+}
