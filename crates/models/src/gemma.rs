@@ -35,6 +35,7 @@ use crate::hook::HookPoint;
 use crate::hooks::{Hooks, Pass};
 use crate::kv::KvCache;
 use crate::model::LanguageModel;
+use crate::ops::transpose_host as transpose;
 use crate::ops::{gelu_tanh, matmul3};
 
 /// Gemma generation.
@@ -412,17 +413,6 @@ impl Source<'_> {
         }
         Ok(t)
     }
-}
-
-fn transpose(t: &HostTensor) -> HostTensor {
-    let (r, c) = (t.shape[0], t.shape[1]);
-    let mut data = vec![0.0; r * c];
-    for i in 0..r {
-        for j in 0..c {
-            data[j * r + i] = t.data[i * c + j];
-        }
-    }
-    HostTensor::new(vec![c, r], data)
 }
 
 /// RMSNorm: x · rsqrt(mean(x²) + eps) over the last dim; returns (normalised, scaled).

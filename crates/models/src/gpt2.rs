@@ -16,6 +16,7 @@ use crate::hook::HookPoint;
 use crate::hooks::{Hooks, Pass};
 use crate::kv::KvCache;
 use crate::model::LanguageModel;
+use crate::ops::transpose_host as transpose;
 use crate::ops::{gelu_tanh, linear};
 
 /// Which weights the model runs with.
@@ -562,17 +563,6 @@ fn causal_mask(t: usize, past: usize, dev: &Device) -> Tensor<2, Bool> {
         .flat_map(|i| (0..total).map(move |j| j > past + i))
         .collect();
     Tensor::from_data(TensorData::new(data, [t, total]), dev)
-}
-
-fn transpose(t: &HostTensor) -> HostTensor {
-    let (r, c) = (t.shape[0], t.shape[1]);
-    let mut data = vec![0.0; r * c];
-    for i in 0..r {
-        for j in 0..c {
-            data[j * r + i] = t.data[i * c + j];
-        }
-    }
-    HostTensor::new(vec![c, r], data)
 }
 
 trait ScalarI64 {

@@ -2,6 +2,7 @@
 
 use sae_core::burn::module::Param;
 use sae_core::burn::tensor::Tensor;
+use sae_core::safetensors_io::HostTensor;
 
 /// `x·W + b` over the last dimension.
 ///
@@ -33,4 +34,17 @@ pub(crate) fn matmul3(x: Tensor<3>, w: &Param<Tensor<2>>) -> Tensor<3> {
     let w = w.val();
     let d_out = w.dims()[1];
     x.reshape([bs * t, d]).matmul(w).reshape([bs, t, d_out])
+}
+
+/// A row-major `[rows, cols]` host matrix transposed (checkpoints store `[out, in]`, we multiply
+/// by `[in, out]`).
+pub(crate) fn transpose_host(t: &HostTensor) -> HostTensor {
+    let (r, c) = (t.shape[0], t.shape[1]);
+    let mut data = vec![0.0; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            data[j * r + i] = t.data[i * c + j];
+        }
+    }
+    HostTensor::new(vec![c, r], data)
 }
