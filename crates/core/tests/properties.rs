@@ -18,7 +18,8 @@ fn norm_strategy() -> impl Strategy<Value = NormalizeActivations> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    // A fixed seed: CI runs the same cases every time (and records no flaky failures).
+    #![proptest_config(ProptestConfig { cases: 48, rng_seed: proptest::test_runner::RngSeed::Fixed(20261125), ..ProptestConfig::default() })]
 
     /// Latent activations are never negative, the shapes are preserved, and TopK keeps at most k
     /// latents per row.

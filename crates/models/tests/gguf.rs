@@ -133,7 +133,8 @@ fn unsupported_quantisation_and_missing_tensor() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    // A fixed seed: CI runs the same cases every time (and records no flaky failures).
+    #![proptest_config(ProptestConfig { cases: 300, rng_seed: proptest::test_runner::RngSeed::Fixed(20261125), ..ProptestConfig::default() })]
 
     /// Any mutation of the header or tables gives Ok or an error — never a panic — and whatever
     /// parses also dequantises without panicking.
