@@ -189,3 +189,60 @@ pub(crate) fn workspace_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_default()
 }
+
+/// What [`measure_model`] times: the forward pass on a batch, and KV-cached greedy decoding.
+pub(crate) struct ModelTimings {
+    /// Median seconds of three forward passes (after one warm-up).
+    pub(crate) forward_s: f64,
+    /// Last-position logits of every row, `[batch, vocab]`, for the parity check.
+    pub(crate) last_logits: Vec<f32>,
+    /// Decoded tokens per second.
+    pub(crate) decode_tokens_per_s: f64,
+    /// The greedy continuation of the first row's first 16 tokens.
+    pub(crate) greedy: Vec<u32>,
+}
+
+/// Forward `[b, t]` tokens (median of 3 after a warm-up) and greedy-decode `n_dec` tokens from
+/// the first row's first 16 tokens (after a 4-token warm-up), as both model benchmarks do.
+pub(crate) fn measure_model<M: gpt2_gemma_models::LanguageModel>(
+    model: &M,
+    ids: &[i64],
+    b: usize,
+    t: usize,
+    n_dec: usize,
+) -> anyhow::Result<ModelTimings> {
+    use gpt2_gemma_models::{GenerateConfig, Hooks, generate};
+    use sae_core::burn::tensor::{Int, Tensor, TensorData};
+    let vocab = model.vocab_size();
+    let x = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [b, t]), &model.device());
+    let _ = model.forward(x.clone())?;
+    let mut times = Vec::new();
+    let mut last_logits = Vec::new();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let l = model.forward(x.clone())?;
+        last_logits = tensor_to_vec(l.narrow(1, t - 1, 1).reshape([b, vocab]))?;
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    let prompt: Vec<u32> = ids[..16].iter().map(|&v| v as u32).collect();
+    let _ = generate(
+        model,
+        std::slice::from_ref(&prompt),
+        &GenerateConfig::greedy(4, None),
+        &mut Hooks::new(),
+    )?;
+    let t0 = Instant::now();
+    let greedy = generate(
+        model,
+        &[prompt],
+        &GenerateConfig::greedy(n_dec, None),
+        &mut Hooks::new(),
+    )?;
+    let decode_tokens_per_s = n_dec as f64 / t0.elapsed().as_secs_f64();
+    Ok(ModelTimings {
+        forward_s: median(times),
+        last_logits,
+        decode_tokens_per_s,
+        greedy: greedy.into_iter().next().unwrap_or_default(),
+    })
+}

@@ -4,14 +4,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use gpt2_gemma_models::LanguageModel;
+use gpt2_gemma_models::Gemma;
 use gpt2_gemma_models::gguf::GgufFile;
-use gpt2_gemma_models::{Gemma, GenerateConfig, Hooks, generate};
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::tensor_to_vec;
 use sae_core::npy::read_f32;
 
-use crate::bench::{Args, median, splitmix, workspace_root};
+use crate::bench::{Args, measure_model, splitmix, workspace_root};
 use crate::bench_gpt2::peak_rss_mib;
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
@@ -21,38 +18,15 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let file = GgufFile::open(&gguf)?;
     let model = Gemma::load_gguf(&file, &dev).context("loading gemma-3-270m")?;
     let load_s = t0.elapsed().as_secs_f64();
-    let (b, t, vocab) = (8usize, 128usize, model.config().vocab_size);
+    let (b, t) = (8usize, 128usize);
     let ids: Vec<i64> = splitmix(13, b * t, 1.0)
         .into_iter()
         .map(|u| 1000 + (((u + 1.0) / 2.0) * 200_000.0) as i64)
         .collect();
-    let x = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [b, t]), &dev);
-    let _ = model.forward(x.clone())?;
-    let mut times = Vec::new();
-    let mut last = Vec::new();
-    for _ in 0..3 {
-        let t0 = Instant::now();
-        let l = model.forward(x.clone())?;
-        last = tensor_to_vec(l.narrow(1, t - 1, 1).reshape([b, vocab]))?;
-        times.push(t0.elapsed().as_secs_f64());
-    }
-    let fwd = median(times);
-    let prompt: Vec<u32> = ids[..16].iter().map(|&v| v as u32).collect();
     let n_dec = 32;
-    let _ = generate(
-        &model,
-        std::slice::from_ref(&prompt),
-        &GenerateConfig::greedy(4, None),
-        &mut Hooks::new(),
-    )?;
-    let t0 = Instant::now();
-    let ours_greedy = generate(
-        &model,
-        &[prompt],
-        &GenerateConfig::greedy(n_dec, None),
-        &mut Hooks::new(),
-    )?;
-    let dec = n_dec as f64 / t0.elapsed().as_secs_f64();
+    let m = measure_model(&model, &ids, b, t, n_dec)?;
+    let (fwd, last, dec) = (m.forward_s, m.last_logits, m.decode_tokens_per_s);
+    let ours_greedy = [m.greedy];
     let rss = peak_rss_mib();
     println!(
         "gemma-3-270m (Q4_K_M GGUF → f32), sae-geometry (burn {} device, {} threads): load {load_s:.2} s, forward [{b}×{t}] {:.0} tokens/s, decode {dec:.1} tokens/s, peak RSS {rss:.0} MiB",

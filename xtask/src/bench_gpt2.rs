@@ -5,13 +5,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use gpt2_gemma_models::LanguageModel;
-use gpt2_gemma_models::{GenerateConfig, Gpt2, Hooks, Processing, generate};
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
+use gpt2_gemma_models::{Gpt2, Processing};
 use sae_core::device::tensor_to_vec;
 use sae_core::npy::read_f32;
 
-use crate::bench::{Args, median, splitmix, workspace_root};
+use crate::bench::{Args, measure_model, splitmix, workspace_root};
 
 pub(crate) fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -55,34 +53,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let model = Gpt2::load(&dir, Processing::None, &dev).context("loading the random GPT-2")?;
     let load_s = t0.elapsed().as_secs_f64();
-    let x = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [b, t]), &dev);
-    let logits = model.forward(x.clone())?;
-    let mut times = Vec::new();
-    let mut last = Vec::new();
-    for _ in 0..3 {
-        let t0 = Instant::now();
-        let l = model.forward(x.clone())?;
-        last = tensor_to_vec(l.narrow(1, t - 1, 1))?;
-        times.push(t0.elapsed().as_secs_f64());
-    }
-    drop(logits);
-    let fwd = median(times);
-    let prompt: Vec<u32> = ids[..16].iter().map(|&v| v as u32).collect();
     let n_dec = 32;
-    let _ = generate(
-        &model,
-        std::slice::from_ref(&prompt),
-        &GenerateConfig::greedy(4, None),
-        &mut Hooks::new(),
-    )?;
-    let t0 = Instant::now();
-    let ours_greedy = generate(
-        &model,
-        &[prompt],
-        &GenerateConfig::greedy(n_dec, None),
-        &mut Hooks::new(),
-    )?;
-    let dec_s = t0.elapsed().as_secs_f64();
+    let m = measure_model(&model, &ids, b, t, n_dec)?;
+    let (fwd, last) = (m.forward_s, m.last_logits);
+    let dec_s = n_dec as f64 / m.decode_tokens_per_s;
+    let ours_greedy = [m.greedy];
     let rss = peak_rss_mib();
     let gemm = matmul_share(&dev, b, t)?;
     println!(
