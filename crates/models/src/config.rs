@@ -84,14 +84,7 @@ impl Gpt2Config {
     /// Reads and checks `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let cfg: Gpt2Config = serde_json::from_str(&text).map_err(|e| ModelError::Config {
-            path: path.to_path_buf(),
-            message: format!("malformed GPT-2 config: {e}"),
-        })?;
+        let cfg: Gpt2Config = read_json(path, "GPT-2 config")?;
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -145,4 +138,16 @@ impl Gpt2Config {
 #[allow(clippy::panic)]
 fn unreachable_default() -> ! {
     panic!("the empty GPT-2 config parses with serde defaults")
+}
+
+/// Reads a JSON file into `T`; I/O and parse failures name the file (`what` says what it is).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        path: path.to_path_buf(),
+        message: format!("malformed {what}: {e}"),
+    })
 }

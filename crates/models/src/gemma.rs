@@ -135,14 +135,7 @@ impl GemmaConfig {
     /// Reads and checks `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let cfg: GemmaConfig = serde_json::from_str(&text).map_err(|e| ModelError::Config {
-            path: path.to_path_buf(),
-            message: format!("malformed Gemma config: {e}"),
-        })?;
+        let cfg: GemmaConfig = crate::config::read_json(path, "Gemma config")?;
         cfg.variant(path)?;
         Ok(cfg)
     }
@@ -439,14 +432,7 @@ impl Gemma {
         let mut tensors = BTreeMap::new();
         let index = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if index.exists() {
-            let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io {
-                path: index.clone(),
-                source,
-            })?;
-            let v: Value = serde_json::from_str(&text).map_err(|e| ModelError::Config {
-                path: index.clone(),
-                message: e.to_string(),
-            })?;
+            let v: Value = crate::config::read_json(&index, "safetensors index")?;
             let mut shards: Vec<String> = v
                 .get("weight_map")
                 .and_then(Value::as_object)

@@ -194,15 +194,7 @@ impl AnyTokenizer {
 }
 
 fn model_type(dir: &Path) -> Result<String> {
-    let p = dir.join("config.json");
-    let text = std::fs::read_to_string(&p).map_err(|source| ModelError::Io {
-        path: p.clone(),
-        source,
-    })?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Config {
-        path: p.clone(),
-        message: e.to_string(),
-    })?;
+    let v: serde_json::Value = crate::config::read_json(&dir.join("config.json"), "config.json")?;
     Ok(v.get("model_type")
         .and_then(serde_json::Value::as_str)
         .unwrap_or("gpt2")
