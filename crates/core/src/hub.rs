@@ -161,6 +161,87 @@ impl HubClient {
         self.download(repo, file)
     }
 
+    /// Every file in the repository at its revision: from the hub when online, else from the
+    /// cached snapshot (`{cache}/{kind}s--owner--name/snapshots/{commit}`, the commit read from
+    /// `refs/{revision}` or the revision itself when it is a commit hash). Sorted.
+    pub fn list_files(&self, repo: &HubRepo) -> Result<Vec<String>> {
+        if !self.is_offline() {
+            match self.list_remote(repo) {
+                Ok(files) => return Ok(files),
+                Err(e) => {
+                    tracing::warn!(repo = %repo.id, error = %e, "listing from the hub failed; using the cache")
+                }
+            }
+        }
+        self.list_cached(repo)
+    }
+
+    fn list_cached(&self, repo: &HubRepo) -> Result<Vec<String>> {
+        let root = self.cache_dir.join(repo.to_hf().folder_name());
+        let ref_file = root.join("refs").join(&repo.revision);
+        let commit = match std::fs::read_to_string(&ref_file) {
+            Ok(c) => c.trim().to_string(),
+            Err(_) => repo.revision.clone(),
+        };
+        let snapshot = root.join("snapshots").join(&commit);
+        if !snapshot.is_dir() {
+            return Err(self.not_cached(
+                repo,
+                "(file listing)",
+                "no cached snapshot and no network",
+            ));
+        }
+        let mut files = Vec::new();
+        let mut stack = vec![snapshot.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| SaeError::io(&dir, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| SaeError::io(&dir, e))?;
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(rel) = path.strip_prefix(&snapshot) {
+                    files.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    #[cfg(feature = "hub")]
+    fn list_remote(&self, repo: &HubRepo) -> Result<Vec<String>> {
+        let mut builder =
+            hf_hub::api::sync::ApiBuilder::from_cache(Cache::new(self.cache_dir.clone()))
+                .with_progress(false)
+                .with_token(self.token.clone());
+        if let Some(e) = &self.endpoint {
+            builder = builder.with_endpoint(e.clone());
+        }
+        let hub_err = |message: String| SaeError::Hub {
+            repo: repo.id.clone(),
+            file: "(file listing)".into(),
+            message,
+        };
+        let api = builder.build().map_err(|e| hub_err(e.to_string()))?;
+        let info = api
+            .repo(repo.to_hf())
+            .info()
+            .map_err(|e| hub_err(e.to_string()))?;
+        let mut files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
+        files.sort();
+        Ok(files)
+    }
+
+    #[cfg(not(feature = "hub"))]
+    fn list_remote(&self, repo: &HubRepo) -> Result<Vec<String>> {
+        Err(self.not_cached(
+            repo,
+            "(file listing)",
+            "sae-core was built without the `hub` feature",
+        ))
+    }
+
     fn not_cached(&self, repo: &HubRepo, file: &str, why: &str) -> SaeError {
         SaeError::NotCached {
             repo: repo.id.clone(),

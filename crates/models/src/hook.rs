@@ -148,3 +148,19 @@ impl FromStr for HookPoint {
         })
     }
 }
+
+impl serde::Serialize for HookPoint {
+    /// As TransformerLens's name.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HookPoint {
+    /// From TransformerLens's name.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|e: UnknownHookPoint| serde::de::Error::custom(e.to_string()))
+    }
+}

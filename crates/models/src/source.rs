@@ -184,6 +184,19 @@ impl AnyTokenizer {
         }
     }
 
+    /// The beginning-of-sequence id (GPT-2: `<|endoftext|>`).
+    pub fn bos_id(&self) -> u32 {
+        match self {
+            AnyTokenizer::Gpt2(t) => t.bos_id(),
+            AnyTokenizer::Gemma(t) => t.bos_id(),
+        }
+    }
+
+    /// Each id's text, for display (the tutorial's `to_str_tokens`).
+    pub fn str_tokens(&self, ids: &[u32]) -> Result<Vec<String>> {
+        ids.iter().map(|&i| self.decode(&[i])).collect()
+    }
+
     /// The end-of-sequence id.
     pub fn eos_id(&self) -> u32 {
         match self {

@@ -1,5 +1,29 @@
 //! # activation-store
 //!
-//! Not implemented yet (issue 6). This crate will hold text sources (JSONL, text, Parquet, hub
-//! datasets), an `ActivationStore` with SAELens semantics, a resumable on-disk activation cache,
-//! one-pass mergeable latent statistics, and SAE / meta-SAE training.
+//! Everything between a corpus and an analysis:
+//!
+//! - [`corpus`]: text sources — local JSONL, plain text, Parquet (the HF datasets layout) and hub
+//!   datasets ([`hub_dataset`]) — streamed document by document;
+//! - [`packing`] and [`windows`]: tokenising and packing documents into context windows exactly
+//!   as SAELens's `concat_and_batch_sequences`;
+//! - [`store`]: [`ActivationStore`], activations at one hook batched and shuffled as SAELens's
+//!   `ActivationsStore` (with its [`mixing`] buffer);
+//! - [`cache`]: a resumable on-disk activation cache (safetensors shards plus a manifest).
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod cache;
+pub mod corpus;
+pub mod error;
+pub mod hub_dataset;
+pub mod mixing;
+pub mod packing;
+mod parquet_text;
+pub mod store;
+pub mod windows;
+
+pub use corpus::{Document, TextSource, TextSplit};
+pub use error::{Result, StoreError};
+pub use hub_dataset::HubDataset;
+pub use packing::{Packer, PackingConfig};
+pub use store::{ActivationStore, StoreConfig, compute_activations};
+pub use windows::{SeparatorToken, TokenWindows};
