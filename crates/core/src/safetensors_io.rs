@@ -60,6 +60,55 @@ impl SafetensorsFile {
         })
     }
 
+    /// Reads one float tensor, converted to f32.
+    pub fn tensor_f32(&self, name: &str) -> Result<HostTensor> {
+        let st = self.tensors()?;
+        let view = st.tensor(name).map_err(|_| SaeError::MissingTensor {
+            path: self.path.clone(),
+            tensor: name.to_string(),
+            architecture: "(any)".into(),
+        })?;
+        view_to_f32(&self.path, name, &view)
+    }
+
+    /// Reads one integer tensor (I32, I64, U32, U16, U8), widened to i64, with its shape.
+    pub fn tensor_i64(&self, name: &str) -> Result<(Vec<usize>, Vec<i64>)> {
+        let st = self.tensors()?;
+        let view = st.tensor(name).map_err(|_| SaeError::MissingTensor {
+            path: self.path.clone(),
+            tensor: name.to_string(),
+            architecture: "(any)".into(),
+        })?;
+        let b = view.data();
+        let data: Vec<i64> = match view.dtype() {
+            Dtype::I64 => b
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+            Dtype::I32 => b
+                .chunks_exact(4)
+                .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+            Dtype::U32 => b
+                .chunks_exact(4)
+                .map(|c| i64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+            Dtype::U16 => b
+                .chunks_exact(2)
+                .map(|c| i64::from(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            Dtype::U8 => b.iter().map(|&v| i64::from(v)).collect(),
+            other => {
+                return Err(SaeError::UnsupportedDtype {
+                    path: self.path.clone(),
+                    tensor: name.to_string(),
+                    found: format!("{other:?}"),
+                });
+            }
+        };
+        Ok((view.shape().to_vec(), data))
+    }
+
     /// Reads every tensor, converted to f32.
     pub fn read_all(&self) -> Result<BTreeMap<String, HostTensor>> {
         let st = self.tensors()?;

@@ -31,6 +31,7 @@ pub mod offline;
 mod ops;
 pub mod sampling;
 pub mod source;
+pub mod testing;
 pub mod tokenizer;
 pub mod tokenizer_gemma;
 

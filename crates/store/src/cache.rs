@@ -1,1 +1,497 @@
-//! placeholder
+//! A resumable on-disk activation cache: safetensors shards plus a JSON manifest.
+//!
+//! Layout of a cache directory:
+//!
+//! ```text
+//! manifest.json          what the cache holds (model, hook, dataset, packing, …) and its shards
+//! shard-00000.safetensors   `token_ids` i32 [n, context] and `{hook}` f32 [n, context, d_in]
+//! shard-00001.safetensors
+//! ```
+//!
+//! Invariants: shard `i` holds windows `[i·S, i·S + n_i)` of the corpus's window stream (S =
+//! `sequences_per_shard`); its activations are computed in model batches that start at the
+//! shard's first window, so they never depend on where a run started. A shard is written to a
+//! temporary file and renamed, then the manifest (also renamed into place) records it with its
+//! SHA-256. A run killed at any moment leaves a manifest naming only complete shards; the next
+//! run skips their windows (tokenising, not running the model) and carries on, ending with
+//! shards byte-identical to an uninterrupted run's.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use gpt2_gemma_models::HookPoint;
+use gpt2_gemma_models::model::LanguageModel;
+use gpt2_gemma_models::source::AnyTokenizer;
+use sae_core::safetensors_io::SafetensorsFile;
+
+use crate::corpus::TextSource;
+use crate::error::{Result, StoreError};
+use crate::packing::PackingConfig;
+use crate::store::{StoreConfig, compute_activations};
+use crate::windows::TokenWindows;
+
+/// The manifest's file name.
+pub const MANIFEST_FILENAME: &str = "manifest.json";
+/// The manifest format this crate writes.
+pub const MANIFEST_VERSION: u32 = 1;
+/// The token-id tensor in every shard.
+pub const TOKEN_IDS_TENSOR: &str = "token_ids";
+
+/// What a cache holds. A resumed run must ask for exactly the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheSpec {
+    /// The model's name or path.
+    pub model: String,
+    /// The hook.
+    pub hook: HookPoint,
+    /// The corpus ([`TextSource::describe`]).
+    pub dataset: String,
+    /// How documents became windows.
+    pub packing: PackingConfig,
+    /// Activation width.
+    pub d_in: usize,
+    /// Windows per shard.
+    pub sequences_per_shard: usize,
+    /// Windows per model forward pass (fixes the numerics).
+    pub model_batch_size: usize,
+    /// At most this many windows (`None`: the whole corpus).
+    pub max_sequences: Option<u64>,
+}
+
+impl CacheSpec {
+    /// A stable hash of the spec (hex SHA-256 of its JSON).
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex(&Sha256::digest(json))
+    }
+}
+
+/// One finished shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// File name inside the cache directory.
+    pub file: String,
+    /// Windows in it.
+    pub n_sequences: usize,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheManifest {
+    /// Format version ([`MANIFEST_VERSION`]).
+    pub version: u32,
+    /// What the cache holds.
+    pub spec: CacheSpec,
+    /// [`CacheSpec::hash`] of `spec`.
+    pub spec_hash: String,
+    /// Finished shards, in order.
+    pub shards: Vec<ShardInfo>,
+    /// Tokens in the finished shards.
+    pub n_tokens: u64,
+    /// Whether the corpus (or `max_sequences`) was reached.
+    pub complete: bool,
+}
+
+impl CacheManifest {
+    /// Reads `dir/manifest.json`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(MANIFEST_FILENAME);
+        let text = std::fs::read_to_string(&path).map_err(|e| StoreError::io(&path, e))?;
+        let m: Self = serde_json::from_str(&text).map_err(|e| StoreError::Json {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        if m.version != MANIFEST_VERSION {
+            return Err(StoreError::Cache {
+                path,
+                message: format!(
+                    "manifest version {} (this build reads {MANIFEST_VERSION})",
+                    m.version
+                ),
+            });
+        }
+        Ok(m)
+    }
+
+    fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(MANIFEST_FILENAME);
+        let json = serde_json::to_vec_pretty(self).map_err(|e| StoreError::Json {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        sae_core::safetensors_io::write_atomic(&path, &json)?;
+        Ok(())
+    }
+
+    /// Windows in the finished shards.
+    pub fn n_sequences(&self) -> u64 {
+        self.shards.iter().map(|s| s.n_sequences as u64).sum()
+    }
+}
+
+/// How a caching run behaves (not part of what the cache holds).
+#[derive(Debug, Clone, Default)]
+pub struct CacheRunOptions {
+    /// Stop after writing this many new shards (time-sliced jobs; tests of resumption).
+    pub stop_after_new_shards: Option<usize>,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// Fills (or resumes) a cache directory with activations of `model` at `cfg.hook` over
+/// `source`.
+#[allow(clippy::too_many_arguments)]
+pub fn cache_activations<M: LanguageModel + ?Sized>(
+    model: &M,
+    model_name: &str,
+    tokenizer: &AnyTokenizer,
+    source: TextSource,
+    cfg: &StoreConfig,
+    sequences_per_shard: usize,
+    max_sequences: Option<u64>,
+    dir: &Path,
+    opts: &CacheRunOptions,
+) -> Result<CacheManifest> {
+    if sequences_per_shard == 0 || cfg.store_batch_size_prompts == 0 {
+        return Err(StoreError::invalid(
+            "sequences_per_shard / store_batch_size_prompts",
+            "positive numbers",
+            format!("{sequences_per_shard} / {}", cfg.store_batch_size_prompts),
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    remove_temporaries(dir)?;
+    let packing = cfg.packing(tokenizer);
+    let probe = compute_activations(model, cfg.hook, &[vec![tokenizer.bos_id()]])?;
+    let spec = CacheSpec {
+        model: model_name.to_string(),
+        hook: cfg.hook,
+        dataset: source.describe(),
+        packing,
+        d_in: probe.1,
+        sequences_per_shard,
+        model_batch_size: cfg.store_batch_size_prompts,
+        max_sequences,
+    };
+    let mut manifest = match CacheManifest::read(dir) {
+        Ok(m) => {
+            if m.spec != spec {
+                return Err(StoreError::Cache {
+                    path: dir.to_path_buf(),
+                    message: format!(
+                        "holds a different cache (manifest spec {}, asked for {}); use another directory",
+                        serde_json::to_string(&m.spec).unwrap_or_default(),
+                        serde_json::to_string(&spec).unwrap_or_default()
+                    ),
+                });
+            }
+            check_shard_files(dir, &m)?;
+            m
+        }
+        Err(StoreError::Io { .. }) => CacheManifest {
+            version: MANIFEST_VERSION,
+            spec_hash: spec.hash(),
+            spec: spec.clone(),
+            shards: Vec::new(),
+            n_tokens: 0,
+            complete: false,
+        },
+        Err(e) => return Err(e),
+    };
+    if manifest.complete {
+        tracing::info!(dir = %dir.display(), shards = manifest.shards.len(), "cache already complete");
+        return Ok(manifest);
+    }
+    let mut windows = TokenWindows::new(source, tokenizer, packing)?;
+    let done = manifest.n_sequences();
+    if done > 0 {
+        tracing::info!(
+            shards = manifest.shards.len(),
+            windows = done,
+            "resuming: skipping cached windows"
+        );
+        let skipped = windows.skip(done)?;
+        if skipped != done {
+            return Err(StoreError::Cache {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "the corpus now yields {skipped} windows, the cache already holds {done}"
+                ),
+            });
+        }
+    }
+    let bar = if opts.progress {
+        let total = max_sequences.unwrap_or(0);
+        let b = if total > 0 {
+            ProgressBar::new(total)
+        } else {
+            ProgressBar::no_length()
+        };
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} caching {pos}/{len} windows [{elapsed_precise}<{eta_precise}] {per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b.set_position(done);
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let ctx = spec.packing.context_size;
+    let mut new_shards = 0;
+    loop {
+        if opts.stop_after_new_shards.is_some_and(|n| new_shards >= n) {
+            break;
+        }
+        let held = manifest.n_sequences();
+        let want = match max_sequences {
+            Some(m) => (m.saturating_sub(held)).min(sequences_per_shard as u64) as usize,
+            None => sequences_per_shard,
+        };
+        let mut shard_windows = Vec::with_capacity(want);
+        while shard_windows.len() < want {
+            match windows.next_window()? {
+                Some(w) => shard_windows.push(w),
+                None => break,
+            }
+        }
+        if shard_windows.is_empty() {
+            manifest.complete = true;
+            manifest.write(dir)?;
+            break;
+        }
+        let mut acts = Vec::with_capacity(shard_windows.len() * ctx * spec.d_in);
+        for batch in shard_windows.chunks(cfg.store_batch_size_prompts) {
+            let (a, d) = compute_activations(model, cfg.hook, batch)?;
+            if d != spec.d_in {
+                return Err(StoreError::Shape {
+                    what: format!("activations at {}", cfg.hook),
+                    expected: vec![batch.len() * ctx, spec.d_in],
+                    found: vec![batch.len() * ctx, d],
+                });
+            }
+            acts.extend_from_slice(&a);
+            bar.inc(batch.len() as u64);
+        }
+        let index = manifest.shards.len();
+        let info = write_shard(dir, index, cfg.hook, &shard_windows, &acts, spec.d_in)?;
+        manifest.n_tokens += (info.n_sequences * ctx) as u64;
+        let short = info.n_sequences < want;
+        manifest.shards.push(info);
+        new_shards += 1;
+        if short || max_sequences.is_some_and(|m| manifest.n_sequences() >= m) {
+            manifest.complete = true;
+        }
+        manifest.write(dir)?;
+        if manifest.complete {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    tracing::info!(
+        dir = %dir.display(),
+        shards = manifest.shards.len(),
+        tokens = manifest.n_tokens,
+        complete = manifest.complete,
+        "activation cache written"
+    );
+    Ok(manifest)
+}
+
+fn shard_name(index: usize) -> String {
+    format!("shard-{index:05}.safetensors")
+}
+
+fn write_shard(
+    dir: &Path,
+    index: usize,
+    hook: HookPoint,
+    windows: &[Vec<u32>],
+    acts: &[f32],
+    d_in: usize,
+) -> Result<ShardInfo> {
+    let n = windows.len();
+    let ctx = windows.first().map_or(0, Vec::len);
+    let ids: Vec<u8> = windows
+        .iter()
+        .flatten()
+        .flat_map(|&t| (t as i32).to_le_bytes())
+        .collect();
+    let act_bytes: &[u8] = bytemuck::cast_slice(acts);
+    let path = dir.join(shard_name(index));
+    let serr = |e: safetensors::SafeTensorError| StoreError::Cache {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    let mut views = BTreeMap::new();
+    views.insert(
+        TOKEN_IDS_TENSOR.to_string(),
+        TensorView::new(Dtype::I32, vec![n, ctx], &ids).map_err(serr)?,
+    );
+    views.insert(
+        hook.to_string(),
+        TensorView::new(Dtype::F32, vec![n, ctx, d_in], act_bytes).map_err(serr)?,
+    );
+    let bytes = safetensors::tensor::serialize(views, None).map_err(serr)?;
+    sae_core::safetensors_io::write_atomic(&path, &bytes)?;
+    Ok(ShardInfo {
+        file: shard_name(index),
+        n_sequences: n,
+        bytes: bytes.len() as u64,
+        sha256: hex(&Sha256::digest(&bytes)),
+    })
+}
+
+fn remove_temporaries(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+    for entry in entries {
+        let p = entry.map_err(|e| StoreError::io(dir, e))?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.contains(".tmp") {
+            std::fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_shard_files(dir: &Path, m: &CacheManifest) -> Result<()> {
+    for s in &m.shards {
+        let p = dir.join(&s.file);
+        let len = std::fs::metadata(&p)
+            .map_err(|e| StoreError::io(&p, e))?
+            .len();
+        if len != s.bytes {
+            return Err(StoreError::Cache {
+                path: p,
+                message: format!("{len} bytes, the manifest says {}", s.bytes),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A finished (or partly finished) cache, read shard by shard.
+#[derive(Debug, Clone)]
+pub struct ActivationCacheDir {
+    dir: PathBuf,
+    manifest: CacheManifest,
+}
+
+/// One shard in memory.
+#[derive(Debug, Clone)]
+pub struct Shard {
+    /// Its index.
+    pub index: usize,
+    /// Windows × context token ids, row-major.
+    pub token_ids: Vec<u32>,
+    /// Windows × context × d_in activations, row-major.
+    pub activations: Vec<f32>,
+    /// Windows in the shard.
+    pub n_sequences: usize,
+    /// Tokens per window.
+    pub context_size: usize,
+    /// Activation width.
+    pub d_in: usize,
+    /// Global index of the shard's first window.
+    pub first_sequence: u64,
+}
+
+impl ActivationCacheDir {
+    /// Opens a cache directory.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let manifest = CacheManifest::read(&dir)?;
+        check_shard_files(&dir, &manifest)?;
+        Ok(Self { dir, manifest })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &CacheManifest {
+        &self.manifest
+    }
+
+    /// Number of shards.
+    pub fn len(&self) -> usize {
+        self.manifest.shards.len()
+    }
+
+    /// Whether there is no shard.
+    pub fn is_empty(&self) -> bool {
+        self.manifest.shards.is_empty()
+    }
+
+    /// Recomputes every shard's SHA-256 and compares it with the manifest.
+    pub fn verify(&self) -> Result<()> {
+        for s in &self.manifest.shards {
+            let p = self.dir.join(&s.file);
+            let bytes = std::fs::read(&p).map_err(|e| StoreError::io(&p, e))?;
+            let h = hex(&Sha256::digest(&bytes));
+            if h != s.sha256 {
+                return Err(StoreError::Cache {
+                    path: p,
+                    message: format!("SHA-256 {h}, the manifest says {}", s.sha256),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads shard `index` (memory-mapped, then copied out).
+    pub fn shard(&self, index: usize) -> Result<Shard> {
+        let info = self
+            .manifest
+            .shards
+            .get(index)
+            .ok_or_else(|| StoreError::Cache {
+                path: self.dir.clone(),
+                message: format!("no shard {index} (the cache has {})", self.len()),
+            })?;
+        let path = self.dir.join(&info.file);
+        let file = SafetensorsFile::open(&path)?;
+        let spec = &self.manifest.spec;
+        let ctx = spec.packing.context_size;
+        let hook = spec.hook.to_string();
+        let acts = file.tensor_f32(&hook)?;
+        let expected = vec![info.n_sequences, ctx, spec.d_in];
+        if acts.shape != expected {
+            return Err(StoreError::Shape {
+                what: format!("{}: {hook}", path.display()),
+                expected,
+                found: acts.shape,
+            });
+        }
+        let (_, ids) = file.tensor_i64(TOKEN_IDS_TENSOR)?;
+        let first_sequence = self.manifest.shards[..index]
+            .iter()
+            .map(|s| s.n_sequences as u64)
+            .sum();
+        Ok(Shard {
+            index,
+            token_ids: ids.into_iter().map(|t| t as u32).collect(),
+            activations: acts.data,
+            n_sequences: info.n_sequences,
+            context_size: ctx,
+            d_in: spec.d_in,
+            first_sequence,
+        })
+    }
+
+    /// Every shard in order, one in memory at a time.
+    pub fn shards(&self) -> impl Iterator<Item = Result<Shard>> + '_ {
+        (0..self.len()).map(|i| self.shard(i))
+    }
+}

@@ -30,9 +30,9 @@ impl ParquetDocuments {
         }
     }
 
-    fn open(&self, path: &PathBuf) -> Result<RowIter<'static>> {
+    fn open(&self, path: &std::path::Path) -> Result<RowIter<'static>> {
         let perr = |message: String| StoreError::Parquet {
-            path: path.clone(),
+            path: path.to_path_buf(),
             message,
         };
         let f = File::open(path).map_err(|e| StoreError::io(path, e))?;
@@ -61,9 +61,9 @@ impl ParquetDocuments {
             .map_err(|e| perr(e.to_string()))
     }
 
-    fn document(&self, path: &PathBuf, row: &Row) -> Result<Document> {
+    fn document(&self, path: &std::path::Path, row: &Row) -> Result<Document> {
         let err = |message: String| StoreError::Corpus {
-            path: path.clone(),
+            path: path.to_path_buf(),
             line: self.row,
             message,
         };
