@@ -18,6 +18,7 @@ pub mod hub_dataset;
 pub mod mixing;
 pub mod packing;
 mod parquet_text;
+pub mod stats;
 pub mod store;
 pub mod windows;
 
@@ -25,5 +26,6 @@ pub use corpus::{Document, TextSource, TextSplit};
 pub use error::{Result, StoreError};
 pub use hub_dataset::HubDataset;
 pub use packing::{Packer, PackingConfig};
+pub use stats::{LatentStats, LatentSummary, StatsConfig, Window, gather_from_cache};
 pub use store::{ActivationStore, StoreConfig, compute_activations};
 pub use windows::{SeparatorToken, TokenWindows};
