@@ -330,7 +330,7 @@ impl LatentStats {
     pub fn update(&mut self, first_seq: u64, tokens: &[u32], acts: &[f32]) -> Result<()> {
         let ctx = self.context_size;
         let n_lat = self.latents.len();
-        if tokens.len() % ctx != 0 {
+        if !tokens.len().is_multiple_of(ctx) {
             return Err(StoreError::Shape {
                 what: "tokens".into(),
                 expected: vec![tokens.len() / ctx * ctx],
