@@ -37,7 +37,7 @@ fn data() -> impl Strategy<Value = Data> {
                 1 => Just(0.5f32),
                 1 => Just(1.0f32),
                 1 => Just(-0.25f32),
-                2 => (0.0f32..3.0),
+                2 => 0.0f32..3.0,
             ];
             (
                 proptest::collection::vec(0u32..50, n_seq * ctx),
