@@ -8,9 +8,12 @@
 //!   as SAELens's `concat_and_batch_sequences`;
 //! - [`store`]: [`ActivationStore`], activations at one hook batched and shuffled as SAELens's
 //!   `ActivationsStore` (with its [`mixing`] buffer);
-//! - [`cache`]: a resumable on-disk activation cache (safetensors shards plus a manifest).
+//! - [`cache`]: a resumable on-disk activation cache (safetensors shards plus a manifest);
+//! - [`stats`]: one-pass, exactly mergeable latent statistics (top-k windows, frequencies, …);
+//! - [`train`]: SAE training (standard, TopK, BatchTopK) and families of widths in one pass.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod batches;
 pub mod cache;
 pub mod corpus;
 pub mod error;
@@ -20,12 +23,15 @@ pub mod packing;
 mod parquet_text;
 pub mod stats;
 pub mod store;
+pub mod train;
 pub mod windows;
 
+pub use batches::{BatchSource, CacheBatches};
 pub use corpus::{Document, TextSource, TextSplit};
 pub use error::{Result, StoreError};
 pub use hub_dataset::HubDataset;
 pub use packing::{Packer, PackingConfig};
 pub use stats::{LatentStats, LatentSummary, StatsConfig, Window, gather_from_cache};
 pub use store::{ActivationStore, StoreConfig, compute_activations};
+pub use train::{StepMetrics, TrainArchitecture, TrainConfig, Trainer};
 pub use windows::{SeparatorToken, TokenWindows};

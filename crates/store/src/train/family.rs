@@ -1,0 +1,192 @@
+//! Training several SAEs (a family of widths) from the same batches in one pass over the data,
+//! with checkpoints that survive interruption.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use sae_core::burn::tensor::Device;
+
+use crate::batches::BatchSource;
+use crate::error::{Result, StoreError};
+use crate::train::trainer::{StepMetrics, Trainer};
+
+/// How a family run behaves.
+#[derive(Debug, Clone)]
+pub struct FamilyOptions {
+    /// Steps to train in total (a resumed run continues to this count).
+    pub steps: usize,
+    /// Where checkpoints and `metrics.jsonl` go (`None`: nowhere, no resumption).
+    pub run_dir: Option<PathBuf>,
+    /// Steps between checkpoints.
+    pub checkpoint_every: usize,
+    /// Steps between metric lines (log and `metrics.jsonl`).
+    pub log_every: usize,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+impl Default for FamilyOptions {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            run_dir: None,
+            checkpoint_every: 500,
+            log_every: 50,
+            progress: false,
+        }
+    }
+}
+
+const CHECKPOINT: &str = "checkpoint";
+
+/// The latest complete checkpoint of a run directory, if any.
+pub fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
+    [CHECKPOINT, "checkpoint.old"]
+        .iter()
+        .map(|n| run_dir.join(n))
+        .find(|p| p.join("complete").exists())
+}
+
+/// Restores every trainer of a family from a run directory's latest checkpoint.
+pub fn resume_family(run_dir: &Path, device: &Device) -> Result<Option<Vec<Trainer>>> {
+    let Some(dir) = latest_checkpoint(run_dir) else {
+        return Ok(None);
+    };
+    let mut trainers = Vec::new();
+    let mut i = 0;
+    while dir.join(format!("trainer-{i}")).is_dir() {
+        trainers.push(Trainer::load_checkpoint(
+            &dir.join(format!("trainer-{i}")),
+            device,
+        )?);
+        i += 1;
+    }
+    Ok(Some(trainers))
+}
+
+fn save_family(run_dir: &Path, trainers: &[Trainer]) -> Result<()> {
+    let tmp = run_dir.join("checkpoint.tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    }
+    for (i, t) in trainers.iter().enumerate() {
+        t.save_checkpoint(&tmp.join(format!("trainer-{i}")))?;
+    }
+    std::fs::write(tmp.join("complete"), b"").map_err(|e| StoreError::io(&tmp, e))?;
+    let cur = run_dir.join(CHECKPOINT);
+    let old = run_dir.join("checkpoint.old");
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| StoreError::io(&old, e))?;
+    }
+    if cur.exists() {
+        std::fs::rename(&cur, &old).map_err(|e| StoreError::io(&cur, e))?;
+    }
+    std::fs::rename(&tmp, &cur).map_err(|e| StoreError::io(&tmp, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| StoreError::io(&old, e))?;
+    }
+    Ok(())
+}
+
+/// Trains every trainer on each batch of `source` until `opts.steps`. Trainers restored from a
+/// checkpoint (all at the same step) continue where they stopped: that many batches are
+/// skipped first, so a deterministic source gives the same result as an uninterrupted run.
+/// `on_metrics` sees every logged step. Returns the last metrics of each trainer.
+pub fn train_family(
+    source: &mut dyn BatchSource,
+    trainers: &mut [Trainer],
+    opts: &FamilyOptions,
+    mut on_metrics: impl FnMut(&[StepMetrics]),
+) -> Result<Vec<StepMetrics>> {
+    let Some(first) = trainers.first() else {
+        return Ok(Vec::new());
+    };
+    let start = first.steps();
+    if let Some(t) = trainers.iter().find(|t| t.steps() != start) {
+        return Err(StoreError::invalid(
+            "trainer steps",
+            format!("all trainers at step {start}"),
+            t.steps(),
+        ));
+    }
+    if let Some(t) = trainers.iter().find(|t| t.config().d_in != source.d_in()) {
+        return Err(StoreError::Shape {
+            what: "trainer d_in vs activations".into(),
+            expected: vec![source.d_in()],
+            found: vec![t.config().d_in],
+        });
+    }
+    for _ in 0..start {
+        if source.next_batch()?.is_none() {
+            return Err(StoreError::invalid(
+                "resume point",
+                "within the data",
+                format!("step {start}"),
+            ));
+        }
+    }
+    if let Some(d) = &opts.run_dir {
+        std::fs::create_dir_all(d).map_err(|e| StoreError::io(d, e))?;
+    }
+    let mut log = match &opts.run_dir {
+        Some(d) => {
+            let p = d.join("metrics.jsonl");
+            Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&p)
+                    .map_err(|e| StoreError::io(&p, e))?,
+            )
+        }
+        None => None,
+    };
+    let bar = if opts.progress {
+        let b = ProgressBar::new(opts.steps as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} training {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b.set_position(start as u64);
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut last = Vec::new();
+    for step in start..opts.steps {
+        let Some(batch) = source.next_batch()? else {
+            tracing::warn!(step, "the data ran out before the last step");
+            break;
+        };
+        last = trainers
+            .iter_mut()
+            .map(|t| t.step(&batch))
+            .collect::<Result<Vec<_>>>()?;
+        let done = step + 1;
+        if done % opts.log_every.max(1) == 0 || done == opts.steps {
+            on_metrics(&last);
+            let m = &last[0];
+            bar.set_message(format!(
+                "mse {:.4} ev {:.3} l0 {:.1} dead {:.3}",
+                m.mse, m.explained_variance, m.l0, m.dead_fraction
+            ));
+            tracing::debug!(step = done, ?last, "training metrics");
+            if let Some(f) = log.as_mut() {
+                let line = serde_json::json!({ "step": done, "saes": last });
+                writeln!(f, "{line}").map_err(|e| StoreError::io("metrics.jsonl", e))?;
+            }
+        }
+        if let Some(d) = &opts.run_dir
+            && (done % opts.checkpoint_every.max(1) == 0 || done == opts.steps)
+        {
+            save_family(d, trainers)?;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(last)
+}

@@ -1,0 +1,12 @@
+//! SAE training, SAELens-style: standard (ReLU + decoder-norm-weighted L1), TopK and BatchTopK,
+//! Adam with warm-up and decay, dead-latent tracking, checkpoints that resume, and a family of
+//! widths trained from the same batches in one pass over the data.
+
+pub mod config;
+pub mod family;
+pub mod step;
+pub mod trainer;
+
+pub use config::{TrainArchitecture, TrainConfig};
+pub use family::{FamilyOptions, train_family};
+pub use trainer::{StepMetrics, Trainer};

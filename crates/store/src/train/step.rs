@@ -1,0 +1,286 @@
+//! One training step's loss and its gradients, derived by hand.
+//!
+//! The SAE is two matrix products and an activation, so its gradients are three more matrix
+//! products; writing them out avoids burn's autodiff (a second copy of every backend op to
+//! compile, and a tape per step) and makes the unusual parts explicit: the decoder-norm-weighted
+//! L1, the top-k masks and the AuxK loss on dead latents. Finite-difference tests
+//! (tests/train_gradients.rs) check every gradient.
+//!
+//! Notation, for a batch `x` of B rows:
+//! `x′ = x − b_dec` (when applied), `h = x′·W_enc + b_enc`, `f = h ⊙ m` with `m` the active
+//! mask (h > 0, and in the top k of its row or of the batch), `x̂ = f·W_dec + b_dec`,
+//! `e = x̂ − x`, `MSE = Σ e² / B`.
+
+use rayon::prelude::*;
+
+use sae_core::burn::tensor::{Tensor, TensorData};
+use sae_core::device::tensor_to_vec;
+
+use crate::error::Result;
+use crate::train::config::TrainArchitecture;
+
+/// The trainable tensors.
+#[derive(Debug, Clone)]
+pub struct SaeTensors {
+    /// `[d_in, d_sae]`.
+    pub w_enc: Tensor<2>,
+    /// `[d_sae]`.
+    pub b_enc: Tensor<1>,
+    /// `[d_sae, d_in]`.
+    pub w_dec: Tensor<2>,
+    /// `[d_in]`.
+    pub b_dec: Tensor<1>,
+}
+
+/// What a step computed.
+#[derive(Debug, Clone)]
+pub struct StepOutput {
+    /// Gradients, shaped as the parameters.
+    pub grads: SaeTensors,
+    /// Total loss.
+    pub loss: f64,
+    /// Σ e² / B.
+    pub mse: f64,
+    /// The sparsity (standard) or AuxK (top-k) term.
+    pub aux: f64,
+    /// Mean active latents per row.
+    pub l0: f64,
+    /// 1 − mean ‖e‖² / mean ‖x − x̄‖².
+    pub explained_variance: f64,
+    /// Which latents fired on some row.
+    pub fired: Vec<bool>,
+    /// The smallest positive kept activation (the BatchTopK threshold update), if any.
+    pub min_active: Option<f64>,
+    /// `x̂ − x`, `[B, d_in]`.
+    pub residual: Tensor<2>,
+}
+
+fn scalar(t: Tensor<1>) -> Result<f64> {
+    Ok(f64::from(tensor_to_vec(t)?.first().copied().unwrap_or(0.0)))
+}
+
+/// The k-th largest value of each row of a row-major `[rows, cols]` buffer, restricted to the
+/// columns where `allowed` is true (all when `None`); `-∞` when a row has fewer than k allowed.
+pub(crate) fn row_kth_largest(
+    data: &[f32],
+    cols: usize,
+    k: usize,
+    allowed: Option<&[bool]>,
+) -> Vec<f32> {
+    data.par_chunks(cols)
+        .map_init(Vec::new, |buf, row| {
+            buf.clear();
+            match allowed {
+                Some(a) => buf.extend(row.iter().zip(a).filter(|(_, ok)| **ok).map(|(v, _)| *v)),
+                None => buf.extend_from_slice(row),
+            }
+            if k == 0 || buf.len() < k {
+                return f32::NEG_INFINITY;
+            }
+            let at = buf.len() - k;
+            let (_, kth, _) = buf.select_nth_unstable_by(at, f32::total_cmp);
+            *kth
+        })
+        .collect()
+}
+
+/// The k-th largest of all values (`-∞` when fewer than k).
+pub(crate) fn kth_largest(data: &[f32], k: usize) -> f32 {
+    if k == 0 || data.len() < k {
+        return f32::NEG_INFINITY;
+    }
+    let mut v = data.to_vec();
+    let at = v.len() - k;
+    let (_, kth, _) = v.select_nth_unstable_by(at, f32::total_cmp);
+    *kth
+}
+
+/// Loss and gradients for one batch.
+///
+/// # Shapes
+/// - `x`: `[B, d_in]`; `dead`: `[d_sae]` (latents counted as dead, for AuxK).
+pub fn loss_and_grads(
+    p: &SaeTensors,
+    x: Tensor<2>,
+    arch: TrainArchitecture,
+    l1_coefficient: f64,
+    apply_b_dec_to_input: bool,
+    dead: Option<&[bool]>,
+) -> Result<StepOutput> {
+    loss_and_grads_with_residual(p, x, arch, l1_coefficient, apply_b_dec_to_input, dead, None)
+}
+
+/// [`loss_and_grads`] with the AuxK target residual given (`e = x̂ − x` from other
+/// parameters) instead of computed: the residual is a constant of the AuxK loss (detached, as
+/// in SAELens), which this makes checkable by finite differences.
+pub fn loss_and_grads_with_residual(
+    p: &SaeTensors,
+    x: Tensor<2>,
+    arch: TrainArchitecture,
+    l1_coefficient: f64,
+    apply_b_dec_to_input: bool,
+    dead: Option<&[bool]>,
+    residual: Option<Tensor<2>>,
+) -> Result<StepOutput> {
+    let device = x.device();
+    let [b, d_in] = x.dims();
+    let d_sae = p.w_enc.dims()[1];
+    let bf = b as f64;
+    let x_in = if apply_b_dec_to_input {
+        x.clone().sub(p.b_dec.clone().unsqueeze_dim(0))
+    } else {
+        x.clone()
+    };
+    let h = x_in
+        .clone()
+        .matmul(p.w_enc.clone())
+        .add(p.b_enc.clone().unsqueeze_dim(0));
+    let positive = h.clone().greater_elem(0.0);
+    let (mask, min_active) = match arch {
+        TrainArchitecture::Standard { .. } => (positive, None),
+        TrainArchitecture::TopK { k, .. } => {
+            let host = tensor_to_vec(h.clone())?;
+            let thr = row_kth_largest(&host, d_sae, k, None);
+            let thr = Tensor::<2>::from_data(TensorData::new(thr, [b, 1]), &device);
+            let top = h.clone().sub(thr).greater_equal_elem(0.0);
+            (positive.bool_and(top), None)
+        }
+        TrainArchitecture::BatchTopK { k, .. } => {
+            let host = tensor_to_vec(h.clone().clamp_min(0.0))?;
+            let n_keep = ((k * bf) as usize).min(host.len());
+            let thr = kth_largest(&host, n_keep);
+            let m = positive.bool_and(h.clone().greater_equal_elem(thr));
+            let min_active = (thr > 0.0 && thr.is_finite()).then_some(f64::from(thr));
+            (m, min_active)
+        }
+    };
+    let mask_f = mask.float();
+    let f = h.clone().mul(mask_f.clone());
+    let x_hat = f
+        .clone()
+        .matmul(p.w_dec.clone())
+        .add(p.b_dec.clone().unsqueeze_dim(0));
+    let e = x_hat.sub(x.clone());
+    let mse = scalar(e.clone().square().sum())? / bf;
+    let centred = x.clone().sub(x.clone().mean_dim(0));
+    let total_var = scalar(centred.square().sum())? / bf;
+    let explained_variance = if total_var > 0.0 {
+        1.0 - mse / total_var
+    } else {
+        0.0
+    };
+    let active_per_latent = mask_f.clone().sum_dim(0).reshape([d_sae]);
+    let l0 = scalar(active_per_latent.clone().sum())? / bf;
+    let fired: Vec<bool> = tensor_to_vec(active_per_latent)?
+        .into_iter()
+        .map(|c| c > 0.0)
+        .collect();
+
+    // d(MSE)/dx̂ = 2e/B.
+    let g_out = e.clone().mul_scalar(2.0 / bf);
+    let mut g_b_dec = g_out.clone().sum_dim(0).reshape([d_in]);
+    let mut g_w_dec = f.clone().transpose().matmul(g_out.clone());
+    let mut g_f = g_out.matmul(p.w_dec.clone().transpose());
+    let mut aux = 0.0;
+    let mut g_h_extra: Option<Tensor<2>> = None;
+
+    match arch {
+        TrainArchitecture::Standard { .. } => {
+            if l1_coefficient > 0.0 {
+                // L1 = c/B · Σ_b Σ_j f_bj ‖W_dec_j‖ (f ≥ 0).
+                let norms = p.w_dec.clone().square().sum_dim(1).sqrt().clamp_min(1e-12); // [S,1]
+                let l1_sum = f.clone().sum_dim(0).reshape([d_sae, 1]); // Σ_b f_bj
+                aux = l1_coefficient * scalar(l1_sum.clone().mul(norms.clone()).sum())? / bf;
+                // ∂/∂f_bj = c/B · ‖W_dec_j‖
+                g_f = g_f.add(
+                    norms
+                        .clone()
+                        .reshape([1, d_sae])
+                        .mul_scalar(l1_coefficient / bf),
+                );
+                // ∂/∂W_dec_j = c/B · (Σ_b f_bj) · W_dec_j / ‖W_dec_j‖
+                g_w_dec = g_w_dec.add(
+                    p.w_dec
+                        .clone()
+                        .div(norms)
+                        .mul(l1_sum)
+                        .mul_scalar(l1_coefficient / bf),
+                );
+            }
+        }
+        TrainArchitecture::TopK {
+            aux_coefficient, ..
+        }
+        | TrainArchitecture::BatchTopK {
+            aux_coefficient, ..
+        } => {
+            if let Some(dead) = dead {
+                let n_dead = dead.iter().filter(|d| **d).count();
+                if n_dead > 0 && aux_coefficient > 0.0 {
+                    // AuxK: the top k_aux dead latents of each row reconstruct the residual.
+                    let k_aux_full = d_in / 2;
+                    let scale = (n_dead as f64 / k_aux_full.max(1) as f64).min(1.0);
+                    let k_aux = k_aux_full.min(n_dead).max(1);
+                    let host = tensor_to_vec(h.clone())?;
+                    let thr = row_kth_largest(&host, d_sae, k_aux, Some(dead));
+                    let thr = Tensor::<2>::from_data(TensorData::new(thr, [b, 1]), &device);
+                    let dead_t = Tensor::<1>::from_data(
+                        TensorData::new(
+                            dead.iter()
+                                .map(|&d| if d { 1.0f32 } else { 0.0 })
+                                .collect::<Vec<_>>(),
+                            [d_sae],
+                        ),
+                        &device,
+                    )
+                    .unsqueeze_dim(0);
+                    let aux_mask = h
+                        .clone()
+                        .sub(thr)
+                        .greater_equal_elem(0.0)
+                        .float()
+                        .mul(dead_t);
+                    let a = h.clone().mul(aux_mask.clone());
+                    // r = a·W_dec − (x − x̂) = a·W_dec + e (e detached)
+                    let target = residual.clone().unwrap_or_else(|| e.clone());
+                    let r = a.clone().matmul(p.w_dec.clone()).add(target);
+                    let c = aux_coefficient * scale;
+                    aux = c * scalar(r.clone().square().sum())? / bf;
+                    let g_r = r.mul_scalar(2.0 * c / bf);
+                    g_w_dec = g_w_dec.add(a.transpose().matmul(g_r.clone()));
+                    g_h_extra = Some(g_r.matmul(p.w_dec.clone().transpose()).mul(aux_mask));
+                }
+            }
+        }
+    }
+
+    let mut g_h = g_f.mul(mask_f);
+    if let Some(extra) = g_h_extra {
+        g_h = g_h.add(extra);
+    }
+    let g_b_enc = g_h.clone().sum_dim(0).reshape([d_sae]);
+    let g_w_enc = x_in.transpose().matmul(g_h.clone());
+    if apply_b_dec_to_input {
+        g_b_dec = g_b_dec.sub(
+            g_h.matmul(p.w_enc.clone().transpose())
+                .sum_dim(0)
+                .reshape([d_in]),
+        );
+    }
+    Ok(StepOutput {
+        grads: SaeTensors {
+            w_enc: g_w_enc,
+            b_enc: g_b_enc,
+            w_dec: g_w_dec,
+            b_dec: g_b_dec,
+        },
+        loss: mse + aux,
+        mse,
+        aux,
+        l0,
+        explained_variance,
+        fired,
+        min_active,
+        residual: e,
+    })
+}

@@ -1,0 +1,471 @@
+//! One SAE's training state: parameters, Adam moments, dead-latent counters, checkpoints.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use sae_core::burn::tensor::{Device, Tensor, TensorData};
+use sae_core::device::tensor_to_vec;
+use sae_core::safetensors_io::{SafetensorsFile, write_safetensors};
+use sae_core::{Architecture, HostTensor, Sae, SaeConfig, SaeMetadata, StorageDtype};
+
+use crate::error::{Result, StoreError};
+use crate::train::config::{TrainArchitecture, TrainConfig};
+use crate::train::step::{SaeTensors, loss_and_grads};
+
+/// Metrics of one step (SAELens's names).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// The step (1-based, after it ran).
+    pub step: usize,
+    /// Total loss.
+    pub loss: f64,
+    /// MSE (summed over features, averaged over rows).
+    pub mse: f64,
+    /// L1 or AuxK term.
+    pub aux: f64,
+    /// Mean active latents per row.
+    pub l0: f64,
+    /// Explained variance of the batch.
+    pub explained_variance: f64,
+    /// Share of latents that have not fired for `dead_feature_window` steps.
+    pub dead_fraction: f64,
+    /// The learning rate used.
+    pub lr: f64,
+}
+
+/// Adam moments for the four tensors.
+#[derive(Debug, Clone)]
+struct Moments {
+    m: SaeTensors,
+    v: SaeTensors,
+}
+
+/// Training state of one SAE.
+#[derive(Debug, Clone)]
+pub struct Trainer {
+    cfg: TrainConfig,
+    params: SaeTensors,
+    moments: Moments,
+    step: usize,
+    since_fired: Vec<u64>,
+    threshold: f64,
+    scaling_factor: Option<f64>,
+    device: Device,
+}
+
+fn zeros_like(p: &SaeTensors) -> SaeTensors {
+    SaeTensors {
+        w_enc: p.w_enc.zeros_like(),
+        b_enc: p.b_enc.zeros_like(),
+        w_dec: p.w_dec.zeros_like(),
+        b_dec: p.b_dec.zeros_like(),
+    }
+}
+
+fn t2(data: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+fn t1(data: Vec<f32>, device: &Device) -> Tensor<1> {
+    let n = data.len();
+    Tensor::from_data(TensorData::new(data, [n]), device)
+}
+
+fn row_normalised(w: Tensor<2>, norm: f64) -> Tensor<2> {
+    let n = w.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    w.div(n).mul_scalar(norm)
+}
+
+impl Trainer {
+    /// A fresh SAE initialised as SAELens does: Kaiming-uniform decoder rows scaled to
+    /// `decoder_init_norm` (unit norm when `normalize_decoder`), encoder = decoderᵀ, zero biases.
+    pub fn new(cfg: TrainConfig, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let bound = (6.0 / d_in as f64).sqrt() as f32;
+        let w: Vec<f32> = (0..d_sae * d_in)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        let mut w_dec = t2(w, [d_sae, d_in], device);
+        if cfg.normalize_decoder {
+            w_dec = row_normalised(w_dec, 1.0);
+        } else if let Some(n) = cfg.decoder_init_norm {
+            w_dec = row_normalised(w_dec, n);
+        }
+        let params = SaeTensors {
+            w_enc: w_dec.clone().transpose(),
+            b_enc: Tensor::zeros([d_sae], device),
+            w_dec,
+            b_dec: Tensor::zeros([d_in], device),
+        };
+        let moments = Moments {
+            m: zeros_like(&params),
+            v: zeros_like(&params),
+        };
+        Ok(Self {
+            since_fired: vec![0; d_sae],
+            cfg,
+            params,
+            moments,
+            step: 0,
+            threshold: 0.0,
+            scaling_factor: None,
+            device: device.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> usize {
+        self.step
+    }
+
+    /// The current parameters.
+    pub fn params(&self) -> &SaeTensors {
+        &self.params
+    }
+
+    /// The input scaling factor (with `normalize_activations`), once estimated.
+    pub fn scaling_factor(&self) -> Option<f64> {
+        self.scaling_factor
+    }
+
+    /// Which latents count as dead now.
+    pub fn dead_mask(&self) -> Vec<bool> {
+        self.since_fired
+            .iter()
+            .map(|&s| s > self.cfg.dead_feature_window as u64)
+            .collect()
+    }
+
+    /// Share of dead latents.
+    pub fn dead_fraction(&self) -> f64 {
+        let dead = self.dead_mask().iter().filter(|d| **d).count();
+        dead as f64 / self.cfg.d_sae as f64
+    }
+
+    /// One optimisation step on a batch `[rows, d_in]` (row-major).
+    pub fn step(&mut self, batch: &[f32]) -> Result<StepMetrics> {
+        let d_in = self.cfg.d_in;
+        if batch.is_empty() || !batch.len().is_multiple_of(d_in) {
+            return Err(StoreError::Shape {
+                what: "training batch".into(),
+                expected: vec![batch.len() / d_in, d_in],
+                found: vec![batch.len()],
+            });
+        }
+        let rows = batch.len() / d_in;
+        if self.cfg.normalize_activations && self.scaling_factor.is_none() {
+            // SAELens's expected_average_only_in: √d_in / mean ‖x‖, here from the first batch.
+            let mean_norm = batch
+                .chunks(d_in)
+                .map(|r| {
+                    r.iter()
+                        .map(|v| f64::from(*v) * f64::from(*v))
+                        .sum::<f64>()
+                        .sqrt()
+                })
+                .sum::<f64>()
+                / rows as f64;
+            self.scaling_factor = Some(if mean_norm > 0.0 {
+                (d_in as f64).sqrt() / mean_norm
+            } else {
+                1.0
+            });
+        }
+        let mut x = t2(batch.to_vec(), [rows, d_in], &self.device);
+        if let Some(s) = self.scaling_factor {
+            x = x.mul_scalar(s);
+        }
+        let dead = self.dead_mask();
+        let l1 = self.cfg.l1_at(self.step);
+        let out = loss_and_grads(
+            &self.params,
+            x,
+            self.cfg.architecture,
+            l1,
+            self.cfg.apply_b_dec_to_input,
+            Some(&dead),
+        )?;
+        if !out.loss.is_finite() {
+            return Err(StoreError::Diverged {
+                step: self.step,
+                what: "loss",
+                value: out.loss,
+            });
+        }
+        for (s, fired) in self.since_fired.iter_mut().zip(&out.fired) {
+            *s = if *fired { 0 } else { *s + 1 };
+        }
+        if let (TrainArchitecture::BatchTopK { threshold_lr, .. }, Some(m)) =
+            (self.cfg.architecture, out.min_active)
+        {
+            self.threshold = (1.0 - threshold_lr) * self.threshold + threshold_lr * m;
+        }
+        let lr = self.cfg.lr_at(self.step);
+        self.apply(out.grads, lr)?;
+        self.step += 1;
+        Ok(StepMetrics {
+            step: self.step,
+            loss: out.loss,
+            mse: out.mse,
+            aux: out.aux,
+            l0: out.l0,
+            explained_variance: out.explained_variance,
+            dead_fraction: self.dead_fraction(),
+            lr,
+        })
+    }
+
+    /// Gradient clipping, decoder-parallel removal, Adam, decoder renormalisation.
+    fn apply(&mut self, mut g: SaeTensors, lr: f64) -> Result<()> {
+        if self.cfg.normalize_decoder {
+            // Remove the component of each row's gradient along the (unit) row.
+            let w = self.params.w_dec.clone();
+            let along = g.w_dec.clone().mul(w.clone()).sum_dim(1);
+            g.w_dec = g.w_dec.sub(w.mul(along));
+        }
+        let sq = |t: Tensor<1>| -> Result<f64> {
+            Ok(f64::from(tensor_to_vec(t)?.first().copied().unwrap_or(0.0)))
+        };
+        let total = (sq(g.w_enc.clone().square().sum())?
+            + sq(g.b_enc.clone().square().sum())?
+            + sq(g.w_dec.clone().square().sum())?
+            + sq(g.b_dec.clone().square().sum())?)
+        .sqrt();
+        if !total.is_finite() {
+            return Err(StoreError::Diverged {
+                step: self.step,
+                what: "gradient norm",
+                value: total,
+            });
+        }
+        let clip = self.cfg.clip_grad_norm / (total + 1e-6);
+        if self.cfg.clip_grad_norm > 0.0 && clip < 1.0 {
+            g = SaeTensors {
+                w_enc: g.w_enc.mul_scalar(clip),
+                b_enc: g.b_enc.mul_scalar(clip),
+                w_dec: g.w_dec.mul_scalar(clip),
+                b_dec: g.b_dec.mul_scalar(clip),
+            };
+        }
+        let t = (self.step + 1) as i32;
+        let (b1, b2) = (self.cfg.adam_beta1, self.cfg.adam_beta2);
+        let step_size = lr / (1.0 - b1.powi(t));
+        let bc2 = (1.0 - b2.powi(t)).sqrt();
+        macro_rules! adam {
+            ($field:ident) => {{
+                let m = self
+                    .moments
+                    .m
+                    .$field
+                    .clone()
+                    .mul_scalar(b1)
+                    .add(g.$field.clone().mul_scalar(1.0 - b1));
+                let v = self
+                    .moments
+                    .v
+                    .$field
+                    .clone()
+                    .mul_scalar(b2)
+                    .add(g.$field.clone().square().mul_scalar(1.0 - b2));
+                let denom = v.clone().sqrt().div_scalar(bc2).add_scalar(1e-8);
+                self.params.$field = self
+                    .params
+                    .$field
+                    .clone()
+                    .sub(m.clone().div(denom).mul_scalar(step_size));
+                self.moments.m.$field = m;
+                self.moments.v.$field = v;
+            }};
+        }
+        adam!(w_enc);
+        adam!(b_enc);
+        adam!(w_dec);
+        adam!(b_dec);
+        if self.cfg.normalize_decoder {
+            self.params.w_dec = row_normalised(self.params.w_dec.clone(), 1.0);
+        }
+        Ok(())
+    }
+
+    /// The trained SAE for inference, in SAELens's format: `standard`, `topk`, or (BatchTopK)
+    /// `jumprelu` with the learned threshold; an input scaling factor is folded into the
+    /// weights.
+    pub fn to_sae(&self, metadata: SaeMetadata) -> Result<Sae> {
+        let (d_in, d_sae) = (self.cfg.d_in, self.cfg.d_sae);
+        let arch = match self.cfg.architecture {
+            TrainArchitecture::Standard { .. } => Architecture::Standard,
+            TrainArchitecture::TopK { .. } => Architecture::TopK,
+            TrainArchitecture::BatchTopK { .. } => Architecture::JumpRelu,
+        };
+        let mut config = SaeConfig::new(d_in, d_sae, arch);
+        config.apply_b_dec_to_input = self.cfg.apply_b_dec_to_input;
+        config.metadata = metadata;
+        if let TrainArchitecture::TopK { k, .. } = self.cfg.architecture {
+            config.k = Some(k);
+        }
+        let host = |name: &str, t: Vec<f32>, shape: Vec<usize>| {
+            (name.to_string(), HostTensor::new(shape, t))
+        };
+        let mut tensors: BTreeMap<String, HostTensor> = [
+            host(
+                "W_enc",
+                tensor_to_vec(self.params.w_enc.clone())?,
+                vec![d_in, d_sae],
+            ),
+            host(
+                "b_enc",
+                tensor_to_vec(self.params.b_enc.clone())?,
+                vec![d_sae],
+            ),
+            host(
+                "W_dec",
+                tensor_to_vec(self.params.w_dec.clone())?,
+                vec![d_sae, d_in],
+            ),
+            host(
+                "b_dec",
+                tensor_to_vec(self.params.b_dec.clone())?,
+                vec![d_in],
+            ),
+        ]
+        .into_iter()
+        .collect();
+        if let TrainArchitecture::BatchTopK { .. } = self.cfg.architecture {
+            tensors.insert(
+                "threshold".into(),
+                HostTensor::new(vec![d_sae], vec![self.threshold as f32; d_sae]),
+            );
+        }
+        let (mut sae, _) =
+            Sae::from_host_tensors(config, tensors, Path::new("<trainer>"), &self.device)?;
+        if let Some(s) = self.scaling_factor {
+            // h = (s·x)·W_enc + b_enc = x·(s·W_enc) + b_enc: pre-activations, and so the
+            // BatchTopK threshold, are unchanged by the fold.
+            sae.fold_activation_norm_scaling_factor(s as f32);
+        }
+        Ok(sae)
+    }
+
+    /// Writes the full training state (parameters, Adam moments, counters) to `dir`, atomically
+    /// per file, so a run can resume from it.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let mut tensors = BTreeMap::new();
+        for (prefix, set) in [
+            ("param", &self.params),
+            ("adam_m", &self.moments.m),
+            ("adam_v", &self.moments.v),
+        ] {
+            tensors.insert(
+                format!("{prefix}.W_enc"),
+                HostTensor::new(set.w_enc.dims().to_vec(), tensor_to_vec(set.w_enc.clone())?),
+            );
+            tensors.insert(
+                format!("{prefix}.b_enc"),
+                HostTensor::new(set.b_enc.dims().to_vec(), tensor_to_vec(set.b_enc.clone())?),
+            );
+            tensors.insert(
+                format!("{prefix}.W_dec"),
+                HostTensor::new(set.w_dec.dims().to_vec(), tensor_to_vec(set.w_dec.clone())?),
+            );
+            tensors.insert(
+                format!("{prefix}.b_dec"),
+                HostTensor::new(set.b_dec.dims().to_vec(), tensor_to_vec(set.b_dec.clone())?),
+            );
+        }
+        write_safetensors(
+            dir.join("trainer_state.safetensors"),
+            &tensors,
+            StorageDtype::F32,
+        )?;
+        let state = CheckpointState {
+            config: self.cfg.clone(),
+            step: self.step,
+            since_fired: self.since_fired.clone(),
+            threshold: self.threshold,
+            scaling_factor: self.scaling_factor,
+        };
+        let path = dir.join("trainer_state.json");
+        let json = serde_json::to_vec_pretty(&state).map_err(|e| StoreError::Json {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        sae_core::safetensors_io::write_atomic(&path, &json)?;
+        Ok(())
+    }
+
+    /// Restores a state written by [`Trainer::save_checkpoint`].
+    pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Self> {
+        let path = dir.join("trainer_state.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| StoreError::io(&path, e))?;
+        let state: CheckpointState = serde_json::from_str(&text).map_err(|e| StoreError::Json {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let file = SafetensorsFile::open(dir.join("trainer_state.safetensors"))?;
+        let (d_in, d_sae) = (state.config.d_in, state.config.d_sae);
+        let load2 = |name: &str, shape: [usize; 2]| -> Result<Tensor<2>> {
+            let t = file.tensor_f32(name)?;
+            if t.shape != shape {
+                return Err(StoreError::Shape {
+                    what: name.into(),
+                    expected: shape.to_vec(),
+                    found: t.shape,
+                });
+            }
+            Ok(t2(t.data, shape, device))
+        };
+        let load1 = |name: &str, n: usize| -> Result<Tensor<1>> {
+            let t = file.tensor_f32(name)?;
+            if t.shape != [n] {
+                return Err(StoreError::Shape {
+                    what: name.into(),
+                    expected: vec![n],
+                    found: t.shape,
+                });
+            }
+            Ok(t1(t.data, device))
+        };
+        let set = |prefix: &str| -> Result<SaeTensors> {
+            Ok(SaeTensors {
+                w_enc: load2(&format!("{prefix}.W_enc"), [d_in, d_sae])?,
+                b_enc: load1(&format!("{prefix}.b_enc"), d_sae)?,
+                w_dec: load2(&format!("{prefix}.W_dec"), [d_sae, d_in])?,
+                b_dec: load1(&format!("{prefix}.b_dec"), d_in)?,
+            })
+        };
+        Ok(Self {
+            params: set("param")?,
+            moments: Moments {
+                m: set("adam_m")?,
+                v: set("adam_v")?,
+            },
+            cfg: state.config,
+            step: state.step,
+            since_fired: state.since_fired,
+            threshold: state.threshold,
+            scaling_factor: state.scaling_factor,
+            device: device.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    config: TrainConfig,
+    step: usize,
+    since_fired: Vec<u64>,
+    threshold: f64,
+    scaling_factor: Option<f64>,
+}
