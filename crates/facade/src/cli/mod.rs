@@ -4,14 +4,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod cache_activations;
+pub mod corpus_args;
 pub mod forward;
 pub mod generate;
 pub mod hdbscan;
+pub mod latent_stats;
 pub mod logit_lens;
+pub mod meta_sae;
 pub mod model_args;
 pub mod registry;
 pub mod sae_encode;
 pub mod tokenize;
+pub mod train_sae;
 
 /// Find out what sparse-autoencoder latents mean.
 #[derive(Debug, Parser)]
@@ -45,6 +50,16 @@ pub enum Command {
     Hdbscan(hdbscan::Args),
     /// Each latent's most boosted and suppressed tokens (top/bottom-k of W_dec · W_U), as JSONL.
     LogitLens(logit_lens::Args),
+    /// Run a model over a corpus and cache activations at a hook (safetensors shards plus a
+    /// manifest; resumable).
+    CacheActivations(cache_activations::Args),
+    /// Train SAEs (standard, TopK, BatchTopK; several widths in one pass) on cached activations.
+    TrainSae(train_sae::Args),
+    /// One-pass latent statistics over cached activations: top-k windows, frequencies, quantile
+    /// samples, random windows (mergeable across shards).
+    LatentStats(latent_stats::Args),
+    /// Train a meta-SAE on an SAE's decoder rows and decompose every latent into meta-latents.
+    MetaSae(meta_sae::Args),
 }
 
 fn init_tracing(level: &str) {
@@ -69,6 +84,10 @@ pub fn main() -> ExitCode {
         Command::Generate(a) => generate::run(a),
         Command::Hdbscan(a) => hdbscan::run(a),
         Command::LogitLens(a) => logit_lens::run(a),
+        Command::CacheActivations(a) => cache_activations::run(a),
+        Command::TrainSae(a) => train_sae::run(a),
+        Command::LatentStats(a) => latent_stats::run(a),
+        Command::MetaSae(a) => meta_sae::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,256 @@
+//! `cache-activations`, `train-sae`, `latent-stats` and `meta-sae` end to end on the tiny GPT-2,
+//! including a `kill -9` in the middle of caching.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sae-geometry"))
+}
+
+/// The tiny GPT-2 widened to GPT-2's vocabulary, with GPT-2's real tokenizer.
+fn model_dir(tmp: &Path) -> PathBuf {
+    let d = tmp.join("tiny");
+    let m = fixtures().join("models/tests/fixtures");
+    gpt2_gemma_models::testing::widen_gpt2_vocab(
+        &m.join("gpt2-tiny/model"),
+        &m.join("gpt2-tokenizer"),
+        &d,
+        50257,
+    )
+    .unwrap();
+    d
+}
+
+/// The packing fixture's documents repeated `n` times.
+fn corpus(tmp: &Path, n: usize) -> PathBuf {
+    let docs = std::fs::read_to_string(fixtures().join("store/tests/fixtures/packing/docs.jsonl"))
+        .unwrap();
+    let p = tmp.join(format!("corpus{n}.jsonl"));
+    std::fs::write(&p, docs.repeat(n)).unwrap();
+    p
+}
+
+fn cache_cmd(model: &Path, corpus: &Path, out: &Path) -> Command {
+    let mut c = bin();
+    c.args(["--log", "warn", "cache-activations", "--offline", "--model"])
+        .arg(model)
+        .arg("--dataset")
+        .arg(corpus)
+        .args([
+            "--hook",
+            "blocks.1.hook_resid_pre",
+            "--context-size",
+            "16",
+            "--sequences-per-shard",
+            "3",
+            "--model-batch-size",
+            "2",
+            "--out",
+        ])
+        .arg(out);
+    c
+}
+
+fn dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn shards_recorded(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("manifest.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .map(|v| v["shards"].as_array().map_or(0, Vec::len))
+        .unwrap_or(0)
+}
+
+#[test]
+fn kill_9_during_caching_then_resume_is_byte_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = model_dir(tmp.path());
+    let text = corpus(tmp.path(), 40);
+    let a = tmp.path().join("a");
+    let st = cache_cmd(&model, &text, &a).status().unwrap();
+    assert!(st.success());
+    let total = shards_recorded(&a);
+    assert!(total > 100, "{total} shards");
+
+    let b = tmp.path().join("b");
+    // Kill at three different moments: right after start, after a few shards, later on.
+    for min_shards in [0usize, 5, total / 2] {
+        let mut child = cache_cmd(&model, &text, &b).spawn().unwrap();
+        let t0 = Instant::now();
+        while shards_recorded(&b) < min_shards && t0.elapsed() < Duration::from_secs(120) {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap_or(()); // SIGKILL on Unix
+        child.wait().unwrap();
+    }
+    assert!(
+        shards_recorded(&b) < total,
+        "the runs were all killed before the end"
+    );
+    let st = cache_cmd(&model, &text, &b).status().unwrap();
+    assert!(st.success());
+    assert_eq!(dir_bytes(&a), dir_bytes(&b), "resumed cache differs");
+}
+
+#[test]
+fn train_stats_and_meta_sae_from_a_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = model_dir(tmp.path());
+    let text = corpus(tmp.path(), 3);
+    let cache = tmp.path().join("cache");
+    assert!(cache_cmd(&model, &text, &cache).status().unwrap().success());
+
+    let out = tmp.path().join("saes");
+    let st = bin()
+        .args(["--log", "warn", "train-sae", "--cache"])
+        .arg(&cache)
+        .args([
+            "--widths",
+            "32,64",
+            "--architecture",
+            "topk",
+            "--k",
+            "4",
+            "--steps",
+            "40",
+            "--batch-size",
+            "64",
+            "--lr",
+            "3e-3",
+            "--normalize-activations",
+            "--eval-windows",
+            "4",
+            "--eval-dataset",
+        ])
+        .arg(&text)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let saes = summary["saes"].as_array().unwrap();
+    assert_eq!(saes.len(), 2);
+    for s in saes {
+        let ev = &s["eval"];
+        assert!(ev["ce_clean"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(ev["l0"].as_f64().unwrap() <= 4.0 + 1e-9, "{s}");
+    }
+    // The saved SAE loads in sae-core with the cache's metadata.
+    let sae = sae_core::Sae::load(out.join("topk-64"), &sae_core::device::cpu()).unwrap();
+    assert_eq!(sae.d_sae(), 64);
+    assert_eq!(
+        sae.config().metadata.hook_name.as_deref(),
+        Some("blocks.1.hook_resid_pre")
+    );
+    assert_eq!(sae.config().metadata.context_size, Some(16));
+
+    // Statistics over two halves, merged, equal one pass.
+    let whole = tmp.path().join("whole.json");
+    let sae_dir = out.join("topk-64");
+    let stats = |extra: &[&str], out: &Path| {
+        let st = bin()
+            .args(["--log", "warn", "latent-stats", "--cache"])
+            .arg(&cache)
+            .arg("--sae")
+            .arg(&sae_dir)
+            .args(["--k", "5", "--buffer", "3", "--latents", "0-15"])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    stats(&[], &whole);
+    let n = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(cache.join("manifest.json")).unwrap(),
+    )
+    .unwrap()["shards"]
+        .as_array()
+        .unwrap()
+        .len();
+    let (p1, p2) = (tmp.path().join("p1.json"), tmp.path().join("p2.json"));
+    stats(&["--shards", &format!("0..{}", n / 2)], &p1);
+    stats(&["--shards", &format!("{}..{n}", n / 2)], &p2);
+    let merged = tmp.path().join("merged.json");
+    let st = bin()
+        .args(["--log", "warn", "latent-stats", "--merge"])
+        .arg(&p2)
+        .arg(&p1)
+        .arg("--out")
+        .arg(&merged)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let a: serde_json::Value = serde_json::from_slice(&std::fs::read(&whole).unwrap()).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&std::fs::read(&merged).unwrap()).unwrap();
+    assert_eq!(a, b);
+    let csv = std::fs::read_to_string(whole.with_extension("csv")).unwrap();
+    assert_eq!(csv.lines().count(), 17);
+
+    let meta = tmp.path().join("meta");
+    let st = bin()
+        .args(["--log", "warn", "meta-sae", "--sae"])
+        .arg(out.join("topk-64"))
+        .args([
+            "--d-meta",
+            "8",
+            "--k",
+            "2",
+            "--steps",
+            "30",
+            "--batch-size",
+            "32",
+            "--out",
+        ])
+        .arg(&meta)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        std::fs::read_to_string(meta.join("decomposition.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        64
+    );
+    assert!(meta.join("cfg.json").exists());
+}
+
+#[test]
+fn help_shows_defaults() {
+    for cmd in ["cache-activations", "train-sae", "latent-stats", "meta-sae"] {
+        let out = bin().args([cmd, "--help"]).output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success());
+        assert!(
+            text.contains("[default:"),
+            "{cmd} --help shows no defaults:\n{text}"
+        );
+    }
+}
