@@ -26,6 +26,9 @@ pub(crate) struct Args {
     /// Device for our side: cpu (flex), ndarray (needs `--features ndarray`), cuda:N.
     #[arg(long, default_value = "cpu")]
     pub(crate) device: sae_core::ComputeDevice,
+    /// The corpus for `store` (JSONL with a `text` field).
+    #[arg(long, env = "SAE_GEOMETRY_CORPUS")]
+    pub(crate) corpus: Option<PathBuf>,
     /// Timed repetitions (median reported).
     #[arg(long, default_value_t = 5)]
     pub(crate) repeats: usize,
@@ -42,6 +45,9 @@ pub(crate) enum Which {
     /// gemma-3-270m from its GGUF: forward tokens/s at batch 8 × 128, KV-cached decode tokens/s,
     /// load time and peak RSS, beside transformers loading the same GGUF.
     Gemma,
+    /// Activation caching (gemma-3-270m, blocks.6.hook_resid_post, 16 384 tokens) and TopK SAE
+    /// training (640 → 2560, k 32, batch 4096) beside SAELens + TransformerLens.
+    Store,
 }
 
 pub(crate) fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -69,6 +75,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::SaeEncode => sae_encode(&args),
         Which::Gpt2 => crate::bench_gpt2::run(&args),
         Which::Gemma => crate::bench_gemma::run(&args),
+        Which::Store => crate::bench_store::run(&args),
     }
 }
 

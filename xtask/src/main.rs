@@ -5,8 +5,10 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bench_gemma;
 mod bench_gpt2;
+mod bench_store;
 mod check_gemma;
 mod check_gpt2;
+mod train_family;
 
 /// Project automation for sae-geometry.
 #[derive(Debug, Parser)]
@@ -26,6 +28,9 @@ enum Command {
     /// Check gemma-3-270m loaded from GGUF against transformers' loading of the same file
     /// (reference from crates/models/tests/fixtures/gemma3-gguf/gen_reference.py).
     CheckGemmaGguf(check_gemma::Args),
+    /// Cache gemma-3-270m layer-6 residuals from a corpus and train the TopK SAE family of widths
+    /// 640·{1, 2, 4, 8, 16} with evaluation (resumable; the numbers in docs/BENCHMARKS.md).
+    TrainGemmaFamily(train_family::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +39,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::CheckGpt2(a) => check_gpt2::run(a),
         Command::CheckGemmaGguf(a) => check_gemma::run(a),
+        Command::TrainGemmaFamily(a) => train_family::run(a),
     }
 }
