@@ -9,13 +9,15 @@
 //!
 //! - [`logit_lens`]: each latent's top and bottom tokens by W_dec · W_U, batched.
 //!
-//! Being built (issue 5): UMAP with umap-learn's semantics, the feature-splitting analysis and
-//! its plots.
+//! - [`umap`]: UMAP with umap-learn 0.5's semantics (NN-descent or exact neighbours, fuzzy
+//!   simplicial set, spectral initialisation, SGD), seeded-deterministic or parallel.
 
 pub mod error;
 pub mod hdbscan;
 pub mod logit_lens;
+pub mod umap;
 
 pub use error::{GeometryError, Result};
 pub use hdbscan::{ClusterSelection, Hdbscan, HdbscanConfig, HdbscanResult};
 pub use logit_lens::{LatentTokens, LogitLensConfig, logit_lens};
+pub use umap::{Umap, UmapConfig, UmapResult};

@@ -1,0 +1,524 @@
+//! k-nearest-neighbour graphs: exact (blocked matrix products) and NN-descent with
+//! random-projection-tree initialisation (pynndescent's algorithm).
+//!
+//! As in umap-learn, every point's list starts with the point itself at distance 0, so
+//! `n_neighbors = 15` means the point and 14 others.
+
+// Index loops mirror the reference implementation line for line.
+#![allow(clippy::needless_range_loop)]
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rayon::prelude::*;
+
+use crate::error::{GeometryError, Result};
+
+/// How distances are measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Metric {
+    /// 1 − cos(x, y) (rows are L2-normalised first; the tutorial's choice for decoder rows).
+    #[default]
+    Cosine,
+    /// ‖x − y‖.
+    Euclidean,
+}
+
+/// How the neighbour graph is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum KnnMethod {
+    /// umap-learn's rule: exact below 4096 points, NN-descent from there on.
+    #[default]
+    Auto,
+    /// All pairwise distances (blocked matrix products), exact.
+    Exact,
+    /// NN-descent from random-projection trees (pynndescent), approximate.
+    NnDescent,
+}
+
+/// Points below which [`KnnMethod::Auto`] is exact (umap-learn's threshold).
+pub const EXACT_BELOW: usize = 4096;
+
+/// A neighbour graph: for each point its `k` nearest (itself first), by increasing distance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnnGraph {
+    /// Points.
+    pub n: usize,
+    /// Neighbours per point (including itself).
+    pub k: usize,
+    /// `[n, k]` neighbour indices.
+    pub indices: Vec<u32>,
+    /// `[n, k]` distances.
+    pub distances: Vec<f32>,
+}
+
+/// Row-major points prepared for a metric: unit rows for cosine, plus squared norms.
+pub(crate) struct Points<'a> {
+    pub(crate) data: std::borrow::Cow<'a, [f32]>,
+    pub(crate) d: usize,
+    pub(crate) sq_norms: Vec<f32>,
+    pub(crate) metric: Metric,
+}
+
+impl<'a> Points<'a> {
+    pub(crate) fn new(data: &'a [f32], d: usize, metric: Metric) -> Self {
+        let data: std::borrow::Cow<'a, [f32]> = match metric {
+            Metric::Cosine => {
+                let mut v = data.to_vec();
+                v.par_chunks_mut(d).for_each(|r| {
+                    let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    if n > 0.0 {
+                        r.iter_mut().for_each(|x| *x /= n);
+                    }
+                });
+                std::borrow::Cow::Owned(v)
+            }
+            Metric::Euclidean => std::borrow::Cow::Borrowed(data),
+        };
+        let sq_norms = data.par_chunks(d).map(|r| dot(r, r)).collect();
+        Self {
+            data,
+            d,
+            sq_norms,
+            metric,
+        }
+    }
+
+    pub(crate) fn n(&self) -> usize {
+        self.sq_norms.len()
+    }
+
+    pub(crate) fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.d..(i + 1) * self.d]
+    }
+
+    /// The search distance (monotone in the true one): 1 − cos, or the squared distance.
+    #[inline]
+    pub(crate) fn dist(&self, i: usize, j: usize) -> f32 {
+        let dp = dot(self.row(i), self.row(j));
+        match self.metric {
+            Metric::Cosine => (1.0 - dp).max(0.0),
+            Metric::Euclidean => (self.sq_norms[i] + self.sq_norms[j] - 2.0 * dp).max(0.0),
+        }
+    }
+
+    /// The reported distance from a search distance.
+    pub(crate) fn finish(&self, d: f32) -> f32 {
+        match self.metric {
+            Metric::Cosine => d,
+            Metric::Euclidean => d.sqrt(),
+        }
+    }
+}
+
+/// Dot product with eight accumulators (vectorises).
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = a.len() / 16;
+    for c in 0..chunks {
+        let (x, y) = (&a[c * 16..c * 16 + 16], &b[c * 16..c * 16 + 16]);
+        for l in 0..16 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for i in chunks * 16..a.len() {
+        s += a[i] * b[i];
+    }
+    s
+}
+
+/// Validates a row-major matrix.
+pub(crate) fn check_matrix(data: &[f32], d: usize, what: &str) -> Result<usize> {
+    if d == 0 || data.is_empty() || !data.len().is_multiple_of(d) {
+        return Err(GeometryError::InvalidInput {
+            what: what.into(),
+            message: format!("{} values do not form rows of width {d}", data.len()),
+        });
+    }
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        return Err(GeometryError::InvalidInput {
+            what: what.into(),
+            message: format!("non-finite value at row {}, column {}", i / d, i % d),
+        });
+    }
+    Ok(data.len() / d)
+}
+
+/// The k nearest neighbours of every point.
+pub fn knn_graph(
+    data: &[f32],
+    d: usize,
+    k: usize,
+    metric: Metric,
+    method: KnnMethod,
+    seed: u64,
+) -> Result<KnnGraph> {
+    let n = check_matrix(data, d, "points")?;
+    if k < 2 || k > n {
+        return Err(GeometryError::InvalidParameter {
+            name: "n_neighbors",
+            expected: format!("in 2..={n}"),
+            found: k.to_string(),
+        });
+    }
+    let pts = Points::new(data, d, metric);
+    let exact = match method {
+        KnnMethod::Exact => true,
+        KnnMethod::NnDescent => false,
+        KnnMethod::Auto => n < EXACT_BELOW,
+    };
+    Ok(if exact {
+        exact_knn(&pts, k)
+    } else {
+        nn_descent(&pts, k, seed)
+    })
+}
+
+/// Self first, then the k − 1 nearest others by (distance, index).
+fn finish_row(
+    pts: &Points<'_>,
+    i: usize,
+    mut cand: Vec<(f32, u32)>,
+    k: usize,
+) -> (Vec<u32>, Vec<f32>) {
+    cand.retain(|&(_, j)| j as usize != i);
+    cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    cand.dedup_by_key(|c| c.1);
+    let mut idx = vec![i as u32];
+    let mut dist = vec![0.0];
+    for &(dd, j) in cand.iter().take(k - 1) {
+        idx.push(j);
+        dist.push(pts.finish(dd));
+    }
+    (idx, dist)
+}
+
+const BLOCK: usize = 256;
+
+/// Exact neighbours: distances block by block (cache-blocked dot products), keeping each row's
+/// k − 1 nearest others.
+fn exact_knn(pts: &Points<'_>, k: usize) -> KnnGraph {
+    let n = pts.n();
+    let rows: Vec<(Vec<u32>, Vec<f32>)> = (0..n)
+        .into_par_iter()
+        .chunks(BLOCK)
+        .flat_map_iter(|block| {
+            let mut best: Vec<Vec<(f32, u32)>> =
+                block.iter().map(|_| Vec::with_capacity(4 * k)).collect();
+            for j0 in (0..n).step_by(BLOCK) {
+                let j1 = (j0 + BLOCK).min(n);
+                for (bi, &i) in block.iter().enumerate() {
+                    let b = &mut best[bi];
+                    for j in j0..j1 {
+                        if j == i {
+                            continue;
+                        }
+                        b.push((pts.dist(i, j), j as u32));
+                    }
+                    if b.len() > 3 * k {
+                        let keep = k - 1;
+                        b.select_nth_unstable_by(keep, |x, y| {
+                            x.0.total_cmp(&y.0).then(x.1.cmp(&y.1))
+                        });
+                        b.truncate(keep + 1);
+                    }
+                }
+            }
+            block
+                .into_iter()
+                .zip(best)
+                .map(|(i, b)| finish_row(pts, i, b, k))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assemble(n, k, rows)
+}
+
+fn assemble(n: usize, k: usize, rows: Vec<(Vec<u32>, Vec<f32>)>) -> KnnGraph {
+    let mut indices = Vec::with_capacity(n * k);
+    let mut distances = Vec::with_capacity(n * k);
+    for (i, (mut idx, mut dist)) in rows.into_iter().enumerate() {
+        // Fewer than k distinct others (tiny inputs): pad with the point itself.
+        while idx.len() < k {
+            idx.push(i as u32);
+            dist.push(0.0);
+        }
+        indices.extend(idx);
+        distances.extend(dist);
+    }
+    KnnGraph {
+        n,
+        k,
+        indices,
+        distances,
+    }
+}
+
+/// One point's neighbour heap: a max-heap on distance of at most `k` entries with "new" flags.
+#[derive(Clone)]
+struct Heap {
+    idx: Vec<u32>,
+    dist: Vec<f32>,
+    new: Vec<bool>,
+}
+
+impl Heap {
+    fn new(k: usize) -> Self {
+        Self {
+            idx: Vec::with_capacity(k),
+            dist: Vec::with_capacity(k),
+            new: Vec::with_capacity(k),
+        }
+    }
+
+    fn worst(&self, k: usize) -> f32 {
+        if self.idx.len() < k {
+            f32::INFINITY
+        } else {
+            self.dist.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+        }
+    }
+
+    /// Inserts unless present or not better than the worst; returns whether it changed.
+    fn push(&mut self, k: usize, j: u32, d: f32) -> bool {
+        if self.idx.contains(&j) {
+            return false;
+        }
+        if self.idx.len() < k {
+            self.idx.push(j);
+            self.dist.push(d);
+            self.new.push(true);
+            return true;
+        }
+        let (wi, wd) = self
+            .dist
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+            );
+        if d >= wd {
+            return false;
+        }
+        self.idx[wi] = j;
+        self.dist[wi] = d;
+        self.new[wi] = true;
+        true
+    }
+}
+
+/// pynndescent's parameters for n points.
+fn n_trees(n: usize) -> usize {
+    (5 + ((n as f64).sqrt() / 20.0).round() as usize).min(64)
+}
+
+fn n_iters(n: usize) -> usize {
+    ((n as f64).log2().round() as usize).max(5)
+}
+
+const MAX_CANDIDATES: usize = 60;
+const DELTA: f64 = 0.001;
+
+/// Leaves of one random-projection tree (angular splits for cosine, Euclidean otherwise).
+fn rp_tree_leaves(pts: &Points<'_>, leaf_size: usize, seed: u64) -> Vec<Vec<u32>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut leaves = Vec::new();
+    let mut stack: Vec<Vec<u32>> = vec![(0..pts.n() as u32).collect()];
+    let d = pts.d;
+    while let Some(node) = stack.pop() {
+        if node.len() <= leaf_size {
+            leaves.push(node);
+            continue;
+        }
+        let a = node[rng.random_range(0..node.len())] as usize;
+        let mut b = node[rng.random_range(0..node.len())] as usize;
+        let mut tries = 0;
+        while b == a && tries < 8 {
+            b = node[rng.random_range(0..node.len())] as usize;
+            tries += 1;
+        }
+        let (xa, xb) = (pts.row(a), pts.row(b));
+        let normal: Vec<f32> = xa.iter().zip(xb).map(|(p, q)| p - q).collect();
+        let offset = match pts.metric {
+            Metric::Cosine => 0.0,
+            Metric::Euclidean => -xa
+                .iter()
+                .zip(xb)
+                .zip(&normal)
+                .map(|((p, q), m)| m * (p + q) / 2.0)
+                .sum::<f32>(),
+        };
+        let (mut left, mut right) = (Vec::new(), Vec::new());
+        for &i in &node {
+            let m = dot(&normal, pts.row(i as usize)) + offset;
+            let side = if m.abs() < 1e-8 {
+                rng.random_bool(0.5)
+            } else {
+                m > 0.0
+            };
+            if side { left.push(i) } else { right.push(i) }
+        }
+        if left.is_empty() || right.is_empty() {
+            // Degenerate split (duplicates): halve at random.
+            let mut all = node;
+            let half = all.len() / 2;
+            for i in 0..half {
+                let j = rng.random_range(i..all.len());
+                all.swap(i, j);
+            }
+            right = all.split_off(half);
+            left = all;
+        }
+        let _ = d;
+        stack.push(left);
+        stack.push(right);
+    }
+    leaves
+}
+
+/// NN-descent (Dong et al.; pynndescent's variant): random-projection-tree leaves seed the
+/// heaps, then rounds of local joins over sampled new/old candidates until fewer than
+/// `δ·k·n` updates happen.
+fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
+    let n = pts.n();
+    let kk = k - 1; // heaps hold the others; self is added at the end
+    let leaf_size = (5 * k).clamp(60, 256);
+    let mut heaps = vec![Heap::new(kk); n];
+    // 1. Trees: all pairs inside each leaf.
+    let leaves: Vec<Vec<u32>> = (0..n_trees(n))
+        .into_par_iter()
+        .flat_map_iter(|t| rp_tree_leaves(pts, leaf_size, seed.wrapping_add(0x1000 + t as u64)))
+        .collect();
+    let pairs: Vec<Vec<(u32, u32, f32)>> = leaves
+        .par_iter()
+        .map(|leaf| {
+            let mut v = Vec::with_capacity(leaf.len() * leaf.len() / 2);
+            for (a, &p) in leaf.iter().enumerate() {
+                for &q in &leaf[a + 1..] {
+                    v.push((p, q, pts.dist(p as usize, q as usize)));
+                }
+            }
+            v
+        })
+        .collect();
+    apply_updates(&mut heaps, kk, pairs);
+    // Fill any short heap with random points.
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xABCD);
+    for i in 0..n {
+        let mut tries = 0;
+        while heaps[i].idx.len() < kk && tries < 4 * kk {
+            let j = rng.random_range(0..n);
+            if j != i {
+                let dd = pts.dist(i, j);
+                heaps[i].push(kk, j as u32, dd);
+            }
+            tries += 1;
+        }
+    }
+    // 2. Local joins.
+    for it in 0..n_iters(n) {
+        let (new_c, old_c) = candidates(&mut heaps, n, seed.wrapping_add(it as u64 * 7919));
+        let thresholds: Vec<f32> = heaps.iter().map(|h| h.worst(kk)).collect();
+        let updates: Vec<Vec<(u32, u32, f32)>> = (0..n)
+            .into_par_iter()
+            .map(|u| {
+                let (nw, od) = (&new_c[u], &old_c[u]);
+                let mut out = Vec::new();
+                for (a, &p) in nw.iter().enumerate() {
+                    for &q in nw[a + 1..].iter().chain(od.iter()) {
+                        if p == q {
+                            continue;
+                        }
+                        let dd = pts.dist(p as usize, q as usize);
+                        if dd < thresholds[p as usize] || dd < thresholds[q as usize] {
+                            out.push((p, q, dd));
+                        }
+                    }
+                }
+                out
+            })
+            .collect();
+        let c = apply_updates(&mut heaps, kk, updates);
+        tracing::debug!(iteration = it, updates = c, "NN-descent");
+        if (c as f64) <= DELTA * k as f64 * n as f64 {
+            break;
+        }
+    }
+    let rows: Vec<(Vec<u32>, Vec<f32>)> = heaps
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let cand: Vec<(f32, u32)> = h.dist.into_iter().zip(h.idx).collect();
+            finish_row(pts, i, cand, k)
+        })
+        .collect();
+    assemble(n, k, rows)
+}
+
+/// Pushes every pair into both endpoints' heaps; returns how many heaps changed.
+fn apply_updates(heaps: &mut [Heap], k: usize, updates: Vec<Vec<(u32, u32, f32)>>) -> usize {
+    let mut c = 0;
+    for chunk in updates {
+        for (p, q, d) in chunk {
+            c += usize::from(heaps[p as usize].push(k, q, d));
+            c += usize::from(heaps[q as usize].push(k, p, d));
+        }
+    }
+    c
+}
+
+/// pynndescent's candidate sampling: for each point, up to `MAX_CANDIDATES` new and old
+/// neighbours (forward and reverse), chosen by random priority; sampled new entries become old.
+fn candidates(heaps: &mut [Heap], n: usize, seed: u64) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
+    let prio = |a: u64, b: u64| -> u64 {
+        let mut z =
+            seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut new_c: Vec<Vec<(u64, u32)>> = vec![Vec::new(); n];
+    let mut old_c: Vec<Vec<(u64, u32)>> = vec![Vec::new(); n];
+    let offer = |list: &mut Vec<(u64, u32)>, p: u64, j: u32| {
+        if list.iter().any(|x| x.1 == j) {
+            return;
+        }
+        if list.len() < MAX_CANDIDATES {
+            list.push((p, j));
+        } else if let Some((wi, w)) = list
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, x)| x.0)
+            .map(|(i, x)| (i, x.0))
+            && p < w
+        {
+            list[wi] = (p, j);
+        }
+    };
+    for (i, h) in heaps.iter().enumerate() {
+        for (s, &j) in h.idx.iter().enumerate() {
+            let p = prio(i as u64, u64::from(j));
+            let target = if h.new[s] { &mut new_c } else { &mut old_c };
+            offer(&mut target[i], p, j);
+            offer(&mut target[j as usize], p, i as u32);
+        }
+    }
+    // Sampled new entries are old from now on.
+    for (i, h) in heaps.iter_mut().enumerate() {
+        for s in 0..h.idx.len() {
+            if h.new[s] && new_c[i].iter().any(|x| x.1 == h.idx[s]) {
+                h.new[s] = false;
+            }
+        }
+    }
+    let strip = |v: Vec<Vec<(u64, u32)>>| {
+        v.into_iter()
+            .map(|l| l.into_iter().map(|x| x.1).collect())
+            .collect()
+    };
+    (strip(new_c), strip(old_c))
+}

@@ -1,0 +1,288 @@
+//! umap-learn's `optimize_layout_euclidean`: stochastic gradient descent on the fuzzy cross
+//! entropy, edges sampled in proportion to their weight, `negative_sample_rate` negatives per
+//! positive sample, learning rate decaying linearly to 0.
+//!
+//! Two schedules: [`Schedule::Deterministic`] runs edges serially with umap-learn's per-vertex
+//! Tausworthe generators (what umap-learn does with a fixed `random_state`), so the same seed
+//! gives bit-identical output; [`Schedule::Parallel`] splits each epoch's edges over threads and
+//! lets updates race (Hogwild, as umap-learn without `random_state`), with per-sample hashed
+//! negatives.
+
+// Index loops mirror the reference implementation line for line.
+#![allow(clippy::needless_range_loop)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rayon::prelude::*;
+
+use crate::umap::graph::SparseGraph;
+
+/// How SGD steps are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Schedule {
+    /// Serial, seeded: bit-identical output for a seed.
+    Deterministic(u64),
+    /// Multi-threaded with racing updates (faster; varies run to run in the last bits).
+    Parallel(u64),
+}
+
+/// The optimisation constants.
+#[derive(Debug, Clone, Copy)]
+pub struct LayoutParams {
+    /// Curve parameter a.
+    pub a: f32,
+    /// Curve parameter b.
+    pub b: f32,
+    /// Repulsion strength (γ).
+    pub gamma: f32,
+    /// Initial learning rate (α₀).
+    pub learning_rate: f32,
+    /// Negatives per positive sample.
+    pub negative_sample_rate: f32,
+    /// Epochs.
+    pub n_epochs: usize,
+}
+
+#[inline]
+fn clip(v: f32) -> f32 {
+    v.clamp(-4.0, 4.0)
+}
+
+/// umap-learn's `tau_rand_int` (three Tausworthe generators, int64 arithmetic as numba does).
+#[inline]
+fn tau_rand_int(s: &mut [i64; 3]) -> i64 {
+    s[0] = (((s[0] & 4_294_967_294) << 12) & 0xFFFF_FFFF)
+        ^ ((((s[0] << 13) & 0xFFFF_FFFF) ^ s[0]) >> 19);
+    s[1] = (((s[1] & 4_294_967_288) << 4) & 0xFFFF_FFFF)
+        ^ ((((s[1] << 2) & 0xFFFF_FFFF) ^ s[1]) >> 25);
+    s[2] = (((s[2] & 4_294_967_280) << 17) & 0xFFFF_FFFF)
+        ^ ((((s[2] << 3) & 0xFFFF_FFFF) ^ s[2]) >> 11);
+    s[0] ^ s[1] ^ s[2]
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Min-max scales every column to [0, 10] (umap-learn does this to the initialisation).
+pub fn rescale_to_box(emb: &mut [f32], dim: usize) {
+    for d in 0..dim {
+        let col = emb.iter().skip(d).step_by(dim);
+        let (lo, hi) = col.fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+        let span = hi - lo;
+        for v in emb.iter_mut().skip(d).step_by(dim) {
+            *v = if span > 0.0 {
+                10.0 * (*v - lo) / span
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+/// Runs the SGD on `emb` (`[n, dim]`, already rescaled) over the (pruned) graph's edges.
+pub fn optimize_layout(
+    emb: &mut [f32],
+    dim: usize,
+    graph: &SparseGraph,
+    p: &LayoutParams,
+    schedule: Schedule,
+) {
+    let n = graph.n();
+    let mut head = Vec::with_capacity(graph.nnz());
+    let mut tail = Vec::with_capacity(graph.nnz());
+    let mut weight = Vec::with_capacity(graph.nnz());
+    for i in 0..n {
+        let (c, v) = graph.row(i);
+        for (&j, &w) in c.iter().zip(v) {
+            head.push(i as u32);
+            tail.push(j);
+            weight.push(w);
+        }
+    }
+    if head.is_empty() || p.n_epochs == 0 {
+        return;
+    }
+    let w_max = weight.iter().copied().fold(0.0f32, f32::max);
+    // make_epochs_per_sample: n_epochs / (n_epochs · w / w_max).
+    let eps: Vec<f64> = weight
+        .iter()
+        .map(|&w| {
+            let ns = p.n_epochs as f64 * f64::from(w) / f64::from(w_max);
+            if ns > 0.0 {
+                p.n_epochs as f64 / ns
+            } else {
+                -1.0
+            }
+        })
+        .collect();
+    let eps_neg: Vec<f64> = eps
+        .iter()
+        .map(|e| e / f64::from(p.negative_sample_rate))
+        .collect();
+    let mut next = eps.clone();
+    let mut next_neg = eps_neg.clone();
+    let (a, b, gamma) = (p.a, p.b, p.gamma);
+    match schedule {
+        Schedule::Deterministic(seed) => {
+            let base = [
+                splitmix(seed) as i32 as i64,
+                splitmix(seed ^ 1) as i32 as i64,
+                splitmix(seed ^ 2) as i32 as i64,
+            ];
+            // Per-vertex states offset by the bits of the vertex's first coordinate (as f64), as
+            // umap-learn seeds rng_state_per_sample.
+            let mut rng: Vec<[i64; 3]> = (0..n)
+                .map(|i| {
+                    let off = f64::from(emb[i * dim]).to_bits() as i64;
+                    [
+                        base[0].wrapping_add(off),
+                        base[1].wrapping_add(off),
+                        base[2].wrapping_add(off),
+                    ]
+                })
+                .collect();
+            let mut cur = vec![0f32; dim];
+            for epoch in 0..p.n_epochs {
+                let alpha = p.learning_rate * (1.0 - epoch as f32 / p.n_epochs as f32);
+                let nf = epoch as f64;
+                for e in 0..head.len() {
+                    if next[e] > nf {
+                        continue;
+                    }
+                    let (j, k) = (head[e] as usize, tail[e] as usize);
+                    let d2: f32 = (0..dim)
+                        .map(|d| (emb[j * dim + d] - emb[k * dim + d]).powi(2))
+                        .sum();
+                    let gc = if d2 > 0.0 {
+                        -2.0 * a * b * d2.powf(b - 1.0) / (a * d2.powf(b) + 1.0)
+                    } else {
+                        0.0
+                    };
+                    for d in 0..dim {
+                        let g = clip(gc * (emb[j * dim + d] - emb[k * dim + d]));
+                        emb[j * dim + d] += g * alpha;
+                        emb[k * dim + d] -= g * alpha;
+                    }
+                    next[e] += eps[e];
+                    let n_neg = ((nf - next_neg[e]) / eps_neg[e]) as i64;
+                    cur.copy_from_slice(&emb[j * dim..(j + 1) * dim]);
+                    for _ in 0..n_neg.max(0) {
+                        let k = tau_rand_int(&mut rng[j]).rem_euclid(n as i64) as usize;
+                        if k == j {
+                            continue;
+                        }
+                        let d2: f32 = (0..dim).map(|d| (cur[d] - emb[k * dim + d]).powi(2)).sum();
+                        let gc = if d2 > 0.0 {
+                            2.0 * gamma * b / ((0.001 + d2) * (a * d2.powf(b) + 1.0))
+                        } else if j == k {
+                            continue;
+                        } else {
+                            0.0
+                        };
+                        for d in 0..dim {
+                            let g = if gc > 0.0 {
+                                clip(gc * (cur[d] - emb[k * dim + d]))
+                            } else {
+                                0.0
+                            };
+                            cur[d] += g * alpha;
+                        }
+                    }
+                    emb[j * dim..(j + 1) * dim].copy_from_slice(&cur);
+                    next_neg[e] += n_neg.max(0) as f64 * eps_neg[e];
+                }
+            }
+        }
+        Schedule::Parallel(seed) => {
+            let shared: Vec<AtomicU32> = emb.iter().map(|v| AtomicU32::new(v.to_bits())).collect();
+            let ld = |i: usize| f32::from_bits(shared[i].load(Ordering::Relaxed));
+            let st = |i: usize, v: f32| shared[i].store(v.to_bits(), Ordering::Relaxed);
+            let chunk = head
+                .len()
+                .div_ceil(rayon::current_num_threads() * 8)
+                .max(256);
+            for epoch in 0..p.n_epochs {
+                let alpha = p.learning_rate * (1.0 - epoch as f32 / p.n_epochs as f32);
+                let nf = epoch as f64;
+                next.par_chunks_mut(chunk)
+                    .zip(next_neg.par_chunks_mut(chunk))
+                    .enumerate()
+                    .for_each(|(ci, (nx, nn))| {
+                        let mut cur = [0f32; 64];
+                        let mut cur_v = Vec::new();
+                        let cur: &mut [f32] = if dim <= 64 {
+                            &mut cur[..dim]
+                        } else {
+                            cur_v.resize(dim, 0.0);
+                            &mut cur_v
+                        };
+                        for (o, (ne, nne)) in nx.iter_mut().zip(nn.iter_mut()).enumerate() {
+                            let e = ci * chunk + o;
+                            if *ne > nf {
+                                continue;
+                            }
+                            let (j, k) = (head[e] as usize, tail[e] as usize);
+                            let d2: f32 = (0..dim)
+                                .map(|d| (ld(j * dim + d) - ld(k * dim + d)).powi(2))
+                                .sum();
+                            let gc = if d2 > 0.0 {
+                                -2.0 * a * b * d2.powf(b - 1.0) / (a * d2.powf(b) + 1.0)
+                            } else {
+                                0.0
+                            };
+                            for d in 0..dim {
+                                let (cj, ck) = (ld(j * dim + d), ld(k * dim + d));
+                                let g = clip(gc * (cj - ck));
+                                st(j * dim + d, cj + g * alpha);
+                                st(k * dim + d, ck - g * alpha);
+                            }
+                            *ne += eps[e];
+                            let n_neg = ((nf - *nne) / eps_neg[e]) as i64;
+                            for (d, c) in cur.iter_mut().enumerate() {
+                                *c = ld(j * dim + d);
+                            }
+                            let mut h = splitmix(seed ^ ((epoch as u64) << 40) ^ e as u64);
+                            for _ in 0..n_neg.max(0) {
+                                h = splitmix(h);
+                                let k = (h % n as u64) as usize;
+                                if k == j {
+                                    continue;
+                                }
+                                let d2: f32 =
+                                    (0..dim).map(|d| (cur[d] - ld(k * dim + d)).powi(2)).sum();
+                                let gc = if d2 > 0.0 {
+                                    2.0 * gamma * b / ((0.001 + d2) * (a * d2.powf(b) + 1.0))
+                                } else if j == k {
+                                    continue;
+                                } else {
+                                    0.0
+                                };
+                                for (d, c) in cur.iter_mut().enumerate() {
+                                    let g = if gc > 0.0 {
+                                        clip(gc * (*c - ld(k * dim + d)))
+                                    } else {
+                                        0.0
+                                    };
+                                    *c += g * alpha;
+                                }
+                            }
+                            for (d, c) in cur.iter().enumerate() {
+                                st(j * dim + d, *c);
+                            }
+                            *nne += n_neg.max(0) as f64 * eps_neg[e];
+                        }
+                    });
+            }
+            for (v, s) in emb.iter_mut().zip(&shared) {
+                *v = f32::from_bits(s.load(Ordering::Relaxed));
+            }
+        }
+    }
+}
