@@ -48,6 +48,11 @@ pub(crate) enum Which {
     /// Activation caching (gemma-3-270m, blocks.6.hook_resid_post, 16 384 tokens) and TopK SAE
     /// training (640 → 2560, k 32, batch 4096) beside SAELens + TransformerLens.
     Store,
+    /// 2-D UMAP of 16 128 × 768 clustered unit vectors (cosine) beside umap-learn, parallel and
+    /// seeded, with trustworthiness.
+    Umap,
+    /// The same in 10-D (the embedding HDBSCAN clusters).
+    Umap10,
 }
 
 pub(crate) fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -76,6 +81,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Gpt2 => crate::bench_gpt2::run(&args),
         Which::Gemma => crate::bench_gemma::run(&args),
         Which::Store => crate::bench_store::run(&args),
+        Which::Umap => crate::bench_umap::run(&args, 2),
+        Which::Umap10 => crate::bench_umap::run(&args, 10),
     }
 }
 

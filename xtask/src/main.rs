@@ -6,6 +6,7 @@ mod bench;
 mod bench_gemma;
 mod bench_gpt2;
 mod bench_store;
+mod bench_umap;
 mod check_gemma;
 mod check_gpt2;
 mod train_family;
@@ -35,6 +36,13 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     match cli.command {
         Command::Bench(a) => bench::run(a),
         Command::CheckGpt2(a) => check_gpt2::run(a),
