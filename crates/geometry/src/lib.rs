@@ -15,6 +15,10 @@
 pub mod error;
 pub mod hdbscan;
 pub mod logit_lens;
+pub mod neuronpedia;
+pub mod plot;
+pub mod splitting;
+pub mod table;
 pub mod umap;
 
 pub use error::{GeometryError, Result};

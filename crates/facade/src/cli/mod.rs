@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod cache_activations;
 pub mod corpus_args;
+pub mod feature_splitting;
 pub mod forward;
 pub mod generate;
 pub mod hdbscan;
@@ -17,6 +18,7 @@ pub mod registry;
 pub mod sae_encode;
 pub mod tokenize;
 pub mod train_sae;
+pub mod umap;
 
 /// Find out what sparse-autoencoder latents mean.
 #[derive(Debug, Parser)]
@@ -60,6 +62,12 @@ pub enum Command {
     LatentStats(latent_stats::Args),
     /// Train a meta-SAE on an SAE's decoder rows and decompose every latent into meta-latents.
     MetaSae(meta_sae::Args),
+    /// UMAP (umap-learn's semantics) of points in a .npy file.
+    Umap(umap::Args),
+    /// The feature-splitting study: a 2-D UMAP of several SAEs' decoders (optionally HDBSCAN
+    /// clusters on a 10-D UMAP), top tokens, descriptions and cross-width matches, as Parquet,
+    /// CSV, JSON, an offline HTML plot and a PNG.
+    FeatureSplitting(feature_splitting::Args),
 }
 
 fn init_tracing(level: &str) {
@@ -88,6 +96,8 @@ pub fn main() -> ExitCode {
         Command::TrainSae(a) => train_sae::run(a),
         Command::LatentStats(a) => latent_stats::run(a),
         Command::MetaSae(a) => meta_sae::run(a),
+        Command::Umap(a) => umap::run(a),
+        Command::FeatureSplitting(a) => feature_splitting::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

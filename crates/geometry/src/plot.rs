@@ -1,0 +1,268 @@
+//! Plots of the feature-splitting table: a standalone HTML page (SVG, inline script, no network)
+//! with hover text, and a PNG.
+//!
+//! The HTML reproduces the tutorial's plotly figure — points coloured by SAE width (grey for the
+//! narrowest, then greens) or by cluster, wider SAEs drawn first and with smaller markers, hover
+//! showing width, index, description and top tokens — without a plotting library, so it opens
+//! offline anywhere. The page records what it drew (`data-points-drawn`) and any script error
+//! (`data-errors`) on `<body>`, which the headless-Chromium test reads.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{GeometryError, Result};
+use crate::splitting::SplittingRow;
+
+/// What the colour shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ColorBy {
+    /// The SAE's width (the tutorial's first figure).
+    #[default]
+    Width,
+    /// The HDBSCAN cluster (the tutorial's second figure; noise grey).
+    Cluster,
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> GeometryError {
+    GeometryError::InvalidInput {
+        what: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Distinct widths in increasing order.
+fn widths(rows: &[SplittingRow]) -> Vec<usize> {
+    let mut w: Vec<usize> = rows.iter().map(|r| r.sae_width).collect();
+    w.sort_unstable();
+    w.dedup();
+    w
+}
+
+/// The tutorial's grey-then-greens palette for `n` widths (narrowest grey).
+fn width_colors(n: usize) -> Vec<[u8; 4]> {
+    (0..n)
+        .map(|i| {
+            if i == 0 {
+                [170, 170, 170, 128]
+            } else if n <= 2 {
+                [0, 120, 0, 255]
+            } else {
+                let t = (i - 1) as f32 / (n - 2) as f32;
+                let lerp = |a: f32, b: f32| (a + (b - a) * t).round() as u8;
+                [lerp(0.0, 144.0), lerp(120.0, 238.0), lerp(0.0, 144.0), 255]
+            }
+        })
+        .collect()
+}
+
+fn cluster_color(c: i64) -> [u8; 4] {
+    if c < 0 {
+        return [190, 190, 190, 160];
+    }
+    // Golden-angle hues.
+    let h = (c as f32 * 137.507_77) % 360.0;
+    let (s, l) = (0.65f32, 0.45f32);
+    let k = |n: f32| (n + h / 30.0) % 12.0;
+    let a = s * l.min(1.0 - l);
+    let f = |n: f32| l - a * (-1.0f32).max((k(n) - 3.0).min(9.0 - k(n)).min(1.0));
+    [
+        (f(0.0) * 255.0) as u8,
+        (f(8.0) * 255.0) as u8,
+        (f(4.0) * 255.0) as u8,
+        255,
+    ]
+}
+
+fn color_of(r: &SplittingRow, by: ColorBy, ws: &[usize], pal: &[[u8; 4]]) -> [u8; 4] {
+    match by {
+        ColorBy::Width => pal[ws.iter().position(|&w| w == r.sae_width).unwrap_or(0)],
+        ColorBy::Cluster => cluster_color(r.cluster.unwrap_or(-1)),
+    }
+}
+
+/// Drawing order and marker radius: wider SAEs first (underneath), narrower on top and larger,
+/// as the tutorial's `marker_size = 4 · width / max_width` after sorting by width descending.
+fn draw_order(rows: &[SplittingRow]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..rows.len()).collect();
+    idx.sort_by(|&a, &b| rows[b].sae_width.cmp(&rows[a].sae_width).then(a.cmp(&b)));
+    idx
+}
+
+fn radius(r: &SplittingRow, ws: &[usize], by: ColorBy) -> f32 {
+    match by {
+        ColorBy::Cluster => 2.5,
+        ColorBy::Width => {
+            let max = *ws.last().unwrap_or(&1) as f32;
+            let min = *ws.first().unwrap_or(&1) as f32;
+            // Narrowest largest: 4·max/width in plotly's area units → radius ∝ sqrt.
+            2.0 + 3.0 * ((max / r.sae_width as f32).sqrt() - 1.0)
+                / ((max / min).sqrt() - 1.0).max(1e-6)
+        }
+    }
+}
+
+/// Writes the standalone HTML scatter plot.
+pub fn write_html(rows: &[SplittingRow], by: ColorBy, title: &str, path: &Path) -> Result<()> {
+    let ws = widths(rows);
+    let pal = width_colors(ws.len());
+    let order = draw_order(rows);
+    let points: Vec<serde_json::Value> = order
+        .iter()
+        .map(|&i| {
+            let r = &rows[i];
+            let c = color_of(r, by, &ws, &pal);
+            serde_json::json!([
+                r.umap_x,
+                r.umap_y,
+                radius(r, &ws, by),
+                format!(
+                    "rgba({},{},{},{:.2})",
+                    c[0],
+                    c[1],
+                    c[2],
+                    f32::from(c[3]) / 255.0
+                ),
+                r.sae_width,
+                r.latent_idx,
+                r.description,
+                r.top_token_strs,
+                r.cluster
+            ])
+        })
+        .collect();
+    let legend: Vec<serde_json::Value> = match by {
+        ColorBy::Width => ws
+            .iter()
+            .zip(&pal)
+            .map(|(w, c)| {
+                serde_json::json!([
+                    format!("width {w}"),
+                    format!("rgb({},{},{})", c[0], c[1], c[2])
+                ])
+            })
+            .collect(),
+        ColorBy::Cluster => Vec::new(),
+    };
+    // `</` cannot appear inside the inline script.
+    let data = serde_json::to_string(&points)
+        .map_err(|e| io_err(path, e))?
+        .replace("</", "<\\/");
+    let legend = serde_json::to_string(&legend)
+        .map_err(|e| io_err(path, e))?
+        .replace("</", "<\\/");
+    let title_html = title.replace('&', "&amp;").replace('<', "&lt;");
+    let html = format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title_html}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 16px; color: #222; }}
+#tip {{ position: fixed; pointer-events: none; background: #fff; border: 1px solid #999; padding: 6px 8px;
+  font-size: 12px; max-width: 420px; display: none; box-shadow: 0 2px 6px rgba(0,0,0,.2); }}
+svg {{ border: 1px solid #ddd; background: #fff; }}
+.legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 14px; vertical-align: middle; }}
+</style></head>
+<body data-errors="0" data-points-drawn="0">
+<h2>{title_html}</h2>
+<div class="legend" id="legend"></div>
+<svg id="plot" width="1200" height="900" viewBox="0 0 1200 900"></svg>
+<div id="tip"></div>
+<script>
+window.onerror = function () {{ document.body.dataset.errors = String(Number(document.body.dataset.errors) + 1); }};
+(function () {{
+  var pts = {data};
+  var legend = {legend};
+  var svg = document.getElementById('plot'), tip = document.getElementById('tip');
+  var W = 1200, H = 900, M = 40, NS = 'http://www.w3.org/2000/svg';
+  var xs = pts.map(function (p) {{ return p[0]; }}), ys = pts.map(function (p) {{ return p[1]; }});
+  var x0 = Math.min.apply(null, xs), x1 = Math.max.apply(null, xs), y0 = Math.min.apply(null, ys), y1 = Math.max.apply(null, ys);
+  var sx = function (v) {{ return M + (v - x0) / ((x1 - x0) || 1) * (W - 2 * M); }};
+  var sy = function (v) {{ return H - M - (v - y0) / ((y1 - y0) || 1) * (H - 2 * M); }};
+  var esc = function (s) {{ return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;'); }};
+  var frag = document.createDocumentFragment();
+  pts.forEach(function (p, i) {{
+    var c = document.createElementNS(NS, 'circle');
+    c.setAttribute('cx', sx(p[0]).toFixed(2)); c.setAttribute('cy', sy(p[1]).toFixed(2));
+    c.setAttribute('r', p[2].toFixed(2)); c.setAttribute('fill', p[3]);
+    c.setAttribute('data-i', i);
+    frag.appendChild(c);
+  }});
+  svg.appendChild(frag);
+  svg.addEventListener('mousemove', function (e) {{
+    var i = e.target.getAttribute && e.target.getAttribute('data-i');
+    if (i === null || i === undefined) {{ tip.style.display = 'none'; return; }}
+    var p = pts[Number(i)];
+    tip.innerHTML = '<b>width ' + p[4] + ', latent ' + p[5] + '</b>' + (p[8] !== null ? ' (cluster ' + p[8] + ')' : '') +
+      '<br>' + esc(p[6] || '(no description)') + '<br><i>top tokens:</i> ' + esc(p[7]);
+    tip.style.left = (e.clientX + 12) + 'px'; tip.style.top = (e.clientY + 12) + 'px'; tip.style.display = 'block';
+  }});
+  var lg = document.getElementById('legend');
+  legend.forEach(function (l) {{
+    var s = document.createElement('span'); s.style.background = l[1]; lg.appendChild(s);
+    lg.appendChild(document.createTextNode(l[0]));
+  }});
+  document.body.dataset.pointsDrawn = String(svg.querySelectorAll('circle').length);
+}})();
+</script></body></html>
+"#
+    );
+    let mut f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
+    f.write_all(html.as_bytes()).map_err(|e| io_err(path, e))
+}
+
+/// Writes a PNG of the same scatter (1200 × 900, anti-aliased discs, no text: the legend and
+/// hover text live in the HTML).
+pub fn write_png(rows: &[SplittingRow], by: ColorBy, path: &Path) -> Result<()> {
+    let (w, h, m) = (1200usize, 900usize, 40.0f32);
+    let ws = widths(rows);
+    let pal = width_colors(ws.len());
+    let mut img = vec![255u8; w * h * 3];
+    let (x0, x1) = rows
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |a, r| {
+            (a.0.min(r.umap_x), a.1.max(r.umap_x))
+        });
+    let (y0, y1) = rows
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |a, r| {
+            (a.0.min(r.umap_y), a.1.max(r.umap_y))
+        });
+    let sx = |v: f32| m + (v - x0) / if x1 > x0 { x1 - x0 } else { 1.0 } * (w as f32 - 2.0 * m);
+    let sy = |v: f32| {
+        h as f32 - m - (v - y0) / if y1 > y0 { y1 - y0 } else { 1.0 } * (h as f32 - 2.0 * m)
+    };
+    for i in draw_order(rows) {
+        let r = &rows[i];
+        let c = color_of(r, by, &ws, &pal);
+        let (cx, cy, rad) = (sx(r.umap_x), sy(r.umap_y), radius(r, &ws, by));
+        let alpha0 = f32::from(c[3]) / 255.0;
+        let (xa, xb) = (
+            (cx - rad - 1.0).max(0.0) as usize,
+            ((cx + rad + 1.0) as usize).min(w - 1),
+        );
+        let (ya, yb) = (
+            (cy - rad - 1.0).max(0.0) as usize,
+            ((cy + rad + 1.0) as usize).min(h - 1),
+        );
+        for py in ya..=yb {
+            for px in xa..=xb {
+                let d = ((px as f32 + 0.5 - cx).powi(2) + (py as f32 + 0.5 - cy).powi(2)).sqrt();
+                let cover = (rad + 0.5 - d).clamp(0.0, 1.0) * alpha0;
+                if cover > 0.0 {
+                    let o = (py * w + px) * 3;
+                    for k in 0..3 {
+                        let bg = f32::from(img[o + k]);
+                        img[o + k] = (bg + (f32::from(c[k]) - bg) * cover).round() as u8;
+                    }
+                }
+            }
+        }
+    }
+    let f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(f), w as u32, h as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut wr = enc.write_header().map_err(|e| io_err(path, e))?;
+    wr.write_image_data(&img).map_err(|e| io_err(path, e))?;
+    wr.finish().map_err(|e| io_err(path, e))
+}

@@ -1,0 +1,153 @@
+//! Writing the feature-splitting table where researchers open it: CSV, Parquet (snappy), JSON.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use parquet::basic::Compression;
+use parquet::data_type::{ByteArray, ByteArrayType, FloatType, Int64Type};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+
+use crate::error::{GeometryError, Result};
+use crate::splitting::SplittingRow;
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> GeometryError {
+    GeometryError::InvalidInput {
+        what: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `sae_width,latent_idx,umap_x,umap_y,description,top_token_strs[,cluster]` (RFC 4180 quoting).
+pub fn write_csv(rows: &[SplittingRow], path: &Path) -> Result<()> {
+    let with_cluster = rows.iter().any(|r| r.cluster.is_some());
+    let f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
+    let mut w = std::io::BufWriter::new(f);
+    let header = if with_cluster {
+        "sae_width,latent_idx,umap_x,umap_y,description,top_token_strs,cluster"
+    } else {
+        "sae_width,latent_idx,umap_x,umap_y,description,top_token_strs"
+    };
+    writeln!(w, "{header}").map_err(|e| io_err(path, e))?;
+    for r in rows {
+        write!(
+            w,
+            "{},{},{},{},{},{}",
+            r.sae_width,
+            r.latent_idx,
+            r.umap_x,
+            r.umap_y,
+            csv_field(&r.description),
+            csv_field(&r.top_token_strs)
+        )
+        .map_err(|e| io_err(path, e))?;
+        if with_cluster {
+            write!(
+                w,
+                ",{}",
+                r.cluster.map(|c| c.to_string()).unwrap_or_default()
+            )
+            .map_err(|e| io_err(path, e))?;
+        }
+        writeln!(w).map_err(|e| io_err(path, e))?;
+    }
+    w.flush().map_err(|e| io_err(path, e))
+}
+
+/// The same columns as Parquet (one row group, snappy), readable by pandas / polars / DuckDB.
+pub fn write_parquet(rows: &[SplittingRow], path: &Path) -> Result<()> {
+    let schema = Arc::new(
+        parse_message_type(
+            "message splitting {
+                REQUIRED INT64 sae_width;
+                REQUIRED INT64 latent_idx;
+                REQUIRED FLOAT umap_x;
+                REQUIRED FLOAT umap_y;
+                REQUIRED BYTE_ARRAY description (UTF8);
+                REQUIRED BYTE_ARRAY top_token_strs (UTF8);
+                OPTIONAL INT64 cluster;
+            }",
+        )
+        .map_err(|e| io_err(path, e))?,
+    );
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build(),
+    );
+    let f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
+    let mut writer = SerializedFileWriter::new(f, schema, props).map_err(|e| io_err(path, e))?;
+    let mut rg = writer.next_row_group().map_err(|e| io_err(path, e))?;
+    let mut col_idx = 0;
+    while let Some(mut col) = rg.next_column().map_err(|e| io_err(path, e))? {
+        let r = match col_idx {
+            0 => col.typed::<Int64Type>().write_batch(
+                &rows.iter().map(|r| r.sae_width as i64).collect::<Vec<_>>(),
+                None,
+                None,
+            ),
+            1 => col.typed::<Int64Type>().write_batch(
+                &rows.iter().map(|r| r.latent_idx as i64).collect::<Vec<_>>(),
+                None,
+                None,
+            ),
+            2 => col.typed::<FloatType>().write_batch(
+                &rows.iter().map(|r| r.umap_x).collect::<Vec<_>>(),
+                None,
+                None,
+            ),
+            3 => col.typed::<FloatType>().write_batch(
+                &rows.iter().map(|r| r.umap_y).collect::<Vec<_>>(),
+                None,
+                None,
+            ),
+            4 => col.typed::<ByteArrayType>().write_batch(
+                &rows
+                    .iter()
+                    .map(|r| ByteArray::from(r.description.as_str()))
+                    .collect::<Vec<_>>(),
+                None,
+                None,
+            ),
+            5 => col.typed::<ByteArrayType>().write_batch(
+                &rows
+                    .iter()
+                    .map(|r| ByteArray::from(r.top_token_strs.as_str()))
+                    .collect::<Vec<_>>(),
+                None,
+                None,
+            ),
+            _ => {
+                let vals: Vec<i64> = rows.iter().filter_map(|r| r.cluster).collect();
+                let defs: Vec<i16> = rows
+                    .iter()
+                    .map(|r| i16::from(r.cluster.is_some()))
+                    .collect();
+                col.typed::<Int64Type>()
+                    .write_batch(&vals, Some(&defs), None)
+            }
+        };
+        r.map_err(|e| io_err(path, e))?;
+        col.close().map_err(|e| io_err(path, e))?;
+        col_idx += 1;
+    }
+    rg.close().map_err(|e| io_err(path, e))?;
+    writer.close().map_err(|e| io_err(path, e))?;
+    Ok(())
+}
+
+/// Any serialisable value as pretty JSON.
+pub fn write_json<T: serde::Serialize>(value: &T, path: &Path) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| io_err(path, e))?;
+    std::fs::write(path, bytes).map_err(|e| io_err(path, e))
+}
