@@ -254,3 +254,115 @@ fn help_shows_defaults() {
         );
     }
 }
+
+#[test]
+fn umap_and_feature_splitting_commands() {
+    use std::collections::BTreeMap;
+    let tmp = tempfile::tempdir().unwrap();
+    // `umap` on the UMAP fixture: bit-identical with a seed.
+    let pts = fixtures().join("geometry/tests/fixtures/umap/points.npy");
+    let run = |out: &Path| {
+        let st = bin()
+            .args(["--log", "warn", "umap", "--input"])
+            .arg(&pts)
+            .args([
+                "--n-components",
+                "2",
+                "--n-neighbors",
+                "15",
+                "--min-dist",
+                "0.05",
+                "--metric",
+                "cosine",
+                "--seed",
+                "0",
+                "--out",
+            ])
+            .arg(out)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::fs::read(out).unwrap()
+    };
+    let (a, b) = (
+        run(&tmp.path().join("a.npy")),
+        run(&tmp.path().join("b.npy")),
+    );
+    assert_eq!(a, b);
+    let y = sae_core::npy::read_f32(tmp.path().join("a.npy")).unwrap();
+    assert_eq!(y.shape, vec![1000, 2]);
+
+    // `feature-splitting` on the tiny model with two SAEs (widths 48 and 96) and an export.
+    let model = model_dir(tmp.path());
+    let mut dirs = Vec::new();
+    for (w, seed) in [(48usize, 1u64), (96, 2)] {
+        let mut t = BTreeMap::new();
+        let vals = |n: usize, s: u64| -> Vec<f32> {
+            (0..n)
+                .map(|i| {
+                    (((i as u64).wrapping_mul(2_654_435_761).wrapping_add(s * 97)) % 1000) as f32
+                        / 500.0
+                        - 1.0
+                })
+                .collect()
+        };
+        t.insert(
+            "W_enc".to_string(),
+            sae_core::HostTensor::new(vec![64, w], vals(64 * w, seed)),
+        );
+        t.insert(
+            "W_dec".to_string(),
+            sae_core::HostTensor::new(vec![w, 64], vals(64 * w, seed + 10)),
+        );
+        t.insert(
+            "b_enc".to_string(),
+            sae_core::HostTensor::new(vec![w], vec![0.0; w]),
+        );
+        t.insert(
+            "b_dec".to_string(),
+            sae_core::HostTensor::new(vec![64], vec![0.0; 64]),
+        );
+        let cfg = sae_core::SaeConfig::new(64, w, sae_core::Architecture::Standard);
+        let (sae, _) =
+            sae_core::Sae::from_host_tensors(cfg, t, Path::new("<test>"), &sae_core::device::cpu())
+                .unwrap();
+        let d = tmp.path().join(format!("sae{w}"));
+        sae.save(&d).unwrap();
+        dirs.push(d);
+    }
+    let export = tmp.path().join("export.json");
+    std::fs::write(
+        &export,
+        r#"[{"index": "3", "description": "dogs"}, {"index": "3", "description": "dup"}]"#,
+    )
+    .unwrap();
+    let empty = tmp.path().join("empty.json");
+    std::fs::write(&empty, "[]").unwrap();
+    let out = tmp.path().join("split");
+    let st = bin()
+        .args(["--log", "warn", "feature-splitting", "--offline", "--model"])
+        .arg(&model)
+        .arg("--saes")
+        .arg(format!("{},{}", dirs[0].display(), dirs[1].display()))
+        .arg("--explanations")
+        .arg(format!("{},{}", export.display(), empty.display()))
+        .args(["--find-clusters", "--seed", "0", "--out"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let csv = std::fs::read_to_string(out.join("splitting.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 48 + 96);
+    assert!(csv.lines().nth(4).unwrap().starts_with("48,3,") && csv.contains(",dogs,"));
+    for f in [
+        "splitting.parquet",
+        "families.json",
+        "splitting.html",
+        "splitting.png",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let fam: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("families.json")).unwrap()).unwrap();
+    assert_eq!(fam.as_array().unwrap().len(), 48);
+}
