@@ -53,6 +53,9 @@ pub(crate) enum Which {
     Umap,
     /// The same in 10-D (the embedding HDBSCAN clusters).
     Umap10,
+    /// HDBSCAN on a 10-D UMAP of 24 576 decoder-like points beside the hdbscan library (time and
+    /// adjusted Rand index).
+    Hdbscan,
 }
 
 pub(crate) fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -83,6 +86,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Store => crate::bench_store::run(&args),
         Which::Umap => crate::bench_umap::run(&args, 2),
         Which::Umap10 => crate::bench_umap::run(&args, 10),
+        Which::Hdbscan => crate::bench_hdbscan::run(&args),
     }
 }
 

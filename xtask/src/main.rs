@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bench_gemma;
 mod bench_gpt2;
+mod bench_hdbscan;
 mod bench_store;
 mod bench_umap;
 mod check_gemma;

@@ -4,7 +4,12 @@
 //! the mutual-reachability graph, Prim's algorithm), [`tree`] (single linkage, condensed tree,
 //! stability, cluster selection, labels, probabilities, GLOSH).
 
+mod kdtree;
 pub mod mst;
+
+/// Points from which the minimum spanning tree is built by Borůvka on a kd-tree instead of
+/// Prim's O(n²) scan (both exact).
+pub const BORUVKA_FROM: usize = 4096;
 pub mod tree;
 
 use crate::error::{GeometryError, Result};
@@ -108,8 +113,17 @@ impl Hdbscan {
             });
         }
         let points: Vec<f64> = data.iter().map(|&v| f64::from(v)).collect();
-        let core = mst::core_distances(&points, n, dim, min_samples);
-        let edges = mst::prim_mst(&points, n, dim, &core);
+        let (core, edges) = if n < BORUVKA_FROM {
+            let core = mst::core_distances(&points, n, dim, min_samples);
+            let edges = mst::prim_mst(&points, n, dim, &core);
+            (core, edges)
+        } else {
+            let tree = kdtree::KdTree::new(&points, n, dim);
+            let core = mst::core_distances_kdtree(&tree, n, min_samples);
+            let edges = mst::boruvka_mst(&tree, n, &core);
+            (core, edges)
+        };
+        let _ = &core;
         let linkage = tree::single_linkage(edges, n);
         let condensed = tree::condense(&linkage, n, cfg.min_cluster_size);
         Ok(tree::extract(condensed, n, cfg))
