@@ -146,8 +146,8 @@ pub(crate) fn boruvka_mst(
         // of them found a light edge the others prune against it.
         let mut members: std::collections::HashMap<usize, Vec<usize>> =
             std::collections::HashMap::new();
-        for i in 0..n {
-            members.entry(comp[i]).or_default().push(i);
+        for (i, &c) in comp.iter().enumerate() {
+            members.entry(c).or_default().push(i);
         }
         let groups: Vec<Vec<usize>> = members.into_values().collect();
         let comp_best: Vec<(f64, usize, usize)> = groups
