@@ -5,7 +5,7 @@
 For each SAE directory (SAELens layout) and for 2-D and 10-D, both embed W_dec (cosine, 15
 neighbours, seed 0) and report scikit-learn's trustworthiness (k = 15, cosine) and 15-NN recall.
 """
-import json, subprocess, sys, time
+import json, os, subprocess, sys
 import numpy as np
 from safetensors.numpy import load_file
 import umap, sklearn.manifold
@@ -22,7 +22,7 @@ for d in sys.argv[1:]:
     w = load_file(f"{d}/sae_weights.safetensors")["W_dec"].astype(np.float32)
     np.save("/tmp/wdec.npy", w)
     for dim in (2, 10):
-        subprocess.run([sys.executable and __import__("os").environ.get("SAE_GEOMETRY_BIN", "target/release/sae-geometry"), "--log", "warn", "umap", "--input", "/tmp/wdec.npy", "--n-components", str(dim), "--metric", "cosine", "--seed", "0", "--out", "/tmp/ours.npy"], check=True)
+        subprocess.run([os.environ.get("SAE_GEOMETRY_BIN", "target/release/sae-geometry"), "--log", "warn", "umap", "--input", "/tmp/wdec.npy", "--n-components", str(dim), "--metric", "cosine", "--seed", "0", "--out", "/tmp/ours.npy"], check=True)
         ours = np.load("/tmp/ours.npy")
         theirs = umap.UMAP(n_components=dim, metric="cosine", random_state=0).fit_transform(w)
         r = {}
