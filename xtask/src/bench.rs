@@ -170,25 +170,20 @@ fn sae_encode(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     };
     let script = workspace_root().join("benches/python/sae_encode_ref.py");
-    let out = Command::new(python)
-        .arg(&script)
-        .arg("--sae")
-        .arg(&sae_dir)
-        .arg("--input")
-        .arg(&input)
-        .arg("--threads")
-        .arg(args.threads.to_string())
-        .arg("--repeats")
-        .arg(args.repeats.to_string())
-        .arg("--check")
-        .arg(&check)
-        .output()
-        .with_context(|| format!("running {} {}", python, script.display()))?;
-    if !out.status.success() {
-        bail!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let line = String::from_utf8_lossy(&out.stdout);
-    let reference: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or("{}"))?;
+    let reference = run_reference(
+        Command::new(python)
+            .arg(&script)
+            .arg("--sae")
+            .arg(&sae_dir)
+            .arg("--input")
+            .arg(&input)
+            .arg("--threads")
+            .arg(args.threads.to_string())
+            .arg("--repeats")
+            .arg(args.repeats.to_string())
+            .arg("--check")
+            .arg(&check),
+    )?;
     let theirs = reference["median_s"].as_f64().unwrap_or(f64::NAN);
     println!(
         "reference ({}, {} threads): {theirs:.3} s; max |Δ| on {check_rows} rows = {}",
@@ -199,6 +194,18 @@ fn sae_encode(args: &Args) -> anyhow::Result<()> {
     println!("ratio (reference / ours): {:.2}×", theirs / ours);
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
+}
+
+/// Runs a Python reference script and parses the JSON object on the last line of its stdout.
+pub(crate) fn run_reference(cmd: &mut Command) -> anyhow::Result<serde_json::Value> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("running the reference {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(serde_json::from_str(stdout.lines().last().unwrap_or("{}"))?)
 }
 
 pub(crate) fn workspace_root() -> PathBuf {

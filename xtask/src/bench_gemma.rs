@@ -3,12 +3,12 @@
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use gpt2_gemma_models::Gemma;
 use gpt2_gemma_models::gguf::GgufFile;
 use sae_core::npy::read_f32;
 
-use crate::bench::{Args, measure_model, splitmix, workspace_root};
+use crate::bench::{Args, measure_model, run_reference, splitmix, workspace_root};
 use crate::bench_gpt2::peak_rss_mib;
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
@@ -44,26 +44,18 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let rows: Vec<Vec<i64>> = ids.chunks(t).map(<[i64]>::to_vec).collect();
     std::fs::write(&tokens, serde_json::to_string(&rows)?)?;
     let logits_path = tmp.join("ref_logits.npy");
-    let out = Command::new(python)
-        .arg(workspace_root().join("benches/python/gemma_ref.py"))
-        .arg(&gguf)
-        .arg("--tokens")
-        .arg(&tokens)
-        .arg("--threads")
-        .arg(args.threads.to_string())
-        .arg("--decode-tokens")
-        .arg(n_dec.to_string())
-        .arg("--out-logits")
-        .arg(&logits_path)
-        .output()?;
-    if !out.status.success() {
-        bail!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let r: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or("{}"),
+    let r = run_reference(
+        Command::new(python)
+            .arg(workspace_root().join("benches/python/gemma_ref.py"))
+            .arg(&gguf)
+            .arg("--tokens")
+            .arg(&tokens)
+            .arg("--threads")
+            .arg(args.threads.to_string())
+            .arg("--decode-tokens")
+            .arg(n_dec.to_string())
+            .arg("--out-logits")
+            .arg(&logits_path),
     )?;
     let theirs = read_f32(&logits_path)?;
     let scale = theirs.data.iter().fold(1e-6f32, |m, v| m.max(v.abs()));

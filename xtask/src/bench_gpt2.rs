@@ -9,7 +9,7 @@ use gpt2_gemma_models::{Gpt2, Processing};
 use sae_core::device::tensor_to_vec;
 use sae_core::npy::read_f32;
 
-use crate::bench::{Args, measure_model, splitmix, workspace_root};
+use crate::bench::{Args, measure_model, run_reference, splitmix, workspace_root};
 
 pub(crate) fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -72,24 +72,20 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         n_dec as f64 / dec_s
     );
     let ref_logits = dir.join("ref_last_logits.npy");
-    let out = Command::new(python)
-        .arg(&script)
-        .arg("bench")
-        .arg(&dir)
-        .arg("--tokens")
-        .arg(&tokens_path)
-        .arg("--threads")
-        .arg(args.threads.to_string())
-        .arg("--decode-tokens")
-        .arg(n_dec.to_string())
-        .arg("--out-logits")
-        .arg(&ref_logits)
-        .output()?;
-    if !out.status.success() {
-        bail!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let line = String::from_utf8_lossy(&out.stdout);
-    let r: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or("{}"))?;
+    let r = run_reference(
+        Command::new(python)
+            .arg(&script)
+            .arg("bench")
+            .arg(&dir)
+            .arg("--tokens")
+            .arg(&tokens_path)
+            .arg("--threads")
+            .arg(args.threads.to_string())
+            .arg("--decode-tokens")
+            .arg(n_dec.to_string())
+            .arg("--out-logits")
+            .arg(&ref_logits),
+    )?;
     let theirs = read_f32(&ref_logits)?;
     let diff = last
         .iter()

@@ -4,12 +4,11 @@
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::bail;
 use latent_geometry::umap::{Metric, Umap, UmapConfig};
 use latent_geometry::{Hdbscan, HdbscanConfig};
 use sae_core::npy::{read_i64, write_f32};
 
-use crate::bench::{Args, workspace_root};
+use crate::bench::{Args, run_reference, workspace_root};
 use crate::bench_umap::clustered;
 
 /// Adjusted Rand index of two labelings.
@@ -70,21 +69,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let yp = tmp.join("y.npy");
     write_f32(&yp, &[n, 10], &y)?;
     let lp = tmp.join("labels.npy");
-    let out = Command::new(python)
-        .arg(workspace_root().join("benches/python/hdbscan_ref.py"))
-        .arg(&yp)
-        .args(["--min-cluster-size", "3", "--out"])
-        .arg(&lp)
-        .env("OMP_NUM_THREADS", args.threads.to_string())
-        .output()?;
-    if !out.status.success() {
-        bail!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let j: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or("{}"),
+    let j = run_reference(
+        Command::new(python)
+            .arg(workspace_root().join("benches/python/hdbscan_ref.py"))
+            .arg(&yp)
+            .args(["--min-cluster-size", "3", "--out"])
+            .arg(&lp)
+            .env("OMP_NUM_THREADS", args.threads.to_string()),
     )?;
     let theirs = read_i64(&lp)?;
     let secs = j["seconds"].as_f64().unwrap_or(f64::NAN);

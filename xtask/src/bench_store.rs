@@ -8,13 +8,13 @@ use activation_store::cache::{ActivationCacheDir, CacheRunOptions, cache_activat
 use activation_store::{
     BatchSource, CacheBatches, StoreConfig, TextSource, TrainArchitecture, TrainConfig, Trainer,
 };
-use anyhow::{Context, bail};
+use anyhow::Context;
 use gpt2_gemma_models::gguf::GgufFile;
 use gpt2_gemma_models::source::{AnyModel, AnyTokenizer};
 use gpt2_gemma_models::tokenizer_gemma::GemmaTokenizer;
 use gpt2_gemma_models::{Gemma, HookPoint};
 
-use crate::bench::{Args, workspace_root};
+use crate::bench::{Args, run_reference, workspace_root};
 use crate::bench_gpt2::peak_rss_mib;
 
 const TOKENS: u64 = 16_384;
@@ -85,36 +85,28 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         println!("reference skipped: pass --python (a venv with sae-lens, transformer-lens, gguf)");
         return Ok(());
     };
-    let out = Command::new(python)
-        .arg(workspace_root().join("benches/python/store_ref.py"))
-        .arg(&gguf)
-        .arg("--corpus")
-        .arg(&corpus)
-        .args([
-            "--tokens",
-            &TOKENS.to_string(),
-            "--threads",
-            &args.threads.to_string(),
-        ])
-        .args([
-            "--d-sae",
-            &D_SAE.to_string(),
-            "--k",
-            &K.to_string(),
-            "--batch",
-            &BATCH.to_string(),
-            "--steps",
-            &STEPS.to_string(),
-        ])
-        .output()?;
-    if !out.status.success() {
-        bail!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let r: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or("{}"),
+    let r = run_reference(
+        Command::new(python)
+            .arg(workspace_root().join("benches/python/store_ref.py"))
+            .arg(&gguf)
+            .arg("--corpus")
+            .arg(&corpus)
+            .args([
+                "--tokens",
+                &TOKENS.to_string(),
+                "--threads",
+                &args.threads.to_string(),
+            ])
+            .args([
+                "--d-sae",
+                &D_SAE.to_string(),
+                "--k",
+                &K.to_string(),
+                "--batch",
+                &BATCH.to_string(),
+                "--steps",
+                &STEPS.to_string(),
+            ]),
     )?;
     let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
     println!(

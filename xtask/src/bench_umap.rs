@@ -4,11 +4,10 @@
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::bail;
 use latent_geometry::umap::{Metric, Umap, UmapConfig, trustworthiness};
 use sae_core::npy::{read_f32, write_f32};
 
-use crate::bench::{Args, splitmix, workspace_root};
+use crate::bench::{Args, run_reference, splitmix, workspace_root};
 use crate::bench_gpt2::peak_rss_mib;
 
 const N: usize = 16_128;
@@ -97,16 +96,7 @@ pub(crate) fn run(args: &Args, dim: usize) -> anyhow::Result<()> {
         if let Some(s) = seed {
             c.args(["--seed", &s.to_string()]);
         }
-        let out = c.output()?;
-        if !out.status.success() {
-            bail!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let r: serde_json::Value = serde_json::from_str(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .last()
-                .unwrap_or("{}"),
-        )?;
+        let r = run_reference(&mut c)?;
         let theirs = read_f32(&yp)?;
         let q = subsample_quality(&x, &theirs.data, dim);
         let secs = r["seconds"].as_f64().unwrap_or(f64::NAN);
