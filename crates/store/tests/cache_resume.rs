@@ -40,21 +40,14 @@ fn cache_contents_resume_and_mismatch() {
     let tmp = tempfile::tempdir().unwrap();
     let (model, tok) = common::tiny_model(tmp.path());
     let opts = CacheRunOptions::default();
+    // Every run caches the same corpus, 2 windows per shard, at most 40 windows.
+    let run = |cfg: &StoreConfig, dir: &Path, opts: &CacheRunOptions| {
+        cache_activations(&model, "tiny", &tok, corpus(), cfg, 2, Some(40), dir, opts)
+    };
 
     // Uninterrupted.
     let a = tmp.path().join("a");
-    let m = cache_activations(
-        &model,
-        "tiny",
-        &tok,
-        corpus(),
-        &cfg(),
-        2,
-        Some(40),
-        &a,
-        &opts,
-    )
-    .unwrap();
+    let m = run(&cfg(), &a, &opts).unwrap();
     assert!(m.complete);
     assert_eq!(m.n_sequences(), 40);
     assert_eq!(m.shards.len(), 20);
@@ -87,47 +80,14 @@ fn cache_contents_resume_and_mismatch() {
         stop_after_new_shards: Some(3),
         progress: false,
     };
-    let m = cache_activations(
-        &model,
-        "tiny",
-        &tok,
-        corpus(),
-        &cfg(),
-        2,
-        Some(40),
-        &b,
-        &stop,
-    )
-    .unwrap();
+    let m = run(&cfg(), &b, &stop).unwrap();
     assert!(!m.complete);
     assert_eq!(m.shards.len(), 3);
     std::fs::write(b.join("shard-00003.safetensors.tmp123"), b"partial").unwrap();
     std::fs::write(b.join("shard-00003.safetensors"), b"garbage").unwrap();
-    let m = cache_activations(
-        &model,
-        "tiny",
-        &tok,
-        corpus(),
-        &cfg(),
-        2,
-        Some(40),
-        &b,
-        &stop,
-    )
-    .unwrap();
+    let m = run(&cfg(), &b, &stop).unwrap();
     assert_eq!(m.shards.len(), 6);
-    let m = cache_activations(
-        &model,
-        "tiny",
-        &tok,
-        corpus(),
-        &cfg(),
-        2,
-        Some(40),
-        &b,
-        &opts,
-    )
-    .unwrap();
+    let m = run(&cfg(), &b, &opts).unwrap();
     assert!(m.complete);
     assert_eq!(
         files(&a),
@@ -138,17 +98,7 @@ fn cache_contents_resume_and_mismatch() {
     // A different request on the same directory is refused.
     let mut other = cfg();
     other.hook = HookPoint::ResidPost(1);
-    match cache_activations(
-        &model,
-        "tiny",
-        &tok,
-        corpus(),
-        &other,
-        2,
-        Some(40),
-        &b,
-        &opts,
-    ) {
+    match run(&other, &b, &opts) {
         Err(StoreError::Cache { message, .. }) => {
             assert!(message.contains("different"), "{message}")
         }
