@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{GeometryError, Result};
 use crate::hdbscan::{Hdbscan, HdbscanConfig};
-use crate::umap::knn::dot;
+use crate::umap::knn::{Points, dot};
 use crate::umap::{Metric, Umap, UmapConfig};
 
 /// One SAE's part of the study.
@@ -101,20 +101,13 @@ pub struct SplittingResult {
     pub families: Vec<SplitFamily>,
 }
 
-fn unit_rows(w: &[f32], d: usize) -> Vec<f32> {
-    let mut v = w.to_vec();
-    v.par_chunks_mut(d).for_each(|r| {
-        let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if n > 0.0 {
-            r.iter_mut().for_each(|x| *x /= n);
-        }
-    });
-    v
-}
-
 /// For each row of `narrow`, the `n` rows of `wide` with the largest cosine (ties: lower index).
 pub fn match_latents(narrow: &[f32], wide: &[f32], d: usize, n: usize) -> Vec<Vec<(usize, f32)>> {
-    let (a, b) = (unit_rows(narrow, d), unit_rows(wide, d));
+    let (a, b) = (
+        Points::new(narrow, d, Metric::Cosine),
+        Points::new(wide, d, Metric::Cosine),
+    );
+    let (a, b) = (&a.data, &b.data);
     let wide_rows = b.len() / d;
     a.par_chunks(d)
         .map(|r| {
