@@ -1,4 +1,52 @@
 //! # autointerp
 //!
-//! Not implemented yet (issue 8). This crate will hold the tutorial's explanation generation and
-//! detection scoring through an OpenAI-compatible API, with retries, caching and resumption.
+//! The tutorial's automated interpretability — explanation generation and detection scoring
+//! through an LLM — made resumable and robust, with more scorers and baselines:
+//!
+//! 1. data: [`build_examples`] turns activation-store's one-pass [`LatentStats`] into each
+//!    latent's generation and scoring [`Example`]s (disjoint; random windows with their real
+//!    activations);
+//! 2. prompts: [`generation_prompt`] and [`scoring_prompt`] are the tutorial's byte for byte
+//!    by default; [`PromptOptions`] adds few-shot turns, chain of thought, logit-lens tokens
+//!    and quantised activations;
+//! 3. judges: [`LlmJudge`] over any [`ChatBackend`] ([`OpenAiBackend`] for OpenAI-compatible
+//!    servers, wrapped in a [`CachedBackend`] so reruns cost nothing), or [`OfflineJudge`];
+//! 4. [`run`] streams [`LatentResult`]s to JSONL and resumes after an interruption.
+//!
+//! [`LatentStats`]: activation_store::LatentStats
+
+pub mod baselines;
+pub mod cache;
+pub mod client;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod example;
+pub mod judge;
+#[cfg(feature = "mock-server")]
+pub mod mock;
+pub mod openai;
+pub mod parse;
+pub mod prompts;
+pub mod run;
+pub mod score;
+
+pub use baselines::{BaselineLatents, neurons, random_like};
+pub use cache::{CachedBackend, request_key, sha256_hex};
+pub use client::{ChatBackend, ChatReply, ChatRequest, RequestFailure, Usage};
+pub use config::AutoInterpConfig;
+pub use data::{LatentExamples, build_examples};
+pub use error::{AutoInterpError, Result};
+pub use example::Example;
+pub use judge::{Failure, Judge, Judged, LlmJudge, OfflineJudge};
+pub use openai::{ClientConfig, DEFAULT_MODEL, OpenAiBackend};
+pub use parse::{PredictionParseError, parse_explanation, parse_predictions};
+pub use prompts::{
+    ExplainerStyle, Message, Messages, PromptOptions, Role, fuzzing_prompt, generation_prompt,
+    scoring_prompt,
+};
+pub use run::{
+    LatentResult, LatentStatus, Pricing, RunOptions, RunSummary, random_explanation_baseline,
+    read_results, run, run_latent,
+};
+pub use score::{DetectionScores, score_predictions};

@@ -33,7 +33,9 @@ pub use corpus::{Document, TextSource, TextSplit};
 pub use error::{Result, StoreError};
 pub use hub_dataset::HubDataset;
 pub use packing::{Packer, PackingConfig};
-pub use stats::{LatentStats, LatentSummary, StatsConfig, Window, gather_from_cache};
+pub use stats::{
+    LatentStats, LatentSummary, StatsConfig, Window, gather_from_cache, gather_from_model,
+};
 pub use store::{ActivationStore, StoreConfig, compute_activations};
 pub use train::{StepMetrics, TrainArchitecture, TrainConfig, Trainer};
 pub use windows::{SeparatorToken, TokenWindows};

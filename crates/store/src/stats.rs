@@ -542,8 +542,6 @@ pub fn gather_from_cache(
     shards: Option<std::ops::Range<usize>>,
     progress: bool,
 ) -> Result<LatentStats> {
-    use sae_core::device::{int_tensor_from_vec, tensor_from_vec, tensor_to_vec};
-
     let spec = &cache.manifest().spec;
     if sae.config().d_in != spec.d_in {
         return Err(StoreError::Shape {
@@ -568,13 +566,7 @@ pub fn gather_from_cache(
         ));
     }
     let mut stats = LatentStats::new(config, latents, spec.packing.context_size)?;
-    let device = sae.device();
-    let all = latents.len() == sae.d_sae() && latents.iter().enumerate().all(|(i, &l)| i == l);
-    let index = int_tensor_from_vec(
-        latents.iter().map(|&l| l as i64).collect(),
-        [latents.len()],
-        &device,
-    );
+    let encoder = LatentEncoder::new(sae, latents);
     let bar = if progress {
         let b = indicatif::ProgressBar::new(range.len() as u64);
         b.set_style(
@@ -596,20 +588,103 @@ pub fn gather_from_cache(
         for s0 in (0..shard.n_sequences).step_by(seqs_per_chunk) {
             let s1 = (s0 + seqs_per_chunk).min(shard.n_sequences);
             let rows = (s1 - s0) * ctx;
-            let x = tensor_from_vec(
+            let acts = encoder.encode(
                 shard.activations[s0 * ctx * d..s1 * ctx * d].to_vec(),
-                [rows, d],
-                &device,
-            );
-            let f = sae.encode(x)?;
-            let f = if all { f } else { f.select(1, index.clone()) };
-            let acts = tensor_to_vec(f)?;
+                rows,
+                d,
+            )?;
             stats.update(
                 shard.first_sequence + s0 as u64,
                 &shard.token_ids[s0 * ctx..s1 * ctx],
                 &acts,
             )?;
         }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(stats)
+}
+
+/// Encodes activation rows with an SAE and keeps the chosen latents' columns.
+struct LatentEncoder<'s> {
+    sae: &'s sae_core::Sae,
+    index: Option<sae_core::burn::tensor::Tensor<1, sae_core::burn::tensor::Int>>,
+}
+
+impl<'s> LatentEncoder<'s> {
+    fn new(sae: &'s sae_core::Sae, latents: &[usize]) -> Self {
+        let all = latents.len() == sae.d_sae() && latents.iter().enumerate().all(|(i, &l)| i == l);
+        let index = (!all).then(|| {
+            sae_core::device::int_tensor_from_vec(
+                latents.iter().map(|&l| l as i64).collect(),
+                [latents.len()],
+                &sae.device(),
+            )
+        });
+        Self { sae, index }
+    }
+
+    /// `[rows, d]` activations → `[rows, latents]` latent activations, row-major.
+    fn encode(&self, x: Vec<f32>, rows: usize, d: usize) -> Result<Vec<f32>> {
+        let x = sae_core::device::tensor_from_vec(x, [rows, d], &self.sae.device());
+        let f = self.sae.encode(x)?;
+        let f = match &self.index {
+            Some(i) => f.select(1, i.clone()),
+            None => f,
+        };
+        Ok(sae_core::device::tensor_to_vec(f)?)
+    }
+}
+
+/// Statistics of `latents` of `sae` over the first `total_tokens` tokens of `store`'s window
+/// stream (whole batches of `store_batch_size_prompts` windows, at least one), computed on
+/// the fly — the tutorial's `gather_data` pass, without an activation cache.
+pub fn gather_from_model<M: gpt2_gemma_models::LanguageModel + ?Sized>(
+    store: &mut crate::store::ActivationStore<'_, M>,
+    sae: &sae_core::Sae,
+    latents: &[usize],
+    config: StatsConfig,
+    total_tokens: u64,
+    progress: bool,
+) -> Result<LatentStats> {
+    if sae.config().d_in != store.d_in() {
+        return Err(StoreError::Shape {
+            what: "SAE d_in vs model activations".into(),
+            expected: vec![store.d_in()],
+            found: vec![sae.config().d_in],
+        });
+    }
+    if let Some(&bad) = latents.iter().find(|&&l| l >= sae.d_sae()) {
+        return Err(StoreError::invalid(
+            "latent index",
+            format!("below d_sae = {}", sae.d_sae()),
+            bad,
+        ));
+    }
+    let ctx = store.config().context_size;
+    let batch = store.config().store_batch_size_prompts.max(1);
+    let n_batches = (total_tokens / (ctx * batch) as u64).max(1);
+    let mut stats = LatentStats::new(config, latents, ctx)?;
+    let encoder = LatentEncoder::new(sae, latents);
+    let bar = if progress {
+        let b = indicatif::ProgressBar::new(n_batches);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} latent stats: batch {pos}/{len} [{elapsed_precise}<{eta_precise}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let d = store.d_in();
+    for b in 0..n_batches {
+        let windows = store.get_batch_tokens()?;
+        let acts = store.get_activations(&windows)?;
+        let tokens: Vec<u32> = windows.iter().flatten().copied().collect();
+        let f = encoder.encode(acts, tokens.len(), d)?;
+        stats.update(b * batch as u64, &tokens, &f)?;
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -10,7 +10,12 @@ use gpt2_gemma_models::HookPoint;
 pub struct CorpusArgs {
     /// A local corpus: .jsonl (one JSON object per line), .parquet (or a directory of them, the HF
     /// datasets layout) or plain text (documents separated by blank lines).
-    #[arg(long, env = "SAE_GEOMETRY_CORPUS", conflicts_with = "hub_dataset")]
+    #[arg(
+        long,
+        visible_alias = "corpus",
+        env = "SAE_GEOMETRY_CORPUS",
+        conflicts_with = "hub_dataset"
+    )]
     pub dataset: Option<PathBuf>,
     /// A dataset on the HuggingFace hub (or in the local HF cache), e.g. NeelNanda/pile-10k.
     #[arg(long)]

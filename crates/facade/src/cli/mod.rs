@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod autointerp;
 pub mod cache_activations;
 pub mod corpus_args;
 pub mod feature_splitting;
@@ -68,6 +69,9 @@ pub enum Command {
     /// clusters on a 10-D UMAP), top tokens, descriptions and cross-width matches, as Parquet,
     /// CSV, JSON, an offline HTML plot and a PNG.
     FeatureSplitting(feature_splitting::Args),
+    /// Explain latents (and score the explanations) through an OpenAI-compatible API, or with
+    /// the offline explainer when none is configured; resumable JSONL results and a score table.
+    Autointerp(Box<autointerp::Args>),
 }
 
 fn init_tracing(level: &str) {
@@ -98,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::MetaSae(a) => meta_sae::run(a),
         Command::Umap(a) => umap::run(a),
         Command::FeatureSplitting(a) => feature_splitting::run(a),
+        Command::Autointerp(a) => autointerp::run(*a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

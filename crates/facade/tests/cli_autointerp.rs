@@ -1,0 +1,240 @@
+//! `sae-geometry autointerp` end to end on the tiny GPT-2 against the in-process mock server:
+//! killed mid-run and restarted, the final results equal an uninterrupted run's and no request
+//! whose reply reached the client is sent again.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use autointerp::mock::MockServer;
+use sae_core::config::{Architecture, SaeConfig};
+use sae_core::{HostTensor, Sae};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn model_dir(tmp: &Path) -> PathBuf {
+    let d = tmp.join("tiny");
+    let m = fixtures().join("models/tests/fixtures");
+    gpt2_gemma_models::testing::widen_gpt2_vocab(
+        &m.join("gpt2-tiny/model"),
+        &m.join("gpt2-tokenizer"),
+        &d,
+        50257,
+    )
+    .unwrap();
+    d
+}
+
+fn corpus(tmp: &Path) -> PathBuf {
+    let docs = std::fs::read_to_string(fixtures().join("store/tests/fixtures/packing/docs.jsonl"))
+        .unwrap();
+    let p = tmp.join("corpus.jsonl");
+    std::fs::write(&p, docs.repeat(20)).unwrap();
+    p
+}
+
+/// A seeded random TopK SAE on the tiny GPT-2's residual stream.
+fn sae_dir(tmp: &Path) -> PathBuf {
+    let (d_in, d_sae) = (64, 96);
+    let mut cfg = SaeConfig::new(d_in, d_sae, Architecture::TopK);
+    cfg.k = Some(4);
+    cfg.metadata.hook_name = Some("blocks.1.hook_resid_pre".into());
+    cfg.metadata.context_size = Some(48);
+    cfg.metadata.prepend_bos = Some(true);
+    let mut s = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut rnd = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    };
+    let mut t = BTreeMap::new();
+    t.insert(
+        "W_enc".to_string(),
+        HostTensor::new(vec![d_in, d_sae], rnd(d_in * d_sae)),
+    );
+    t.insert(
+        "W_dec".to_string(),
+        HostTensor::new(vec![d_sae, d_in], rnd(d_in * d_sae)),
+    );
+    t.insert(
+        "b_enc".to_string(),
+        HostTensor::new(vec![d_sae], vec![0.0; d_sae]),
+    );
+    t.insert(
+        "b_dec".to_string(),
+        HostTensor::new(vec![d_in], vec![0.0; d_in]),
+    );
+    let dev = Default::default();
+    let (sae, _) = Sae::from_host_tensors(cfg, t, Path::new("test"), &dev).unwrap();
+    let dir = tmp.join("sae");
+    sae.save(&dir).unwrap();
+    dir
+}
+
+fn cmd(model: &Path, sae: &Path, corpus: &Path, base: &str, out: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sae-geometry"));
+    c.env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .args(["--log", "warn", "autointerp", "--offline", "--model"])
+        .arg(model)
+        .arg("--sae")
+        .arg(sae)
+        .arg("--corpus")
+        .arg(corpus)
+        .args([
+            "--latents",
+            "0-29",
+            "--total-tokens",
+            "8000",
+            "--scoring",
+            "--concurrency",
+            "2",
+        ])
+        .args(["--api-base", base, "--out"])
+        .arg(out);
+    c
+}
+
+fn results(out: &Path) -> BTreeMap<u64, serde_json::Value> {
+    std::fs::read_to_string(out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let latent = v["latent"].as_u64().unwrap();
+            // What was sent versus cached differs between the runs by design.
+            let o = v.as_object_mut().unwrap();
+            for k in ["requests_sent", "requests_cached", "usage"] {
+                o.remove(k);
+            }
+            (latent, v)
+        })
+        .collect()
+}
+
+fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p).map_or(0, |s| s.lines().count())
+}
+
+#[test]
+fn killed_mid_run_resumes_to_the_same_results_without_resending() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, sae, corpus) = (
+        model_dir(tmp.path()),
+        sae_dir(tmp.path()),
+        corpus(tmp.path()),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // Uninterrupted.
+    let server_a = rt
+        .block_on(MockServer::start(Duration::from_millis(100), None))
+        .unwrap();
+    let out_a = tmp.path().join("a/results.jsonl");
+    let st = cmd(&model, &sae, &corpus, &server_a.base_url(), &out_a)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let table = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        table.contains("correct seqs") && table.contains("score"),
+        "{table}"
+    );
+    let a = results(&out_a);
+    assert_eq!(a.len(), 30);
+    let ok = a
+        .values()
+        .filter(|v| v["status"] == "ok" && v["score"].is_number())
+        .count();
+    let dead = a.values().filter(|v| v["status"] == "dead").count();
+    assert!(
+        ok >= 20 && ok + dead == 30,
+        "{ok} explained and scored, {dead} dead"
+    );
+    let sent_a = server_a.log().len();
+    assert!(
+        sent_a >= 40,
+        "too few requests ({sent_a}) for the test to mean much"
+    );
+
+    // Killed twice, then finished.
+    let server_b = rt
+        .block_on(MockServer::start(Duration::from_millis(100), None))
+        .unwrap();
+    let out_b = tmp.path().join("b/results.jsonl");
+    let mut kills = Vec::new();
+    for at in [4, 14] {
+        let mut child = cmd(&model, &sae, &corpus, &server_b.base_url(), &out_b)
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while lines(&out_b) < at {
+            assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
+            if child.try_wait().unwrap().is_some() {
+                panic!("finished before being killed");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap(); // SIGKILL
+        kills.push(server_b.now());
+        child.wait().unwrap();
+    }
+    let st = cmd(&model, &sae, &corpus, &server_b.base_url(), &out_b)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        results(&out_b),
+        a,
+        "resumed results differ from the uninterrupted run"
+    );
+
+    // Requests: each distinct request answered once; only those in flight at a kill (the reply
+    // never reached the client) may have been received twice.
+    let log = server_b.log();
+    let mut by_hash: HashMap<u64, Vec<&autointerp::mock::LogEntry>> = HashMap::new();
+    for e in &log {
+        by_hash.entry(e.hash).or_default().push(e);
+    }
+    let distinct_a: std::collections::HashSet<u64> =
+        server_a.log().iter().map(|e| e.hash).collect();
+    assert_eq!(by_hash.len(), distinct_a.len());
+    for (h, es) in &by_hash {
+        let interrupted = es
+            .iter()
+            .filter(|e| {
+                kills
+                    .iter()
+                    .any(|&k| e.started <= k && e.finished.is_none_or(|f| f >= k))
+            })
+            .count();
+        assert!(
+            es.len() <= 1 + interrupted,
+            "request {h:x} sent {} times, {interrupted} interrupted by a kill",
+            es.len()
+        );
+    }
+    assert!(
+        log.len() < sent_a + 2 * 2 + 1,
+        "{} requests vs {sent_a}",
+        log.len()
+    );
+}
