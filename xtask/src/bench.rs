@@ -56,6 +56,9 @@ pub(crate) enum Which {
     /// HDBSCAN on a 10-D UMAP of 24 576 decoder-like points beside the hdbscan library (time and
     /// adjusted Rand index).
     Hdbscan,
+    /// autointerp: 200 latents × 2 requests at 100 ms latency and concurrency 32 against the
+    /// in-process mock server, beside the tutorial's Python loop and an asyncio version.
+    Autointerp,
 }
 
 pub(crate) fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -87,6 +90,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Umap => crate::bench_umap::run(&args, 2),
         Which::Umap10 => crate::bench_umap::run(&args, 10),
         Which::Hdbscan => crate::bench_hdbscan::run(&args),
+        Which::Autointerp => crate::bench_autointerp::run(&args),
     }
 }
 

@@ -192,6 +192,14 @@ impl AnyTokenizer {
         }
     }
 
+    /// The unknown token's id (Gemma's `<unk>`, patch scoping's placeholder); GPT-2 has none.
+    pub fn unk_id(&self) -> Option<u32> {
+        match self {
+            AnyTokenizer::Gpt2(_) => None,
+            AnyTokenizer::Gemma(t) => Some(t.unk_id()),
+        }
+    }
+
     /// Each id's text, for display (the tutorial's `to_str_tokens`).
     pub fn str_tokens(&self, ids: &[u32]) -> Result<Vec<String>> {
         ids.iter().map(|&i| self.decode(&[i])).collect()
