@@ -59,6 +59,9 @@ pub(crate) enum Which {
     /// autointerp: 200 latents × 2 requests at 100 ms latency and concurrency 32 against the
     /// in-process mock server, beside the tutorial's Python loop and an asyncio version.
     Autointerp,
+    /// Patch scoping: a 64-scale sweep on gemma-3-270m (one batch, 30 greedy tokens per scale)
+    /// beside transformers with the tutorial's pre-hook.
+    PatchScoping,
 }
 
 pub(crate) fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -91,6 +94,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Umap10 => crate::bench_umap::run(&args, 10),
         Which::Hdbscan => crate::bench_hdbscan::run(&args),
         Which::Autointerp => crate::bench_autointerp::run(&args),
+        Which::PatchScoping => crate::bench_scoping::run(&args),
     }
 }
 

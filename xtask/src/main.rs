@@ -7,6 +7,7 @@ mod bench_autointerp;
 mod bench_gemma;
 mod bench_gpt2;
 mod bench_hdbscan;
+mod bench_scoping;
 mod bench_store;
 mod bench_umap;
 mod check_gemma;

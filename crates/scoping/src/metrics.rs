@@ -10,7 +10,8 @@
 //! - `entropy(s) = −Σ p_s log p_s` of the next-token distribution at the last prompt position,
 //!   `entropy_change(s) = entropy(s) − entropy(0)`;
 //! - `cross_entropy(s) = −Σ p_s log q_s`, with `q_s` the distribution when the normalised
-//!   mean token embedding is patched at the same scale instead.
+//!   mean token embedding is patched at the same scale instead;
+//! - the chosen scale is the non-zero scale with the largest score.
 
 use gpt2_gemma_models::{Activation, CacheFilter, HookPoint, Hooks, LanguageModel, Pass};
 use sae_core::burn::tensor::activation::log_softmax;
@@ -214,11 +215,18 @@ pub fn tune_scales<M: LanguageModel + ?Sized>(
     for (m, (a, b)) in out.iter_mut().zip(ss.iter().zip(&ce)) {
         m.score = 0.4 * a - 0.6 * b;
     }
-    let chosen = out
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
-        .map_or(0, |(i, _)| i);
+    // Scale 0 patches nothing in replace mode's direction (the placeholder becomes zero) and
+    // carries no information about the latent: it is chosen only when it is the only scale.
+    let candidates: Vec<usize> = (0..out.len()).filter(|&i| out[i].scale != 0.0).collect();
+    let candidates = if candidates.is_empty() {
+        (0..out.len()).collect()
+    } else {
+        candidates
+    };
+    let chosen = candidates
+        .into_iter()
+        .max_by(|&a, &b| out[a].score.total_cmp(&out[b].score))
+        .unwrap_or(0);
     Ok((out, chosen))
 }
 

@@ -15,6 +15,7 @@ pub mod latent_stats;
 pub mod logit_lens;
 pub mod meta_sae;
 pub mod model_args;
+pub mod patch_scope;
 pub mod registry;
 pub mod sae_encode;
 pub mod tokenize;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Explain latents (and score the explanations) through an OpenAI-compatible API, or with
     /// the offline explainer when none is configured; resumable JSONL results and a score table.
     Autointerp(Box<autointerp::Args>),
+    /// Patch scoping: the model explains a latent patched into its residual stream at a
+    /// placeholder; a sweep of scales in one batch, scale tuning, PNG and HTML plots.
+    PatchScope(Box<patch_scope::Args>),
 }
 
 fn init_tracing(level: &str) {
@@ -103,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::Umap(a) => umap::run(a),
         Command::FeatureSplitting(a) => feature_splitting::run(a),
         Command::Autointerp(a) => autointerp::run(*a),
+        Command::PatchScope(a) => patch_scope::run(*a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
