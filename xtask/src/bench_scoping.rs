@@ -69,6 +69,24 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         )?;
         let _ = std::fs::remove_file(&tmp);
         let ref_s = r["seconds"].as_f64().unwrap_or(f64::NAN);
+        // Where mismatching rows first differ (greedy decoding amplifies float differences).
+        let firsts: Vec<usize> = r["generated"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .zip(&ours)
+                    .filter_map(|(row, g)| {
+                        let row: Vec<u32> = row
+                            .as_array()?
+                            .iter()
+                            .filter_map(|x| x.as_u64())
+                            .map(|x| x as u32)
+                            .collect();
+                        row.iter().zip(&g.generated_ids).position(|(a, b)| a != b)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let same = r["generated"]
             .as_array()
             .map(|rows| {
@@ -89,7 +107,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             "  transformers: {ref_s:.2} s → ours {:.2}× faster",
             ref_s / ours_s
         );
-        println!("  identical greedy generations: {same}/{POINTS}");
+        println!(
+            "  identical greedy generations: {same}/{POINTS}; the others first differ at new token {firsts:?}"
+        );
     }
     Ok(())
 }

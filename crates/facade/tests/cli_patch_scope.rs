@@ -16,11 +16,28 @@ fn patch_scope_writes_the_contracted_outputs() {
     sae_core::npy::write_f32(&dir, &[640], &v).unwrap();
     let out = tmp.path().join("r/results.json");
     let o = Command::new(env!("CARGO_BIN_EXE_sae-geometry"))
-        .args(["--log", "warn", "patch-scope", "--model", "gemma-3-270m", "--offline", "--gguf"])
+        .args([
+            "--log",
+            "warn",
+            "patch-scope",
+            "--model",
+            "gemma-3-270m",
+            "--offline",
+            "--gguf",
+        ])
         .arg(&gguf)
         .arg("--direction")
         .arg(&dir)
-        .args(["--layer", "2", "--scales", "0,400,1500", "--greedy", "--max-new-tokens", "6", "--out"])
+        .args([
+            "--layer",
+            "2",
+            "--scales",
+            "0,400,1500",
+            "--greedy",
+            "--max-new-tokens",
+            "6",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();
@@ -28,13 +45,23 @@ fn patch_scope_writes_the_contracted_outputs() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("scale ")).collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines[0].starts_with("scale 00 | '") || lines[0].starts_with("scale 00 | \""), "{stdout}");
+    assert!(
+        lines[0].starts_with("scale 00 | '") || lines[0].starts_with("scale 00 | \""),
+        "{stdout}"
+    );
     assert!(stdout.contains("chosen scale:"), "{stdout}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let scales = v["scales"].as_array().unwrap();
     assert_eq!(scales.len(), 3);
     for s in scales {
-        for k in ["scale", "generated_ids", "text", "self_similarity", "entropy"] {
+        for k in [
+            "scale",
+            "generated_ids",
+            "text",
+            "self_similarity",
+            "entropy",
+        ] {
             assert!(s.get(k).is_some(), "{k} missing");
         }
         assert!(s["generated_ids"].as_array().unwrap().len() <= 6);
