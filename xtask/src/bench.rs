@@ -83,7 +83,28 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Re-runs this benchmark from a release build of xtask (`cargo xtask` itself runs the dev
+/// profile, which the reproductions share with the test build). Returns `false` when this
+/// process is already the release build.
+fn reexec_in_release() -> anyhow::Result<bool> {
+    if !cfg!(debug_assertions) {
+        return Ok(false);
+    }
+    let st = Command::new(env!("CARGO"))
+        .args(["run", "--release", "--quiet", "-p", "xtask", "--"])
+        .args(std::env::args_os().skip(1))
+        .status()
+        .context("re-running the benchmark from a release build")?;
+    if !st.success() {
+        bail!("the release benchmark failed ({st})");
+    }
+    Ok(true)
+}
+
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    if reexec_in_release()? {
+        return Ok(());
+    }
     check_rayon_threads(args.threads);
     match args.which {
         Which::SaeEncode => sae_encode(&args),

@@ -12,6 +12,8 @@ mod bench_store;
 mod bench_umap;
 mod check_gemma;
 mod check_gpt2;
+mod check_splitting;
+mod reproduce;
 mod train_family;
 
 /// Project automation for sae-geometry.
@@ -35,6 +37,12 @@ enum Command {
     /// Cache gemma-3-270m layer-6 residuals from a corpus and train the TopK SAE family of widths
     /// 640·{1, 2, 4, 8, 16} with evaluation (resumable; the numbers in docs/BENCHMARKS.md).
     TrainGemmaFamily(train_family::Args),
+    /// The tutorial's feature-splitting study end to end: online with GPT-2 small and the
+    /// feature-splitting SAEs, or offline (the default without the hub) with gemma-3-270m and a
+    /// family of SAEs trained here; every stage cached.
+    ReproduceSplitting(reproduce::Args),
+    /// Check a reproduction's outputs (rows, embedding, clusters, the HTML in headless Chromium).
+    CheckSplitting(check_splitting::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,5 +59,7 @@ fn main() -> anyhow::Result<()> {
         Command::CheckGpt2(a) => check_gpt2::run(a),
         Command::CheckGemmaGguf(a) => check_gemma::run(a),
         Command::TrainGemmaFamily(a) => train_family::run(a),
+        Command::ReproduceSplitting(a) => reproduce::run(a),
+        Command::CheckSplitting(a) => check_splitting::run(a),
     }
 }

@@ -176,6 +176,11 @@ impl HubClient {
         self.list_cached(repo)
     }
 
+    /// Whether the hub itself answers (a remote listing of `repo` succeeds); never the cache.
+    pub fn is_reachable(&self, repo: &HubRepo) -> bool {
+        !self.is_offline() && self.list_remote(repo).is_ok()
+    }
+
     fn list_cached(&self, repo: &HubRepo) -> Result<Vec<String>> {
         let root = self.cache_dir.join(repo.to_hf().folder_name());
         let ref_file = root.join("refs").join(&repo.revision);

@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Output directory: splitting.parquet, splitting.csv, families.json, splitting.html,
-    /// splitting.png.
+    /// splitting.png, summary.json (counts per width, clusters, spread of the embedding).
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -67,6 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.explanations.len(),
         args.saes.len()
     );
+    let started = std::time::Instant::now();
     let (model, tok) = args.model.load()?;
     let hub = args.model.hub();
     let device = model.device();
@@ -137,6 +138,53 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     write_html(&result.rows, by, title, &args.out.join("splitting.html"))?;
     write_png(&result.rows, by, &args.out.join("splitting.png"))?;
+    write_summary(
+        &result,
+        started.elapsed().as_secs_f64(),
+        &args.out.join("summary.json"),
+    )?;
     eprintln!("{} latents → {}", result.rows.len(), args.out.display());
+    Ok(())
+}
+
+/// Counts per width, clusters and noise, families, and the embedding's spread.
+fn write_summary(
+    result: &latent_geometry::splitting::SplittingResult,
+    seconds: f64,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut per_width = std::collections::BTreeMap::<usize, usize>::new();
+    for r in &result.rows {
+        *per_width.entry(r.sae_width).or_default() += 1;
+    }
+    let labels: Vec<i64> = result.rows.iter().filter_map(|r| r.cluster).collect();
+    let clusters = labels
+        .iter()
+        .filter(|&&c| c >= 0)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let std = |v: Vec<f64>| {
+        let n = v.len().max(1) as f64;
+        let m = v.iter().sum::<f64>() / n;
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt()
+    };
+    let finite = result
+        .rows
+        .iter()
+        .all(|r| r.umap_x.is_finite() && r.umap_y.is_finite());
+    let v = serde_json::json!({
+        "rows": result.rows.len(),
+        "rows_per_width": per_width,
+        "described": result.rows.iter().filter(|r| !r.description.is_empty()).count(),
+        "clustered": !labels.is_empty(),
+        "clusters": clusters,
+        "noise": labels.iter().filter(|&&c| c < 0).count(),
+        "families": result.families.len(),
+        "embedding_finite": finite,
+        "umap_x_std": std(result.rows.iter().map(|r| f64::from(r.umap_x)).collect()),
+        "umap_y_std": std(result.rows.iter().map(|r| f64::from(r.umap_y)).collect()),
+        "seconds": seconds,
+    });
+    std::fs::write(path, serde_json::to_string_pretty(&v)?)?;
     Ok(())
 }

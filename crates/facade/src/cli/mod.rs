@@ -88,11 +88,19 @@ fn init_tracing(level: &str) {
         .try_init();
 }
 
-/// Runs the CLI on the process's arguments.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(&cli.log);
-    let result = match cli.command {
+/// Runs one command given as arguments (the first is the program name), in this process:
+/// how `cargo xtask` reproductions chain commands without spawning cargo.
+pub fn run_from<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args)?;
+    dispatch(cli.command)
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::SaeEncode(a) => sae_encode::run(a),
         Command::Registry(a) => registry::run(a),
         Command::Forward(a) => forward::run(a),
@@ -108,7 +116,14 @@ pub fn main() -> ExitCode {
         Command::FeatureSplitting(a) => feature_splitting::run(a),
         Command::Autointerp(a) => autointerp::run(*a),
         Command::PatchScope(a) => patch_scope::run(*a),
-    };
+    }
+}
+
+/// Runs the CLI on the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let result = dispatch(cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

