@@ -14,6 +14,7 @@ mod check_gemma;
 mod check_gpt2;
 mod check_splitting;
 mod reproduce;
+mod reproduce_analyses;
 mod train_family;
 
 /// Project automation for sae-geometry.
@@ -41,6 +42,14 @@ enum Command {
     /// feature-splitting SAEs, or offline (the default without the hub) with gemma-3-270m and a
     /// family of SAEs trained here; every stage cached.
     ReproduceSplitting(reproduce::Args),
+    /// The tutorial's autointerp section: explanations and detection scores for SAE latents,
+    /// random latents and MLP neurons, with the random-explanation floor (online: GPT-2 small and
+    /// an OpenAI-compatible API; offline: gemma-3-270m and the offline explainer).
+    ReproduceAutointerp(reproduce_analyses::AutointerpArgs),
+    /// The tutorial's patch-scoping section: the tutorial's scales and a sweep relative to the
+    /// residual norm, with scale tuning (online: gemma-2b-it + gemma-2b-res-jb; offline:
+    /// gemma-3-270m and an SAE trained here).
+    ReproducePatchScoping(reproduce_analyses::ScopingArgs),
     /// Check a reproduction's outputs (rows, embedding, clusters, the HTML in headless Chromium).
     CheckSplitting(check_splitting::Args),
 }
@@ -61,5 +70,7 @@ fn main() -> anyhow::Result<()> {
         Command::TrainGemmaFamily(a) => train_family::run(a),
         Command::ReproduceSplitting(a) => reproduce::run(a),
         Command::CheckSplitting(a) => check_splitting::run(a),
+        Command::ReproduceAutointerp(a) => reproduce_analyses::autointerp(a),
+        Command::ReproducePatchScoping(a) => reproduce_analyses::patch_scoping(a),
     }
 }

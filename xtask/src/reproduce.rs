@@ -60,14 +60,14 @@ pub(crate) struct Args {
 }
 
 /// Stage bookkeeping: fingerprints and timings, kept in `work/stages.json`.
-struct Stages {
+pub(crate) struct Stages {
     path: PathBuf,
     done: BTreeMap<String, serde_json::Value>,
     timings: BTreeMap<String, f64>,
 }
 
 impl Stages {
-    fn open(work: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn open(work: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(work)?;
         let path = work.join("stages.json");
         let done = std::fs::read_to_string(&path)
@@ -82,7 +82,7 @@ impl Stages {
     }
 
     /// Runs `f` unless the stage ran before with the same `fingerprint` and its `outputs` exist.
-    fn run(
+    pub(crate) fn run(
         &mut self,
         name: &str,
         fingerprint: &[String],
@@ -113,22 +113,22 @@ impl Stages {
 }
 
 /// Runs one `sae-geometry` command in this process.
-fn cli(args: &[String]) -> anyhow::Result<()> {
+pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
     let mut v = vec!["sae-geometry".to_string(), "--log".into(), "warn".into()];
     v.extend(args.iter().cloned());
     sae_geometry::cli::run_from(v)
 }
 
-fn s(x: impl std::fmt::Display) -> String {
+pub(crate) fn s(x: impl std::fmt::Display) -> String {
     x.to_string()
 }
 
-fn p(x: &Path) -> String {
+pub(crate) fn p(x: &Path) -> String {
     x.display().to_string()
 }
 
 /// Whether the hub answers within a few seconds.
-fn hub_reachable() -> bool {
+pub(crate) fn hub_reachable() -> bool {
     sae_core::HubClient::from_env().is_reachable(&sae_core::HubRepo::model("gpt2"))
 }
 

@@ -27,6 +27,9 @@ pub enum ModelSource {
     Gpt2Hub(String),
     /// `gemma-3-270m`: the offline default, from GGUF (see [`crate::offline`]).
     Gemma3_270m,
+    /// A Gemma checkpoint on the hub (`google/{name}`), e.g. gemma-2b-it for the tutorial's
+    /// patch scoping: config.json, tokenizer.json and the (possibly sharded) safetensors.
+    GemmaHub(String),
     /// A directory with `config.json`, `model.safetensors` and a tokenizer.
     Dir(PathBuf),
 }
@@ -38,9 +41,12 @@ impl FromStr for ModelSource {
             "gpt2" | "gpt2-small" => Ok(ModelSource::Gpt2Hub("gpt2".into())),
             "gpt2-medium" | "gpt2-large" | "gpt2-xl" => Ok(ModelSource::Gpt2Hub(s.into())),
             "gemma-3-270m" => Ok(ModelSource::Gemma3_270m),
+            "gemma-2b" | "gemma-2b-it" | "gemma-7b" | "gemma-7b-it" | "gemma-2-2b"
+            | "gemma-2-2b-it" | "gemma-2-9b" | "gemma-2-9b-it" | "gemma-3-1b-pt"
+            | "gemma-3-1b-it" | "gemma-3-270m-it" => Ok(ModelSource::GemmaHub(s.into())),
             _ if Path::new(s).is_dir() => Ok(ModelSource::Dir(PathBuf::from(s))),
             _ => Err(format!(
-                "`{s}` is not a known model (gpt2, gpt2-medium, gpt2-large, gpt2-xl, gemma-3-270m) nor a directory"
+                "`{s}` is not a known model (gpt2, gpt2-medium, gpt2-large, gpt2-xl, gemma-3-270m, gemma-2b(-it), gemma-2-2b(-it), …) nor a directory"
             )),
         }
     }
@@ -51,6 +57,7 @@ impl fmt::Display for ModelSource {
         match self {
             ModelSource::Gpt2Hub(n) => f.write_str(n),
             ModelSource::Gemma3_270m => f.write_str("gemma-3-270m"),
+            ModelSource::GemmaHub(n) => f.write_str(n),
             ModelSource::Dir(p) => write!(f, "{}", p.display()),
         }
     }
@@ -73,6 +80,34 @@ impl ModelSource {
                 for f in ["config.json", "model.safetensors", "tokenizer.json"] {
                     let p = hub.get(&repo, f)?;
                     dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
+                }
+                Ok(dir)
+            }
+            ModelSource::GemmaHub(name) => {
+                let repo = HubRepo::model(format!("google/{name}"));
+                let config = hub.get(&repo, "config.json")?;
+                hub.get(&repo, "tokenizer.json")?;
+                let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
+                let files = hub.list_files(&repo)?;
+                if files.iter().any(|f| f == "model.safetensors.index.json") {
+                    let index = hub.get(&repo, "model.safetensors.index.json")?;
+                    let v: serde_json::Value =
+                        crate::config::read_json(&index, "safetensors index")?;
+                    let mut shards: Vec<String> = v["weight_map"]
+                        .as_object()
+                        .map(|m| {
+                            m.values()
+                                .filter_map(|x| x.as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    shards.sort();
+                    shards.dedup();
+                    for f in shards {
+                        hub.get(&repo, &f)?;
+                    }
+                } else {
+                    hub.get(&repo, "model.safetensors")?;
                 }
                 Ok(dir)
             }
@@ -289,5 +324,41 @@ impl ModelSource {
             let (m, t) = self.load_gpt2(hub, processing, device)?;
             Ok((AnyModel::Gpt2(m), AnyTokenizer::Gpt2(t)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for name in [
+            "gpt2",
+            "gpt2-medium",
+            "gemma-3-270m",
+            "gemma-2b-it",
+            "gemma-2-2b",
+        ] {
+            let s: ModelSource = name.parse().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s.to_string(), name);
+        }
+        assert_eq!(
+            "gemma-2b-it".parse::<ModelSource>(),
+            Ok(ModelSource::GemmaHub("gemma-2b-it".into()))
+        );
+        assert!("no-such-model".parse::<ModelSource>().is_err());
+    }
+
+    #[test]
+    fn hub_gemma_offline_without_cache_is_a_typed_error() {
+        let tmp =
+            std::env::temp_dir().join(format!("sae-geometry-empty-hf-{}", std::process::id()));
+        let hub = HubClient::from_env()
+            .with_cache_dir(tmp.clone())
+            .offline(true);
+        let err = ModelSource::GemmaHub("gemma-2b-it".into()).resolve_dir(&hub);
+        assert!(err.is_err());
+        let _ = std::fs::remove_dir_all(tmp);
     }
 }

@@ -1,0 +1,284 @@
+//! `cargo xtask reproduce-autointerp` and `cargo xtask reproduce-patch-scoping`: the tutorial's
+//! autointerp and patch-scoping sections end to end, online as the tutorial (GPT-2 small with an
+//! OpenAI-compatible API; gemma-2b-it with gemma-2b-res-jb) or offline (gemma-3-270m with an SAE
+//! trained here, the offline explainer), each stage cached.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::reproduce::{Mode, Stages, cli, hub_reachable, p, s};
+
+/// Arguments shared by both reproductions.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Common {
+    /// Online, offline, or whichever works.
+    #[arg(long, value_enum, default_value = "auto")]
+    mode: Mode,
+    /// The smaller profile.
+    #[arg(long)]
+    quick: bool,
+    /// The gemma-3-270m GGUF for the offline run (default: the PyPI package).
+    #[arg(long)]
+    gguf: Option<PathBuf>,
+    /// Offline: the SAE (default: the widest SAE of `cargo xtask reproduce-splitting`'s family
+    /// under runs/reproduce-splitting/work/saes).
+    #[arg(long)]
+    sae: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl Common {
+    /// Online or not, the output directory (default `default`), and its stage record.
+    fn setup(&self, default: &str) -> anyhow::Result<(bool, PathBuf, Stages)> {
+        let out = self.out.clone().unwrap_or_else(|| PathBuf::from(default));
+        let st = Stages::open(&out.join("work"))?;
+        Ok((self.online(), out, st))
+    }
+
+    fn online(&self) -> bool {
+        match self.mode {
+            Mode::Online => true,
+            Mode::Offline => false,
+            Mode::Auto => hub_reachable(),
+        }
+    }
+
+    fn gguf(&self) -> anyhow::Result<PathBuf> {
+        match &self.gguf {
+            Some(g) => Ok(g.clone()),
+            None => gpt2_gemma_models::offline::install_gemma3_270m_gguf()
+                .context("finding the gemma-3-270m GGUF (pass --gguf FILE)"),
+        }
+    }
+
+    fn offline_sae(&self) -> anyhow::Result<PathBuf> {
+        if let Some(s) = &self.sae {
+            return Ok(s.clone());
+        }
+        let dir = PathBuf::from("runs/reproduce-splitting/work/saes");
+        let mut widest: Option<(usize, PathBuf)> = None;
+        for e in std::fs::read_dir(&dir).with_context(|| {
+            format!(
+                "no --sae and no SAE family in {} (run `cargo xtask reproduce-splitting` first)",
+                dir.display()
+            )
+        })? {
+            let path = e?.path();
+            let w = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("topk-"))
+                .and_then(|n| n.parse::<usize>().ok());
+            if let Some(w) = w
+                && path.join("cfg.json").exists()
+                && widest.as_ref().is_none_or(|(b, _)| w > *b)
+            {
+                widest = Some((w, path));
+            }
+        }
+        widest
+            .map(|(_, p)| p)
+            .context("no trained SAE found; pass --sae DIR")
+    }
+}
+
+/// Arguments of `reproduce-autointerp`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AutointerpArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Corpus (JSONL) for the offline run, or for the online run instead of the hub dataset.
+    #[arg(long, env = "SAE_GEOMETRY_CORPUS")]
+    corpus: Option<PathBuf>,
+    /// Latents (offline default 0-99; online, the tutorial's 9,11,15,16873).
+    #[arg(long)]
+    latents: Option<String>,
+}
+
+/// Arguments of `reproduce-patch-scoping`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ScopingArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Latents to explain (offline default 15,35; online the tutorial's 607).
+    #[arg(long, value_delimiter = ',')]
+    latents: Vec<usize>,
+}
+
+fn summary_of(path: &Path) -> serde_json::Value {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+pub(crate) fn autointerp(a: AutointerpArgs) -> anyhow::Result<()> {
+    let (online, out, mut st) = a.common.setup("runs/reproduce-autointerp")?;
+    let tokens = if a.common.quick { 100_000 } else { 500_000 };
+    let base: Vec<String> = if online {
+        // The tutorial: GPT-2 small, gpt2-small-res-jb layer 7, an OpenAI-compatible API.
+        let mut v = vec![
+            s("--model"),
+            s("gpt2"),
+            s("--sae"),
+            s("gpt2-small-res-jb/blocks.7.hook_resid_pre"),
+        ];
+        match &a.corpus {
+            Some(c) => v.extend([s("--corpus"), p(c)]),
+            None => v.extend([s("--hub-dataset"), s("NeelNanda/pile-10k")]),
+        }
+        v
+    } else {
+        let corpus = a
+            .corpus
+            .clone()
+            .context("the offline run needs --corpus or SAE_GEOMETRY_CORPUS")?;
+        vec![
+            s("--model"),
+            s("gemma-3-270m"),
+            s("--offline"),
+            s("--gguf"),
+            p(&a.common.gguf()?),
+            s("--sae"),
+            p(&a.common.offline_sae()?),
+            s("--corpus"),
+            p(&corpus),
+        ]
+    };
+    let latents = a.latents.clone().unwrap_or_else(|| {
+        if online {
+            s("9,11,15,16873")
+        } else {
+            s("0-99")
+        }
+    });
+    let mut rows = Vec::new();
+    for (name, extra) in [
+        ("sae", vec![]),
+        ("random-latents", vec![s("--baseline"), s("random-latents")]),
+        ("neurons", vec![s("--baseline"), s("neurons")]),
+    ] {
+        let res = out.join(format!("{name}.jsonl"));
+        let mut args = vec![s("autointerp")];
+        args.extend(base.clone());
+        args.extend([
+            s("--latents"),
+            latents.clone(),
+            s("--total-tokens"),
+            s(tokens),
+            s("--scoring"),
+        ]);
+        args.extend([
+            s("--fuzzing"),
+            s("--random-explanation-baseline"),
+            s("--out"),
+            p(&res),
+        ]);
+        args.extend(extra);
+        // The results file resumes by itself; the stage only skips a finished run.
+        let summary = PathBuf::from(format!("{}.summary.json", res.display()));
+        st.run(
+            &format!("autointerp-{name}"),
+            &args,
+            std::slice::from_ref(&summary),
+            || cli(&args),
+        )?;
+        rows.push((name, summary_of(&summary)));
+    }
+    let mut md = String::from(
+        "| latents | fired | score | none floor | balanced accuracy | F1 | fuzzing | random-explanation score / balanced accuracy |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let f =
+        |v: &serde_json::Value, k: &str| v[k].as_f64().map_or("–".into(), |x| format!("{x:.3}"));
+    for (name, v) in &rows {
+        md.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} / {} |\n",
+            v["ok"],
+            f(v, "mean_score"),
+            f(v, "mean_none_floor"),
+            f(v, "mean_balanced_accuracy"),
+            f(v, "mean_f1"),
+            f(v, "mean_fuzzing_accuracy"),
+            f(v, "random_explanation_mean_score"),
+            f(v, "random_explanation_mean_balanced_accuracy"),
+        ));
+    }
+    std::fs::write(out.join("summary.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}
+
+pub(crate) fn patch_scoping(a: ScopingArgs) -> anyhow::Result<()> {
+    let (online, out, mut st) = a.common.setup("runs/reproduce-patch-scoping")?;
+    let max_new = if a.common.quick { 20 } else { 50 };
+    let (base, latents): (Vec<String>, Vec<usize>) = if online {
+        (
+            vec![
+                s("--model"),
+                s("gemma-2b-it"),
+                s("--sae"),
+                s("gemma-2b-res-jb/blocks.6.hook_resid_post"),
+            ],
+            if a.latents.is_empty() {
+                vec![607]
+            } else {
+                a.latents.clone()
+            },
+        )
+    } else {
+        (
+            vec![
+                s("--model"),
+                s("gemma-3-270m"),
+                s("--offline"),
+                s("--gguf"),
+                p(&a.common.gguf()?),
+                s("--sae"),
+                p(&a.common.offline_sae()?),
+            ],
+            if a.latents.is_empty() {
+                vec![15, 35]
+            } else {
+                a.latents.clone()
+            },
+        )
+    };
+    for latent in latents {
+        // The tutorial's absolute scales, then the sweep relative to the model's residual norm.
+        for (tag, scales) in [
+            ("tutorial-scales", Some("0,10,20,30,40,50")),
+            ("relative-sweep", None),
+        ] {
+            let res = out.join(format!("latent-{latent}-{tag}.json"));
+            let mut args = vec![s("patch-scope")];
+            args.extend(base.clone());
+            args.extend([
+                s("--latent"),
+                s(latent),
+                s("--layer"),
+                s(2),
+                s("--max-new-tokens"),
+                s(max_new),
+            ]);
+            if let Some(sc) = scales {
+                args.extend([s("--scales"), s(sc)]);
+            }
+            args.extend([s("--out"), p(&res)]);
+            st.run(
+                &format!("patch-scope-{latent}-{tag}"),
+                &args,
+                std::slice::from_ref(&res),
+                || cli(&args),
+            )?;
+            let v = summary_of(&res);
+            println!(
+                "latent {latent}, {tag}: chosen scale {} (absolute {}), explanation {}",
+                v["chosen_scale"], v["chosen_absolute_scale"], v["chosen_explanation"]
+            );
+        }
+    }
+    Ok(())
+}
