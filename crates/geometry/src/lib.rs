@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod hdbscan;
+pub mod logit_enrichment;
 pub mod logit_lens;
 pub mod neuronpedia;
 pub mod plot;

@@ -12,6 +12,7 @@ pub mod forward;
 pub mod generate;
 pub mod hdbscan;
 pub mod latent_stats;
+pub mod logit_enrichment;
 pub mod logit_lens;
 pub mod meta_sae;
 pub mod model_args;
@@ -76,6 +77,9 @@ pub enum Command {
     /// Patch scoping: the model explains a latent patched into its residual stream at a
     /// placeholder; a sweep of scales in one batch, scale tuning, PNG and HTML plots.
     PatchScope(Box<patch_scope::Args>),
+    /// Each latent's logit-weight moments (skewness, kurtosis) and token-set enrichment
+    /// (hypergeometric and Mann–Whitney tests), as tables and a skewness × kurtosis plot.
+    LogitEnrichment(logit_enrichment::Args),
 }
 
 fn init_tracing(level: &str) {
@@ -116,6 +120,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::FeatureSplitting(a) => feature_splitting::run(a),
         Command::Autointerp(a) => autointerp::run(*a),
         Command::PatchScope(a) => patch_scope::run(*a),
+        Command::LogitEnrichment(a) => logit_enrichment::run(a),
     }
 }
 

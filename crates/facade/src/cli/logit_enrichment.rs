@@ -1,0 +1,147 @@
+//! `sae-geometry logit-enrichment`: per latent, the moments of its logit weights and its
+//! enrichment in token sets (leading space, capitalised, digits, single characters, first
+//! letters), as a CSV table, JSONL, and a skewness × kurtosis scatter plot (HTML + PNG).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use gpt2_gemma_models::LanguageModel;
+use latent_geometry::logit_enrichment::{TokenSet, logit_enrichment};
+use latent_geometry::plot::{ColorBy, write_html, write_png};
+use latent_geometry::splitting::SplittingRow;
+use sae_core::SaeSource;
+
+use super::logit_lens::parse_latents;
+use super::model_args::ModelArgs;
+
+/// Arguments of `logit-enrichment`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The model whose unembedding to use.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The SAE: a directory or RELEASE/SAE_ID.
+    #[arg(long)]
+    pub sae: SaeSource,
+    /// Latents: `all`, or indices and ranges such as `0-99,120`.
+    #[arg(long, default_value = "all")]
+    pub latents: String,
+    /// Top tokens tested for enrichment (hypergeometric test).
+    #[arg(long, default_value_t = 25)]
+    pub k: usize,
+    /// Latents per batch (memory: batch × vocab floats).
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Output directory: enrichment.csv (one row per latent × set), stats.csv (one row per
+    /// latent), enrichment.jsonl, skew_kurtosis.html and .png.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs `logit-enrichment`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (model, tok) = args.model.load()?;
+    let sae = args
+        .sae
+        .load(&args.model.hub(), &model.device())
+        .with_context(|| format!("loading SAE {}", args.sae))?;
+    anyhow::ensure!(
+        sae.d_in() == model.d_model(),
+        "the SAE reads d_in = {} but the model's d_model is {}",
+        sae.d_in(),
+        model.d_model()
+    );
+    let latents =
+        parse_latents(&args.latents, sae.d_sae())?.unwrap_or_else(|| (0..sae.d_sae()).collect());
+    let vocab: Vec<String> = (0..model.vocab_size() as u32)
+        .map(|i| tok.decode(&[i]))
+        .collect::<Result<_, _>>()?;
+    let sets: Vec<(String, Vec<bool>)> = TokenSet::defaults()
+        .into_iter()
+        .map(|s| (s.name(), vocab.iter().map(|t| s.contains(t)).collect()))
+        .collect();
+    let res = logit_enrichment(
+        &sae.w_dec(),
+        &model.unembed(),
+        &latents,
+        &sets,
+        args.k,
+        args.batch,
+    )?;
+    std::fs::create_dir_all(&args.out)?;
+    let mut stats = std::io::BufWriter::new(std::fs::File::create(args.out.join("stats.csv"))?);
+    let mut en = std::io::BufWriter::new(std::fs::File::create(args.out.join("enrichment.csv"))?);
+    let mut jl = std::io::BufWriter::new(std::fs::File::create(args.out.join("enrichment.jsonl"))?);
+    writeln!(
+        stats,
+        "latent,mean,variance,skewness,kurtosis,best_set,best_set_hits,best_set_hypergeom_p"
+    )?;
+    writeln!(
+        en,
+        "latent,set,set_size,top_k,hits,hypergeom_p,mann_whitney_u,mann_whitney_p"
+    )?;
+    let mut rows = Vec::with_capacity(res.len());
+    for (s, e) in &res {
+        let best = e
+            .iter()
+            .min_by(|a, b| a.hypergeom_p.total_cmp(&b.hypergeom_p))
+            .context("no token sets")?;
+        writeln!(
+            stats,
+            "{},{},{},{},{},{},{},{:e}",
+            s.latent,
+            s.mean,
+            s.variance,
+            s.skewness,
+            s.kurtosis,
+            best.set,
+            best.hits,
+            best.hypergeom_p
+        )?;
+        for x in e {
+            writeln!(
+                en,
+                "{},{},{},{},{},{:e},{},{:e}",
+                s.latent,
+                x.set,
+                x.set_size,
+                x.top_k,
+                x.hits,
+                x.hypergeom_p,
+                x.mann_whitney_u,
+                x.mann_whitney_p
+            )?;
+        }
+        writeln!(jl, "{}", serde_json::json!({ "stats": s, "enrichment": e }))?;
+        rows.push(SplittingRow {
+            sae_width: sae.d_sae(),
+            latent_idx: s.latent,
+            umap_x: s.skewness as f32,
+            umap_y: (s.kurtosis.max(0.0) + 1.0).ln() as f32,
+            description: format!(
+                "skew {:.2}, kurtosis {:.1}; most enriched: {} ({} of top {}, p = {:.1e})",
+                s.skewness, s.kurtosis, best.set, best.hits, best.top_k, best.hypergeom_p
+            ),
+            top_token_strs: String::new(),
+            cluster: None,
+        });
+    }
+    stats.flush()?;
+    en.flush()?;
+    jl.flush()?;
+    write_html(
+        &rows,
+        ColorBy::Width,
+        "Latents by logit-weight skewness (x) and ln(1 + excess kurtosis) (y)",
+        &args.out.join("skew_kurtosis.html"),
+    )?;
+    write_png(&rows, ColorBy::Width, &args.out.join("skew_kurtosis.png"))?;
+    eprintln!(
+        "{} latents × {} sets → {}",
+        res.len(),
+        sets.len(),
+        args.out.display()
+    );
+    Ok(())
+}
