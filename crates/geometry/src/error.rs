@@ -22,6 +22,14 @@ pub enum GeometryError {
         /// The value given.
         found: String,
     },
+    /// A file could not be written or read.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// An error from sae-core (files, tensors).
     #[error(transparent)]
     Core(#[from] sae_core::SaeError),

@@ -12,6 +12,7 @@
 //! - [`umap`]: UMAP with umap-learn 0.5's semantics (NN-descent or exact neighbours, fuzzy
 //!   simplicial set, spectral initialisation, SGD), seeded-deterministic or parallel.
 
+pub mod dashboard;
 pub mod error;
 pub mod hdbscan;
 pub mod logit_enrichment;

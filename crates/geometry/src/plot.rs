@@ -24,9 +24,9 @@ pub enum ColorBy {
     Cluster,
 }
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> GeometryError {
-    GeometryError::InvalidInput {
-        what: path.display().to_string(),
+pub(crate) fn io_err(path: &Path, e: impl std::fmt::Display) -> GeometryError {
+    GeometryError::Io {
+        path: path.to_path_buf(),
         message: e.to_string(),
     }
 }

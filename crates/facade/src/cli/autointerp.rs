@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use activation_store::{ActivationStore, LatentStats, StoreConfig, gather_from_model};
+use activation_store::LatentStats;
 use anyhow::Context;
 use autointerp::{
     AutoInterpConfig, BaselineLatents, CachedBackend, ClientConfig, ExplainerStyle, LatentExamples,
@@ -214,7 +214,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .sae
         .load(&args.model.hub(), &device)
         .with_context(|| format!("loading SAE {}", args.sae))?;
-    let mut store_cfg = StoreConfig::from_sae(sae.config(), args.context_size)?;
+    let mut store_cfg =
+        super::gather::reading_config(sae.config(), args.context_size, args.model_batch_size)?;
     match baseline {
         BaselineLatents::Sae => {}
         BaselineLatents::RandomLatents => sae = autointerp::random_like(&sae, args.seed)?,
@@ -228,10 +229,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             sae = autointerp::neurons(probe.1, &hook.to_string(), sae.config(), &device)?;
         }
     }
-    store_cfg.store_batch_size_prompts = args.model_batch_size;
-    // Windows are read in corpus order here; the training mixing buffer is kept minimal.
-    store_cfg.n_batches_in_buffer = 1;
-    store_cfg.train_batch_size_tokens = store_cfg.context_size * args.model_batch_size;
     let latents = parse_latents(&args.latents, sae.d_sae())?
         .ok_or_else(|| anyhow::anyhow!("--latents must list latents (not `all`)"))?;
 
@@ -248,23 +245,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             s
         }
         None => {
-            let source = args.corpus.source(args.model.offline)?;
-            let mut store = ActivationStore::new(&model, &tok, source, store_cfg.clone())?;
-            let t0 = std::time::Instant::now();
-            let s = gather_from_model(
-                &mut store,
+            let s = super::gather::gather(
+                &model,
+                &tok,
                 &sae,
+                &args.corpus,
+                args.model.offline,
+                &store_cfg,
                 &latents,
                 cfg.stats_config(args.seed),
                 cfg.total_tokens,
-                true,
             )?;
-            eprintln!(
-                "gathered {} tokens at {} in {:.1}s",
-                s.n_tokens,
-                store_cfg.hook,
-                t0.elapsed().as_secs_f64()
-            );
             if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }

@@ -7,8 +7,10 @@ use clap::{Parser, Subcommand};
 pub mod autointerp;
 pub mod cache_activations;
 pub mod corpus_args;
+pub mod dashboard;
 pub mod feature_splitting;
 pub mod forward;
+pub mod gather;
 pub mod generate;
 pub mod hdbscan;
 pub mod latent_stats;
@@ -80,6 +82,10 @@ pub enum Command {
     /// Each latent's logit-weight moments (skewness, kurtosis) and token-set enrichment
     /// (hypergeometric and Mann–Whitney tests), as tables and a skewness × kurtosis plot.
     LogitEnrichment(logit_enrichment::Args),
+    /// Offline latent dashboards: an HTML page per latent (top and quantile windows with
+    /// per-token shading, activation histogram, logit lens, nearest latents, explanation) and an
+    /// index page.
+    Dashboard(Box<dashboard::Args>),
 }
 
 fn init_tracing(level: &str) {
@@ -121,6 +127,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Autointerp(a) => autointerp::run(*a),
         Command::PatchScope(a) => patch_scope::run(*a),
         Command::LogitEnrichment(a) => logit_enrichment::run(a),
+        Command::Dashboard(a) => dashboard::run(*a),
     }
 }
 

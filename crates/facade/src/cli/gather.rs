@@ -1,0 +1,47 @@
+//! One pass of a model over a corpus to gather latent statistics, shared by the commands that
+//! need examples (`autointerp`, `dashboard`).
+
+use activation_store::{ActivationStore, LatentStats, StatsConfig, StoreConfig, gather_from_model};
+use gpt2_gemma_models::{AnyModel, AnyTokenizer};
+
+use super::corpus_args::CorpusArgs;
+
+/// A store configuration for reading windows in corpus order from an SAE's metadata (hook,
+/// context, BOS), `batch` windows per forward pass; the training mixing buffer is kept minimal.
+pub fn reading_config(
+    sae: &sae_core::SaeConfig,
+    context_size: Option<usize>,
+    batch: usize,
+) -> anyhow::Result<StoreConfig> {
+    let mut c = StoreConfig::from_sae(sae, context_size)?;
+    c.store_batch_size_prompts = batch;
+    c.n_batches_in_buffer = 1;
+    c.train_batch_size_tokens = c.context_size * batch;
+    Ok(c)
+}
+
+/// Statistics of `latents` over `total_tokens` tokens of the corpus, with a progress bar.
+#[allow(clippy::too_many_arguments)]
+pub fn gather(
+    model: &AnyModel,
+    tok: &AnyTokenizer,
+    sae: &sae_core::Sae,
+    corpus: &CorpusArgs,
+    offline: bool,
+    store_cfg: &StoreConfig,
+    latents: &[usize],
+    stats_cfg: StatsConfig,
+    total_tokens: u64,
+) -> anyhow::Result<LatentStats> {
+    let source = corpus.source(offline)?;
+    let mut store = ActivationStore::new(model, tok, source, store_cfg.clone())?;
+    let t0 = std::time::Instant::now();
+    let s = gather_from_model(&mut store, sae, latents, stats_cfg, total_tokens, true)?;
+    eprintln!(
+        "gathered {} tokens at {} in {:.1}s",
+        s.n_tokens,
+        store_cfg.hook,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(s)
+}
