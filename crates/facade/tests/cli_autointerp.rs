@@ -4,81 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use autointerp::mock::MockServer;
-use sae_core::config::{Architecture, SaeConfig};
-use sae_core::{HostTensor, Sae};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn model_dir(tmp: &Path) -> PathBuf {
-    let d = tmp.join("tiny");
-    let m = fixtures().join("models/tests/fixtures");
-    gpt2_gemma_models::testing::widen_gpt2_vocab(
-        &m.join("gpt2-tiny/model"),
-        &m.join("gpt2-tokenizer"),
-        &d,
-        50257,
-    )
-    .unwrap();
-    d
-}
-
-fn corpus(tmp: &Path) -> PathBuf {
-    let docs = std::fs::read_to_string(fixtures().join("store/tests/fixtures/packing/docs.jsonl"))
-        .unwrap();
-    let p = tmp.join("corpus.jsonl");
-    std::fs::write(&p, docs.repeat(20)).unwrap();
-    p
-}
-
-/// A seeded random TopK SAE on the tiny GPT-2's residual stream.
-fn sae_dir(tmp: &Path) -> PathBuf {
-    let (d_in, d_sae) = (64, 96);
-    let mut cfg = SaeConfig::new(d_in, d_sae, Architecture::TopK);
-    cfg.k = Some(4);
-    cfg.metadata.hook_name = Some("blocks.1.hook_resid_pre".into());
-    cfg.metadata.context_size = Some(48);
-    cfg.metadata.prepend_bos = Some(true);
-    let mut s = 0x9E37_79B9_7F4A_7C15_u64;
-    let mut rnd = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    };
-    let mut t = BTreeMap::new();
-    t.insert(
-        "W_enc".to_string(),
-        HostTensor::new(vec![d_in, d_sae], rnd(d_in * d_sae)),
-    );
-    t.insert(
-        "W_dec".to_string(),
-        HostTensor::new(vec![d_sae, d_in], rnd(d_in * d_sae)),
-    );
-    t.insert(
-        "b_enc".to_string(),
-        HostTensor::new(vec![d_sae], vec![0.0; d_sae]),
-    );
-    t.insert(
-        "b_dec".to_string(),
-        HostTensor::new(vec![d_in], vec![0.0; d_in]),
-    );
-    let dev = Default::default();
-    let (sae, _) = Sae::from_host_tensors(cfg, t, Path::new("test"), &dev).unwrap();
-    let dir = tmp.join("sae");
-    sae.save(&dir).unwrap();
-    dir
-}
+mod common;
 
 fn cmd(model: &Path, sae: &Path, corpus: &Path, base: &str, out: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sae-geometry"));
@@ -129,9 +61,9 @@ fn lines(p: &Path) -> usize {
 fn killed_mid_run_resumes_to_the_same_results_without_resending() {
     let tmp = tempfile::tempdir().unwrap();
     let (model, sae, corpus) = (
-        model_dir(tmp.path()),
-        sae_dir(tmp.path()),
-        corpus(tmp.path()),
+        common::tiny_model(tmp.path()),
+        common::random_sae(tmp.path(), "sae", 96, Some(4), 0x9E37_79B9_7F4A_7C15),
+        common::corpus(tmp.path(), 20),
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
 

@@ -2,39 +2,14 @@
 //! including a `kill -9` in the middle of caching.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sae-geometry"))
-}
-
-/// The tiny GPT-2 widened to GPT-2's vocabulary, with GPT-2's real tokenizer.
-fn model_dir(tmp: &Path) -> PathBuf {
-    let d = tmp.join("tiny");
-    let m = fixtures().join("models/tests/fixtures");
-    gpt2_gemma_models::testing::widen_gpt2_vocab(
-        &m.join("gpt2-tiny/model"),
-        &m.join("gpt2-tokenizer"),
-        &d,
-        50257,
-    )
-    .unwrap();
-    d
-}
-
-/// The packing fixture's documents repeated `n` times.
-fn corpus(tmp: &Path, n: usize) -> PathBuf {
-    let docs = std::fs::read_to_string(fixtures().join("store/tests/fixtures/packing/docs.jsonl"))
-        .unwrap();
-    let p = tmp.join(format!("corpus{n}.jsonl"));
-    std::fs::write(&p, docs.repeat(n)).unwrap();
-    p
 }
 
 fn cache_cmd(model: &Path, corpus: &Path, out: &Path) -> Command {
@@ -84,8 +59,8 @@ fn shards_recorded(dir: &Path) -> usize {
 #[test]
 fn kill_9_during_caching_then_resume_is_byte_identical() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = model_dir(tmp.path());
-    let text = corpus(tmp.path(), 40);
+    let model = common::tiny_model(tmp.path());
+    let text = common::corpus(tmp.path(), 40);
     let a = tmp.path().join("a");
     let st = cache_cmd(&model, &text, &a).status().unwrap();
     assert!(st.success());
@@ -118,8 +93,8 @@ fn kill_9_during_caching_then_resume_is_byte_identical() {
 #[test]
 fn train_stats_and_meta_sae_from_a_cache() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = model_dir(tmp.path());
-    let text = corpus(tmp.path(), 3);
+    let model = common::tiny_model(tmp.path());
+    let text = common::corpus(tmp.path(), 3);
     let cache = tmp.path().join("cache");
     assert!(cache_cmd(&model, &text, &cache).status().unwrap().success());
 
@@ -260,7 +235,7 @@ fn umap_and_feature_splitting_commands() {
     use std::collections::BTreeMap;
     let tmp = tempfile::tempdir().unwrap();
     // `umap` on the UMAP fixture: bit-identical with a seed.
-    let pts = fixtures().join("geometry/tests/fixtures/umap/points.npy");
+    let pts = common::fixtures().join("geometry/tests/fixtures/umap/points.npy");
     let run = |out: &Path| {
         let st = bin()
             .args(["--log", "warn", "umap", "--input"])
@@ -293,7 +268,7 @@ fn umap_and_feature_splitting_commands() {
     assert_eq!(y.shape, vec![1000, 2]);
 
     // `feature-splitting` on the tiny model with two SAEs (widths 48 and 96) and an export.
-    let model = model_dir(tmp.path());
+    let model = common::tiny_model(tmp.path());
     let mut dirs = Vec::new();
     for (w, seed) in [(48usize, 1u64), (96, 2)] {
         let mut t = BTreeMap::new();
