@@ -543,20 +543,7 @@ pub fn gather_from_cache(
     progress: bool,
 ) -> Result<LatentStats> {
     let spec = &cache.manifest().spec;
-    if sae.config().d_in != spec.d_in {
-        return Err(StoreError::Shape {
-            what: "SAE d_in vs cached activations".into(),
-            expected: vec![spec.d_in],
-            found: vec![sae.config().d_in],
-        });
-    }
-    if let Some(&bad) = latents.iter().find(|&&l| l >= sae.d_sae()) {
-        return Err(StoreError::invalid(
-            "latent index",
-            format!("below d_sae = {}", sae.d_sae()),
-            bad,
-        ));
-    }
+    let encoder = LatentEncoder::new(sae, latents, spec.d_in, "SAE d_in vs cached activations")?;
     let range = shards.unwrap_or(0..cache.len());
     if range.end > cache.len() {
         return Err(StoreError::invalid(
@@ -566,19 +553,7 @@ pub fn gather_from_cache(
         ));
     }
     let mut stats = LatentStats::new(config, latents, spec.packing.context_size)?;
-    let encoder = LatentEncoder::new(sae, latents);
-    let bar = if progress {
-        let b = indicatif::ProgressBar::new(range.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} latent stats: shard {pos}/{len} [{elapsed_precise}<{eta_precise}]",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(range.len() as u64, "shard", progress);
     for i in range {
         let shard = cache.shard(i)?;
         let ctx = shard.context_size;
@@ -612,7 +587,23 @@ struct LatentEncoder<'s> {
 }
 
 impl<'s> LatentEncoder<'s> {
-    fn new(sae: &'s sae_core::Sae, latents: &[usize]) -> Self {
+    /// An encoder for `latents` of `sae`, checking them and that the SAE reads `d_in`-wide
+    /// activations (`what` names the comparison in the error).
+    fn new(sae: &'s sae_core::Sae, latents: &[usize], d_in: usize, what: &str) -> Result<Self> {
+        if sae.config().d_in != d_in {
+            return Err(StoreError::Shape {
+                what: what.into(),
+                expected: vec![d_in],
+                found: vec![sae.config().d_in],
+            });
+        }
+        if let Some(&bad) = latents.iter().find(|&&l| l >= sae.d_sae()) {
+            return Err(StoreError::invalid(
+                "latent index",
+                format!("below d_sae = {}", sae.d_sae()),
+                bad,
+            ));
+        }
         let all = latents.len() == sae.d_sae() && latents.iter().enumerate().all(|(i, &l)| i == l);
         let index = (!all).then(|| {
             sae_core::device::int_tensor_from_vec(
@@ -621,7 +612,7 @@ impl<'s> LatentEncoder<'s> {
                 &sae.device(),
             )
         });
-        Self { sae, index }
+        Ok(Self { sae, index })
     }
 
     /// `[rows, d]` activations → `[rows, latents]` latent activations, row-major.
@@ -636,6 +627,21 @@ impl<'s> LatentEncoder<'s> {
     }
 }
 
+/// A progress bar over `len` `unit`s of a statistics pass (hidden unless `progress`).
+fn progress_bar(len: u64, unit: &str, progress: bool) -> indicatif::ProgressBar {
+    if !progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} latent stats: {unit} {{pos}}/{{len}} [{{elapsed_precise}}<{{eta_precise}}]"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b
+}
+
 /// Statistics of `latents` of `sae` over the first `total_tokens` tokens of `store`'s window
 /// stream (whole batches of `store_batch_size_prompts` windows, at least one), computed on
 /// the fly — the tutorial's `gather_data` pass, without an activation cache.
@@ -647,37 +653,12 @@ pub fn gather_from_model<M: gpt2_gemma_models::LanguageModel + ?Sized>(
     total_tokens: u64,
     progress: bool,
 ) -> Result<LatentStats> {
-    if sae.config().d_in != store.d_in() {
-        return Err(StoreError::Shape {
-            what: "SAE d_in vs model activations".into(),
-            expected: vec![store.d_in()],
-            found: vec![sae.config().d_in],
-        });
-    }
-    if let Some(&bad) = latents.iter().find(|&&l| l >= sae.d_sae()) {
-        return Err(StoreError::invalid(
-            "latent index",
-            format!("below d_sae = {}", sae.d_sae()),
-            bad,
-        ));
-    }
+    let encoder = LatentEncoder::new(sae, latents, store.d_in(), "SAE d_in vs model activations")?;
     let ctx = store.config().context_size;
     let batch = store.config().store_batch_size_prompts.max(1);
     let n_batches = (total_tokens / (ctx * batch) as u64).max(1);
     let mut stats = LatentStats::new(config, latents, ctx)?;
-    let encoder = LatentEncoder::new(sae, latents);
-    let bar = if progress {
-        let b = indicatif::ProgressBar::new(n_batches);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} latent stats: batch {pos}/{len} [{elapsed_precise}<{eta_precise}]",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(n_batches, "batch", progress);
     let d = store.d_in();
     for b in 0..n_batches {
         let windows = store.get_batch_tokens()?;
