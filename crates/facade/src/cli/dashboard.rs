@@ -6,10 +6,10 @@ use activation_store::{LatentStats, StatsConfig};
 use anyhow::Context;
 use gpt2_gemma_models::LanguageModel;
 use latent_geometry::dashboard::{DashLatent, DashWindow, histogram, write_dashboards};
+use latent_geometry::splitting::match_latents;
 use latent_geometry::{LogitLensConfig, logit_lens};
 use sae_core::SaeSource;
-use sae_core::burn::tensor::Tensor;
-use sae_core::device::{int_tensor_to_vec, tensor_to_vec};
+use sae_core::device::tensor_to_vec;
 
 use super::corpus_args::CorpusArgs;
 use super::logit_lens::parse_latents;
@@ -56,46 +56,30 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-/// For each of `latents`, the `n` nearest rows of `other` by cosine (excluding the latent
-/// itself when `same`).
+/// For each of `latents`, the `n` nearest rows of `other` by decoder cosine (excluding the
+/// latent itself when `same`), through the feature-splitting study's matcher.
 fn nearest(
-    w: &Tensor<2>,
-    other: &Tensor<2>,
+    w: &[f32],
+    other: &[f32],
+    d: usize,
     latents: &[usize],
     n: usize,
     same: bool,
-) -> anyhow::Result<Vec<Vec<(usize, f32)>>> {
-    let unit = |t: Tensor<2>| {
-        let norm = t
-            .clone()
-            .powf_scalar(2.0)
-            .sum_dim(1)
-            .sqrt()
-            .clamp_min(1e-12);
-        t.div(norm)
-    };
-    let (w, other) = (unit(w.clone()), unit(other.clone()));
-    let dev = w.device();
-    let idx = sae_core::device::int_tensor_from_vec(
-        latents.iter().map(|&l| l as i64).collect(),
-        [latents.len()],
-        &dev,
-    );
-    let sims = w.select(0, idx).matmul(other.transpose());
-    let k = (n + usize::from(same)).min(sims.dims()[1]);
-    let (v, i) = sims.topk_with_indices(k, 1);
-    let (v, i) = (tensor_to_vec(v)?, int_tensor_to_vec(i)?);
-    Ok(latents
+) -> Vec<Vec<(usize, f32)>> {
+    let rows: Vec<f32> = latents
         .iter()
-        .enumerate()
-        .map(|(r, &l)| {
-            (0..k)
-                .map(|c| (i[r * k + c] as usize, v[r * k + c]))
+        .flat_map(|&l| w[l * d..(l + 1) * d].iter().copied())
+        .collect();
+    match_latents(&rows, other, d, n + usize::from(same))
+        .into_iter()
+        .zip(latents)
+        .map(|(m, &l)| {
+            m.into_iter()
                 .filter(|(j, _)| !(same && *j == l))
                 .take(n)
                 .collect()
         })
-        .collect())
+        .collect()
 }
 
 /// Runs `dashboard`.
@@ -147,8 +131,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(&latents),
         LogitLensConfig::default(),
     )?;
+    let d = sae.d_in();
+    let w_dec = tensor_to_vec(sae.w_dec())?;
     let mut neighbours: Vec<Vec<(String, usize, f32)>> =
-        nearest(&sae.w_dec(), &sae.w_dec(), &latents, 5, true)?
+        nearest(&w_dec, &w_dec, d, &latents, 5, true)
             .into_iter()
             .map(|v| v.into_iter().map(|(j, c)| (String::new(), j, c)).collect())
             .collect();
@@ -161,10 +147,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             sae.d_in()
         );
         let label = format!("{}-wide", other.d_sae());
-        for (v, near) in
-            neighbours
-                .iter_mut()
-                .zip(nearest(&sae.w_dec(), &other.w_dec(), &latents, 3, false)?)
+        let other_dec = tensor_to_vec(other.w_dec())?;
+        for (v, near) in neighbours
+            .iter_mut()
+            .zip(nearest(&w_dec, &other_dec, d, &latents, 3, false))
         {
             v.extend(near.into_iter().map(|(j, c)| (label.clone(), j, c)));
         }
