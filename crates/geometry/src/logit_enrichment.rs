@@ -296,22 +296,10 @@ pub fn logit_enrichment(
             message: format!("W_dec is [{d_sae}, {d}], W_U is [{d_u}, {vocab}], batch {batch}"),
         });
     }
-    if let Some(&bad) = latents.iter().find(|&&l| l >= d_sae) {
-        return Err(GeometryError::InvalidParameter {
-            name: "latents",
-            expected: format!("indices below d_sae = {d_sae}"),
-            found: bad.to_string(),
-        });
-    }
-    let dev = w_dec.device();
+    crate::logit_lens::check_latents(latents, d_sae)?;
     let mut out = Vec::with_capacity(latents.len());
     for chunk in latents.chunks(batch) {
-        let idx: Vec<i64> = chunk.iter().map(|&l| l as i64).collect();
-        let b = idx.len();
-        let rows = w_dec
-            .clone()
-            .select(0, sae_core::device::int_tensor_from_vec(idx, [b], &dev));
-        let logits = tensor_to_vec(rows.matmul(w_u.clone()))?;
+        let logits = tensor_to_vec(crate::logit_lens::latent_logits(w_dec, w_u, chunk))?;
         for (j, &latent) in chunk.iter().enumerate() {
             let row = &logits[j * vocab..(j + 1) * vocab];
             let (mean, variance, skewness, kurtosis) = moments(row);

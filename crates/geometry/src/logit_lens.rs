@@ -64,23 +64,11 @@ pub fn logit_lens(
     }
     let all: Vec<usize> = (0..d_sae).collect();
     let latents = latents.unwrap_or(&all);
-    if let Some(&bad) = latents.iter().find(|&&l| l >= d_sae) {
-        return Err(GeometryError::InvalidParameter {
-            name: "latents",
-            expected: format!("indices below d_sae = {d_sae}"),
-            found: bad.to_string(),
-        });
-    }
-    let dev = w_dec.device();
+    check_latents(latents, d_sae)?;
     let k = config.k;
     let mut out = Vec::with_capacity(latents.len());
     for chunk in latents.chunks(config.batch) {
-        let idx: Vec<i64> = chunk.iter().map(|&l| l as i64).collect();
-        let b = idx.len();
-        let rows = w_dec
-            .clone()
-            .select(0, sae_core::device::int_tensor_from_vec(idx, [b], &dev));
-        let logits = rows.matmul(w_u.clone()); // [b, vocab]
+        let logits = latent_logits(w_dec, w_u, chunk); // [b, vocab]
         let (tv, ti) = logits.clone().topk_with_indices(k, 1);
         let (bv, bi) = logits.neg().topk_with_indices(k, 1);
         let (tv, ti) = (tensor_to_vec(tv)?, int_tensor_to_vec(ti)?);
@@ -97,4 +85,29 @@ pub fn logit_lens(
         }
     }
     Ok(out)
+}
+
+/// An error unless every latent is below `d_sae`.
+pub(crate) fn check_latents(latents: &[usize], d_sae: usize) -> Result<()> {
+    match latents.iter().find(|&&l| l >= d_sae) {
+        Some(&bad) => Err(GeometryError::InvalidParameter {
+            name: "latents",
+            expected: format!("indices below d_sae = {d_sae}"),
+            found: bad.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `W_dec[chunk] · W_U`, `[chunk.len(), vocab]`.
+pub(crate) fn latent_logits(w_dec: &Tensor<2>, w_u: &Tensor<2>, chunk: &[usize]) -> Tensor<2> {
+    let idx: Vec<i64> = chunk.iter().map(|&l| l as i64).collect();
+    let b = idx.len();
+    w_dec
+        .clone()
+        .select(
+            0,
+            sae_core::device::int_tensor_from_vec(idx, [b], &w_dec.device()),
+        )
+        .matmul(w_u.clone())
 }
