@@ -363,17 +363,27 @@ impl Sae {
     }
 
     fn encode_processed(&self, x: Tensor<2>) -> Tensor<2> {
+        self.activate(self.hidden_pre(x.clone()), x)
+    }
+
+    /// The activation function: latent activations (`hook_sae_acts_post`) from pre-activations
+    /// (`hook_sae_acts_pre`, possibly edited by a hook) and the processed input (which gated
+    /// SAEs' gate reads), as SAELens's `encode` does after its `hook_sae_acts_pre`. TopK SAEs
+    /// with `rescale_acts_by_decoder_norm` rescale here, after the hook, as SAELens.
+    ///
+    /// # Shapes
+    /// - `pre`: `[n, d_sae]`, `sae_in`: `[n, d_in]` → `[n, d_sae]`.
+    pub fn activate(&self, pre: Tensor<2>, sae_in: Tensor<2>) -> Tensor<2> {
         let p = &self.params;
         match self.config.architecture {
-            Architecture::Standard => relu(self.hidden_pre(x)),
+            Architecture::Standard => relu(pre),
             Architecture::JumpRelu => {
-                let h = self.hidden_pre(x);
                 let threshold = opt_val(&p.threshold).unsqueeze::<2>();
-                let mask = h.clone().greater(threshold.expand(h.dims()));
-                relu(h).mask_fill(mask.bool_not(), 0.0)
+                let mask = pre.clone().greater(threshold.expand(pre.dims()));
+                relu(pre).mask_fill(mask.bool_not(), 0.0)
             }
             Architecture::TopK => {
-                let mut h = self.hidden_pre(x);
+                let mut h = pre;
                 if self.config.rescale_acts_by_decoder_norm {
                     h = h * self.decoder_row_norms().unsqueeze::<2>();
                 }
@@ -383,11 +393,56 @@ impl Sae {
                     .scatter(1, indices, relu(values), IndexingUpdateOp::Assign)
             }
             Architecture::Gated => {
-                let gate = x.clone().matmul(p.w_enc.val()) + opt_val(&p.b_gate).unsqueeze::<2>();
+                let gate = sae_in.matmul(p.w_enc.val()) + opt_val(&p.b_gate).unsqueeze::<2>();
                 let open = gate.greater_elem(0.0);
-                relu(self.hidden_pre(x)).mask_fill(open.bool_not(), 0.0)
+                relu(pre).mask_fill(open.bool_not(), 0.0)
             }
         }
+    }
+
+    /// SAELens's `process_sae_in` after its `hook_sae_input`: the input normalisation, then
+    /// `b_dec` subtracted when `apply_b_dec_to_input`. Returns the SAE's processed input and the
+    /// state [`Sae::denormalize`] needs.
+    ///
+    /// # Shapes
+    /// - `x`: `[n, d_in]` → `[n, d_in]`.
+    pub fn process_input(&self, x: Tensor<2>) -> Result<(Tensor<2>, NormState)> {
+        self.check_input(&x, self.config.d_in, "input")?;
+        Ok(self.process_in(x))
+    }
+
+    /// The latents' pre-activations from a processed input ([`Sae::process_input`]): the value
+    /// at `hook_sae_acts_pre` (for gated SAEs the magnitude path's).
+    ///
+    /// # Shapes
+    /// - `sae_in`: `[n, d_in]` → `[n, d_sae]`.
+    pub fn pre_activation(&self, sae_in: Tensor<2>) -> Result<Tensor<2>> {
+        self.check_input(&sae_in, self.config.d_in, "processed input")?;
+        Ok(self.hidden_pre(sae_in))
+    }
+
+    /// The decoder's affine map, before the output de-normalisation: the value at
+    /// `hook_sae_recons` (SAELens applies that hook before `run_time_activation_norm_fn_out`).
+    ///
+    /// # Shapes
+    /// - `features`: `[n, d_sae]` → `[n, d_in]`.
+    pub fn decode_affine(&self, features: Tensor<2>) -> Result<Tensor<2>> {
+        self.check_input(&features, self.config.d_sae, "features")?;
+        let mut f = features;
+        if self.config.architecture == Architecture::TopK
+            && self.config.rescale_acts_by_decoder_norm
+        {
+            f = f / self.decoder_row_norms().unsqueeze::<2>();
+        }
+        Ok(f.matmul(self.params.w_dec.val()) + self.params.b_dec.val().unsqueeze::<2>())
+    }
+
+    /// Undoes the input normalisation on a reconstruction from [`Sae::decode_affine`].
+    ///
+    /// # Shapes
+    /// - `y`: `[n, d_in]` → `[n, d_in]`.
+    pub fn denormalize(&self, y: Tensor<2>, state: &NormState) -> Tensor<2> {
+        normalize_out(y, state)
     }
 
     /// Encodes activations into latent activations (`SAE.encode`), keeping the normalisation
@@ -425,15 +480,7 @@ impl Sae {
     /// # Shapes
     /// - `features`: `[n, d_sae]` → `[n, d_in]`.
     pub fn decode_with_state(&self, features: Tensor<2>, state: &NormState) -> Result<Tensor<2>> {
-        self.check_input(&features, self.config.d_sae, "features")?;
-        let mut f = features;
-        if self.config.architecture == Architecture::TopK
-            && self.config.rescale_acts_by_decoder_norm
-        {
-            f = f / self.decoder_row_norms().unsqueeze::<2>();
-        }
-        let out = f.matmul(self.params.w_dec.val()) + self.params.b_dec.val().unsqueeze::<2>();
-        Ok(normalize_out(out, state))
+        Ok(normalize_out(self.decode_affine(features)?, state))
     }
 
     /// Decodes latent activations (`SAE.decode`). For SAEs whose normalisation is per input

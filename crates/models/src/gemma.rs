@@ -730,7 +730,7 @@ impl Gemma {
             resid = hooks.apply3(HookPoint::ResidPost(l), pass, resid + out);
         }
         if let Some(e) = hooks.take_error() {
-            return Err(ModelError::InvalidInput(e));
+            return Err(e);
         }
         if stop_at_layer.is_some() {
             return Ok(None);
@@ -747,7 +747,7 @@ impl Gemma {
             logits = logits.div_scalar(cap as f32).tanh().mul_scalar(cap as f32);
         }
         if let Some(e) = hooks.take_error() {
-            return Err(ModelError::InvalidInput(e));
+            return Err(e);
         }
         Ok(Some(logits))
     }

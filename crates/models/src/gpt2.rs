@@ -501,7 +501,7 @@ impl Gpt2 {
             resid = hooks.apply3(HookPoint::ResidPost(l), pass, resid + out);
         }
         if let Some(e) = hooks.take_error() {
-            return Err(ModelError::InvalidInput(e));
+            return Err(e);
         }
         // As TransformerLens: any explicit stop returns before the final norm and unembedding,
         // even when it equals the number of layers.
@@ -513,7 +513,7 @@ impl Gpt2 {
         let out = if w.ln_f.is_some() { out } else { normalized };
         let logits = linear(out, &w.w_u, &w.b_u);
         if let Some(e) = hooks.take_error() {
-            return Err(ModelError::InvalidInput(e));
+            return Err(e);
         }
         Ok(Some(logits))
     }

@@ -42,6 +42,77 @@ pub enum HookPoint {
     /// `ln_final.hook_normalized`: the final norm's output before its weights (TransformerLens's
     /// convention), `[batch, pos, d_model]`.
     LnFinalNormalized,
+    /// `{site}.hook_sae_{…}`: a hook point inside an SAE spliced in at `site`
+    /// ([`crate::splice`]), as SAELens's `HookedSAETransformer` names them.
+    Sae(SaeHookPoint),
+}
+
+/// The hook points inside a spliced SAE, in the order a forward pass meets them (SAELens's
+/// `SAE.hook_sae_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum SaeHook {
+    /// `hook_sae_input`: the activation entering the SAE, `[batch, pos, d_in]`.
+    Input,
+    /// `hook_sae_acts_pre`: the latents' pre-activations, `[batch, pos, d_sae]`.
+    ActsPre,
+    /// `hook_sae_acts_post`: the latent activations, `[batch, pos, d_sae]`.
+    ActsPost,
+    /// `hook_sae_recons`: the reconstruction (before any output de-normalisation),
+    /// `[batch, pos, d_in]`.
+    Recons,
+    /// `hook_sae_error`: input − reconstruction, computed without hooks (only with the error
+    /// term), `[batch, pos, d_in]`.
+    Error,
+    /// `hook_sae_output`: what continues into the model, `[batch, pos, d_in]`.
+    Output,
+}
+
+impl SaeHook {
+    /// Every SAE hook, in execution order.
+    pub const ALL: [SaeHook; 6] = [
+        SaeHook::Input,
+        SaeHook::ActsPre,
+        SaeHook::ActsPost,
+        SaeHook::Recons,
+        SaeHook::Error,
+        SaeHook::Output,
+    ];
+
+    /// SAELens's name (`hook_sae_acts_post`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SaeHook::Input => "hook_sae_input",
+            SaeHook::ActsPre => "hook_sae_acts_pre",
+            SaeHook::ActsPost => "hook_sae_acts_post",
+            SaeHook::Recons => "hook_sae_recons",
+            SaeHook::Error => "hook_sae_error",
+            SaeHook::Output => "hook_sae_output",
+        }
+    }
+}
+
+/// A hook point inside an SAE spliced at a model hook point (`blocks.6.hook_resid_post`
+/// `.hook_sae_acts_post`). Build it with [`HookPoint::sae`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SaeHookPoint {
+    // The site is stored as (variant code, layer) so that `HookPoint` stays `Copy` and
+    // non-recursive; `site()` rebuilds it.
+    site_code: u8,
+    site_layer: usize,
+    hook: SaeHook,
+}
+
+impl SaeHookPoint {
+    /// The model hook point the SAE is spliced at.
+    pub fn site(self) -> HookPoint {
+        HookPoint::from_code(self.site_code, self.site_layer)
+    }
+
+    /// Which of the SAE's hooks.
+    pub fn hook(self) -> SaeHook {
+        self.hook
+    }
 }
 
 impl HookPoint {
@@ -53,6 +124,77 @@ impl HookPoint {
             | AttnScores(l) | AttnPattern(l) | AttnZ(l) | AttnOut(l) | MlpPre(l) | MlpPost(l)
             | MlpOut(l) => Some(l),
             Embed | PosEmbed | LnFinalNormalized => None,
+            Sae(p) => p.site().layer(),
+        }
+    }
+
+    /// The hook point `hook` inside an SAE spliced here:
+    /// `HookPoint::ResidPost(6).sae(SaeHook::ActsPost)` is
+    /// `blocks.6.hook_resid_post.hook_sae_acts_post`. On a point that is already inside an SAE
+    /// it names another hook of the same SAE.
+    pub fn sae(self, hook: SaeHook) -> HookPoint {
+        let (site_code, site_layer) = match self {
+            HookPoint::Sae(p) => (p.site_code, p.site_layer),
+            site => site.code(),
+        };
+        HookPoint::Sae(SaeHookPoint {
+            site_code,
+            site_layer,
+            hook,
+        })
+    }
+
+    /// The model hook point an SAE hook point belongs to, or the point itself.
+    pub fn site(self) -> HookPoint {
+        match self {
+            HookPoint::Sae(p) => p.site(),
+            p => p,
+        }
+    }
+
+    /// (variant code, layer) of a model hook point; SAE points are never passed here.
+    fn code(self) -> (u8, usize) {
+        use HookPoint::*;
+        match self {
+            Embed => (0, 0),
+            PosEmbed => (1, 0),
+            LnFinalNormalized => (2, 0),
+            ResidPre(l) => (3, l),
+            ResidMid(l) => (4, l),
+            ResidPost(l) => (5, l),
+            AttnQ(l) => (6, l),
+            AttnK(l) => (7, l),
+            AttnV(l) => (8, l),
+            AttnScores(l) => (9, l),
+            AttnPattern(l) => (10, l),
+            AttnZ(l) => (11, l),
+            AttnOut(l) => (12, l),
+            MlpPre(l) => (13, l),
+            MlpPost(l) => (14, l),
+            MlpOut(l) => (15, l),
+            Sae(p) => (p.site_code, p.site_layer),
+        }
+    }
+
+    fn from_code(code: u8, l: usize) -> HookPoint {
+        use HookPoint::*;
+        match code {
+            0 => Embed,
+            1 => PosEmbed,
+            2 => LnFinalNormalized,
+            3 => ResidPre(l),
+            4 => ResidMid(l),
+            5 => ResidPost(l),
+            6 => AttnQ(l),
+            7 => AttnK(l),
+            8 => AttnV(l),
+            9 => AttnScores(l),
+            10 => AttnPattern(l),
+            11 => AttnZ(l),
+            12 => AttnOut(l),
+            13 => MlpPre(l),
+            14 => MlpPost(l),
+            _ => MlpOut(l),
         }
     }
 
@@ -102,6 +244,7 @@ impl fmt::Display for HookPoint {
             MlpPre(l) => write!(f, "blocks.{l}.mlp.hook_pre"),
             MlpPost(l) => write!(f, "blocks.{l}.mlp.hook_post"),
             MlpOut(l) => write!(f, "blocks.{l}.hook_mlp_out"),
+            Sae(p) => write!(f, "{}.{}", p.site(), p.hook.name()),
         }
     }
 }
@@ -118,6 +261,17 @@ impl FromStr for HookPoint {
     fn from_str(s: &str) -> Result<Self, UnknownHookPoint> {
         use HookPoint::*;
         let err = || UnknownHookPoint(s.to_string());
+        if let Some(i) = s.rfind(".hook_sae_") {
+            let hook = SaeHook::ALL
+                .into_iter()
+                .find(|h| h.name() == &s[i + 1..])
+                .ok_or_else(err)?;
+            let site: HookPoint = s[..i].parse().map_err(|_| err())?;
+            if matches!(site, Sae(_)) {
+                return Err(err());
+            }
+            return Ok(site.sae(hook));
+        }
         match s {
             "hook_embed" => return Ok(Embed),
             "hook_pos_embed" => return Ok(PosEmbed),

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use sae_core::burn::tensor::Tensor;
 
+use crate::error::ModelError;
 use crate::hook::HookPoint;
+use crate::splice::Splice;
 
 /// An activation at a hook point: rank 3 (`[batch, pos, d]`) or rank 4 (per-head tensors and
 /// attention patterns).
@@ -101,13 +103,14 @@ pub enum Pass {
 /// A hook that reads and may replace an activation. Return the input unchanged to only read.
 pub type HookFn<'a> = Box<dyn FnMut(HookPoint, Pass, Activation) -> Activation + 'a>;
 
-/// Hooks and caching for one run.
+/// Hooks, caching and spliced SAEs for one run.
 #[derive(Default)]
 pub struct Hooks<'a> {
     edits: Vec<(HookPoint, HookFn<'a>)>,
     cache_filter: Option<CacheFilter>,
     cache: ActivationCache,
-    error: Option<String>,
+    splices: Vec<Splice<'a>>,
+    error: Option<ModelError>,
 }
 
 /// Which activations `run_with_cache` keeps.
@@ -142,19 +145,53 @@ impl<'a> Hooks<'a> {
         self
     }
 
+    /// Splices an SAE in at its site (SAELens's `add_sae`): from there the run continues with
+    /// the SAE's output ([`crate::splice`]). One SAE per site; a second at the same site makes
+    /// the run fail.
+    pub fn splice(mut self, splice: Splice<'a>) -> Self {
+        if self.splices.iter().any(|s| s.site() == splice.site()) {
+            self.error.get_or_insert(ModelError::InvalidInput(format!(
+                "two SAEs spliced at {}",
+                splice.site()
+            )));
+        } else {
+            self.splices.push(splice);
+        }
+        self
+    }
+
+    /// The spliced SAEs.
+    pub fn splices(&self) -> &[Splice<'a>] {
+        &self.splices
+    }
+
+    pub(crate) fn splices_mut(&mut self) -> &mut [Splice<'a>] {
+        &mut self.splices
+    }
+
     /// The recorded activations.
     pub fn into_cache(self) -> ActivationCache {
         self.cache
     }
 
-    /// The first misuse a hook made during the run (a wrong rank), if any.
-    pub(crate) fn take_error(&mut self) -> Option<String> {
+    /// The first misuse a hook made during the run (a wrong rank), or the first failure of a
+    /// spliced SAE, if any.
+    pub(crate) fn take_error(&mut self) -> Option<ModelError> {
         self.error.take()
+    }
+
+    fn fail(&mut self, e: ModelError) {
+        self.error.get_or_insert(e);
+    }
+
+    fn splice_at(&self, point: HookPoint) -> Option<Splice<'a>> {
+        self.splices.iter().find(|s| s.site() == point).cloned()
     }
 
     /// Whether anything listens at this point (so the caller may skip building the tensor).
     pub(crate) fn wants(&self, point: HookPoint) -> bool {
         self.edits.iter().any(|(p, _)| *p == point)
+            || self.splices.iter().any(|s| s.site() == point)
             || match &self.cache_filter {
                 Some(CacheFilter::All) => true,
                 Some(CacheFilter::Only(v)) => v.contains(&point),
@@ -188,14 +225,24 @@ impl<'a> Hooks<'a> {
         if !self.wants(point) {
             return t;
         }
-        match self.apply(point, pass, Activation::Rank3(t.clone())) {
+        let t = match self.apply(point, pass, Activation::Rank3(t.clone())) {
             Activation::Rank3(t) => t,
             Activation::Rank4(_) => {
-                self.error = Some(format!(
+                self.fail(ModelError::InvalidInput(format!(
                     "the hook at {point} returned a rank-4 tensor for a rank-3 point"
-                ));
+                )));
                 t
             }
+        };
+        match self.splice_at(point) {
+            None => t,
+            Some(splice) => match splice.forward(self, pass, t.clone()) {
+                Ok(out) => out,
+                Err(e) => {
+                    self.fail(e);
+                    t
+                }
+            },
         }
     }
 
@@ -203,13 +250,28 @@ impl<'a> Hooks<'a> {
         if !self.wants(point) {
             return t;
         }
-        match self.apply(point, pass, Activation::Rank4(t.clone())) {
+        let t = match self.apply(point, pass, Activation::Rank4(t.clone())) {
             Activation::Rank4(t) => t,
             Activation::Rank3(_) => {
-                self.error = Some(format!(
+                self.fail(ModelError::InvalidInput(format!(
                     "the hook at {point} returned a rank-3 tensor for a rank-4 point"
-                ));
+                )));
                 t
+            }
+        };
+        match self.splice_at(point) {
+            None => t,
+            // Per-head points (q, k, v, z: `[batch, pos, head, d_head]`) enter the SAE with the
+            // heads flattened, as SAELens's hook_z SAEs.
+            Some(splice) => {
+                let [b, p, h, dh] = t.dims();
+                match splice.forward(self, pass, t.clone().reshape([b, p, h * dh])) {
+                    Ok(out) => out.reshape([b, p, h, dh]),
+                    Err(e) => {
+                        self.fail(e);
+                        t
+                    }
+                }
             }
         }
     }

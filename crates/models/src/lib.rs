@@ -15,7 +15,9 @@
 //! - [`gguf`]: GGUF files: metadata, tensor table, dequantisation (F32, F16, BF16, Q8_0, Q4_0,
 //!   Q5_0, Q4_K, Q6_K) bit for bit as the `gguf` Python package.
 //!
-//! Gemma 1/2/3 (issue 4) is being built.
+//! - [`Gemma`]: Gemma 1/2/3 from HF safetensors or GGUF.
+//! - [`Splice`]: SAEs spliced into the forward pass with their `hook_sae_*` points
+//!   ([`LanguageModel::run_with_saes`], [`LanguageModel::run_with_cache_with_saes`]).
 
 pub mod config;
 pub mod error;
@@ -31,6 +33,7 @@ pub mod offline;
 mod ops;
 pub mod sampling;
 pub mod source;
+pub mod splice;
 pub mod testing;
 pub mod tokenizer;
 pub mod tokenizer_gemma;
@@ -40,11 +43,12 @@ pub use error::{ModelError, Result};
 pub use gemma::{GEMMA_CHECKPOINT_TABLE, Gemma, GemmaConfig, GemmaVariant};
 pub use generate::{GenerateConfig, generate, generate_many};
 pub use gpt2::{BosPolicy, GPT2_CHECKPOINT_TABLE, Gpt2, Gpt2LoadReport, Processing};
-pub use hook::HookPoint;
+pub use hook::{HookPoint, SaeHook, SaeHookPoint};
 pub use hooks::{Activation, ActivationCache, CacheFilter, Hooks, Pass};
 pub use kv::KvCache;
 pub use model::LanguageModel;
 pub use sampling::{SampleConfig, Sampler, Sampling};
 pub use source::{AnyModel, AnyTokenizer, ModelSource};
+pub use splice::{Splice, SpliceOutput};
 pub use tokenizer::Gpt2Tokenizer;
 pub use tokenizer_gemma::GemmaTokenizer;

@@ -73,4 +73,65 @@ pub trait LanguageModel {
         let logits = self.run(tokens, &mut hooks, stop_at_layer, None, Pass::Prefill)?;
         Ok((logits, hooks.into_cache()))
     }
+
+    /// SAELens's `run_with_saes`: logits with `saes` spliced in ([`crate::splice`]).
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, pos]` → logits `[batch, pos, vocab]` (none with `stop_at_layer`).
+    fn run_with_saes(
+        &self,
+        tokens: Tensor<2, Int>,
+        saes: &[crate::splice::Splice<'_>],
+        stop_at_layer: Option<usize>,
+    ) -> Result<Option<Tensor<3>>> {
+        let mut hooks = Hooks::new();
+        for s in saes {
+            hooks = hooks.splice(s.clone());
+        }
+        self.run_with_spliced_hooks(tokens, hooks, stop_at_layer)
+            .map(|(logits, _)| logits)
+    }
+
+    /// SAELens's `run_with_cache_with_saes`: logits and the activations passing `filter` —
+    /// which may name the SAEs' own points (`blocks.6.hook_resid_post.hook_sae_acts_post`) —
+    /// with `saes` spliced in.
+    fn run_with_cache_with_saes(
+        &self,
+        tokens: Tensor<2, Int>,
+        saes: &[crate::splice::Splice<'_>],
+        filter: crate::hooks::CacheFilter,
+        stop_at_layer: Option<usize>,
+    ) -> Result<(Option<Tensor<3>>, crate::hooks::ActivationCache)> {
+        let mut hooks = Hooks::new().cache(filter);
+        for s in saes {
+            hooks = hooks.splice(s.clone());
+        }
+        self.run_with_spliced_hooks(tokens, hooks, stop_at_layer)
+    }
+
+    /// [`LanguageModel::run_with_hooks`] for hooks with spliced SAEs: checks every SAE's site
+    /// exists in this model (a site past the last block would otherwise be silently skipped) and
+    /// turns each SAE's excluded tokens into its bypass mask.
+    fn run_with_spliced_hooks(
+        &self,
+        tokens: Tensor<2, Int>,
+        mut hooks: Hooks<'_>,
+        stop_at_layer: Option<usize>,
+    ) -> Result<(Option<Tensor<3>>, crate::hooks::ActivationCache)> {
+        for s in hooks.splices_mut() {
+            s.resolve_bypass(&tokens);
+        }
+        for s in hooks.splices() {
+            if let Some(l) = s.site().layer()
+                && l >= self.n_layers()
+            {
+                return Err(crate::error::ModelError::InvalidInput(format!(
+                    "an SAE is spliced at {} but the model has {} blocks",
+                    s.site(),
+                    self.n_layers()
+                )));
+            }
+        }
+        self.run_with_hooks(tokens, hooks, stop_at_layer)
+    }
 }

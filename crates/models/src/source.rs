@@ -247,6 +247,18 @@ impl AnyTokenizer {
             AnyTokenizer::Gemma(t) => t.eos_id(),
         }
     }
+
+    /// BOS, EOS and pad (deduplicated): the tokens SAELens's evaluation leaves out
+    /// (`get_special_token_ids`).
+    pub fn special_ids(&self) -> Vec<u32> {
+        let mut ids = vec![self.bos_id(), self.eos_id()];
+        if let AnyTokenizer::Gemma(t) = self {
+            ids.push(t.pad_id());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
 }
 
 fn model_type(dir: &Path) -> Result<String> {

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use activation_store::eval::evaluate_sae;
+use activation_store::eval::{EvalConfig, evaluate_sae};
 use activation_store::meta_sae::{MetaSaeConfig, decompose, train_meta_sae};
 use activation_store::{StoreConfig, TextSource, TokenWindows};
 use gpt2_gemma_models::HookPoint;
@@ -105,8 +105,28 @@ fn exact_sae_recovers_all_the_loss() {
     let src = TextSource::from_path(common::fixtures().join("packing/docs.jsonl"), None).unwrap();
     let mut w = TokenWindows::new(src, &tok, cfg.packing(&tok)).unwrap();
     let windows: Vec<Vec<u32>> = (0..6).map(|_| w.next_window().unwrap().unwrap()).collect();
-    let ev = evaluate_sae(&model, &sae, HookPoint::ResidPost(0), &windows, 4).unwrap();
+    let config = EvalConfig {
+        batch_size: 4,
+        ..EvalConfig::default()
+    };
+    let ev = evaluate_sae(&model, &sae, HookPoint::ResidPost(0), &windows, &config).unwrap();
     assert_eq!(ev.n_tokens, 6 * 32);
+    assert_eq!(ev.n_predictions, 6 * 31);
+    // Latent i fires where x_i > 0 and latent d + i where x_i < 0: their densities sum to 1.
+    for i in 0..d {
+        let s = ev.feature_density[i] + ev.feature_density[d + i];
+        assert!(
+            (s - 1.0).abs() < 1e-9,
+            "coordinate {i}: densities sum to {s}"
+        );
+    }
+    let dead = ev.feature_density.iter().filter(|x| **x == 0.0).count();
+    assert_eq!(ev.dead_latents, dead);
+    assert!(
+        ev.kl_with_sae < 1e-6 && ev.kl_zero_ablation > 1e-3,
+        "{ev:?}"
+    );
+    assert!((ev.kl_div_score - 1.0).abs() < 1e-3, "{ev:?}");
     assert!((ev.ce_with_sae - ev.ce_clean).abs() < 1e-4, "{ev:?}");
     assert!(ev.ce_zero_ablation > ev.ce_clean + 0.01, "{ev:?}");
     assert!((ev.ce_loss_recovered - 1.0).abs() < 1e-3, "{ev:?}");

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use activation_store::cache::ActivationCacheDir;
-use activation_store::eval::{SaeEvaluation, evaluate_sae};
+use activation_store::eval::{EvalConfig, SaeEvaluation, evaluate_sae};
 use activation_store::train::family::{FamilyOptions, resume_family, train_family};
 use activation_store::{
     CacheBatches, StepMetrics, TextSource, TokenWindows, TrainArchitecture, TrainConfig, Trainer,
@@ -221,7 +221,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         None => break,
                     }
                 }
-                Some(evaluate_sae(model, &sae, spec.hook, &windows, 8)?)
+                let config = EvalConfig {
+                    ignore_tokens: tok.special_ids(),
+                    ..EvalConfig::default()
+                };
+                Some(evaluate_sae(model, &sae, spec.hook, &windows, &config)?)
             }
             _ => None,
         };
@@ -232,7 +236,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             m.explained_variance,
             m.l0,
             m.dead_fraction,
-            eval.map(|e| format!("  CE recovered {:.4} (clean {:.3}, SAE {:.3}, zero {:.3}; eval EV {:.4}, L0 {:.1})", e.ce_loss_recovered, e.ce_clean, e.ce_with_sae, e.ce_zero_ablation, e.explained_variance, e.l0)).unwrap_or_default(),
+            eval.as_ref().map(|e| format!("  CE recovered {:.4} (clean {:.3}, SAE {:.3}, zero {:.3}; eval EV {:.4}, L0 {:.1})", e.ce_loss_recovered, e.ce_clean, e.ce_with_sae, e.ce_zero_ablation, e.explained_variance, e.l0)).unwrap_or_default(),
             dir.display()
         );
         summary.push(serde_json::json!({
