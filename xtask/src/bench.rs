@@ -62,6 +62,9 @@ pub(crate) enum Which {
     /// Patch scoping: a 64-scale sweep on gemma-3-270m (one batch, 30 greedy tokens per scale)
     /// beside transformers with the tutorial's pre-hook.
     PatchScoping,
+    /// SAE evaluation with the SAE spliced in (CE/KL scores, explained variance, L0, density)
+    /// on GPT-2 small (random weights), 16 windows × 128, beside SAELens's `evals`.
+    EvalSae,
 }
 
 pub(crate) fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -116,6 +119,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Hdbscan => crate::bench_hdbscan::run(&args),
         Which::Autointerp => crate::bench_autointerp::run(&args),
         Which::PatchScoping => crate::bench_scoping::run(&args),
+        Which::EvalSae => crate::bench_eval::run(&args),
     }
 }
 

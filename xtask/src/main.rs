@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_autointerp;
+mod bench_eval;
 mod bench_gemma;
 mod bench_gpt2;
 mod bench_hdbscan;

@@ -31,6 +31,8 @@ pub struct EvalConfig {
     pub ignore_tokens: Vec<u32>,
     /// A latent firing on more than this fraction of the evaluated tokens counts as dense.
     pub dense_threshold: f64,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
 }
 
 impl Default for EvalConfig {
@@ -39,6 +41,7 @@ impl Default for EvalConfig {
             batch_size: 8,
             ignore_tokens: Vec::new(),
             dense_threshold: 0.1,
+            progress: false,
         }
     }
 }
@@ -177,7 +180,13 @@ pub fn evaluate_sae<M: LanguageModel + ?Sized>(
         ));
     }
     let device = model.device();
-    for chunk in windows.chunks(config.batch_size.max(1)) {
+    let batch = config.batch_size.max(1);
+    let bar = crate::stats::progress_bar(
+        windows.len().div_ceil(batch) as u64,
+        "evaluation: batch",
+        config.progress,
+    );
+    for chunk in windows.chunks(batch) {
         let b = chunk.len();
         let ids: Vec<i64> = chunk.iter().flatten().map(|&t| i64::from(t)).collect();
         let keep: Vec<bool> = chunk
@@ -234,7 +243,9 @@ pub fn evaluate_sae<M: LanguageModel + ?Sized>(
             .ok_or_else(|| StoreError::invalid("spliced run", "hook_sae_input", "not cached"))?;
         let [_, _, d] = x.dims();
         reconstruction_metrics(sae, x.reshape([b * ctx, d]), &keep, &mut acc)?;
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     Ok(finish(acc, config.dense_threshold))
 }
 

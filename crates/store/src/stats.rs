@@ -553,7 +553,7 @@ pub fn gather_from_cache(
         ));
     }
     let mut stats = LatentStats::new(config, latents, spec.packing.context_size)?;
-    let bar = progress_bar(range.len() as u64, "shard", progress);
+    let bar = progress_bar(range.len() as u64, "latent stats: shard", progress);
     for i in range {
         let shard = cache.shard(i)?;
         let ctx = shard.context_size;
@@ -627,15 +627,16 @@ impl<'s> LatentEncoder<'s> {
     }
 }
 
-/// A progress bar over `len` `unit`s of a statistics pass (hidden unless `progress`).
-fn progress_bar(len: u64, unit: &str, progress: bool) -> indicatif::ProgressBar {
+/// A progress bar over `len` `unit`s of a pass (hidden unless `progress`); `unit` names the pass
+/// and its steps ("latent stats: batch").
+pub(crate) fn progress_bar(len: u64, unit: &str, progress: bool) -> indicatif::ProgressBar {
     if !progress {
         return indicatif::ProgressBar::hidden();
     }
     let b = indicatif::ProgressBar::new(len);
     b.set_style(
         indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} latent stats: {unit} {{pos}}/{{len}} [{{elapsed_precise}}<{{eta_precise}}]"
+            "{{spinner}} {unit} {{pos}}/{{len}} [{{elapsed_precise}}<{{eta_precise}}]"
         ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
@@ -658,7 +659,7 @@ pub fn gather_from_model<M: gpt2_gemma_models::LanguageModel + ?Sized>(
     let batch = store.config().store_batch_size_prompts.max(1);
     let n_batches = (total_tokens / (ctx * batch) as u64).max(1);
     let mut stats = LatentStats::new(config, latents, ctx)?;
-    let bar = progress_bar(n_batches, "batch", progress);
+    let bar = progress_bar(n_batches, "latent stats: batch", progress);
     let d = store.d_in();
     for b in 0..n_batches {
         let windows = store.get_batch_tokens()?;

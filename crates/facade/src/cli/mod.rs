@@ -8,6 +8,7 @@ pub mod autointerp;
 pub mod cache_activations;
 pub mod corpus_args;
 pub mod dashboard;
+pub mod eval_sae;
 pub mod feature_splitting;
 pub mod forward;
 pub mod gather;
@@ -86,6 +87,9 @@ pub enum Command {
     /// per-token shading, activation histogram, logit lens, nearest latents, explanation) and an
     /// index page.
     Dashboard(Box<dashboard::Args>),
+    /// Evaluate SAEs spliced into the model by SAELens's definitions: CE loss recovered, KL
+    /// score, explained variance, cosine similarity, L2 ratio, L0/L1, dead and dense latents.
+    EvalSae(Box<eval_sae::Args>),
 }
 
 fn init_tracing(level: &str) {
@@ -128,6 +132,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::PatchScope(a) => patch_scope::run(*a),
         Command::LogitEnrichment(a) => logit_enrichment::run(a),
         Command::Dashboard(a) => dashboard::run(*a),
+        Command::EvalSae(a) => eval_sae::run(*a),
     }
 }
 
