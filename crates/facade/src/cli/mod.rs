@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod absorption;
 pub mod autointerp;
 pub mod cache_activations;
 pub mod corpus_args;
@@ -90,6 +91,10 @@ pub enum Command {
     /// Evaluate SAEs spliced into the model by SAELens's definitions: CE loss recovered, KL
     /// score, explained variance, cosine similarity, L2 ratio, L0/L1, dead and dense latents.
     EvalSae(Box<eval_sae::Args>),
+    /// Feature absorption on the first-letter task (Chanin et al.): probes on the residual,
+    /// k-sparse probing for each letter's main latents, SAEBench's full-absorption rate and
+    /// absorption fraction per letter and per SAE.
+    Absorption(Box<absorption::Args>),
 }
 
 fn init_tracing(level: &str) {
@@ -133,6 +138,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::LogitEnrichment(a) => logit_enrichment::run(a),
         Command::Dashboard(a) => dashboard::run(*a),
         Command::EvalSae(a) => eval_sae::run(*a),
+        Command::Absorption(a) => absorption::run(*a),
     }
 }
 
