@@ -65,6 +65,9 @@ pub(crate) enum Which {
     /// SAE evaluation with the SAE spliced in (CE/KL scores, explained variance, L0, density)
     /// on GPT-2 small (random weights), 16 windows × 128, beside SAELens's `evals`.
     EvalSae,
+    /// Feature absorption: the 26 class-balanced first-letter probes on 12 000 × 640 words
+    /// beside scikit-learn (newton-cholesky and lbfgs), and one SAE's absorption metrics.
+    Absorption,
 }
 
 pub(crate) fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -120,6 +123,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Autointerp => crate::bench_autointerp::run(&args),
         Which::PatchScoping => crate::bench_scoping::run(&args),
         Which::EvalSae => crate::bench_eval::run(&args),
+        Which::Absorption => crate::bench_absorption::run(&args),
     }
 }
 

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_absorption;
 mod bench_autointerp;
 mod bench_eval;
 mod bench_gemma;
