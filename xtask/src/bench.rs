@@ -84,6 +84,33 @@ pub(crate) fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
         .collect()
 }
 
+/// Parameters of a standard or TopK SAE drawn from [`splitmix`] streams `seed..seed + 4`
+/// (W_enc, W_dec uniform in ±`w_scale`; b_enc, b_dec in ±`b_scale`).
+pub(crate) fn random_sae_params(
+    d_in: usize,
+    d_sae: usize,
+    seed: u64,
+    w_scale: f32,
+    b_scale: f32,
+    dev: &sae_core::burn::tensor::Device,
+) -> SaeParams {
+    use sae_core::burn::module::Param;
+    let m = |s, r: usize, c: usize| {
+        Param::from_tensor(tensor_from_vec(splitmix(s, r * c, w_scale), [r, c], dev))
+    };
+    let v = |s, r: usize| Param::from_tensor(tensor_from_vec(splitmix(s, r, b_scale), [r], dev));
+    SaeParams {
+        w_enc: m(seed, d_in, d_sae),
+        w_dec: m(seed + 1, d_sae, d_in),
+        b_enc: Some(v(seed + 2, d_sae)),
+        b_dec: v(seed + 3, d_in),
+        threshold: None,
+        b_gate: None,
+        b_mag: None,
+        r_mag: None,
+    }
+}
+
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -145,30 +172,7 @@ fn check_rayon_threads(n: usize) {
 fn sae_encode(args: &Args) -> anyhow::Result<()> {
     let (n, d_in, d_sae) = (4096usize, 768usize, 24_576usize);
     let dev = args.device.burn_device()?;
-    let t2 = |seed, r: usize, c: usize| {
-        sae_core::burn::module::Param::from_tensor(tensor_from_vec(
-            splitmix(seed, r * c, 1.0 / (d_in as f32).sqrt()),
-            [r, c],
-            &dev,
-        ))
-    };
-    let t1 = |seed, r: usize| {
-        sae_core::burn::module::Param::from_tensor(tensor_from_vec(
-            splitmix(seed, r, 0.1),
-            [r],
-            &dev,
-        ))
-    };
-    let params = SaeParams {
-        w_enc: t2(1, d_in, d_sae),
-        w_dec: t2(2, d_sae, d_in),
-        b_enc: Some(t1(3, d_sae)),
-        b_dec: t1(4, d_in),
-        threshold: None,
-        b_gate: None,
-        b_mag: None,
-        r_mag: None,
-    };
+    let params = random_sae_params(d_in, d_sae, 1, 1.0 / (d_in as f32).sqrt(), 0.1, &dev);
     let sae = Sae::from_parts(
         SaeConfig::new(d_in, d_sae, Architecture::Standard),
         params,

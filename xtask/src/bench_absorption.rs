@@ -8,9 +8,9 @@ use std::time::Instant;
 use anyhow::bail;
 use latent_geometry::absorption::{AbsorptionConfig, LetterData, absorption, train_letter_probes};
 use sae_core::npy::{write_f32, write_i64};
-use sae_core::{Architecture, Sae, SaeConfig, SaeParams};
+use sae_core::{Architecture, Sae, SaeConfig};
 
-use crate::bench::{Args, run_reference, splitmix, workspace_root};
+use crate::bench::{Args, random_sae_params, run_reference, splitmix, workspace_root};
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     // 12 000 words in d = 640 (gemma-3-270m's width): each letter a random direction, each word
@@ -44,35 +44,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
 
     // The metrics of a random 640 → 5120 SAE on the same words.
     let dev = args.device.burn_device()?;
-    let p2 = |seed, r: usize, c: usize| {
-        sae_core::burn::module::Param::from_tensor(sae_core::device::tensor_from_vec(
-            splitmix(seed, r * c, 0.05),
-            [r, c],
-            &dev,
-        ))
-    };
-    let p1 = |seed, r: usize| {
-        sae_core::burn::module::Param::from_tensor(sae_core::device::tensor_from_vec(
-            splitmix(seed, r, 0.01),
-            [r],
-            &dev,
-        ))
-    };
     let d_sae = 5120;
     let mut scfg = SaeConfig::new(d, d_sae, Architecture::TopK);
     scfg.k = Some(32);
     let sae = Sae::from_parts(
         scfg,
-        SaeParams {
-            w_enc: p2(51, d, d_sae),
-            w_dec: p2(52, d_sae, d),
-            b_enc: Some(p1(53, d_sae)),
-            b_dec: p1(54, d),
-            threshold: None,
-            b_gate: None,
-            b_mag: None,
-            r_mag: None,
-        },
+        random_sae_params(d, d_sae, 51, 0.05, 0.01, &dev),
         None,
     )?;
     let t0 = Instant::now();

@@ -9,10 +9,9 @@ use std::time::Instant;
 use activation_store::eval::{EvalConfig, evaluate_sae};
 use anyhow::{Context, bail};
 use gpt2_gemma_models::{Gpt2, HookPoint, Processing};
-use sae_core::device::tensor_from_vec;
-use sae_core::{Architecture, Sae, SaeConfig, SaeParams};
+use sae_core::{Architecture, Sae, SaeConfig};
 
-use crate::bench::{Args, median, run_reference, splitmix, workspace_root};
+use crate::bench::{Args, median, random_sae_params, run_reference, splitmix, workspace_root};
 
 const BOS: u32 = 50256;
 
@@ -35,32 +34,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
 
     // A standard SAE at blocks.6.hook_resid_pre: d_sae 6144, W_dec = W_encᵀ-like random.
     let (d_in, d_sae) = (768usize, 6144usize);
-    let p2 = |seed, r: usize, c: usize, s: f32| {
-        sae_core::burn::module::Param::from_tensor(tensor_from_vec(
-            splitmix(seed, r * c, s),
-            [r, c],
-            &dev,
-        ))
-    };
-    let p1 = |seed, r: usize, s: f32| {
-        sae_core::burn::module::Param::from_tensor(tensor_from_vec(splitmix(seed, r, s), [r], &dev))
-    };
     let mut cfg = SaeConfig::new(d_in, d_sae, Architecture::Standard);
     cfg.metadata.hook_name = Some("blocks.6.hook_resid_pre".into());
     cfg.metadata.context_size = Some(128);
     cfg.metadata.prepend_bos = Some(true);
     let sae = Sae::from_parts(
         cfg,
-        SaeParams {
-            w_enc: p2(21, d_in, d_sae, 0.05),
-            w_dec: p2(22, d_sae, d_in, 0.05),
-            b_enc: Some(p1(23, d_sae, 0.05)),
-            b_dec: p1(24, d_in, 0.05),
-            threshold: None,
-            b_gate: None,
-            b_mag: None,
-            r_mag: None,
-        },
+        random_sae_params(d_in, d_sae, 21, 0.05, 0.05, &dev),
         None,
     )?;
     let tmp = std::env::temp_dir().join(format!("sae-geometry-bench-eval-{}", std::process::id()));

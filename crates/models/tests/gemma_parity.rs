@@ -2,6 +2,9 @@
 //! q/k norms, GQA, sliding-window layers with local RoPE, a global layer, 1 + w norms.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
 
+mod common;
+
+use common::max_diff;
 use std::path::PathBuf;
 
 use gpt2_gemma_models::LanguageModel;
@@ -14,14 +17,6 @@ use sae_core::safetensors_io::SafetensorsFile;
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma3-tiny")
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]

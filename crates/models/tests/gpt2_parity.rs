@@ -2,9 +2,11 @@
 //! (`fixtures/gpt2-tiny/gen_fixtures.py`).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
 
+mod common;
+
+use common::{fixtures, max_diff, tokens};
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::{
@@ -14,29 +16,11 @@ use sae_core::burn::tensor::{Int, Tensor, TensorData};
 use sae_core::device::{cpu, tensor_to_vec};
 use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
 fn io() -> BTreeMap<String, HostTensor> {
     SafetensorsFile::open(fixtures().join("gpt2-tiny/io.safetensors"))
         .unwrap()
         .read_all()
         .unwrap()
-}
-
-fn tokens(io: &BTreeMap<String, HostTensor>) -> Tensor<2, Int> {
-    let t = &io["tokens"];
-    let ids: Vec<i64> = t.data.iter().map(|v| *v as i64).collect();
-    Tensor::from_data(TensorData::new(ids, [t.shape[0], t.shape[1]]), &cpu())
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() })
-        .fold(0.0, f32::max)
 }
 
 fn act_vec(a: &Activation) -> Vec<f32> {

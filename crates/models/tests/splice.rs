@@ -2,15 +2,17 @@
 //! (`fixtures/splice/gen_fixtures.py`).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
 
+mod common;
+
+use common::{fixtures, max_diff, tokens};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use gpt2_gemma_models::{
     Activation, CacheFilter, Gpt2, HookPoint, Hooks, LanguageModel, ModelError, Processing,
     SaeHook, Splice, SpliceOutput,
 };
 use sae_core::Sae;
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
+use sae_core::burn::tensor::Tensor;
 use sae_core::device::{cpu, tensor_to_vec};
 use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 
@@ -21,10 +23,6 @@ const SAES: [&str; 5] = [
     "gated_resid_mid1",
     "std_z0",
 ];
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 fn io() -> BTreeMap<String, HostTensor> {
     SafetensorsFile::open(fixtures().join("splice/io.safetensors"))
@@ -44,20 +42,6 @@ fn model() -> Gpt2 {
 
 fn sae(name: &str) -> Sae {
     Sae::load(fixtures().join("splice").join(name), &cpu()).unwrap()
-}
-
-fn tokens(io: &BTreeMap<String, HostTensor>) -> Tensor<2, Int> {
-    let t = &io["tokens"];
-    let ids: Vec<i64> = t.data.iter().map(|v| *v as i64).collect();
-    Tensor::from_data(TensorData::new(ids, [t.shape[0], t.shape[1]]), &cpu())
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn vec3(t: Option<Tensor<3>>) -> Vec<f32> {

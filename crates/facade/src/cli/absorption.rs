@@ -56,25 +56,9 @@ fn is_word(s: &str) -> bool {
 /// Runs `absorption`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (model, tok) = args.model.load()?;
-    let hub = args.model.hub();
-    let saes = args
-        .sae
-        .iter()
-        .map(|s| {
-            s.load(&hub, &model.device())
-                .with_context(|| format!("loading SAE {s}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let hooks: Vec<HookPoint> = saes
-        .iter()
-        .map(|s| {
-            s.config()
-                .hook_name()
-                .context("an SAE's cfg.json names no hook_name")?
-                .parse::<HookPoint>()
-                .map_err(anyhow::Error::msg)
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let loaded = args.model.load_saes(&args.sae, &model.device())?;
+    let hooks: Vec<HookPoint> = loaded.iter().map(|(_, h)| *h).collect();
+    let saes: Vec<_> = loaded.into_iter().map(|(s, _)| s).collect();
     let hook = hooks[0];
     anyhow::ensure!(
         hooks.iter().all(|h| *h == hook),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use activation_store::eval::{EvalConfig, SaeEvaluation, evaluate_sae};
 use activation_store::{StoreConfig, TokenWindows};
 use anyhow::Context;
-use gpt2_gemma_models::{HookPoint, LanguageModel};
+use gpt2_gemma_models::LanguageModel;
 use sae_core::SaeSource;
 
 use super::corpus_args::CorpusArgs;
@@ -53,15 +53,8 @@ const COLUMNS: &str = "sae,hook,d_sae,n_tokens,ce_clean,ce_with_sae,ce_zero_abla
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (model, tok) = args.model.load()?;
     let hub = args.model.hub();
-    let saes = args
-        .sae
-        .iter()
-        .map(|s| {
-            s.load(&hub, &model.device())
-                .with_context(|| format!("loading SAE {s}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let first = saes.first().context("no --sae given")?;
+    let saes = args.model.load_saes(&args.sae, &model.device())?;
+    let (first, _) = saes.first().context("no --sae given")?;
     let store = StoreConfig::from_sae(first.config(), args.context_size)?;
     let source = args.corpus.source(hub.is_offline())?;
     let mut w = TokenWindows::new(source, &tok, store.packing(&tok))?;
@@ -94,13 +87,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut csv = std::io::BufWriter::new(std::fs::File::create(args.out.join("eval.csv"))?);
     writeln!(csv, "{COLUMNS}")?;
     let mut all = Vec::new();
-    for (i, (src, sae)) in args.sae.iter().zip(&saes).enumerate() {
-        let hook: HookPoint = sae
-            .config()
-            .hook_name()
-            .context("the SAE's cfg.json names no hook_name")?
-            .parse()
-            .map_err(anyhow::Error::msg)?;
+    for (i, (src, (sae, hook))) in args.sae.iter().zip(&saes).enumerate() {
+        let hook = *hook;
         let t0 = std::time::Instant::now();
         let ev: SaeEvaluation = evaluate_sae(&model, sae, hook, &windows, &config)
             .with_context(|| format!("evaluating {src}"))?;

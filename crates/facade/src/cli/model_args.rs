@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use gpt2_gemma_models::{AnyModel, AnyTokenizer, ModelSource, Processing};
-use sae_core::{ComputeDevice, HubClient};
+use gpt2_gemma_models::{AnyModel, AnyTokenizer, HookPoint, ModelSource, Processing};
+use sae_core::burn::tensor::Device;
+use sae_core::{ComputeDevice, HubClient, Sae, SaeSource};
 
 /// Which model and how to run it.
 #[derive(Debug, Clone, clap::Args)]
@@ -56,5 +57,29 @@ impl ModelArgs {
         self.model
             .load(&self.hub(), processing, self.gguf.as_deref(), &dev)
             .with_context(|| format!("loading model {}", self.model))
+    }
+
+    /// Loads SAEs onto `device` through this command's hub client, each with the hook its
+    /// cfg.json names.
+    pub fn load_saes(
+        &self,
+        srcs: &[SaeSource],
+        device: &Device,
+    ) -> anyhow::Result<Vec<(Sae, HookPoint)>> {
+        let hub = self.hub();
+        srcs.iter()
+            .map(|s| {
+                let sae = s
+                    .load(&hub, device)
+                    .with_context(|| format!("loading SAE {s}"))?;
+                let hook = sae
+                    .config()
+                    .hook_name()
+                    .with_context(|| format!("SAE {s}: cfg.json names no hook_name"))?
+                    .parse::<HookPoint>()
+                    .map_err(|e| anyhow::anyhow!("SAE {s}: {e}"))?;
+                Ok((sae, hook))
+            })
+            .collect()
     }
 }
