@@ -89,4 +89,14 @@ fn eval_sae_writes_a_row_per_sae_and_leaves_special_tokens_out() {
     assert_eq!(m2["n_tokens"], 6 * 48);
     assert_eq!(m2["n_predictions"], 6 * 47);
     assert_ne!(m2["ce_with_sae"], saes[0]["metrics"]["ce_with_sae"]);
+
+    // --every 2: the same number of windows, spread over twice the text.
+    let spread = tmp.path().join("spread");
+    let j3 = eval(&model, &[&a], &corpus, &spread, &["--every", "2"]);
+    assert_eq!(j3["windows"], 6);
+    assert_eq!(j3["every"], 2);
+    assert_ne!(
+        j3["saes"][0]["metrics"]["ce_clean"],
+        saes[0]["metrics"]["ce_clean"]
+    );
 }

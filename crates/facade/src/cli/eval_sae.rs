@@ -29,6 +29,10 @@ pub struct Args {
     /// Windows evaluated.
     #[arg(long, default_value_t = 64)]
     pub windows: usize,
+    /// Keep one window in this many, so that the windows span more of the corpus (a book is
+    /// thousands of windows long; firing densities from one book's opening undercount).
+    #[arg(long, default_value_t = 1)]
+    pub every: usize,
     /// Tokens per window (default: the first SAE's metadata.context_size).
     #[arg(long)]
     pub context_size: Option<usize>,
@@ -59,9 +63,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let source = args.corpus.source(hub.is_offline())?;
     let mut w = TokenWindows::new(source, &tok, store.packing(&tok))?;
     let mut windows = Vec::with_capacity(args.windows);
+    let mut seen = 0usize;
     while windows.len() < args.windows {
         match w.next_window()? {
-            Some(x) => windows.push(x),
+            Some(x) => {
+                if seen % args.every.max(1) == 0 {
+                    windows.push(x);
+                }
+                seen += 1;
+            }
             None => break,
         }
     }
@@ -148,6 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let meta = serde_json::json!({
         "model": args.model.model.to_string(),
         "windows": windows.len(),
+        "every": args.every.max(1),
         "context_size": store.context_size,
         "ignore_tokens": config.ignore_tokens,
         "dense_threshold": config.dense_threshold,
