@@ -67,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     while windows.len() < args.windows {
         match w.next_window()? {
             Some(x) => {
-                if seen % args.every.max(1) == 0 {
+                if seen.is_multiple_of(args.every.max(1)) {
                     windows.push(x);
                 }
                 seen += 1;
