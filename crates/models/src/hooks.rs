@@ -189,6 +189,11 @@ impl<'a> Hooks<'a> {
     }
 
     /// Whether anything listens at this point (so the caller may skip building the tensor).
+    /// Whether a hook may edit the activation at this point (caching alone does not).
+    pub(crate) fn edits_at(&self, point: HookPoint) -> bool {
+        self.edits.iter().any(|(p, _)| *p == point)
+    }
+
     pub(crate) fn wants(&self, point: HookPoint) -> bool {
         self.edits.iter().any(|(p, _)| *p == point)
             || self.splices.iter().any(|s| s.site() == point)

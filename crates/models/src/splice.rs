@@ -155,6 +155,16 @@ impl<'a> Splice<'a> {
             });
         }
         let at = |h: SaeHook| self.site.sae(h);
+        // Without hooks that may edit the SAE's internals, the hooked pass is the clean one and
+        // the error term needs no second encode.
+        let edited = [
+            SaeHook::Input,
+            SaeHook::ActsPre,
+            SaeHook::ActsPost,
+            SaeHook::Recons,
+        ]
+        .into_iter()
+        .any(|h| hooks.edits_at(at(h)));
         let x_in = hooks.apply3(at(SaeHook::Input), pass, x.clone());
         let (sae_in, state) = sae.process_input(x_in.reshape([n, d]))?;
         let pre = sae.pre_activation(sae_in.clone())?;
@@ -186,7 +196,11 @@ impl<'a> Splice<'a> {
             }
         };
         if self.output == SpliceOutput::ReconstructionPlusError {
-            let clean = sae.forward(x.clone().reshape([n, d]))?.reshape([b, p, d]);
+            let clean = if edited {
+                sae.forward(x.clone().reshape([n, d]))?.reshape([b, p, d])
+            } else {
+                out.clone()
+            };
             let mut error = x.clone() - clean;
             if let Some(m) = &bypass {
                 error = error.mask_fill(m.clone(), 0.0);

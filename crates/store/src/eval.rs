@@ -208,7 +208,11 @@ pub fn evaluate_sae<M: LanguageModel + ?Sized>(
         let (logits, cache) = model.run_with_cache_with_saes(
             tokens.clone(),
             &[splice],
-            CacheFilter::Only(vec![hook.sae(SaeHook::Input)]),
+            CacheFilter::Only(
+                [SaeHook::Input, SaeHook::ActsPost, SaeHook::Output]
+                    .map(|h| hook.sae(h))
+                    .to_vec(),
+            ),
             None,
         )?;
         let (ce_sae, kl_sae) = ce_and_kl(&clean_lp, logits_of(logits)?, &tokens)?;
@@ -238,23 +242,44 @@ pub fn evaluate_sae<M: LanguageModel + ?Sized>(
             }
         }
 
-        let x = cache
-            .get3(hook.sae(SaeHook::Input))
-            .ok_or_else(|| StoreError::invalid("spliced run", "hook_sae_input", "not cached"))?;
+        // The spliced run's own input, latents and reconstruction (at bypassed positions the
+        // output is the input, but those rows are left out of every metric).
+        let get = |h: SaeHook| {
+            cache
+                .get3(hook.sae(h))
+                .ok_or_else(|| StoreError::invalid("spliced run", h.name(), "not cached"))
+        };
+        let (x, f, recon) = (
+            get(SaeHook::Input)?,
+            get(SaeHook::ActsPost)?,
+            get(SaeHook::Output)?,
+        );
         let [_, _, d] = x.dims();
-        reconstruction_metrics(sae, x.reshape([b * ctx, d]), &keep, &mut acc)?;
+        let n = b * ctx;
+        reconstruction_metrics(
+            x.reshape([n, d]),
+            f.reshape([n, d_sae]),
+            recon.reshape([n, d]),
+            &keep,
+            &mut acc,
+        )?;
         bar.inc(1);
     }
     bar.finish_and_clear();
     Ok(finish(acc, config.dense_threshold))
 }
 
-/// Accumulates the reconstruction metrics of one batch `x` (`[n, d_in]`, rows kept where
-/// `keep`).
-fn reconstruction_metrics(sae: &Sae, x: Tensor<2>, keep: &[bool], acc: &mut Acc) -> Result<()> {
+/// Accumulates the reconstruction metrics of one batch: inputs `x` (`[n, d_in]`), latents `f`
+/// (`[n, d_sae]`) and reconstructions (`[n, d_in]`), rows kept where `keep`.
+fn reconstruction_metrics(
+    x: Tensor<2>,
+    f: Tensor<2>,
+    recon: Tensor<2>,
+    keep: &[bool],
+    acc: &mut Acc,
+) -> Result<()> {
     let [n, d] = x.dims();
     let device = x.device();
-    let (f, recon) = sae.encode_decode(x.clone())?;
     let kept = keep.iter().filter(|k| **k).count();
     if kept == 0 {
         return Ok(());
