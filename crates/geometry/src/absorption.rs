@@ -502,6 +502,15 @@ pub fn absorption(
     let d_sae = sae.d_sae();
     let f = tensor_to_vec(sae.encode(tensor_from_vec(data.x.clone(), [n, data.d], &dev))?)?;
     let w_dec = tensor_to_vec(sae.w_dec())?;
+    let dec_norms: Vec<f64> = w_dec
+        .chunks(data.d)
+        .map(|r| {
+            r.iter()
+                .map(|v| f64::from(*v) * f64::from(*v))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect();
     let acts = |i: usize| &f[i * d_sae..(i + 1) * d_sae];
     let mut letters = Vec::new();
     for lp in probes {
@@ -568,17 +577,10 @@ pub fn absorption(
             .chunks(data.d)
             .map(|r| r.iter().zip(&phat).map(|(a, b)| f64::from(*a) * b).sum())
             .collect();
-        let dec_cos: Vec<f64> = w_dec
-            .chunks(data.d)
-            .zip(&dec_dot)
-            .map(|(r, dot)| {
-                let n = r
-                    .iter()
-                    .map(|v| f64::from(*v) * f64::from(*v))
-                    .sum::<f64>()
-                    .sqrt();
-                if n > 0.0 { dot / n } else { 0.0 }
-            })
+        let dec_cos: Vec<f64> = dec_dot
+            .iter()
+            .zip(&dec_norms)
+            .map(|(dot, n)| if *n > 0.0 { dot / n } else { 0.0 })
             .collect();
         let (mut tp, mut fneg, mut full, mut frac_sum) = (0usize, 0usize, 0usize, 0.0f64);
         let mut absorbers: std::collections::BTreeMap<usize, usize> = Default::default();
