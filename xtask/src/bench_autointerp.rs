@@ -46,6 +46,7 @@ fn latents(cfg: &AutoInterpConfig) -> Vec<LatentExamples> {
             scoring: (0..cfg.n_ex_for_scoring())
                 .map(|i| window(j, 100 + i, i % 3 == 0))
                 .collect(),
+            held_out: Vec::new(),
             fuzzing: Vec::new(),
             logit_tokens: None,
         })

@@ -30,6 +30,10 @@ pub struct LatentExamples {
     pub generation: Vec<Example>,
     /// Scoring set: held-out top windows and random windows, shuffled.
     pub scoring: Vec<Example>,
+    /// The held-out top windows of the scoring set, best first (also the positives of
+    /// neighbour scoring).
+    #[serde(default)]
+    pub held_out: Vec<Example>,
     /// Fuzzing set: active windows highlighted either correctly or at decoy positions,
     /// shuffled, with whether each highlighting is the real one.
     pub fuzzing: Vec<(Example, bool)>,
@@ -107,6 +111,7 @@ pub fn build_examples(
                 act_threshold: thr,
                 generation: Vec::new(),
                 scoring: Vec::new(),
+                held_out: Vec::new(),
                 fuzzing: Vec::new(),
                 logit_tokens: None,
             });
@@ -183,6 +188,7 @@ pub fn build_examples(
             act_threshold: thr,
             generation,
             scoring,
+            held_out: score_tops,
             fuzzing,
             logit_tokens: None,
         });

@@ -10,10 +10,10 @@ use crate::client::{ChatBackend, ChatRequest, Usage};
 use crate::config::AutoInterpConfig;
 use crate::data::LatentExamples;
 use crate::example::Example;
-use crate::parse::{parse_explanation, parse_predictions};
+use crate::parse::{parse_explanation, parse_predictions, parse_sequences};
 use crate::prompts::{
-    COT_MAX_TOKENS, ExplainerStyle, PromptOptions, fuzzing_prompt, generation_prompt,
-    scoring_prompt,
+    COT_MAX_TOKENS, ExplainerStyle, PromptOptions, SEQUENCE_TOKENS, contrastive_generation_prompt,
+    fuzzing_prompt, scoring_prompt, sequence_prompt,
 };
 
 /// Why a step produced no value.
@@ -29,6 +29,11 @@ pub enum Failure {
     },
     /// No reply after every retry.
     Request {
+        /// What went wrong.
+        message: String,
+    },
+    /// The model or the SAE could not read a sequence the judge wrote (final).
+    Model {
         /// What went wrong.
         message: String,
     },
@@ -70,6 +75,24 @@ pub trait Judge: Send + Sync {
         explanation: &str,
         examples: &[Example],
     ) -> impl Future<Output = Result<Judged<Vec<usize>>, Failure>> + Send;
+
+    /// `n` new sequences the explanation says should activate the latent (EleutherAI's
+    /// generation scoring). `latent` gives the offline writer text to write into.
+    fn write_sequences(
+        &self,
+        explanation: &str,
+        latent: &LatentExamples,
+        n: usize,
+    ) -> impl Future<Output = Result<Judged<Vec<String>>, Failure>> + Send;
+
+    /// An explanation of the latent from its generation examples and `negatives`: sequences
+    /// that look related but do not activate it (false positives of an earlier explanation,
+    /// or neighbouring latents' top windows).
+    fn explain_contrastive(
+        &self,
+        latent: &LatentExamples,
+        negatives: &[Example],
+    ) -> impl Future<Output = Result<Judged<String>, Failure>> + Send;
 }
 
 /// An LLM judge: the tutorial's prompts (or the chosen variants) through a backend.
@@ -126,13 +149,18 @@ impl<B: ChatBackend> LlmJudge<B> {
     }
 }
 
-impl<B: ChatBackend> Judge for LlmJudge<B> {
-    async fn explain(&self, latent: &LatentExamples) -> Result<Judged<String>, Failure> {
-        let messages = generation_prompt(
+impl<B: ChatBackend> LlmJudge<B> {
+    async fn explain_with(
+        &self,
+        latent: &LatentExamples,
+        negatives: &[Example],
+    ) -> Result<Judged<String>, Failure> {
+        let messages = contrastive_generation_prompt(
             &self.cfg,
             &self.prompts,
             &latent.generation,
             latent.logit_tokens.as_deref(),
+            negatives,
         );
         let max_tokens = match self.prompts.style {
             ExplainerStyle::Tutorial => self.cfg.max_tokens_in_explanation,
@@ -146,6 +174,34 @@ impl<B: ChatBackend> Judge for LlmJudge<B> {
                 Ok(e)
             }
         })
+        .await
+    }
+}
+
+impl<B: ChatBackend> Judge for LlmJudge<B> {
+    async fn explain(&self, latent: &LatentExamples) -> Result<Judged<String>, Failure> {
+        self.explain_with(latent, &[]).await
+    }
+
+    async fn explain_contrastive(
+        &self,
+        latent: &LatentExamples,
+        negatives: &[Example],
+    ) -> Result<Judged<String>, Failure> {
+        self.explain_with(latent, negatives).await
+    }
+
+    async fn write_sequences(
+        &self,
+        explanation: &str,
+        _latent: &LatentExamples,
+        n: usize,
+    ) -> Result<Judged<Vec<String>>, Failure> {
+        self.ask(
+            sequence_prompt(explanation, n),
+            (SEQUENCE_TOKENS * n) as u32,
+            |raw| parse_sequences(raw, n).map_err(|e| e.to_string()),
+        )
         .await
     }
 
@@ -181,15 +237,77 @@ impl<B: ChatBackend> Judge for LlmJudge<B> {
 /// The offline judge: explains a latent by its most frequent active token, and predicts the
 /// examples that contain that token. Needs no LLM; the baseline any LLM explanation should
 /// beat, and the default when no API is configured.
+///
+/// Given negatives (false positives of an earlier round, or neighbours' windows), it narrows
+/// the explanation to the token after its most frequent preceding token in the generation
+/// examples — `the token " X" after " Y"` — when the token occurs in a negative. It writes
+/// sequences by inserting the explained token (after its context token, if any) into the
+/// middle of the latent's inactive random windows.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OfflineJudge;
 
 const OFFLINE_PREFIX: &str = "the token ";
+const OFFLINE_AFTER: &str = " after ";
+
+/// What an offline explanation says: a token, optionally only right after another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineExplanation {
+    /// The token.
+    pub token: String,
+    /// The token right before it, when the explanation is narrowed to a context.
+    pub after: Option<String>,
+}
+
+impl OfflineExplanation {
+    /// `the token "…"` or `the token "…" after "…"` (JSON-quoted).
+    pub fn render(&self) -> String {
+        let q = |t: &str| serde_json::to_string(t).unwrap_or_default();
+        match &self.after {
+            None => format!("{OFFLINE_PREFIX}{}", q(&self.token)),
+            Some(a) => format!("{OFFLINE_PREFIX}{}{OFFLINE_AFTER}{}", q(&self.token), q(a)),
+        }
+    }
+
+    /// Reads what [`render`](Self::render) wrote.
+    pub fn parse(explanation: &str) -> Option<Self> {
+        let rest = explanation.strip_prefix(OFFLINE_PREFIX)?;
+        let mut de = serde_json::Deserializer::from_str(rest).into_iter::<String>();
+        let token = de.next()?.ok()?;
+        let tail = rest[de.byte_offset()..].to_string();
+        if tail.is_empty() {
+            return Some(Self { token, after: None });
+        }
+        let after: String = serde_json::from_str(tail.strip_prefix(OFFLINE_AFTER)?).ok()?;
+        Some(Self {
+            token,
+            after: Some(after),
+        })
+    }
+
+    /// Whether `tokens[i]` is what the explanation names.
+    pub fn matches_at(&self, tokens: &[String], i: usize) -> bool {
+        tokens[i] == self.token
+            && match &self.after {
+                None => true,
+                Some(a) => i > 0 && tokens[i - 1] == *a,
+            }
+    }
+
+    /// Whether any token of `tokens` matches.
+    pub fn matches(&self, tokens: &[String]) -> bool {
+        (0..tokens.len()).any(|i| self.matches_at(tokens, i))
+    }
+}
 
 impl OfflineJudge {
     /// The offline explanation of `examples`: `the token "…"` (JSON-quoted), or `None` when no
     /// token is active.
     pub fn explanation(examples: &[Example]) -> Option<String> {
+        Self::most_frequent(examples)
+            .map(|token| OfflineExplanation { token, after: None }.render())
+    }
+
+    fn most_frequent(examples: &[Example]) -> Option<String> {
         let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
         let mut order = 0;
         for ex in examples {
@@ -200,53 +318,110 @@ impl OfflineJudge {
             }
         }
         // Most frequent; ties to the first seen.
-        let best = counts
+        counts
             .into_iter()
-            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))?;
-        Some(format!(
-            "{OFFLINE_PREFIX}{}",
-            serde_json::to_string(best.0).unwrap_or_default()
-        ))
+            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+            .map(|(t, _)| t.to_string())
+    }
+
+    /// The explanation given `negatives`: the plain one, narrowed to the most frequent
+    /// preceding token of its token's active occurrences when the token occurs in a negative.
+    pub fn contrastive_explanation(examples: &[Example], negatives: &[Example]) -> Option<String> {
+        let token = Self::most_frequent(examples)?;
+        let plain = OfflineExplanation {
+            token: token.clone(),
+            after: None,
+        };
+        if !negatives.iter().any(|n| plain.matches(&n.str_tokens)) {
+            return Some(plain.render());
+        }
+        let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
+        let mut order = 0;
+        for ex in examples {
+            let active = ex.toks_are_active();
+            for (i, pair) in ex.str_tokens.windows(2).enumerate() {
+                if active[i + 1] && pair[1] == token {
+                    let e = counts.entry(&pair[0]).or_insert((0, order));
+                    e.0 += 1;
+                    order += 1;
+                }
+            }
+        }
+        let after = counts
+            .into_iter()
+            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+            .map(|(t, _)| t.to_string());
+        Some(OfflineExplanation { token, after }.render())
     }
 
     /// The token an offline explanation names.
     pub fn token_of(explanation: &str) -> Option<String> {
-        serde_json::from_str(explanation.strip_prefix(OFFLINE_PREFIX)?).ok()
+        OfflineExplanation::parse(explanation).map(|e| e.token)
     }
 
-    fn matching(explanation: &str, examples: &[Example]) -> Result<Judged<Vec<usize>>, Failure> {
-        let token = Self::token_of(explanation).ok_or_else(|| Failure::Parse {
+    /// Sequences for an offline explanation: the explained token (after its context token)
+    /// inserted in the middle of each inactive scoring window, up to `n`, cycling through the
+    /// windows at other insertion points when there are fewer than `n`.
+    pub fn sequences(e: &OfflineExplanation, latent: &LatentExamples, n: usize) -> Vec<String> {
+        let bases: Vec<&Example> = latent.scoring.iter().filter(|x| !x.is_active()).collect();
+        let mut out = Vec::with_capacity(n);
+        for k in 0..n {
+            let Some(base) = bases.get(k % bases.len().max(1)) else {
+                break;
+            };
+            let len = base.str_tokens.len();
+            let round = k / bases.len();
+            let at = (len * (round % 3 + 1) / 4).min(len);
+            let mut toks: Vec<&str> = base.str_tokens.iter().map(String::as_str).collect();
+            let mut insert = Vec::new();
+            if let Some(a) = &e.after {
+                insert.push(a.as_str());
+            }
+            insert.push(e.token.as_str());
+            toks.splice(at..at, insert);
+            out.push(toks.concat());
+        }
+        out
+    }
+
+    fn parsed(explanation: &str) -> Result<OfflineExplanation, Failure> {
+        OfflineExplanation::parse(explanation).ok_or_else(|| Failure::Parse {
             message: "not an offline explanation".into(),
             raw: explanation.to_string(),
-        })?;
-        let value = examples
-            .iter()
-            .enumerate()
-            .filter(|(_, ex)| ex.str_tokens.contains(&token))
-            .map(|(i, _)| i + 1)
-            .collect();
-        Ok(Judged {
+        })
+    }
+
+    fn judged<T>(value: T) -> Judged<T> {
+        Judged {
             value,
             raw: String::new(),
             usage: Usage::default(),
             sent: 0,
             cached: 0,
-        })
+        }
     }
 }
 
 impl Judge for OfflineJudge {
     async fn explain(&self, latent: &LatentExamples) -> Result<Judged<String>, Failure> {
-        let value = Self::explanation(&latent.generation).ok_or_else(|| Failure::Parse {
-            message: "no active token".into(),
-            raw: String::new(),
-        })?;
+        self.explain_contrastive(latent, &[]).await
+    }
+
+    async fn explain_contrastive(
+        &self,
+        latent: &LatentExamples,
+        negatives: &[Example],
+    ) -> Result<Judged<String>, Failure> {
+        let value =
+            Self::contrastive_explanation(&latent.generation, negatives).ok_or_else(|| {
+                Failure::Parse {
+                    message: "no active token".into(),
+                    raw: String::new(),
+                }
+            })?;
         Ok(Judged {
             raw: value.clone(),
-            value,
-            usage: Usage::default(),
-            sent: 0,
-            cached: 0,
+            ..Self::judged(value)
         })
     }
 
@@ -255,7 +430,15 @@ impl Judge for OfflineJudge {
         explanation: &str,
         examples: &[Example],
     ) -> Result<Judged<Vec<usize>>, Failure> {
-        Self::matching(explanation, examples)
+        let e = Self::parsed(explanation)?;
+        Ok(Self::judged(
+            examples
+                .iter()
+                .enumerate()
+                .filter(|(_, ex)| e.matches(&ex.str_tokens))
+                .map(|(i, _)| i + 1)
+                .collect(),
+        ))
     }
 
     async fn fuzz(
@@ -264,22 +447,34 @@ impl Judge for OfflineJudge {
         examples: &[Example],
     ) -> Result<Judged<Vec<usize>>, Failure> {
         // Real highlighting marks the token the explanation names.
-        let token = Self::token_of(explanation).ok_or_else(|| Failure::Parse {
-            message: "not an offline explanation".into(),
-            raw: explanation.to_string(),
-        })?;
-        let value = examples
-            .iter()
-            .enumerate()
-            .filter(|(_, ex)| ex.active_str_tokens().any(|t| t == token))
-            .map(|(i, _)| i + 1)
-            .collect();
-        Ok(Judged {
-            value,
-            raw: String::new(),
-            usage: Usage::default(),
-            sent: 0,
-            cached: 0,
-        })
+        let e = Self::parsed(explanation)?;
+        Ok(Self::judged(
+            examples
+                .iter()
+                .enumerate()
+                .filter(|(_, ex)| {
+                    let active = ex.toks_are_active();
+                    (0..ex.str_tokens.len()).any(|i| active[i] && e.matches_at(&ex.str_tokens, i))
+                })
+                .map(|(i, _)| i + 1)
+                .collect(),
+        ))
+    }
+
+    async fn write_sequences(
+        &self,
+        explanation: &str,
+        latent: &LatentExamples,
+        n: usize,
+    ) -> Result<Judged<Vec<String>>, Failure> {
+        let e = Self::parsed(explanation)?;
+        let seqs = Self::sequences(&e, latent, n);
+        if seqs.is_empty() {
+            return Err(Failure::Parse {
+                message: "no inactive window to write into (run with scoring on)".into(),
+                raw: explanation.to_string(),
+            });
+        }
+        Ok(Self::judged(seqs))
     }
 }

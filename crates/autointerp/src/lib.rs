@@ -18,14 +18,18 @@
 pub mod baselines;
 pub mod cache;
 pub mod client;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod example;
+pub mod generation_scoring;
 pub mod judge;
 #[cfg(feature = "mock-server")]
 pub mod mock;
+pub mod neighbours;
 pub mod openai;
+pub mod oracle;
 pub mod parse;
 pub mod prompts;
 pub mod run;
@@ -34,19 +38,31 @@ pub mod score;
 pub use baselines::{BaselineLatents, neurons, random_like};
 pub use cache::{CachedBackend, request_key, sha256_hex};
 pub use client::{ChatBackend, ChatReply, ChatRequest, RequestFailure, Usage};
+pub use compare::{Distribution, Population, population, scored_units};
 pub use config::AutoInterpConfig;
 pub use data::{LatentExamples, build_examples};
 pub use error::{AutoInterpError, Result};
 pub use example::Example;
-pub use judge::{Failure, Judge, Judged, LlmJudge, OfflineJudge};
+pub use generation_scoring::{
+    GenerationScoringConfig, GenerationScoringResult, ScoredSequence, SequencePrecision,
+    measure_sequences, score_by_generation,
+};
+pub use judge::{Failure, Judge, Judged, LlmJudge, OfflineExplanation, OfflineJudge};
+pub use neighbours::{
+    Neighbour, NeighbourConfig, NeighbourScoringResult, NeighbourSet, neighbour_set,
+    score_against_neighbours,
+};
 pub use openai::{ClientConfig, DEFAULT_MODEL, OpenAiBackend};
-pub use parse::{PredictionParseError, parse_explanation, parse_predictions};
+pub use oracle::{ActivationOracle, ModelOracle};
+pub use parse::{
+    PredictionParseError, SequenceParseError, parse_explanation, parse_predictions, parse_sequences,
+};
 pub use prompts::{
-    ExplainerStyle, Message, Messages, PromptOptions, Role, fuzzing_prompt, generation_prompt,
-    scoring_prompt,
+    ExplainerStyle, Message, Messages, PromptOptions, Role, contrastive_generation_prompt,
+    fuzzing_prompt, generation_prompt, scoring_prompt, sequence_prompt,
 };
 pub use run::{
-    LatentResult, LatentStatus, Pricing, RunOptions, RunSummary, random_explanation_baseline,
-    read_results, run, run_latent,
+    LatentResult, LatentStatus, Pricing, Resumable, RunOptions, RunSummary, Streamed,
+    random_explanation_baseline, read_lines, read_results, run, run_latent, run_resumable,
 };
 pub use score::{DetectionScores, score_predictions};

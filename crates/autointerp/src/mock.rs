@@ -101,6 +101,14 @@ fn first_marked(s: &str) -> Option<&str> {
 }
 
 /// The deterministic answer to a chat request.
+///
+/// - explanation prompts: "This neuron activates on the token \"X\"." with X the first
+///   highlighted token;
+/// - sequence-writing prompts: the asked number of numbered lines `k. w1 w2 X w3`, except that
+///   every third line leaves X out (a sloppy writer, so generation scoring finds false
+///   positives);
+/// - detection and fuzzing prompts: the examples containing X (highlighted X for fuzzing),
+///   or "None".
 pub fn answer(request: &serde_json::Value) -> String {
     let messages = request["messages"].as_array().cloned().unwrap_or_default();
     let system = messages
@@ -120,15 +128,32 @@ pub fn answer(request: &serde_json::Value) -> String {
             serde_json::to_string(tok).unwrap_or_default()
         );
     }
-    // Detection or fuzzing: "…fires on the token \"X\".\n\nHere are the examples:\n\n1. …"
-    let token = user
-        .split_once("fires on the token ")
-        .and_then(|(_, rest)| rest.split_once(".\n\n"))
-        .and_then(|(q, _)| serde_json::from_str::<String>(q).ok());
-    let Some(token) = token else {
+    // "…fires on the token \"X\"[ after \"Y\"].\n\n…" (or ending the message).
+    let explanation = user
+        .split_once("fires on ")
+        .map(|(_, rest)| rest.split_once(".\n\n").map_or(rest, |x| x.0))
+        .map(|e| e.strip_suffix('.').unwrap_or(e))
+        .and_then(crate::judge::OfflineExplanation::parse);
+    let Some(e) = explanation else {
         return "None".into();
     };
-    let shown = token.replace('\n', "↵");
+    let pattern = format!("{}{}", e.after.as_deref().unwrap_or(""), e.token).replace('\n', "↵");
+    if let Some(n) = system
+        .split_once("Write ")
+        .and_then(|(_, r)| r.split_once(' '))
+        .and_then(|(n, _)| n.parse::<usize>().ok())
+    {
+        return (1..=n)
+            .map(|k| {
+                if k % 3 == 0 {
+                    format!("{k}. w1 w2 w3")
+                } else {
+                    format!("{k}. w1 w2{} w3", pattern.replace('↵', "\n"))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
     let fuzzing = system.contains("highlighted");
     let examples = user
         .split_once("Here are the examples:\n\n")
@@ -139,9 +164,9 @@ pub fn answer(request: &serde_json::Value) -> String {
             let (n, text) = l.split_once(". ")?;
             let n: usize = n.trim().parse().ok()?;
             let hit = if fuzzing {
-                text.contains(&format!("<<{shown}"))
+                text.contains(&format!("<<{}", e.token.replace('\n', "↵")))
             } else {
-                text.contains(&shown)
+                text.contains(&pattern)
             };
             hit.then(|| n.to_string())
         })

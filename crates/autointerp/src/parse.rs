@@ -121,6 +121,51 @@ pub fn parse_predictions(reply: &str, n: usize) -> Result<Vec<usize>, Prediction
     Ok(out)
 }
 
+/// Why a sequence-writing reply could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum SequenceParseError {
+    /// No numbered line (`1. …` or `1) …`) with text.
+    #[error("no numbered sequences in {reply:?}")]
+    NoSequences {
+        /// The raw reply.
+        reply: String,
+    },
+}
+
+/// Parses a sequence-writing reply: the text of each numbered line (`1. …`, `2) …`), with
+/// surrounding quotes removed, at most `n`. Unnumbered lines (a preamble) are skipped.
+pub fn parse_sequences(reply: &str, n: usize) -> Result<Vec<String>, SequenceParseError> {
+    let mut out = Vec::new();
+    for line in reply.lines() {
+        let t = line.trim_start();
+        let digits = t.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 {
+            continue;
+        }
+        let rest = &t[digits..];
+        let Some(rest) = rest.strip_prefix('.').or_else(|| rest.strip_prefix(')')) else {
+            continue;
+        };
+        let text = rest
+            .trim()
+            .trim_matches(|c| c == '"' || c == '“' || c == '”')
+            .trim();
+        if !text.is_empty() {
+            out.push(text.to_string());
+        }
+        if out.len() == n {
+            break;
+        }
+    }
+    if out.is_empty() {
+        return Err(SequenceParseError::NoSequences {
+            reply: reply.to_string(),
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +221,20 @@ mod tests {
             parse_predictions("99999999999999999999999", 12),
             Err(PredictionParseError::OutOfRange { .. })
         ));
+    }
+
+    #[test]
+    fn sequences() {
+        let reply = "Here are some:\n1. The cat sat.\n2) \"A dog barked.\"\n\n3.   \n4. Birds sing\nnot numbered";
+        assert_eq!(
+            parse_sequences(reply, 10).unwrap(),
+            ["The cat sat.", "A dog barked.", "Birds sing"]
+        );
+        assert_eq!(parse_sequences(reply, 2).unwrap().len(), 2);
+        assert!(matches!(
+            parse_sequences("I like turtles", 3),
+            Err(SequenceParseError::NoSequences { .. })
+        ));
+        assert!(parse_sequences("", 3).is_err());
     }
 }

@@ -206,3 +206,43 @@ pub fn fuzzing_prompt(explanation: &str, examples: &[Example]) -> Messages {
         Message::new(Role::User, user),
     ]
 }
+
+/// The generation prompt with `negatives` appended to the last user turn as counter-examples
+/// (unmarked): sequences that look related but do not activate the neuron. With no negatives
+/// it is [`generation_prompt`] exactly.
+pub fn contrastive_generation_prompt(
+    cfg: &AutoInterpConfig,
+    options: &PromptOptions,
+    examples: &[Example],
+    logit_tokens: Option<&[String]>,
+    negatives: &[Example],
+) -> Messages {
+    let mut messages = generation_prompt(cfg, options, examples, logit_tokens);
+    if !negatives.is_empty()
+        && let Some(last) = messages.last_mut()
+    {
+        last.content.push_str(&format!(
+            "\n\nThe neuron does NOT activate on the documents below, although they may look similar. Make your explanation specific enough to exclude them:\n\n{}",
+            numbered(negatives, false, false)
+        ));
+    }
+    messages
+}
+
+/// `max_tokens` per sequence asked of the sequence writer.
+pub const SEQUENCE_TOKENS: usize = 48;
+
+/// The generation-scoring prompt (EleutherAI): from an explanation, `n` new sequences on which
+/// the neuron should activate, one per numbered line.
+pub fn sequence_prompt(explanation: &str, n: usize) -> Messages {
+    let system = format!(
+        "We're studying neurons in a neural network. Each neuron activates on some particular word/words or concept in a short document. You will be given a short explanation of what this neuron activates for. Write {n} short, varied documents (one or two sentences each) on which you expect the neuron to activate. Write one document per line, numbered \"1.\" to \"{n}.\", and nothing else."
+    );
+    vec![
+        Message::new(Role::System, system),
+        Message::new(
+            Role::User,
+            format!("Here is the explanation: this neuron fires on {explanation}."),
+        ),
+    ]
+}

@@ -32,6 +32,8 @@ pub enum LatentStatus {
     ParseFailure,
     /// A request failed after all retries (retried by the next run).
     RequestFailure,
+    /// The model or SAE failed on a written sequence (recorded, final).
+    ModelFailure,
 }
 
 /// One latent's result: one line of the results JSONL.
@@ -126,9 +128,33 @@ pub fn meta_path(out: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// A per-latent result that a resumable run streams to JSONL.
+pub trait Resumable: Serialize + serde::de::DeserializeOwned {
+    /// The latent it is about.
+    fn latent(&self) -> usize;
+    /// Whether it is final; a non-final result (a request that failed for good) is redone by
+    /// the next run.
+    fn is_final(&self) -> bool;
+}
+
+impl Resumable for LatentResult {
+    fn latent(&self) -> usize {
+        self.latent
+    }
+    fn is_final(&self) -> bool {
+        self.status != LatentStatus::RequestFailure
+    }
+}
+
 /// Reads finished results from `out`, cutting a torn last line and dropping
 /// `request_failure` lines (they are redone). Returns them by latent.
 pub fn read_results(out: &Path) -> crate::Result<Vec<LatentResult>> {
+    read_lines(out)
+}
+
+/// Reads the final results of a resumable run from `out` (a torn last line is cut, non-final
+/// results are dropped, the last line for a latent wins), by latent.
+pub fn read_lines<T: Resumable>(out: &Path) -> crate::Result<Vec<T>> {
     let text = match std::fs::read_to_string(out) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -138,31 +164,22 @@ pub fn read_results(out: &Path) -> crate::Result<Vec<LatentResult>> {
         Some(i) => &text[..=i],
         None => "",
     };
-    let mut results = Vec::new();
+    let mut by: std::collections::BTreeMap<usize, T> = Default::default();
     for (i, line) in complete.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let r: LatentResult =
-            serde_json::from_str(line).map_err(|e| crate::AutoInterpError::Corrupt {
-                path: out.to_path_buf(),
-                line: i + 1,
-                message: e.to_string(),
-            })?;
-        results.push(r);
+        let r: T = serde_json::from_str(line).map_err(|e| crate::AutoInterpError::Corrupt {
+            path: out.to_path_buf(),
+            line: i + 1,
+            message: e.to_string(),
+        })?;
+        by.insert(r.latent(), r);
     }
-    // The last line for a latent wins.
-    let mut by: std::collections::BTreeMap<usize, LatentResult> = Default::default();
-    for r in results {
-        by.insert(r.latent, r);
-    }
-    Ok(by
-        .into_values()
-        .filter(|r| r.status != LatentStatus::RequestFailure)
-        .collect())
+    Ok(by.into_values().filter(Resumable::is_final).collect())
 }
 
-fn write_lines(out: &Path, results: &[LatentResult]) -> crate::Result<()> {
+fn write_lines<T: Serialize>(out: &Path, results: &[T]) -> crate::Result<()> {
     let tmp = out.with_extension("jsonl.tmp");
     let mut buf = Vec::new();
     for r in results {
@@ -213,6 +230,7 @@ pub async fn run_latent<J: Judge>(
         r.status = match f {
             Failure::Parse { .. } => LatentStatus::ParseFailure,
             Failure::Request { .. } => LatentStatus::RequestFailure,
+            Failure::Model { .. } => LatentStatus::ModelFailure,
         };
         r.failure = Some(f);
     };
@@ -273,6 +291,51 @@ pub async fn run<J: Judge>(
     out: &Path,
     opts: &RunOptions,
 ) -> crate::Result<RunSummary> {
+    let (results, resumed) = run_resumable(examples, out, opts, "autointerp", |ex| {
+        run_latent(judge, ex, opts)
+    })
+    .await?;
+    let new = results.iter().filter(|r| r.fresh);
+    let (mut usage, mut sent, mut cached) = (Usage::default(), 0u64, 0u64);
+    for r in new {
+        usage += r.value.usage;
+        sent += u64::from(r.value.requests_sent);
+        cached += u64::from(r.value.requests_cached);
+    }
+    Ok(RunSummary {
+        results: results.into_iter().map(|r| r.value).collect(),
+        resumed,
+        usage,
+        requests_sent: sent,
+        requests_cached: cached,
+    })
+}
+
+/// A result of [`run_resumable`], and whether this run produced it.
+#[derive(Debug, Clone)]
+pub struct Streamed<T> {
+    /// The result.
+    pub value: T,
+    /// Made by this run (not read back from an earlier one).
+    pub fresh: bool,
+}
+
+/// The resumable loop under [`run`]: for every latent of `examples` not finished in `out`,
+/// `work(latent)` (up to `opts.parallel_latents` at once), each result appended to `out` and
+/// flushed as it finishes. Refuses a file written under another fingerprint (kept in
+/// `<out>.meta.json`). Returns every result by latent and how many were resumed.
+pub async fn run_resumable<'e, T, F, Fut>(
+    examples: &'e [LatentExamples],
+    out: &Path,
+    opts: &RunOptions,
+    what: &str,
+    work: F,
+) -> crate::Result<(Vec<Streamed<T>>, usize)>
+where
+    T: Resumable,
+    F: Fn(&'e LatentExamples) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     if opts.parallel_latents == 0 {
         return Err(crate::AutoInterpError::invalid(
             "parallel latents",
@@ -304,13 +367,13 @@ pub async fn run<J: Judge>(
     .map_err(|e| crate::AutoInterpError::io(&meta, e))?;
 
     let wanted: std::collections::BTreeSet<usize> = examples.iter().map(|e| e.latent).collect();
-    let earlier: Vec<LatentResult> = read_results(out)?
+    let earlier: Vec<T> = read_lines::<T>(out)?
         .into_iter()
-        .filter(|r| wanted.contains(&r.latent))
+        .filter(|r| wanted.contains(&r.latent()))
         .collect();
     // Rewrite the file with exactly the finished lines (drops a torn line and failures).
     write_lines(out, &earlier)?;
-    let done: std::collections::BTreeSet<usize> = earlier.iter().map(|r| r.latent).collect();
+    let done: std::collections::BTreeSet<usize> = earlier.iter().map(Resumable::latent).collect();
     let todo: Vec<&LatentExamples> = examples
         .iter()
         .filter(|e| !done.contains(&e.latent))
@@ -320,16 +383,16 @@ pub async fn run<J: Judge>(
         tracing::info!(
             resumed,
             remaining = todo.len(),
-            "resuming from {}",
+            "{what}: resuming from {}",
             out.display()
         );
     }
     let bar = if opts.progress {
         let b = indicatif::ProgressBar::new(todo.len() as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} autointerp: {pos}/{len} latents [{elapsed_precise}<{eta_precise}]",
-            )
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{spinner}} {what}: {{pos}}/{{len}} latents [{{elapsed_precise}}<{{eta_precise}}]"
+            ))
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
@@ -340,10 +403,15 @@ pub async fn run<J: Judge>(
         .append(true)
         .open(out)
         .map_err(|e| crate::AutoInterpError::io(out, e))?;
-    let mut results = earlier;
-    let (mut usage, mut sent, mut cached) = (Usage::default(), 0u64, 0u64);
+    let mut results: Vec<Streamed<T>> = earlier
+        .into_iter()
+        .map(|value| Streamed {
+            value,
+            fresh: false,
+        })
+        .collect();
     let mut stream = futures::stream::iter(todo)
-        .map(|ex| run_latent(judge, ex, opts))
+        .map(work)
         .buffer_unordered(opts.parallel_latents);
     while let Some(r) = stream.next().await {
         let mut line = serde_json::to_vec(&r).map_err(|e| crate::AutoInterpError::Corrupt {
@@ -355,21 +423,15 @@ pub async fn run<J: Judge>(
         file.write_all(&line)
             .and_then(|()| file.flush())
             .map_err(|e| crate::AutoInterpError::io(out, e))?;
-        usage += r.usage;
-        sent += u64::from(r.requests_sent);
-        cached += u64::from(r.requests_cached);
         bar.inc(1);
-        results.push(r);
+        results.push(Streamed {
+            value: r,
+            fresh: true,
+        });
     }
     bar.finish_and_clear();
-    results.sort_by_key(|r| r.latent);
-    Ok(RunSummary {
-        results,
-        resumed,
-        usage,
-        requests_sent: sent,
-        requests_cached: cached,
-    })
+    results.sort_by_key(|r| r.value.latent());
+    Ok((results, resumed))
 }
 
 /// The random-explanation baseline: each latent's scoring set judged against another latent's

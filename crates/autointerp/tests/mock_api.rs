@@ -7,66 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use activation_store::LatentStats;
 use autointerp::mock::{Fault, MockServer, mixed_faults};
 use autointerp::{
-    AutoInterpConfig, CachedBackend, ClientConfig, LatentExamples, LatentResult, LatentStatus,
-    LlmJudge, OfflineJudge, OpenAiBackend, PromptOptions, RunOptions, build_examples, run,
-    score_predictions,
+    CachedBackend, ClientConfig, LatentResult, LatentStatus, LlmJudge, OfflineJudge, OpenAiBackend,
+    PromptOptions, RunOptions, run, score_predictions,
 };
 
-const N_LATENTS: usize = 24;
-const CTX: usize = 64;
-const SECRET: &str = "sk-test-SECRET-0123456789";
-
-/// Latent `j` fires on token `100 + j` (and, weakly, on token `200 + j` right after it).
-fn synthetic_stats(cfg: &AutoInterpConfig) -> LatentStats {
-    let latents: Vec<usize> = (0..N_LATENTS).map(|j| 3 * j + 1).collect();
-    let mut stats = LatentStats::new(cfg.stats_config(7), &latents, CTX).unwrap();
-    let mut state = 0x1234_5678_u64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    for batch in 0..40u64 {
-        let n_seq = 8;
-        let mut tokens = Vec::with_capacity(n_seq * CTX);
-        for _ in 0..n_seq * CTX {
-            let r = next() % 100;
-            tokens.push(if r < 6 {
-                100 + (next() % N_LATENTS as u64) as u32
-            } else {
-                (next() % 60) as u32
-            });
-        }
-        let mut acts = vec![0.0f32; n_seq * CTX * N_LATENTS];
-        for (i, &t) in tokens.iter().enumerate() {
-            if (100..100 + N_LATENTS as u32).contains(&t) {
-                let j = (t - 100) as usize;
-                acts[i * N_LATENTS + j] = 1.0 + (next() % 1000) as f32 / 500.0;
-            }
-        }
-        stats.update(batch * n_seq as u64, &tokens, &acts).unwrap();
-    }
-    stats
-}
-
-fn str_tokens(ids: &[u32]) -> autointerp::Result<Vec<String>> {
-    Ok(ids.iter().map(|i| format!(" w{i}")).collect())
-}
-
-fn examples(cfg: &AutoInterpConfig) -> Vec<LatentExamples> {
-    build_examples(&synthetic_stats(cfg), cfg, 11, &str_tokens).unwrap()
-}
-
-fn cfg() -> AutoInterpConfig {
-    AutoInterpConfig {
-        scoring: true,
-        ..AutoInterpConfig::default()
-    }
-}
+mod common;
+use common::*;
 
 fn opts(fingerprint: &str) -> RunOptions {
     RunOptions {
@@ -75,25 +23,6 @@ fn opts(fingerprint: &str) -> RunOptions {
         parallel_latents: 16,
         fingerprint: fingerprint.into(),
         progress: false,
-    }
-}
-
-fn judge(
-    server: &MockServer,
-    cache: &Path,
-    timeout: Duration,
-) -> LlmJudge<CachedBackend<OpenAiBackend>> {
-    let mut c = ClientConfig::new(server.base_url(), Some(SECRET.into()));
-    c.concurrency = 8;
-    c.request_timeout = timeout;
-    c.backoff_base = Duration::from_millis(20);
-    c.backoff_max = Duration::from_millis(400);
-    LlmJudge {
-        backend: CachedBackend::new(OpenAiBackend::new(c).unwrap(), cache).unwrap(),
-        model: "gpt-4o-mini".into(),
-        cfg: cfg(),
-        prompts: PromptOptions::default(),
-        temperature: None,
     }
 }
 

@@ -35,6 +35,7 @@ pub use hub_dataset::HubDataset;
 pub use packing::{Packer, PackingConfig};
 pub use stats::{
     LatentStats, LatentSummary, StatsConfig, Window, gather_from_cache, gather_from_model,
+    latent_activations,
 };
 pub use store::{ActivationStore, StoreConfig, compute_activations};
 pub use train::{StepMetrics, TrainArchitecture, TrainConfig, Trainer};

@@ -627,6 +627,45 @@ impl<'s> LatentEncoder<'s> {
     }
 }
 
+/// `latents` of `sae` on each of `windows` (any lengths; windows of one length run as one
+/// batch), read at `hook`: per window a `[len, latents.len()]` row-major vector. The windows
+/// are run as given — prepend BOS where the model expects it.
+pub fn latent_activations<M: gpt2_gemma_models::LanguageModel + ?Sized>(
+    model: &M,
+    sae: &sae_core::Sae,
+    hook: gpt2_gemma_models::HookPoint,
+    windows: &[Vec<u32>],
+    latents: &[usize],
+) -> Result<Vec<Vec<f32>>> {
+    let mut out = vec![Vec::new(); windows.len()];
+    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, w) in windows.iter().enumerate() {
+        if !w.is_empty() {
+            by_len.entry(w.len()).or_default().push(i);
+        }
+    }
+    let mut encoder = None;
+    for (len, idx) in by_len {
+        let group: Vec<Vec<u32>> = idx.iter().map(|&i| windows[i].clone()).collect();
+        let (acts, d) = crate::store::compute_activations(model, hook, &group)?;
+        let enc = match &encoder {
+            Some(e) => e,
+            None => encoder.insert(LatentEncoder::new(
+                sae,
+                latents,
+                d,
+                &format!("SAE d_in vs model activations at {hook}"),
+            )?),
+        };
+        let f = enc.encode(acts, group.len() * len, d)?;
+        let per = len * latents.len();
+        for (k, &i) in idx.iter().enumerate() {
+            out[i] = f[k * per..(k + 1) * per].to_vec();
+        }
+    }
+    Ok(out)
+}
+
 /// A progress bar over `len` `unit`s of a pass (hidden unless `progress`); `unit` names the pass
 /// and its steps ("latent stats: batch").
 pub(crate) fn progress_bar(len: u64, unit: &str, progress: bool) -> indicatif::ProgressBar {

@@ -1,0 +1,278 @@
+//! Neighbour-based scoring (EleutherAI): does an explanation tell its latent's top windows
+//! apart from the top windows of the latents nearest to it by decoder cosine? Random windows
+//! are easy negatives; neighbours' windows are the hard ones an explanation that is too broad
+//! ("fires on nouns") fails on.
+//!
+//! The scoring set of a latent is its held-out top windows and, from each of its nearest
+//! latents, that latent's strongest top windows that overlap none of this latent's top
+//! windows. Every window's truth is this latent's activation on it, read by the
+//! [`ActivationOracle`] on the window alone (after BOS) — positives and negatives alike, so
+//! both come from one procedure; a neighbour's window on which this latent fires counts as
+//! active. Optionally the next windows of each neighbour (disjoint from the scoring ones) are
+//! shown to the explainer as hard negatives, and the resulting explanation is scored too.
+
+use activation_store::LatentStats;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::client::Usage;
+use crate::data::LatentExamples;
+use crate::example::Example;
+use crate::judge::{Failure, Judge, Judged};
+use crate::oracle::ActivationOracle;
+use crate::run::Resumable;
+use crate::score::{DetectionScores, score_predictions};
+
+/// Options of neighbour scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NeighbourConfig {
+    /// Nearest latents by decoder cosine used per latent.
+    pub n_neighbours: usize,
+    /// Top windows taken from each neighbour for the scoring set.
+    pub windows_per_neighbour: usize,
+    /// Also explain each latent with its neighbours' next windows as hard negatives, and
+    /// score that explanation.
+    pub hard_negatives: bool,
+}
+
+impl Default for NeighbourConfig {
+    /// 4 neighbours × 2 windows: with the 4 held-out top windows, the tutorial's 12 examples.
+    fn default() -> Self {
+        Self {
+            n_neighbours: 4,
+            windows_per_neighbour: 2,
+            hard_negatives: false,
+        }
+    }
+}
+
+/// A latent near another by decoder cosine.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Neighbour {
+    /// Its index.
+    pub latent: usize,
+    /// Decoder cosine with the latent scored.
+    pub cosine: f32,
+}
+
+/// A latent's neighbour scoring set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeighbourSet {
+    /// Held-out top windows and neighbours' windows, shuffled, with this latent's activations
+    /// as read by the oracle.
+    pub examples: Vec<Example>,
+    /// Where each example came from: `None` for a held-out top window, the neighbour's index
+    /// otherwise.
+    pub sources: Vec<Option<usize>>,
+    /// Neighbours' further windows on which this latent is inactive (hard negatives for
+    /// generation), when asked for.
+    pub hard_negatives: Vec<Example>,
+}
+
+impl NeighbourSet {
+    /// Whether each example is active.
+    pub fn truth(&self) -> Vec<bool> {
+        self.examples.iter().map(Example::is_active).collect()
+    }
+}
+
+fn overlaps(a: &activation_store::Window, b: &activation_store::Window, buffer: usize) -> bool {
+    a.seq == b.seq && (i64::from(a.pos) - i64::from(b.pos)).unsigned_abs() <= 2 * buffer as u64
+}
+
+/// Builds `ex`'s neighbour set from the gathered `stats` (which must hold the latent and its
+/// neighbours), reading truths through `oracle`. Deterministic in `seed`.
+pub fn neighbour_set<O: ActivationOracle + ?Sized>(
+    ex: &LatentExamples,
+    neighbours: &[Neighbour],
+    stats: &LatentStats,
+    cfg: &NeighbourConfig,
+    oracle: &O,
+    seed: u64,
+) -> crate::Result<NeighbourSet> {
+    let buffer = stats.config.buffer;
+    let summary = |l: usize| {
+        stats.latents.iter().find(|s| s.latent == l).ok_or_else(|| {
+            crate::AutoInterpError::invalid(
+                "neighbour scoring statistics",
+                format!("latent {l} gathered"),
+                "missing",
+            )
+        })
+    };
+    let own = summary(ex.latent)?;
+    let mut windows: Vec<(Vec<u32>, Option<usize>)> = ex
+        .held_out
+        .iter()
+        .map(|e| (e.tokens.clone(), None))
+        .collect();
+    let mut negatives: Vec<Vec<u32>> = Vec::new();
+    for n in neighbours.iter().take(cfg.n_neighbours) {
+        let theirs = summary(n.latent)?;
+        let mut usable = theirs
+            .top
+            .iter()
+            .filter(|w| w.value > 0.0 && !own.top.iter().any(|o| overlaps(o, w, buffer)));
+        for w in usable.by_ref().take(cfg.windows_per_neighbour) {
+            windows.push((w.tokens.clone(), Some(n.latent)));
+        }
+        if cfg.hard_negatives {
+            negatives.extend(
+                usable
+                    .take(cfg.windows_per_neighbour)
+                    .map(|w| w.tokens.clone()),
+            );
+        }
+    }
+    let read = |ids: Vec<Vec<u32>>| -> crate::Result<Vec<Example>> {
+        let acts = oracle.activations(ex.latent, &ids)?;
+        ids.into_iter()
+            .zip(acts)
+            .map(|(t, a)| {
+                let s = oracle.str_tokens(&t)?;
+                Example::new(t, s, a, ex.act_threshold)
+            })
+            .collect()
+    };
+    let (ids, sources): (Vec<_>, Vec<_>) = windows.into_iter().unzip();
+    let mut pairs: Vec<(Example, Option<usize>)> = read(ids)?.into_iter().zip(sources).collect();
+    let mut rng =
+        rand::rngs::StdRng::seed_from_u64(seed ^ (ex.latent as u64).wrapping_mul(0x9E37_79B9));
+    pairs.shuffle(&mut rng);
+    let (examples, sources) = pairs.into_iter().unzip();
+    let hard_negatives = read(negatives)?
+        .into_iter()
+        .filter(|e| !e.is_active())
+        .collect();
+    Ok(NeighbourSet {
+        examples,
+        sources,
+        hard_negatives,
+    })
+}
+
+/// One latent's neighbour scoring: a line of the results JSONL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeighbourScoringResult {
+    /// The latent.
+    pub latent: usize,
+    /// Its neighbours, nearest first.
+    pub neighbours: Vec<Neighbour>,
+    /// Examples in the set, and how many are active (held-out windows that still fire when
+    /// read alone, plus neighbours' windows on which this latent fires).
+    pub n_examples: usize,
+    /// Active examples.
+    pub n_active: usize,
+    /// Neighbours' windows on which this latent fires.
+    pub neighbour_windows_active: usize,
+    /// The explanation scored.
+    pub explanation: String,
+    /// 1-based predictions on the neighbour set.
+    pub predictions: Option<Vec<usize>>,
+    /// Detection scores on the neighbour set.
+    pub detection: Option<DetectionScores>,
+    /// The explanation written with neighbours' windows as hard negatives.
+    pub contrastive_explanation: Option<String>,
+    /// Its detection scores on the neighbour set.
+    pub contrastive_detection: Option<DetectionScores>,
+    /// Its detection scores on the latent's usual scoring set (random negatives).
+    pub contrastive_standard_detection: Option<DetectionScores>,
+    /// What failed, when something did.
+    pub failure: Option<Failure>,
+    /// Tokens used by requests sent for this latent.
+    pub usage: Usage,
+    /// Requests sent.
+    pub requests_sent: u32,
+    /// Requests answered from the cache.
+    pub requests_cached: u32,
+}
+
+impl Resumable for NeighbourScoringResult {
+    fn latent(&self) -> usize {
+        self.latent
+    }
+    fn is_final(&self) -> bool {
+        !matches!(self.failure, Some(Failure::Request { .. }))
+    }
+}
+
+impl NeighbourScoringResult {
+    fn take<T>(&mut self, j: Result<Judged<T>, Failure>) -> Option<T> {
+        match j {
+            Ok(j) => {
+                self.usage += j.usage;
+                self.requests_sent += j.sent;
+                self.requests_cached += j.cached;
+                Some(j.value)
+            }
+            Err(f) => {
+                self.failure = Some(f);
+                None
+            }
+        }
+    }
+}
+
+/// Scores `explanation` (the latent's usual one) on its neighbour set, and with
+/// `cfg.hard_negatives` a contrastive explanation too.
+pub async fn score_against_neighbours<J: Judge>(
+    judge: &J,
+    ex: &LatentExamples,
+    neighbours: &[Neighbour],
+    set: &NeighbourSet,
+    explanation: &str,
+    cfg: &NeighbourConfig,
+) -> NeighbourScoringResult {
+    let truth = set.truth();
+    let mut r = NeighbourScoringResult {
+        latent: ex.latent,
+        neighbours: neighbours.iter().take(cfg.n_neighbours).copied().collect(),
+        n_examples: set.examples.len(),
+        n_active: truth.iter().filter(|t| **t).count(),
+        neighbour_windows_active: set
+            .sources
+            .iter()
+            .zip(&truth)
+            .filter(|(s, t)| s.is_some() && **t)
+            .count(),
+        explanation: explanation.to_string(),
+        predictions: None,
+        detection: None,
+        contrastive_explanation: None,
+        contrastive_detection: None,
+        contrastive_standard_detection: None,
+        failure: None,
+        usage: Usage::default(),
+        requests_sent: 0,
+        requests_cached: 0,
+    };
+    if set.examples.is_empty() {
+        return r;
+    }
+    let detected = judge.detect(explanation, &set.examples).await;
+    let Some(p) = r.take(detected) else {
+        return r;
+    };
+    r.detection = Some(score_predictions(&p, &truth));
+    r.predictions = Some(p);
+    if !cfg.hard_negatives || set.hard_negatives.is_empty() {
+        return r;
+    }
+    let explained = judge.explain_contrastive(ex, &set.hard_negatives).await;
+    let Some(e2) = r.take(explained) else {
+        return r;
+    };
+    r.contrastive_explanation = Some(e2.clone());
+    let detected = judge.detect(&e2, &set.examples).await;
+    if let Some(p) = r.take(detected) {
+        r.contrastive_detection = Some(score_predictions(&p, &truth));
+    }
+    if !ex.scoring.is_empty() {
+        let detected = judge.detect(&e2, &ex.scoring).await;
+        if let Some(p) = r.take(detected) {
+            r.contrastive_standard_detection = Some(score_predictions(&p, &ex.scoring_truth()));
+        }
+    }
+    r
+}
