@@ -176,38 +176,55 @@ impl GenerationScoringResult {
     }
 }
 
-/// Generation scoring of one latent whose (first) explanation is `explanation`. Oracle errors
-/// (a model that cannot run) are returned; judge failures are recorded in the result.
+/// Generation scoring of one latent whose (first) explanation is `explanation`. Nothing is
+/// returned as an error: judge failures and oracle errors (a sequence the model cannot read)
+/// are recorded in the result.
 pub async fn score_by_generation<J: Judge, O: ActivationOracle + ?Sized>(
     judge: &J,
     oracle: &O,
     ex: &LatentExamples,
     explanation: &str,
     cfg: GenerationScoringConfig,
-) -> crate::Result<GenerationScoringResult> {
+) -> GenerationScoringResult {
     let mut r = GenerationScoringResult::new(ex.latent);
+    if let Err(e) = two_rounds(judge, oracle, ex, explanation, cfg, &mut r).await {
+        r.failure = Some(Failure::Model {
+            message: e.to_string(),
+        });
+    }
+    r
+}
+
+async fn two_rounds<J: Judge, O: ActivationOracle + ?Sized>(
+    judge: &J,
+    oracle: &O,
+    ex: &LatentExamples,
+    explanation: &str,
+    cfg: GenerationScoringConfig,
+    r: &mut GenerationScoringResult,
+) -> crate::Result<()> {
     let written = judge
         .write_sequences(explanation, ex, cfg.n_sequences)
         .await;
     let Some(texts) = r.take(written) else {
-        return Ok(r);
+        return Ok(());
     };
     let (first, examples) =
         measure_sequences(oracle, ex.latent, ex.act_threshold, explanation, &texts)?;
     let negatives: Vec<Example> = examples.into_iter().filter(|e| !e.is_active()).collect();
     r.first = Some(first);
     if !cfg.counter_example_round || negatives.is_empty() {
-        return Ok(r);
+        return Ok(());
     }
     let second = judge.explain_contrastive(ex, &negatives).await;
     let Some(explanation2) = r.take(second) else {
-        return Ok(r);
+        return Ok(());
     };
     let written = judge
         .write_sequences(&explanation2, ex, cfg.n_sequences)
         .await;
     let Some(texts2) = r.take(written) else {
-        return Ok(r);
+        return Ok(());
     };
     let (second, _) =
         measure_sequences(oracle, ex.latent, ex.act_threshold, &explanation2, &texts2)?;
@@ -222,5 +239,5 @@ pub async fn score_by_generation<J: Judge, O: ActivationOracle + ?Sized>(
             r.second_detection = Some(score_predictions(&p, &ex.scoring_truth()));
         }
     }
-    Ok(r)
+    Ok(())
 }

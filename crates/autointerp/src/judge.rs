@@ -360,19 +360,37 @@ impl OfflineJudge {
     }
 
     /// Sequences for an offline explanation: the explained token (after its context token)
-    /// inserted in the middle of each inactive scoring window, up to `n`, cycling through the
-    /// windows at other insertion points when there are fewer than `n`.
+    /// inserted in the middle of the latent's scoring windows — inactive ones first, active
+    /// ones with their active tokens cut out, so no sequence fires by what was already in it —
+    /// up to `n`, cycling through the windows at other insertion points when there are fewer
+    /// than `n`.
     pub fn sequences(e: &OfflineExplanation, latent: &LatentExamples, n: usize) -> Vec<String> {
-        let bases: Vec<&Example> = latent.scoring.iter().filter(|x| !x.is_active()).collect();
+        let mut bases: Vec<Vec<&str>> = Vec::new();
+        for want_active in [false, true] {
+            for x in latent
+                .scoring
+                .iter()
+                .filter(|x| x.is_active() == want_active)
+            {
+                let active = x.toks_are_active();
+                bases.push(
+                    x.str_tokens
+                        .iter()
+                        .zip(active)
+                        .filter(|(_, a)| !a)
+                        .map(|(t, _)| t.as_str())
+                        .collect(),
+                );
+            }
+        }
         let mut out = Vec::with_capacity(n);
+        if bases.is_empty() {
+            return out;
+        }
         for k in 0..n {
-            let Some(base) = bases.get(k % bases.len().max(1)) else {
-                break;
-            };
-            let len = base.str_tokens.len();
+            let mut toks = bases[k % bases.len()].clone();
             let round = k / bases.len();
-            let at = (len * (round % 3 + 1) / 4).min(len);
-            let mut toks: Vec<&str> = base.str_tokens.iter().map(String::as_str).collect();
+            let at = toks.len() * (round % 3 + 1) / 4;
             let mut insert = Vec::new();
             if let Some(a) = &e.after {
                 insert.push(a.as_str());
@@ -471,7 +489,7 @@ impl Judge for OfflineJudge {
         let seqs = Self::sequences(&e, latent, n);
         if seqs.is_empty() {
             return Err(Failure::Parse {
-                message: "no inactive window to write into (run with scoring on)".into(),
+                message: "no scoring window to write into (run with scoring on)".into(),
                 raw: explanation.to_string(),
             });
         }

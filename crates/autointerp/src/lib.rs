@@ -49,8 +49,8 @@ pub use generation_scoring::{
 };
 pub use judge::{Failure, Judge, Judged, LlmJudge, OfflineExplanation, OfflineJudge};
 pub use neighbours::{
-    Neighbour, NeighbourConfig, NeighbourScoringResult, NeighbourSet, neighbour_set,
-    score_against_neighbours,
+    Neighbour, NeighbourConfig, NeighbourScoringResult, NeighbourSet, neighbour_scoring,
+    neighbour_set, score_against_neighbours,
 };
 pub use openai::{ClientConfig, DEFAULT_MODEL, OpenAiBackend};
 pub use oracle::{ActivationOracle, ModelOracle};

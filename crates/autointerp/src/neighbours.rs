@@ -34,6 +34,8 @@ pub struct NeighbourConfig {
     /// Also explain each latent with its neighbours' next windows as hard negatives, and
     /// score that explanation.
     pub hard_negatives: bool,
+    /// Seed of the scoring set's shuffle.
+    pub seed: u64,
 }
 
 impl Default for NeighbourConfig {
@@ -43,6 +45,7 @@ impl Default for NeighbourConfig {
             n_neighbours: 4,
             windows_per_neighbour: 2,
             hard_negatives: false,
+            seed: 0,
         }
     }
 }
@@ -57,7 +60,7 @@ pub struct Neighbour {
 }
 
 /// A latent's neighbour scoring set.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NeighbourSet {
     /// Held-out top windows and neighbours' windows, shuffled, with this latent's activations
     /// as read by the oracle.
@@ -82,15 +85,15 @@ fn overlaps(a: &activation_store::Window, b: &activation_store::Window, buffer: 
 }
 
 /// Builds `ex`'s neighbour set from the gathered `stats` (which must hold the latent and its
-/// neighbours), reading truths through `oracle`. Deterministic in `seed`.
+/// neighbours), reading truths through `oracle`. Deterministic in `cfg.seed`.
 pub fn neighbour_set<O: ActivationOracle + ?Sized>(
     ex: &LatentExamples,
     neighbours: &[Neighbour],
     stats: &LatentStats,
     cfg: &NeighbourConfig,
     oracle: &O,
-    seed: u64,
 ) -> crate::Result<NeighbourSet> {
+    let seed = cfg.seed;
     let buffer = stats.config.buffer;
     let summary = |l: usize| {
         stats.latents.iter().find(|s| s.latent == l).ok_or_else(|| {
@@ -214,10 +217,30 @@ impl NeighbourScoringResult {
     }
 }
 
-/// Scores `explanation` (the latent's usual one) on its neighbour set, and with
-/// `cfg.hard_negatives` a contrastive explanation too.
-pub async fn score_against_neighbours<J: Judge>(
+/// Builds `ex`'s neighbour set and scores `explanation` on it ([`neighbour_set`] then
+/// [`score_against_neighbours`]); an oracle error is recorded in the result.
+pub async fn neighbour_scoring<J: Judge, O: ActivationOracle + ?Sized>(
     judge: &J,
+    oracle: &O,
+    stats: &LatentStats,
+    ex: &LatentExamples,
+    neighbours: &[Neighbour],
+    explanation: &str,
+    cfg: &NeighbourConfig,
+) -> NeighbourScoringResult {
+    match neighbour_set(ex, neighbours, stats, cfg, oracle) {
+        Ok(set) => score_against_neighbours(judge, ex, neighbours, &set, explanation, cfg).await,
+        Err(e) => {
+            let mut r = result_for(ex, neighbours, &NeighbourSet::default(), explanation, cfg);
+            r.failure = Some(Failure::Model {
+                message: e.to_string(),
+            });
+            r
+        }
+    }
+}
+
+fn result_for(
     ex: &LatentExamples,
     neighbours: &[Neighbour],
     set: &NeighbourSet,
@@ -225,7 +248,7 @@ pub async fn score_against_neighbours<J: Judge>(
     cfg: &NeighbourConfig,
 ) -> NeighbourScoringResult {
     let truth = set.truth();
-    let mut r = NeighbourScoringResult {
+    NeighbourScoringResult {
         latent: ex.latent,
         neighbours: neighbours.iter().take(cfg.n_neighbours).copied().collect(),
         n_examples: set.examples.len(),
@@ -246,7 +269,21 @@ pub async fn score_against_neighbours<J: Judge>(
         usage: Usage::default(),
         requests_sent: 0,
         requests_cached: 0,
-    };
+    }
+}
+
+/// Scores `explanation` (the latent's usual one) on its neighbour set, and with
+/// `cfg.hard_negatives` a contrastive explanation too.
+pub async fn score_against_neighbours<J: Judge>(
+    judge: &J,
+    ex: &LatentExamples,
+    neighbours: &[Neighbour],
+    set: &NeighbourSet,
+    explanation: &str,
+    cfg: &NeighbourConfig,
+) -> NeighbourScoringResult {
+    let truth = set.truth();
+    let mut r = result_for(ex, neighbours, set, explanation, cfg);
     if set.examples.is_empty() {
         return r;
     }

@@ -5,10 +5,14 @@ use std::time::Duration;
 
 use activation_store::LatentStats;
 use anyhow::Context;
+use std::collections::BTreeMap;
+
 use autointerp::{
-    AutoInterpConfig, BaselineLatents, CachedBackend, ClientConfig, ExplainerStyle, LatentExamples,
-    LatentResult, LlmJudge, OfflineJudge, OpenAiBackend, Pricing, PromptOptions, RunOptions,
-    RunSummary, build_examples,
+    ActivationOracle, AutoInterpConfig, BaselineLatents, CachedBackend, ClientConfig,
+    ExplainerStyle, GenerationScoringConfig, GenerationScoringResult, LatentExamples, LatentResult,
+    LlmJudge, ModelOracle, Neighbour, NeighbourConfig, NeighbourScoringResult, OfflineJudge,
+    OpenAiBackend, Pricing, PromptOptions, RunOptions, RunSummary, Streamed, build_examples,
+    score_by_generation,
 };
 use gpt2_gemma_models::{AnyTokenizer, HookPoint, LanguageModel};
 use sae_core::SaeSource;
@@ -113,6 +117,30 @@ pub struct Args {
     /// baseline), written to OUT.random-explanations.jsonl.
     #[arg(long)]
     pub random_explanation_baseline: bool,
+    /// Generation scoring (EleutherAI): from each explanation the judge writes sequences it
+    /// expects to activate the latent; the model and SAE read them; the fraction that fire is
+    /// the explanation's precision. Written to OUT.generation.jsonl (resumable).
+    #[arg(long)]
+    pub generation_scoring: bool,
+    /// Sequences written per explanation for generation scoring.
+    #[arg(long, default_value_t = 10)]
+    pub n_generated: usize,
+    /// With --generation-scoring: re-explain with the false positives as counter-examples,
+    /// measure the new explanation's precision and detection score, and report the change.
+    #[arg(long)]
+    pub counter_example_round: bool,
+    /// Neighbour scoring: score each explanation on its latent's held-out top windows against
+    /// the top windows of its N nearest latents by decoder cosine (hard negatives). 0: off.
+    /// Written to OUT.neighbours.jsonl (resumable).
+    #[arg(long, default_value_t = 0)]
+    pub neighbours: usize,
+    /// Top windows taken from each neighbour for neighbour scoring.
+    #[arg(long, default_value_t = 2)]
+    pub neighbour_windows: usize,
+    /// With --neighbours: also explain each latent with its neighbours' next top windows as
+    /// hard negatives, and score that explanation on both scoring sets.
+    #[arg(long)]
+    pub neighbour_negatives: bool,
     /// OpenAI-compatible API base URL (else OPENAI_BASE_URL). Without it and without
     /// OPENAI_API_KEY the offline explainer is used.
     #[arg(long, env = "OPENAI_BASE_URL")]
@@ -206,6 +234,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "corpus": format!("{:?}", args.corpus.dataset), "hub_dataset": args.corpus.hub_dataset,
         "total_tokens": cfg.total_tokens, "stats": cfg.stats_config(args.seed), "baseline": baseline,
         "context": args.context_size, "neuron_hook": args.neuron_hook.map(|h| h.to_string()),
+        "neighbours": args.neighbours,
     }));
 
     let (model, tok) = args.model.load()?;
@@ -231,6 +260,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let latents = parse_latents(&args.latents, sae.d_sae())?
         .ok_or_else(|| anyhow::anyhow!("--latents must list latents (not `all`)"))?;
+    if args.neighbours > 0 && baseline == BaselineLatents::Neurons {
+        anyhow::bail!(
+            "--neighbours needs decoder directions: neurons are orthogonal, so they have no nearest neighbours"
+        );
+    }
+    if (args.generation_scoring || args.neighbours > 0) && !cfg.scoring {
+        anyhow::bail!("--generation-scoring and --neighbours need --scoring");
+    }
+    let neighbour_map = decoder_neighbours(&sae, &latents, args.neighbours)?;
+    // The latents gathered: the requested ones and their neighbours.
+    let mut gathered = latents.clone();
+    gathered.extend(neighbour_map.values().flatten().map(|n| n.latent));
+    gathered.sort_unstable();
+    gathered.dedup();
 
     // Data: gathered once and kept beside the results, so a rerun skips the model pass.
     let stats_path = sibling(&args.out, ".stats.json");
@@ -252,7 +295,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 &args.corpus,
                 args.model.offline,
                 &store_cfg,
-                &latents,
+                &gathered,
                 cfg.stats_config(args.seed),
                 cfg.total_tokens,
             )?;
@@ -265,7 +308,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let str_tokens = |ids: &[u32]| -> autointerp::Result<Vec<String>> { Ok(tok.str_tokens(ids)?) };
-    let mut examples = build_examples(&stats, &cfg, args.seed, &str_tokens)?;
+    let all_examples = build_examples(&stats, &cfg, args.seed, &str_tokens)?;
+    let mut examples: Vec<LatentExamples> = latents
+        .iter()
+        .filter_map(|l| all_examples.iter().find(|e| e.latent == *l).cloned())
+        .collect();
     if args.logit_tokens && baseline != BaselineLatents::Neurons {
         add_logit_tokens(&mut examples, &sae, &model, &tok, &latents)?;
     }
@@ -286,7 +333,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let started = std::time::Instant::now();
-    let (summary, random_expl) = if online {
+    let oracle = ModelOracle {
+        model: &model,
+        tokenizer: &tok,
+        sae: &sae,
+        hook: store_cfg.hook,
+        prepend_bos: store_cfg.prepend_bos,
+    };
+    let extras = Extras {
+        generation: args.generation_scoring.then_some(GenerationScoringConfig {
+            n_sequences: args.n_generated,
+            counter_example_round: args.counter_example_round,
+        }),
+        neighbours: (args.neighbours > 0).then_some(NeighbourConfig {
+            n_neighbours: args.neighbours,
+            windows_per_neighbour: args.neighbour_windows,
+            hard_negatives: args.neighbour_negatives,
+            seed: args.seed,
+        }),
+        neighbour_map: &neighbour_map,
+        stats: &stats,
+        oracle: &oracle,
+    };
+    let (summary, random_expl, extra) = if online {
         let base = args
             .api_base
             .clone()
@@ -311,41 +380,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             examples.len(),
             args.api_model
         );
-        rt.block_on(async {
-            let s = autointerp::run(&judge, &examples, &args.out, &opts).await?;
-            let r = if args.random_explanation_baseline {
-                Some(
-                    autointerp::random_explanation_baseline(
-                        &judge, &examples, &s.results, args.seed,
-                    )
-                    .await,
-                )
-            } else {
-                None
-            };
-            anyhow::Ok((s, r))
-        })?
+        rt.block_on(run_all(&judge, &examples, &args, &opts, &extras))?
     } else {
         eprintln!(
             "no --api-base or OPENAI_API_KEY: using the offline explainer (most frequent active token; detection by matching it)"
         );
-        rt.block_on(async {
-            let s = autointerp::run(&OfflineJudge, &examples, &args.out, &opts).await?;
-            let r = if args.random_explanation_baseline {
-                Some(
-                    autointerp::random_explanation_baseline(
-                        &OfflineJudge,
-                        &examples,
-                        &s.results,
-                        args.seed,
-                    )
-                    .await,
-                )
-            } else {
-                None
-            };
-            anyhow::Ok((s, r))
-        })?
+        rt.block_on(run_all(&OfflineJudge, &examples, &args, &opts, &extras))?
     };
     let secs = started.elapsed().as_secs_f64();
     if let Some(r) = &random_expl {
@@ -361,6 +401,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &args.out,
         &summary,
         random_expl.as_deref(),
+        &extra,
         pricing,
         online,
         secs,
@@ -399,10 +440,12 @@ fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| s / n as f64)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_summary(
     out: &Path,
     s: &RunSummary,
     random_expl: Option<&[(usize, String, Option<autointerp::DetectionScores>)]>,
+    extra: &ExtraResults,
     pricing: Pricing,
     online: bool,
     secs: f64,
@@ -432,21 +475,35 @@ fn write_summary(
         "completion_tokens": s.usage.completion_tokens,
         "cost_usd": pricing.cost(s.usage),
         "seconds": secs,
+        "generation_scoring": extra.generation.as_deref().map(generation_summary),
+        "neighbour_scoring": extra.neighbours.as_deref().map(neighbour_summary),
     });
     std::fs::write(
         sibling(out, ".summary.json"),
         serde_json::to_string_pretty(&v)?,
     )?;
+    let (mut usage, mut sent, mut cached) = (s.usage, s.requests_sent, s.requests_cached);
+    for (u, n, c) in extra.new_usage() {
+        usage += u;
+        sent += u64::from(n);
+        cached += u64::from(c);
+    }
     eprintln!(
         "{} latents ({} resumed), {} requests sent, {} cached, {} + {} tokens, ${:.4}",
         s.results.len(),
         s.resumed,
-        s.requests_sent,
-        s.requests_cached,
-        s.usage.prompt_tokens,
-        s.usage.completion_tokens,
-        pricing.cost(s.usage)
+        sent,
+        cached,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        pricing.cost(usage)
     );
+    if let Some(g) = &extra.generation {
+        eprintln!("generation scoring: {}", generation_summary(g));
+    }
+    if let Some(n) = &extra.neighbours {
+        eprintln!("neighbour scoring: {}", neighbour_summary(n));
+    }
     Ok(())
 }
 
@@ -525,4 +582,188 @@ fn print_table(results: &[LatentResult], scoring: bool) {
         }
     }
     println!("{}", line("└", "┴", "┘"));
+}
+
+/// Nearest latents of each of `latents` by decoder cosine (itself left out), `n` each.
+fn decoder_neighbours(
+    sae: &sae_core::Sae,
+    latents: &[usize],
+    n: usize,
+) -> anyhow::Result<BTreeMap<usize, Vec<Neighbour>>> {
+    if n == 0 {
+        return Ok(BTreeMap::new());
+    }
+    let d = sae.d_in();
+    let w = sae_core::device::tensor_to_vec(sae.w_dec())?;
+    let rows: Vec<f32> = latents
+        .iter()
+        .flat_map(|&l| w[l * d..(l + 1) * d].iter().copied())
+        .collect();
+    let near = latent_geometry::splitting::match_latents(&rows, &w, d, n + 1);
+    Ok(latents
+        .iter()
+        .zip(near)
+        .map(|(&l, m)| {
+            (
+                l,
+                m.into_iter()
+                    .filter(|(j, _)| *j != l)
+                    .take(n)
+                    .map(|(latent, cosine)| Neighbour { latent, cosine })
+                    .collect(),
+            )
+        })
+        .collect())
+}
+
+/// What the bonus scorers need beside the judge.
+struct Extras<'a, O> {
+    generation: Option<GenerationScoringConfig>,
+    neighbours: Option<NeighbourConfig>,
+    neighbour_map: &'a BTreeMap<usize, Vec<Neighbour>>,
+    stats: &'a LatentStats,
+    oracle: &'a O,
+}
+
+/// The bonus scorers' results (each also streamed to its own JSONL).
+#[derive(Default)]
+struct ExtraResults {
+    generation: Option<Vec<Streamed<GenerationScoringResult>>>,
+    neighbours: Option<Vec<Streamed<NeighbourScoringResult>>>,
+}
+
+impl ExtraResults {
+    /// Usage, requests sent and requests cached of the results this run made.
+    fn new_usage(&self) -> Vec<(autointerp::Usage, u32, u32)> {
+        let g = self
+            .generation
+            .iter()
+            .flatten()
+            .filter(|r| r.fresh)
+            .map(|r| {
+                let v = &r.value;
+                (v.usage, v.requests_sent, v.requests_cached)
+            });
+        let n = self
+            .neighbours
+            .iter()
+            .flatten()
+            .filter(|r| r.fresh)
+            .map(|r| {
+                let v = &r.value;
+                (v.usage, v.requests_sent, v.requests_cached)
+            });
+        g.chain(n).collect()
+    }
+}
+
+type RandomExplanations = Vec<(usize, String, Option<autointerp::DetectionScores>)>;
+
+/// The main run, the random-explanation baseline and the bonus scorers, with one judge.
+async fn run_all<J: autointerp::Judge, O: ActivationOracle>(
+    judge: &J,
+    examples: &[LatentExamples],
+    args: &Args,
+    opts: &RunOptions,
+    extras: &Extras<'_, O>,
+) -> anyhow::Result<(RunSummary, Option<RandomExplanations>, ExtraResults)> {
+    let s = autointerp::run(judge, examples, &args.out, opts).await?;
+    let random = if args.random_explanation_baseline {
+        Some(autointerp::random_explanation_baseline(judge, examples, &s.results, args.seed).await)
+    } else {
+        None
+    };
+    let explained: BTreeMap<usize, String> = s
+        .results
+        .iter()
+        .filter_map(|r| r.explanation.clone().map(|e| (r.latent, e)))
+        .collect();
+    let todo: Vec<LatentExamples> = examples
+        .iter()
+        .filter(|e| explained.contains_key(&e.latent))
+        .cloned()
+        .collect();
+    let sub_opts = |what: &str, cfg: serde_json::Value| RunOptions {
+        fingerprint: fingerprint(&serde_json::json!({"run": opts.fingerprint, what: cfg})),
+        ..opts.clone()
+    };
+    let mut extra = ExtraResults::default();
+    if let Some(g) = extras.generation {
+        let o = sub_opts("generation", serde_json::to_value(g)?);
+        let (r, _) = autointerp::run_resumable(
+            &todo,
+            &sibling(&args.out, ".generation.jsonl"),
+            &o,
+            "generation scoring",
+            |ex| score_by_generation(judge, extras.oracle, ex, &explained[&ex.latent], g),
+        )
+        .await?;
+        extra.generation = Some(r);
+    }
+    if let Some(n) = extras.neighbours {
+        let o = sub_opts("neighbours", serde_json::to_value(n)?);
+        let none = Vec::new();
+        let (r, _) = autointerp::run_resumable(
+            &todo,
+            &sibling(&args.out, ".neighbours.jsonl"),
+            &o,
+            "neighbour scoring",
+            |ex| {
+                autointerp::neighbour_scoring(
+                    judge,
+                    extras.oracle,
+                    extras.stats,
+                    ex,
+                    extras.neighbour_map.get(&ex.latent).unwrap_or(&none),
+                    &explained[&ex.latent],
+                    &n,
+                )
+            },
+        )
+        .await?;
+        extra.neighbours = Some(r);
+    }
+    Ok((s, random, extra))
+}
+
+fn generation_summary(rs: &[Streamed<GenerationScoringResult>]) -> serde_json::Value {
+    let v: Vec<&GenerationScoringResult> = rs.iter().map(|r| &r.value).collect();
+    let first = || v.iter().filter_map(|r| r.first.as_ref()?.precision);
+    let paired: Vec<(f64, f64)> = v
+        .iter()
+        .filter_map(|r| Some((r.first.as_ref()?.precision?, r.second.as_ref()?.precision?)))
+        .collect();
+    serde_json::json!({
+        "latents": v.len(),
+        "failures": v.iter().filter(|r| r.failure.is_some()).count(),
+        "mean_precision": mean(first()),
+        "latents_with_false_positives": v.iter().filter(|r| r.first.as_ref().is_some_and(|f| f.false_positives().next().is_some())).count(),
+        "second_round_latents": paired.len(),
+        "second_round_mean_precision_before": mean(paired.iter().map(|p| p.0)),
+        "second_round_mean_precision_after": mean(paired.iter().map(|p| p.1)),
+        "second_round_improved": paired.iter().filter(|p| p.1 > p.0).count(),
+        "second_round_worse": paired.iter().filter(|p| p.1 < p.0).count(),
+        "second_round_mean_detection_score": mean(v.iter().filter_map(|r| r.second_detection.map(|d| d.accuracy))),
+        "second_round_mean_balanced_accuracy": mean(v.iter().filter_map(|r| r.second_detection.map(|d| d.balanced_accuracy))),
+    })
+}
+
+fn neighbour_summary(rs: &[Streamed<NeighbourScoringResult>]) -> serde_json::Value {
+    let v: Vec<&NeighbourScoringResult> = rs.iter().map(|r| &r.value).collect();
+    let det = || v.iter().filter_map(|r| r.detection);
+    let con = || v.iter().filter_map(|r| r.contrastive_detection);
+    serde_json::json!({
+        "latents": v.len(),
+        "failures": v.iter().filter(|r| r.failure.is_some()).count(),
+        "mean_examples": mean(v.iter().map(|r| r.n_examples as f64)),
+        "mean_active_neighbour_windows": mean(v.iter().map(|r| r.neighbour_windows_active as f64)),
+        "mean_accuracy": mean(det().map(|d| d.accuracy)),
+        "mean_balanced_accuracy": mean(det().map(|d| d.balanced_accuracy)),
+        "mean_precision": mean(det().filter_map(|d| d.precision)),
+        "mean_none_floor": mean(det().map(|d| d.none_floor)),
+        "contrastive_mean_accuracy": mean(con().map(|d| d.accuracy)),
+        "contrastive_mean_balanced_accuracy": mean(con().map(|d| d.balanced_accuracy)),
+        "contrastive_mean_precision": mean(con().filter_map(|d| d.precision)),
+        "contrastive_standard_mean_balanced_accuracy": mean(v.iter().filter_map(|r| r.contrastive_standard_detection.map(|d| d.balanced_accuracy))),
+    })
 }

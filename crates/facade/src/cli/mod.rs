@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod absorption;
 pub mod autointerp;
+pub mod autointerp_compare;
 pub mod cache_activations;
 pub mod corpus_args;
 pub mod dashboard;
@@ -78,6 +79,9 @@ pub enum Command {
     /// Explain latents (and score the explanations) through an OpenAI-compatible API, or with
     /// the offline explainer when none is configured; resumable JSONL results and a score table.
     Autointerp(Box<autointerp::Args>),
+    /// Detection scores of unit populations (SAE latents, neurons, random latents) side by
+    /// side on the same number of units, with their floors: CSV, JSON, HTML and PNG.
+    AutointerpCompare(autointerp_compare::Args),
     /// Patch scoping: the model explains a latent patched into its residual stream at a
     /// placeholder; a sweep of scales in one batch, scale tuning, PNG and HTML plots.
     PatchScope(Box<patch_scope::Args>),
@@ -134,6 +138,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Umap(a) => umap::run(a),
         Command::FeatureSplitting(a) => feature_splitting::run(a),
         Command::Autointerp(a) => autointerp::run(*a),
+        Command::AutointerpCompare(a) => autointerp_compare::run(a),
         Command::PatchScope(a) => patch_scope::run(*a),
         Command::LogitEnrichment(a) => logit_enrichment::run(a),
         Command::Dashboard(a) => dashboard::run(*a),
