@@ -5,10 +5,11 @@
 //!
 //! The scoring set of a latent is its held-out top windows and, from each of its nearest
 //! latents, that latent's strongest top windows that overlap none of this latent's top
-//! windows. Every window's truth is this latent's activation on it, read by the
-//! [`ActivationOracle`] on the window alone (after BOS) — positives and negatives alike, so
-//! both come from one procedure; a neighbour's window on which this latent fires counts as
-//! active. Optionally the next windows of each neighbour (disjoint from the scoring ones) are
+//! windows. Every window's truth is this latent's activation on it in its corpus context: the
+//! gathered activations for its own windows, and for the neighbours' windows the
+//! [`ActivationOracle`]'s [`window_activations`](ActivationOracle::window_activations) (the
+//! model run on the window's whole corpus sequence) — so a neighbour's window on which this
+//! latent fires counts as active. Optionally the next windows of each neighbour (disjoint from the scoring ones) are
 //! shown to the explainer as hard negatives, and the resulting explanation is scored too.
 
 use activation_store::LatentStats;
@@ -105,12 +106,8 @@ pub fn neighbour_set<O: ActivationOracle + ?Sized>(
         })
     };
     let own = summary(ex.latent)?;
-    let mut windows: Vec<(Vec<u32>, Option<usize>)> = ex
-        .held_out
-        .iter()
-        .map(|e| (e.tokens.clone(), None))
-        .collect();
-    let mut negatives: Vec<Vec<u32>> = Vec::new();
+    let mut picked: Vec<(&activation_store::Window, usize)> = Vec::new();
+    let mut hard: Vec<&activation_store::Window> = Vec::new();
     for n in neighbours.iter().take(cfg.n_neighbours) {
         let theirs = summary(n.latent)?;
         let mut usable = theirs
@@ -118,33 +115,32 @@ pub fn neighbour_set<O: ActivationOracle + ?Sized>(
             .iter()
             .filter(|w| w.value > 0.0 && !own.top.iter().any(|o| overlaps(o, w, buffer)));
         for w in usable.by_ref().take(cfg.windows_per_neighbour) {
-            windows.push((w.tokens.clone(), Some(n.latent)));
+            picked.push((w, n.latent));
         }
         if cfg.hard_negatives {
-            negatives.extend(
-                usable
-                    .take(cfg.windows_per_neighbour)
-                    .map(|w| w.tokens.clone()),
-            );
+            hard.extend(usable.take(cfg.windows_per_neighbour));
         }
     }
-    let read = |ids: Vec<Vec<u32>>| -> crate::Result<Vec<Example>> {
-        let acts = oracle.activations(ex.latent, &ids)?;
-        ids.into_iter()
+    let read = |ws: &[&activation_store::Window]| -> crate::Result<Vec<Example>> {
+        let acts = oracle.window_activations(ex.latent, ws)?;
+        ws.iter()
             .zip(acts)
-            .map(|(t, a)| {
-                let s = oracle.str_tokens(&t)?;
-                Example::new(t, s, a, ex.act_threshold)
+            .map(|(w, a)| {
+                let s = oracle.str_tokens(&w.tokens)?;
+                Example::new(w.tokens.clone(), s, a, ex.act_threshold)
             })
             .collect()
     };
-    let (ids, sources): (Vec<_>, Vec<_>) = windows.into_iter().unzip();
-    let mut pairs: Vec<(Example, Option<usize>)> = read(ids)?.into_iter().zip(sources).collect();
+    // Held-out top windows carry this latent's in-context activations already.
+    let mut pairs: Vec<(Example, Option<usize>)> =
+        ex.held_out.iter().map(|e| (e.clone(), None)).collect();
+    let ws: Vec<&activation_store::Window> = picked.iter().map(|p| p.0).collect();
+    pairs.extend(read(&ws)?.into_iter().zip(picked.iter().map(|p| Some(p.1))));
     let mut rng =
         rand::rngs::StdRng::seed_from_u64(seed ^ (ex.latent as u64).wrapping_mul(0x9E37_79B9));
     pairs.shuffle(&mut rng);
     let (examples, sources) = pairs.into_iter().unzip();
-    let hard_negatives = read(negatives)?
+    let hard_negatives = read(&hard)?
         .into_iter()
         .filter(|e| !e.is_active())
         .collect();

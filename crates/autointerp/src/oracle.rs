@@ -3,8 +3,10 @@
 //!
 //! Generation scoring (an explanation's sequences) and neighbour scoring (other latents'
 //! windows) both need a latent's activations on text that was not in the gathered
-//! statistics. Every such sequence is read the same way — on its own, after BOS — so the
-//! truth of all examples in one scoring set comes from one procedure.
+//! statistics. New text is read on its own, after BOS. A corpus window is read in its corpus
+//! context when the oracle knows it (the whole packed sequence it came from, replayed from the
+//! corpus) — as the gathered activations were — because a TopK latent that fires weakly in
+//! context is often out of the top k when 21 tokens are read alone.
 
 use gpt2_gemma_models::{AnyTokenizer, BosPolicy, HookPoint, LanguageModel};
 use sae_core::Sae;
@@ -21,7 +23,23 @@ pub trait ActivationOracle {
     /// is read on its own, after BOS when the model uses one). One vector per sequence, one
     /// value per token.
     fn activations(&self, latent: usize, sequences: &[Vec<u32>]) -> crate::Result<Vec<Vec<f32>>>;
+
+    /// `latent`'s activation on each token of each corpus window, read in the window's corpus
+    /// context when the oracle knows it; by default each window is read alone
+    /// ([`activations`](Self::activations) on its tokens).
+    fn window_activations(
+        &self,
+        latent: usize,
+        windows: &[&activation_store::Window],
+    ) -> crate::Result<Vec<Vec<f32>>> {
+        let ids: Vec<Vec<u32>> = windows.iter().map(|w| w.tokens.clone()).collect();
+        self.activations(latent, &ids)
+    }
 }
+
+/// Whole corpus sequences by their global index (`Window::seq`), as the statistics pass saw
+/// them.
+pub type Contexts = std::collections::HashMap<u64, Vec<u32>>;
 
 /// The oracle of a language model and an SAE at its hook.
 pub struct ModelOracle<'a, M: ?Sized> {
@@ -35,6 +53,9 @@ pub struct ModelOracle<'a, M: ?Sized> {
     pub hook: HookPoint,
     /// Prepend BOS to each sequence (its activation is not returned).
     pub prepend_bos: bool,
+    /// The corpus sequences windows come from, to read windows in context (read alone when
+    /// `None` or when a window's sequence is missing).
+    pub contexts: Option<&'a Contexts>,
 }
 
 impl<M: LanguageModel + ?Sized> ActivationOracle for ModelOracle<'_, M> {
@@ -71,5 +92,59 @@ impl<M: LanguageModel + ?Sized> ActivationOracle for ModelOracle<'_, M> {
             .into_iter()
             .map(|a| a.into_iter().skip(skip).collect())
             .collect())
+    }
+
+    fn window_activations(
+        &self,
+        latent: usize,
+        windows: &[&activation_store::Window],
+    ) -> crate::Result<Vec<Vec<f32>>> {
+        let Some(contexts) = self.contexts else {
+            let ids: Vec<Vec<u32>> = windows.iter().map(|w| w.tokens.clone()).collect();
+            return self.activations(latent, &ids);
+        };
+        // Each distinct sequence once, as the statistics pass ran it (BOS already in it).
+        let mut seqs: Vec<u64> = windows.iter().map(|w| w.seq).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut full = Vec::with_capacity(seqs.len());
+        for s in &seqs {
+            full.push(contexts.get(s).cloned().ok_or_else(|| {
+                crate::AutoInterpError::invalid(
+                    "window context",
+                    format!("corpus sequence {s} replayed"),
+                    "missing",
+                )
+            })?);
+        }
+        let acts = activation_store::latent_activations(
+            self.model,
+            self.sae,
+            self.hook,
+            &full,
+            &[latent],
+        )?;
+        windows
+            .iter()
+            .map(|w| {
+                let i = seqs.binary_search(&w.seq).unwrap_or_default();
+                let half = w.tokens.len() / 2;
+                let (p, seq) = (w.pos as usize, &full[i]);
+                let range = p.checked_sub(half).map(|a| a..p + half + 1);
+                match range {
+                    Some(r) if r.end <= seq.len() && seq[r.clone()] == w.tokens[..] => {
+                        Ok(acts[i][r].to_vec())
+                    }
+                    _ => Err(crate::AutoInterpError::invalid(
+                        "window context",
+                        format!(
+                            "the window's tokens at position {p} of corpus sequence {}",
+                            w.seq
+                        ),
+                        "other tokens (the corpus replay differs from the statistics pass)",
+                    )),
+                }
+            })
+            .collect()
     }
 }

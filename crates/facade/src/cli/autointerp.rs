@@ -333,12 +333,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let started = std::time::Instant::now();
+    // Neighbour windows are read in their corpus context: replay the sequences they came from.
+    let contexts = if args.neighbours > 0 {
+        let wanted: std::collections::BTreeSet<u64> = neighbour_map
+            .values()
+            .flatten()
+            .filter_map(|n| stats.latents.iter().find(|s| s.latent == n.latent))
+            .flat_map(|s| s.top.iter().map(|w| w.seq))
+            .collect();
+        super::gather::replay_sequences(
+            &model,
+            &tok,
+            &args.corpus,
+            args.model.offline,
+            &store_cfg,
+            &wanted,
+        )?
+    } else {
+        Default::default()
+    };
     let oracle = ModelOracle {
         model: &model,
         tokenizer: &tok,
         sae: &sae,
         hook: store_cfg.hook,
         prepend_bos: store_cfg.prepend_bos,
+        contexts: Some(&contexts),
     };
     let extras = Extras {
         generation: args.generation_scoring.then_some(GenerationScoringConfig {

@@ -45,3 +45,35 @@ pub fn gather(
     );
     Ok(s)
 }
+
+/// The corpus sequences with global indices in `wanted`, replayed exactly as [`gather`] saw
+/// them (same source, packing and batching; tokenisation only, no model pass).
+pub fn replay_sequences(
+    model: &AnyModel,
+    tok: &AnyTokenizer,
+    corpus: &CorpusArgs,
+    offline: bool,
+    store_cfg: &StoreConfig,
+    wanted: &std::collections::BTreeSet<u64>,
+) -> anyhow::Result<autointerp::oracle::Contexts> {
+    let mut out = autointerp::oracle::Contexts::new();
+    let Some(&last) = wanted.last() else {
+        return Ok(out);
+    };
+    let source = corpus.source(offline)?;
+    let mut store = ActivationStore::new(model, tok, source, store_cfg.clone())?;
+    let mut seq = 0u64;
+    while seq <= last {
+        let windows = store.get_batch_tokens()?;
+        if windows.is_empty() {
+            anyhow::bail!("the corpus ended at sequence {seq}, before sequence {last}");
+        }
+        for w in windows {
+            if wanted.contains(&seq) {
+                out.insert(seq, w);
+            }
+            seq += 1;
+        }
+    }
+    Ok(out)
+}
