@@ -155,18 +155,42 @@ pub(crate) fn autointerp(a: AutointerpArgs) -> anyhow::Result<()> {
             s("0-99")
         }
     });
+    // Few random latents ever win a TopK slot: ask for more so as many fire as SAE latents.
+    let random_latents = match (&a.latents, online) {
+        (None, false) => s("0-799"),
+        _ => latents.clone(),
+    };
     let mut rows = Vec::new();
-    for (name, extra) in [
-        ("sae", vec![]),
-        ("random-latents", vec![s("--baseline"), s("random-latents")]),
-        ("neurons", vec![s("--baseline"), s("neurons")]),
+    for (name, extra, units) in [
+        (
+            "sae",
+            // The tutorial's bonus list on the SAE's own latents.
+            vec![
+                s("--generation-scoring"),
+                s("--counter-example-round"),
+                s("--neighbours"),
+                s("4"),
+                s("--neighbour-negatives"),
+            ],
+            latents.clone(),
+        ),
+        (
+            "random-latents",
+            vec![s("--baseline"), s("random-latents")],
+            random_latents,
+        ),
+        (
+            "neurons",
+            vec![s("--baseline"), s("neurons")],
+            latents.clone(),
+        ),
     ] {
         let res = out.join(format!("{name}.jsonl"));
         let mut args = vec![s("autointerp")];
         args.extend(base.clone());
         args.extend([
             s("--latents"),
-            latents.clone(),
+            units,
             s("--total-tokens"),
             s(tokens),
             s("--scoring"),
@@ -206,6 +230,45 @@ pub(crate) fn autointerp(a: AutointerpArgs) -> anyhow::Result<()> {
             f(v, "random_explanation_mean_balanced_accuracy"),
         ));
     }
+    // Generation and neighbour scoring of the SAE's latents.
+    if let Some((_, v)) = rows.iter().find(|r| r.0 == "sae") {
+        let (g, n) = (&v["generation_scoring"], &v["neighbour_scoring"]);
+        md.push_str(&format!(
+            "\n| generation scoring: precision | latents with false positives | second round: precision before → after (improved / worse) |\n|---|---|---|\n| {} | {} of {} | {} → {} ({} / {}) |\n",
+            f(g, "mean_precision"),
+            g["latents_with_false_positives"],
+            g["latents"],
+            f(g, "second_round_mean_precision_before"),
+            f(g, "second_round_mean_precision_after"),
+            g["second_round_improved"],
+            g["second_round_worse"],
+        ));
+        md.push_str(&format!(
+            "\n| neighbour scoring: accuracy | balanced accuracy | none floor | with hard negatives: balanced accuracy (neighbours / random windows) |\n|---|---|---|---|\n| {} | {} | {} | {} / {} |\n",
+            f(n, "mean_accuracy"),
+            f(n, "mean_balanced_accuracy"),
+            f(n, "mean_none_floor"),
+            f(n, "contrastive_mean_balanced_accuracy"),
+            f(n, "contrastive_standard_mean_balanced_accuracy"),
+        ));
+    }
+    // The three populations side by side on the same number of units.
+    let compare = out.join("compare");
+    let mut args = vec![s("autointerp-compare")];
+    for name in ["sae", "neurons", "random-latents"] {
+        args.extend([s("--run"), format!("{name}={}", out.join(format!("{name}.jsonl")).display())]);
+    }
+    args.extend([s("--out"), p(&compare)]);
+    st.run(
+        "autointerp-compare",
+        &args,
+        &[compare.join("compare.csv")],
+        || cli(&args),
+    )?;
+    md.push_str(&format!(
+        "\nPopulations side by side: {}\n",
+        compare.join("compare.png").display()
+    ));
     std::fs::write(out.join("summary.md"), &md)?;
     println!("{md}");
     Ok(())
