@@ -3,7 +3,6 @@
 //! headless Chromium without errors.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, bail, ensure};
 
@@ -26,39 +25,16 @@ fn json(path: &Path) -> anyhow::Result<serde_json::Value> {
 
 /// Loads a page headless: (points drawn, script errors, console lines).
 fn chromium(bin: &str, html: &Path) -> anyhow::Result<(usize, usize, Vec<String>)> {
-    let html = std::fs::canonicalize(html)?;
-    let out = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--dump-dom",
-        ])
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .with_context(|| format!("running {bin} (the Debian package `chromium`)"))?;
-    let dom = String::from_utf8_lossy(&out.stdout);
-    let attr = |name: &str| -> anyhow::Result<usize> {
-        let key = format!("{name}=\"");
-        let at = dom
-            .find(&key)
-            .with_context(|| format!("no {name} in the page's DOM"))?;
-        Ok(dom[at + key.len()..]
-            .split('"')
-            .next()
-            .unwrap_or("")
-            .parse()?)
+    let p = latent_geometry::headless::load_page(bin, html)?;
+    let attr = |name: &str| {
+        p.attr(name)
+            .with_context(|| format!("no {name} in the page's DOM"))
     };
-    let log = String::from_utf8_lossy(&out.stderr);
-    let console = log
-        .lines()
-        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
-        .map(str::to_string)
-        .collect();
-    Ok((attr("data-points-drawn")?, attr("data-errors")?, console))
+    Ok((
+        attr("data-points-drawn")?,
+        attr("data-errors")?,
+        p.console.clone(),
+    ))
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<()> {

@@ -256,7 +256,10 @@ pub(crate) fn autointerp(a: AutointerpArgs) -> anyhow::Result<()> {
     let compare = out.join("compare");
     let mut args = vec![s("autointerp-compare")];
     for name in ["sae", "neurons", "random-latents"] {
-        args.extend([s("--run"), format!("{name}={}", out.join(format!("{name}.jsonl")).display())]);
+        args.extend([
+            s("--run"),
+            format!("{name}={}", out.join(format!("{name}.jsonl")).display()),
+        ]);
     }
     args.extend([s("--out"), p(&compare)]);
     st.run(

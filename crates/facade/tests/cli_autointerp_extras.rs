@@ -206,7 +206,17 @@ fn populations_side_by_side() {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     let html = std::fs::read_to_string(dir.join("compare.html")).unwrap();
     assert!(html.contains("class=\"bar\"") && html.contains("class=\"floor\""));
-    assert!(!html.contains("http://") || html.contains("xmlns=\"http://www.w3.org/2000/svg\""));
+    // It renders offline in headless Chromium without console errors.
+    let page = latent_geometry::headless::load_page(
+        &latent_geometry::headless::chromium_binary(),
+        &dir.join("compare.html"),
+    )
+    .unwrap();
+    assert!(page.console.is_empty(), "{:?}", page.console);
+    assert_eq!(
+        page.dom.matches("class=\"bar\"").count(),
+        html.matches("class=\"bar\"").count()
+    );
     // More units than a population has is refused, naming it.
     let mut c = Command::new(env!("CARGO_BIN_EXE_sae-geometry"));
     c.args(["autointerp-compare", "--units", "1000"]);

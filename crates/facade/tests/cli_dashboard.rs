@@ -9,29 +9,10 @@ use std::process::Command;
 
 /// Console lines (errors, uncaught exceptions) and the DOM of a page loaded headless.
 fn chromium(page: &Path) -> (String, Vec<String>) {
-    let bin = std::env::var("SAE_GEOMETRY_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    let out = Command::new(&bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--dump-dom",
-        ])
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("headless Chromium ({bin}) is needed (.ci/run installs it): {e}")
-        });
-    let log = String::from_utf8_lossy(&out.stderr);
-    let console = log
-        .lines()
-        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
-        .map(str::to_string)
-        .collect();
-    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
+    use latent_geometry::headless::{chromium_binary, load_page};
+    let p = load_page(&chromium_binary(), page)
+        .unwrap_or_else(|e| panic!("headless Chromium is needed (.ci/run installs it): {e}"));
+    (p.dom, p.console)
 }
 
 #[test]

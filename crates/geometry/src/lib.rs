@@ -19,6 +19,7 @@ pub mod absorption;
 pub mod dashboard;
 pub mod error;
 pub mod hdbscan;
+pub mod headless;
 pub mod logit_enrichment;
 pub mod logit_lens;
 pub mod neuronpedia;

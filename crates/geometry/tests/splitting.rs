@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
-use std::process::Command;
 
 use latent_geometry::plot::{ColorBy, write_html, write_png};
 use latent_geometry::splitting::{SplittingConfig, SplittingInput, feature_splitting};
@@ -56,38 +55,21 @@ fn saes() -> Vec<SplittingInput> {
     out
 }
 
-fn chromium() -> String {
-    std::env::var("SAE_GEOMETRY_CHROMIUM").unwrap_or_else(|_| "chromium".into())
-}
-
 /// Loads the page headless; returns (points drawn, script errors, console errors in the log).
 fn check_in_chromium(html: &Path) -> (usize, usize, Vec<String>) {
-    let out = Command::new(chromium())
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--enable-logging=stderr", "--v=0"])
-        .arg("--dump-dom")
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .unwrap_or_else(|e| panic!("headless Chromium ({}) is needed for this test (.ci/run installs the Debian package `chromium`): {e}", chromium()));
-    let dom = String::from_utf8_lossy(&out.stdout);
-    let attr = |name: &str| -> usize {
-        let key = format!("{name}=\"");
-        let at = dom
-            .find(&key)
-            .unwrap_or_else(|| panic!("no {name} in the DOM:\n{}", &dom[..dom.len().min(500)]));
-        dom[at + key.len()..]
-            .split('"')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+    use latent_geometry::headless::{chromium_binary, load_page};
+    let p = load_page(&chromium_binary(), html).unwrap_or_else(|e| {
+        panic!("headless Chromium is needed for this test (.ci/run installs the Debian package `chromium`): {e}")
+    });
+    let attr = |name: &str| {
+        p.attr(name)
+            .unwrap_or_else(|| panic!("no {name} in the DOM:\n{}", &p.dom[..p.dom.len().min(500)]))
     };
-    let log = String::from_utf8_lossy(&out.stderr);
-    let console: Vec<String> = log
-        .lines()
-        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
-        .map(str::to_string)
-        .collect();
-    (attr("data-points-drawn"), attr("data-errors"), console)
+    (
+        attr("data-points-drawn"),
+        attr("data-errors"),
+        p.console.clone(),
+    )
 }
 
 #[test]
