@@ -150,6 +150,19 @@ impl<B: ChatBackend> LlmJudge<B> {
 }
 
 impl<B: ChatBackend> LlmJudge<B> {
+    /// Asks for a list of 1-based example numbers out of `n`.
+    async fn ask_numbers(
+        &self,
+        messages: crate::prompts::Messages,
+        max_tokens: u32,
+        n: usize,
+    ) -> Result<Judged<Vec<usize>>, Failure> {
+        self.ask(messages, max_tokens, |raw| {
+            parse_predictions(raw, n).map_err(|e| e.to_string())
+        })
+        .await
+    }
+
     async fn explain_with(
         &self,
         latent: &LatentExamples,
@@ -210,11 +223,10 @@ impl<B: ChatBackend> Judge for LlmJudge<B> {
         explanation: &str,
         examples: &[Example],
     ) -> Result<Judged<Vec<usize>>, Failure> {
-        let n = examples.len();
-        self.ask(
+        self.ask_numbers(
             scoring_prompt(&self.cfg, explanation, examples),
             self.cfg.max_tokens_in_prediction(),
-            |raw| parse_predictions(raw, n).map_err(|e| e.to_string()),
+            examples.len(),
         )
         .await
     }
@@ -225,12 +237,8 @@ impl<B: ChatBackend> Judge for LlmJudge<B> {
         examples: &[Example],
     ) -> Result<Judged<Vec<usize>>, Failure> {
         let n = examples.len();
-        self.ask(
-            fuzzing_prompt(explanation, examples),
-            (2 * n + 5) as u32,
-            |raw| parse_predictions(raw, n).map_err(|e| e.to_string()),
-        )
-        .await
+        self.ask_numbers(fuzzing_prompt(explanation, examples), (2 * n + 5) as u32, n)
+            .await
     }
 }
 
