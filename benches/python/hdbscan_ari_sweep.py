@@ -1,0 +1,59 @@
+"""HDBSCAN agreement sweep: ours (the `sae-geometry hdbscan` CLI) beside the hdbscan library on
+10-D UMAP embeddings of decoder-like data, N = 3 000 … 49 152, and on the library's example
+datasets (blobs, moons).
+
+    SAE_GEOMETRY_BIN=target/release/sae-geometry python benches/python/hdbscan_ari_sweep.py [N ...]
+
+The embedding is umap-learn's (cosine, 15 neighbours, 10-D, seed 0) of the data of
+`umap_quality_sweep.py`; both sides cluster the same float32 file with min_cluster_size = 3 (the
+tutorial's) and the library's defaults otherwise. One JSON line per input: adjusted Rand index,
+cluster counts, noise counts, and the fraction of points with the same label after matching.
+"""
+import json, os, subprocess, sys, tempfile, time
+import numpy as np
+import hdbscan, umap
+from sklearn.datasets import make_blobs, make_moons
+from sklearn.metrics import adjusted_rand_score
+
+sys.path.insert(0, os.path.dirname(__file__))
+from umap_quality_sweep import data  # noqa: E402
+
+
+def compare(name, y, binary, tmp, min_cluster_size=3):
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    np.save(f"{tmp}/y.npy", y)
+    t0 = time.perf_counter()
+    subprocess.run([binary, "--log", "warn", "hdbscan", "--input", f"{tmp}/y.npy", "--min-cluster-size",
+                    str(min_cluster_size), "--out", f"{tmp}/labels.npy"], check=True)
+    t_ours = time.perf_counter() - t0
+    ours = np.load(f"{tmp}/labels.npy")
+    t0 = time.perf_counter()
+    theirs = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size).fit(y.astype(np.float64)).labels_
+    t_theirs = time.perf_counter() - t0
+    row = {
+        "input": name, "n": len(y), "dims": y.shape[1],
+        "ari": round(float(adjusted_rand_score(theirs, ours)), 4),
+        "clusters": {"ours": int(ours.max() + 1), "hdbscan": int(theirs.max() + 1)},
+        "noise": {"ours": int((ours < 0).sum()), "hdbscan": int((theirs < 0).sum())},
+        "identical_labels": bool((ours == theirs).all()),
+        "seconds": {"ours": round(t_ours, 2), "hdbscan": round(t_theirs, 2)},
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main():
+    sizes = [int(a) for a in sys.argv[1:]] or [3000, 6144, 12288, 24576, 49152]
+    binary = os.environ.get("SAE_GEOMETRY_BIN", "target/release/sae-geometry")
+    tmp = tempfile.mkdtemp()
+    blobs, _ = make_blobs(n_samples=2000, centers=6, cluster_std=0.8, random_state=0)
+    compare("blobs", blobs, binary, tmp, min_cluster_size=10)
+    moons, _ = make_moons(n_samples=2000, noise=0.06, random_state=0)
+    compare("moons", moons, binary, tmp, min_cluster_size=10)
+    for n in sizes:
+        y = umap.UMAP(n_components=10, metric="cosine", random_state=0).fit_transform(data(n))
+        compare(f"umap10-{n}", y, binary, tmp)
+
+
+if __name__ == "__main__":
+    main()
