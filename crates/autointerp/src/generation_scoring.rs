@@ -13,10 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::Usage;
 use crate::data::LatentExamples;
 use crate::example::Example;
-use crate::judge::{Failure, Judge, Judged};
+use crate::judge::{Failure, Judge, Tally};
 use crate::oracle::ActivationOracle;
 use crate::run::Resumable;
 use crate::score::{DetectionScores, score_predictions};
@@ -126,14 +125,9 @@ pub struct GenerationScoringResult {
     pub second_detection: Option<DetectionScores>,
     /// `second.precision − first.precision`, when both exist.
     pub precision_change: Option<f64>,
-    /// What failed, when something did (a request failure is redone by the next run).
-    pub failure: Option<Failure>,
-    /// Tokens used by requests sent for this latent.
-    pub usage: Usage,
-    /// Requests sent.
-    pub requests_sent: u32,
-    /// Requests answered from the cache.
-    pub requests_cached: u32,
+    /// Requests, cost and failure.
+    #[serde(flatten)]
+    pub tally: Tally,
 }
 
 impl Resumable for GenerationScoringResult {
@@ -141,38 +135,7 @@ impl Resumable for GenerationScoringResult {
         self.latent
     }
     fn is_final(&self) -> bool {
-        !matches!(self.failure, Some(Failure::Request { .. }))
-    }
-}
-
-impl GenerationScoringResult {
-    fn new(latent: usize) -> Self {
-        Self {
-            latent,
-            first: None,
-            second: None,
-            second_detection: None,
-            precision_change: None,
-            failure: None,
-            usage: Usage::default(),
-            requests_sent: 0,
-            requests_cached: 0,
-        }
-    }
-
-    fn take<T>(&mut self, j: Result<Judged<T>, Failure>) -> Option<T> {
-        match j {
-            Ok(j) => {
-                self.usage += j.usage;
-                self.requests_sent += j.sent;
-                self.requests_cached += j.cached;
-                Some(j.value)
-            }
-            Err(f) => {
-                self.failure = Some(f);
-                None
-            }
-        }
+        self.tally.is_final()
     }
 }
 
@@ -186,9 +149,16 @@ pub async fn score_by_generation<J: Judge, O: ActivationOracle + ?Sized>(
     explanation: &str,
     cfg: GenerationScoringConfig,
 ) -> GenerationScoringResult {
-    let mut r = GenerationScoringResult::new(ex.latent);
+    let mut r = GenerationScoringResult {
+        latent: ex.latent,
+        first: None,
+        second: None,
+        second_detection: None,
+        precision_change: None,
+        tally: Tally::default(),
+    };
     if let Err(e) = two_rounds(judge, oracle, ex, explanation, cfg, &mut r).await {
-        r.failure = Some(Failure::Model {
+        r.tally.failure = Some(Failure::Model {
             message: e.to_string(),
         });
     }
@@ -206,7 +176,7 @@ async fn two_rounds<J: Judge, O: ActivationOracle + ?Sized>(
     let written = judge
         .write_sequences(explanation, ex, cfg.n_sequences)
         .await;
-    let Some(texts) = r.take(written) else {
+    let Some(texts) = r.tally.take(written) else {
         return Ok(());
     };
     let (first, examples) =
@@ -217,13 +187,13 @@ async fn two_rounds<J: Judge, O: ActivationOracle + ?Sized>(
         return Ok(());
     }
     let second = judge.explain_contrastive(ex, &negatives).await;
-    let Some(explanation2) = r.take(second) else {
+    let Some(explanation2) = r.tally.take(second) else {
         return Ok(());
     };
     let written = judge
         .write_sequences(&explanation2, ex, cfg.n_sequences)
         .await;
-    let Some(texts2) = r.take(written) else {
+    let Some(texts2) = r.tally.take(written) else {
         return Ok(());
     };
     let (second, _) =
@@ -235,7 +205,7 @@ async fn two_rounds<J: Judge, O: ActivationOracle + ?Sized>(
     r.second = Some(second);
     if !ex.scoring.is_empty() {
         let detected = judge.detect(&explanation2, &ex.scoring).await;
-        if let Some(p) = r.take(detected) {
+        if let Some(p) = r.tally.take(detected) {
             r.second_detection = Some(score_predictions(&p, &ex.scoring_truth()));
         }
     }

@@ -54,6 +54,44 @@ pub struct Judged<T> {
     pub cached: u32,
 }
 
+/// What a latent's requests cost, and the failure that stopped its work, if any — the
+/// bookkeeping every per-latent result of the bonus scorers carries (flattened into its JSON).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Tally {
+    /// What failed, when something did (a request failure is redone by the next run).
+    pub failure: Option<Failure>,
+    /// Tokens used by requests sent.
+    pub usage: Usage,
+    /// Requests sent.
+    pub requests_sent: u32,
+    /// Requests answered from the cache.
+    pub requests_cached: u32,
+}
+
+impl Tally {
+    /// The value of a judged step, counting what it cost; a failure is recorded and `None`
+    /// returned.
+    pub fn take<T>(&mut self, j: Result<Judged<T>, Failure>) -> Option<T> {
+        match j {
+            Ok(j) => {
+                self.usage += j.usage;
+                self.requests_sent += j.sent;
+                self.requests_cached += j.cached;
+                Some(j.value)
+            }
+            Err(f) => {
+                self.failure = Some(f);
+                None
+            }
+        }
+    }
+
+    /// Whether the work is final (not a request failure, which the next run redoes).
+    pub fn is_final(&self) -> bool {
+        !matches!(self.failure, Some(Failure::Request { .. }))
+    }
+}
+
 /// Writes explanations and detection predictions.
 pub trait Judge: Send + Sync {
     /// An explanation of the latent from its generation examples.

@@ -47,7 +47,7 @@ pub use generation_scoring::{
     GenerationScoringConfig, GenerationScoringResult, ScoredSequence, SequencePrecision,
     measure_sequences, score_by_generation,
 };
-pub use judge::{Failure, Judge, Judged, LlmJudge, OfflineExplanation, OfflineJudge};
+pub use judge::{Failure, Judge, Judged, LlmJudge, OfflineExplanation, OfflineJudge, Tally};
 pub use neighbours::{
     Neighbour, NeighbourConfig, NeighbourScoringResult, NeighbourSet, neighbour_scoring,
     neighbour_set, score_against_neighbours,

@@ -17,10 +17,9 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::client::Usage;
 use crate::data::LatentExamples;
 use crate::example::Example;
-use crate::judge::{Failure, Judge, Judged};
+use crate::judge::{Failure, Judge, Tally};
 use crate::oracle::ActivationOracle;
 use crate::run::Resumable;
 use crate::score::{DetectionScores, score_predictions};
@@ -177,14 +176,9 @@ pub struct NeighbourScoringResult {
     pub contrastive_detection: Option<DetectionScores>,
     /// Its detection scores on the latent's usual scoring set (random negatives).
     pub contrastive_standard_detection: Option<DetectionScores>,
-    /// What failed, when something did.
-    pub failure: Option<Failure>,
-    /// Tokens used by requests sent for this latent.
-    pub usage: Usage,
-    /// Requests sent.
-    pub requests_sent: u32,
-    /// Requests answered from the cache.
-    pub requests_cached: u32,
+    /// Requests, cost and failure.
+    #[serde(flatten)]
+    pub tally: Tally,
 }
 
 impl Resumable for NeighbourScoringResult {
@@ -192,24 +186,7 @@ impl Resumable for NeighbourScoringResult {
         self.latent
     }
     fn is_final(&self) -> bool {
-        !matches!(self.failure, Some(Failure::Request { .. }))
-    }
-}
-
-impl NeighbourScoringResult {
-    fn take<T>(&mut self, j: Result<Judged<T>, Failure>) -> Option<T> {
-        match j {
-            Ok(j) => {
-                self.usage += j.usage;
-                self.requests_sent += j.sent;
-                self.requests_cached += j.cached;
-                Some(j.value)
-            }
-            Err(f) => {
-                self.failure = Some(f);
-                None
-            }
-        }
+        self.tally.is_final()
     }
 }
 
@@ -228,7 +205,7 @@ pub async fn neighbour_scoring<J: Judge, O: ActivationOracle + ?Sized>(
         Ok(set) => score_against_neighbours(judge, ex, neighbours, &set, explanation, cfg).await,
         Err(e) => {
             let mut r = result_for(ex, neighbours, &NeighbourSet::default(), explanation, cfg);
-            r.failure = Some(Failure::Model {
+            r.tally.failure = Some(Failure::Model {
                 message: e.to_string(),
             });
             r
@@ -261,10 +238,7 @@ fn result_for(
         contrastive_explanation: None,
         contrastive_detection: None,
         contrastive_standard_detection: None,
-        failure: None,
-        usage: Usage::default(),
-        requests_sent: 0,
-        requests_cached: 0,
+        tally: Tally::default(),
     }
 }
 
@@ -284,7 +258,7 @@ pub async fn score_against_neighbours<J: Judge>(
         return r;
     }
     let detected = judge.detect(explanation, &set.examples).await;
-    let Some(p) = r.take(detected) else {
+    let Some(p) = r.tally.take(detected) else {
         return r;
     };
     r.detection = Some(score_predictions(&p, &truth));
@@ -293,17 +267,17 @@ pub async fn score_against_neighbours<J: Judge>(
         return r;
     }
     let explained = judge.explain_contrastive(ex, &set.hard_negatives).await;
-    let Some(e2) = r.take(explained) else {
+    let Some(e2) = r.tally.take(explained) else {
         return r;
     };
     r.contrastive_explanation = Some(e2.clone());
     let detected = judge.detect(&e2, &set.examples).await;
-    if let Some(p) = r.take(detected) {
+    if let Some(p) = r.tally.take(detected) {
         r.contrastive_detection = Some(score_predictions(&p, &truth));
     }
     if !ex.scoring.is_empty() {
         let detected = judge.detect(&e2, &ex.scoring).await;
-        if let Some(p) = r.take(detected) {
+        if let Some(p) = r.tally.take(detected) {
             r.contrastive_standard_detection = Some(score_predictions(&p, &ex.scoring_truth()));
         }
     }

@@ -15,14 +15,8 @@ use autointerp::{
 mod common;
 use common::*;
 
-fn opts(fp: &str) -> RunOptions {
-    RunOptions {
-        scoring: true,
-        fuzzing: false,
-        parallel_latents: 8,
-        fingerprint: fp.into(),
-        progress: false,
-    }
+fn opts(fingerprint: &str) -> RunOptions {
+    run_opts(fingerprint, false)
 }
 
 fn explanation(latent: usize) -> String {
@@ -78,7 +72,7 @@ async fn generation_scoring_with_counter_examples_against_the_mock_server() {
     assert_eq!(resumed, 0);
     assert_eq!(results.len(), exs.len());
     for (r, ex) in results.iter().map(|r| &r.value).zip(&exs) {
-        assert!(r.failure.is_none(), "{r:?}");
+        assert!(r.tally.failure.is_none(), "{r:?}");
         // The mock leaves the token out of every third line: 7 of 10 fire.
         let first = r.first.as_ref().unwrap();
         assert_eq!(first.sequences.len(), 10);
@@ -104,7 +98,7 @@ async fn generation_scoring_with_counter_examples_against_the_mock_server() {
         );
         // write, explain with counter-examples, write (the same explanation: answered by
         // the cache), detect.
-        assert_eq!((r.requests_sent, r.requests_cached), (3, 1));
+        assert_eq!((r.tally.requests_sent, r.tally.requests_cached), (3, 1));
     }
     // Killed or not, a rerun resumes every latent and sends nothing.
     let before = server.log().len();
@@ -145,7 +139,7 @@ async fn generation_scoring_offline() {
                 .all(|s| s.text.contains(&token_of(ex.latent)))
         );
         assert!(r.second.is_none());
-        assert_eq!(r.requests_sent, 0);
+        assert_eq!(r.tally.requests_sent, 0);
     }
 }
 
@@ -258,11 +252,11 @@ async fn neighbour_scoring_arithmetic_offline_and_against_the_mock() {
         .unwrap();
     let j = judge(&server, &tmp.path().join("cache"), Duration::from_secs(10));
     let m = score_against_neighbours(&j, ex, &neighbours(), &set, &explanation(1), &ncfg).await;
-    assert!(m.failure.is_none(), "{m:?}");
+    assert!(m.tally.failure.is_none(), "{m:?}");
     assert_eq!(m.detection, r.detection);
     assert_eq!(m.contrastive_detection, r.contrastive_detection);
     // detect, explain with hard negatives, detect on both sets (the first repeats: cached).
-    assert_eq!((m.requests_sent, m.requests_cached), (3, 1));
+    assert_eq!((m.tally.requests_sent, m.tally.requests_cached), (3, 1));
 }
 
 #[tokio::test]

@@ -17,13 +17,7 @@ mod common;
 use common::*;
 
 fn opts(fingerprint: &str) -> RunOptions {
-    RunOptions {
-        scoring: true,
-        fuzzing: true,
-        parallel_latents: 16,
-        fingerprint: fingerprint.into(),
-        progress: false,
-    }
+    run_opts(fingerprint, true)
 }
 
 fn by_latent(rs: &[LatentResult]) -> BTreeMap<usize, LatentResult> {

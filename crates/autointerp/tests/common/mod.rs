@@ -9,7 +9,7 @@ use activation_store::LatentStats;
 use autointerp::mock::MockServer;
 use autointerp::{
     AutoInterpConfig, CachedBackend, ClientConfig, LatentExamples, LlmJudge, OpenAiBackend,
-    PromptOptions, build_examples,
+    PromptOptions, RunOptions, build_examples,
 };
 
 pub const N_LATENTS: usize = 24;
@@ -120,4 +120,15 @@ impl autointerp::ActivationOracle for TokenOracle {
 /// The token latent `latent` fires on, as a string token.
 pub fn token_of(latent: usize) -> String {
     format!(" w{}", 100 + (latent - 1) / 3)
+}
+
+/// Run options with scoring on, no progress bar, 16 latents at once.
+pub fn run_opts(fingerprint: &str, fuzzing: bool) -> RunOptions {
+    RunOptions {
+        scoring: true,
+        fuzzing,
+        parallel_latents: 16,
+        fingerprint: fingerprint.into(),
+        progress: false,
+    }
 }

@@ -660,20 +660,16 @@ impl ExtraResults {
             .iter()
             .flatten()
             .filter(|r| r.fresh)
-            .map(|r| {
-                let v = &r.value;
-                (v.usage, v.requests_sent, v.requests_cached)
-            });
+            .map(|r| &r.value.tally);
         let n = self
             .neighbours
             .iter()
             .flatten()
             .filter(|r| r.fresh)
-            .map(|r| {
-                let v = &r.value;
-                (v.usage, v.requests_sent, v.requests_cached)
-            });
-        g.chain(n).collect()
+            .map(|r| &r.value.tally);
+        g.chain(n)
+            .map(|t| (t.usage, t.requests_sent, t.requests_cached))
+            .collect()
     }
 }
 
@@ -755,7 +751,7 @@ fn generation_summary(rs: &[Streamed<GenerationScoringResult>]) -> serde_json::V
         .collect();
     serde_json::json!({
         "latents": v.len(),
-        "failures": v.iter().filter(|r| r.failure.is_some()).count(),
+        "failures": v.iter().filter(|r| r.tally.failure.is_some()).count(),
         "mean_precision": mean(first()),
         "latents_with_false_positives": v.iter().filter(|r| r.first.as_ref().is_some_and(|f| f.false_positives().next().is_some())).count(),
         "second_round_latents": paired.len(),
@@ -774,7 +770,7 @@ fn neighbour_summary(rs: &[Streamed<NeighbourScoringResult>]) -> serde_json::Val
     let con = || v.iter().filter_map(|r| r.contrastive_detection);
     serde_json::json!({
         "latents": v.len(),
-        "failures": v.iter().filter(|r| r.failure.is_some()).count(),
+        "failures": v.iter().filter(|r| r.tally.failure.is_some()).count(),
         "mean_examples": mean(v.iter().map(|r| r.n_examples as f64)),
         "mean_active_neighbour_windows": mean(v.iter().map(|r| r.neighbour_windows_active as f64)),
         "mean_accuracy": mean(det().map(|d| d.accuracy)),
