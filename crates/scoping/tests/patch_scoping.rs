@@ -235,3 +235,74 @@ fn patching_a_tokens_own_embedding_at_layer_0_is_writing_the_token() {
     assert_eq!(patched[0].generated_ids, plain[0]);
     assert!(!plain[0].is_empty());
 }
+
+/// The reference's directions as the decoder rows of an SAE (latent 0: "gauss", 1:
+/// "dog_embedding", 2: "gauss2"), explained through the tutorial's latent-level function.
+#[test]
+fn latents_of_an_sae_built_from_the_directions_generate_as_the_reference() {
+    use sae_core::config::{Architecture, SaeConfig};
+    use sae_core::{HostTensor, Sae};
+    let (l, f) = (loaded(), fixture());
+    let names = ["gauss", "dog_embedding", "gauss2"];
+    let d = f.directions["gauss"].len();
+    let dec: Vec<f32> = names
+        .iter()
+        .flat_map(|n| f.directions[*n].iter().copied())
+        .collect();
+    let mut enc = vec![0f32; d * names.len()];
+    for (j, n) in names.iter().enumerate() {
+        for (i, v) in f.directions[*n].iter().enumerate() {
+            enc[i * names.len() + j] = *v;
+        }
+    }
+    let mut t = std::collections::BTreeMap::new();
+    t.insert(
+        "W_enc".to_string(),
+        HostTensor::new(vec![d, names.len()], enc),
+    );
+    t.insert(
+        "W_dec".to_string(),
+        HostTensor::new(vec![names.len(), d], dec),
+    );
+    t.insert(
+        "b_enc".to_string(),
+        HostTensor::new(vec![names.len()], vec![0.0; names.len()]),
+    );
+    t.insert("b_dec".to_string(), HostTensor::new(vec![d], vec![0.0; d]));
+    let cfg = SaeConfig::new(d, names.len(), Architecture::Standard);
+    let (sae, _) = Sae::from_host_tensors(
+        cfg,
+        t,
+        std::path::Path::new("directions"),
+        &Default::default(),
+    )
+    .unwrap();
+    let p = PatchPrompt::tutorial(&l.tok).unwrap();
+    for g in &f.generations {
+        let latent = names.iter().position(|n| *n == g.direction).unwrap();
+        let got = patch_scoping::generate_patch_scoping_explanation(
+            &l.model,
+            &l.tok,
+            &sae,
+            &p,
+            latent,
+            f.layer,
+            g.scale,
+            f.max_new_tokens,
+            Sampling::Greedy,
+        )
+        .unwrap();
+        // The reference stops at EOS; this function does not (the tutorial's doesn't either).
+        let n = g.generated_ids.len();
+        assert_eq!(
+            &got.generated_ids[..n],
+            &g.generated_ids[..],
+            "latent {latent} ({}) at scale {}",
+            g.direction,
+            g.scale
+        );
+        if n < f.max_new_tokens {
+            assert_eq!(got.generated_ids[n], f.eos);
+        }
+    }
+}
