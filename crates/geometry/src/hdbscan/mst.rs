@@ -37,32 +37,35 @@ pub fn core_distances(points: &[f64], n: usize, dim: usize, min_samples: usize) 
 }
 
 /// Prim's algorithm on mutual reachability max(core_a, core_b, d_ab), as the library's
-/// `mst_linkage_core_vector`: returns n − 1 edges (a, b, weight) in the order they join the tree.
+/// `mst_linkage_core_vector`: returns n − 1 edges (source, b, weight) in the order they join the
+/// tree, where `source` is the tree node that gave `b` its distance (not necessarily the node
+/// added last).
 pub fn prim_mst(points: &[f64], n: usize, dim: usize, core: &[f64]) -> Vec<(usize, usize, f64)> {
     let mut in_tree = vec![false; n];
-    let mut current_distances = vec![f64::INFINITY; n];
+    // Each outside point's best distance to the tree so far, and the tree node it came from.
+    let mut current: Vec<(f64, usize)> = vec![(f64::INFINITY, 0); n];
     let mut edges = Vec::with_capacity(n.saturating_sub(1));
-    let mut current = 0usize;
+    let mut node = 0usize;
     for _ in 1..n {
-        in_tree[current] = true;
-        let cp = &points[current * dim..(current + 1) * dim];
-        let core_c = core[current];
+        in_tree[node] = true;
+        let cp = &points[node * dim..(node + 1) * dim];
+        let core_c = core[node];
         // Update the candidate distances in parallel, then pick the nearest (ties: lowest index,
         // as the library's serial scan).
-        let (new_d, new_node) = current_distances
+        let (new_d, new_node, source) = current
             .par_iter_mut()
             .enumerate()
             .filter(|(j, _)| !in_tree[*j])
             .map(|(j, cur)| {
                 let mut reach = dist(cp, &points[j * dim..(j + 1) * dim]);
                 reach = reach.max(core_c).max(core[j]);
-                if reach < *cur {
-                    *cur = reach;
+                if reach < cur.0 {
+                    *cur = (reach, node);
                 }
-                (*cur, j)
+                (cur.0, j, cur.1)
             })
             .reduce(
-                || (f64::INFINITY, usize::MAX),
+                || (f64::INFINITY, usize::MAX, 0),
                 |a, b| {
                     if b.0 < a.0 || (b.0 == a.0 && b.1 < a.1) {
                         b
@@ -71,8 +74,8 @@ pub fn prim_mst(points: &[f64], n: usize, dim: usize, core: &[f64]) -> Vec<(usiz
                     }
                 },
             );
-        edges.push((current, new_node, new_d));
-        current = new_node;
+        edges.push((source, new_node, new_d));
+        node = new_node;
     }
     edges
 }
