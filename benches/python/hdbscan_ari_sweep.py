@@ -25,7 +25,7 @@ def compare(name, y, binary, tmp, min_cluster_size=3):
     np.save(f"{tmp}/y.npy", y)
     t0 = time.perf_counter()
     subprocess.run([binary, "--log", "warn", "hdbscan", "--input", f"{tmp}/y.npy", "--min-cluster-size",
-                    str(min_cluster_size), "--out", f"{tmp}/labels.npy"], check=True)
+                    str(min_cluster_size), "--out", f"{tmp}/labels.npy"], check=True, stdout=subprocess.DEVNULL)
     t_ours = time.perf_counter() - t0
     ours = np.load(f"{tmp}/labels.npy")
     t0 = time.perf_counter()
