@@ -53,7 +53,8 @@ impl LatentExamples {
     }
 }
 
-fn overlaps(a: &Window, seq: u64, pos: u32, buffer: usize) -> bool {
+/// Whether window `a` and the window centred at (`seq`, `pos`) share a token.
+pub(crate) fn overlaps(a: &Window, seq: u64, pos: u32, buffer: usize) -> bool {
     a.seq == seq && (i64::from(a.pos) - i64::from(pos)).unsigned_abs() <= 2 * buffer as u64
 }
 

@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::data::LatentExamples;
+use crate::data::{LatentExamples, overlaps};
 use crate::example::Example;
 use crate::judge::{Failure, Judge, Tally};
 use crate::oracle::ActivationOracle;
@@ -62,8 +62,8 @@ pub struct Neighbour {
 /// A latent's neighbour scoring set.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NeighbourSet {
-    /// Held-out top windows and neighbours' windows, shuffled, with this latent's activations
-    /// as read by the oracle.
+    /// Held-out top windows (with their gathered activations) and neighbours' windows (with
+    /// this latent's activations read by the oracle in context), shuffled.
     pub examples: Vec<Example>,
     /// Where each example came from: `None` for a held-out top window, the neighbour's index
     /// otherwise.
@@ -78,10 +78,6 @@ impl NeighbourSet {
     pub fn truth(&self) -> Vec<bool> {
         self.examples.iter().map(Example::is_active).collect()
     }
-}
-
-fn overlaps(a: &activation_store::Window, b: &activation_store::Window, buffer: usize) -> bool {
-    a.seq == b.seq && (i64::from(a.pos) - i64::from(b.pos)).unsigned_abs() <= 2 * buffer as u64
 }
 
 /// Builds `ex`'s neighbour set from the gathered `stats` (which must hold the latent and its
@@ -109,10 +105,9 @@ pub fn neighbour_set<O: ActivationOracle + ?Sized>(
     let mut hard: Vec<&activation_store::Window> = Vec::new();
     for n in neighbours.iter().take(cfg.n_neighbours) {
         let theirs = summary(n.latent)?;
-        let mut usable = theirs
-            .top
-            .iter()
-            .filter(|w| w.value > 0.0 && !own.top.iter().any(|o| overlaps(o, w, buffer)));
+        let mut usable = theirs.top.iter().filter(|w| {
+            w.value > 0.0 && !own.top.iter().any(|o| overlaps(o, w.seq, w.pos, buffer))
+        });
         for w in usable.by_ref().take(cfg.windows_per_neighbour) {
             picked.push((w, n.latent));
         }
@@ -120,29 +115,34 @@ pub fn neighbour_set<O: ActivationOracle + ?Sized>(
             hard.extend(usable.take(cfg.windows_per_neighbour));
         }
     }
-    let read = |ws: &[&activation_store::Window]| -> crate::Result<Vec<Example>> {
-        let acts = oracle.window_activations(ex.latent, ws)?;
-        ws.iter()
-            .zip(acts)
-            .map(|(w, a)| {
-                let s = oracle.str_tokens(&w.tokens)?;
-                Example::new(w.tokens.clone(), s, a, ex.act_threshold)
-            })
-            .collect()
-    };
+    // One oracle pass over the scoring windows and the hard negatives.
+    let ws: Vec<&activation_store::Window> = picked
+        .iter()
+        .map(|p| p.0)
+        .chain(hard.iter().copied())
+        .collect();
+    let acts = oracle.window_activations(ex.latent, &ws)?;
+    let mut read = ws
+        .iter()
+        .zip(acts)
+        .map(|(w, a)| {
+            let s = oracle.str_tokens(&w.tokens)?;
+            Example::new(w.tokens.clone(), s, a, ex.act_threshold)
+        })
+        .collect::<crate::Result<Vec<Example>>>()?;
+    let hard_negatives: Vec<Example> = read
+        .split_off(picked.len())
+        .into_iter()
+        .filter(|e| !e.is_active())
+        .collect();
     // Held-out top windows carry this latent's in-context activations already.
     let mut pairs: Vec<(Example, Option<usize>)> =
         ex.held_out.iter().map(|e| (e.clone(), None)).collect();
-    let ws: Vec<&activation_store::Window> = picked.iter().map(|p| p.0).collect();
-    pairs.extend(read(&ws)?.into_iter().zip(picked.iter().map(|p| Some(p.1))));
+    pairs.extend(read.into_iter().zip(picked.iter().map(|p| Some(p.1))));
     let mut rng =
         rand::rngs::StdRng::seed_from_u64(seed ^ (ex.latent as u64).wrapping_mul(0x9E37_79B9));
     pairs.shuffle(&mut rng);
     let (examples, sources) = pairs.into_iter().unzip();
-    let hard_negatives = read(&hard)?
-        .into_iter()
-        .filter(|e| !e.is_active())
-        .collect();
     Ok(NeighbourSet {
         examples,
         sources,
@@ -157,10 +157,10 @@ pub struct NeighbourScoringResult {
     pub latent: usize,
     /// Its neighbours, nearest first.
     pub neighbours: Vec<Neighbour>,
-    /// Examples in the set, and how many are active (held-out windows that still fire when
-    /// read alone, plus neighbours' windows on which this latent fires).
+    /// Examples in the set.
     pub n_examples: usize,
-    /// Active examples.
+    /// Active examples: held-out windows above the threshold, plus neighbours' windows on
+    /// which this latent fires.
     pub n_active: usize,
     /// Neighbours' windows on which this latent fires.
     pub neighbour_windows_active: usize,

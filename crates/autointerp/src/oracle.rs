@@ -53,8 +53,8 @@ pub struct ModelOracle<'a, M: ?Sized> {
     pub hook: HookPoint,
     /// Prepend BOS to each sequence (its activation is not returned).
     pub prepend_bos: bool,
-    /// The corpus sequences windows come from, to read windows in context (read alone when
-    /// `None` or when a window's sequence is missing).
+    /// The corpus sequences windows come from, to read windows in context: windows are read
+    /// alone when `None`; a window whose sequence is missing or differs is an error.
     pub contexts: Option<&'a Contexts>,
 }
 
