@@ -18,7 +18,7 @@ use crate::example::Example;
 use crate::judge::{Failure, Judge, Tally};
 use crate::oracle::ActivationOracle;
 use crate::run::Resumable;
-use crate::score::{DetectionScores, score_predictions};
+use crate::score::DetectionScores;
 
 /// Options of generation scoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,10 +204,11 @@ async fn two_rounds<J: Judge, O: ActivationOracle + ?Sized>(
     };
     r.second = Some(second);
     if !ex.scoring.is_empty() {
-        let detected = judge.detect(&explanation2, &ex.scoring).await;
-        if let Some(p) = r.tally.take(detected) {
-            r.second_detection = Some(score_predictions(&p, &ex.scoring_truth()));
-        }
+        r.second_detection = r
+            .tally
+            .detect(judge, &explanation2, &ex.scoring, &ex.scoring_truth())
+            .await
+            .map(|d| d.1);
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use crate::prompts::{
     COT_MAX_TOKENS, ExplainerStyle, PromptOptions, SEQUENCE_TOKENS, contrastive_generation_prompt,
     fuzzing_prompt, scoring_prompt, sequence_prompt,
 };
+use crate::score::{DetectionScores, score_predictions};
 
 /// Why a step produced no value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +85,20 @@ impl Tally {
                 None
             }
         }
+    }
+
+    /// Detection by `judge` of `examples` from `explanation`, counted here: the predictions and
+    /// their scores against `truth`, or `None` after recording a failure.
+    pub async fn detect<J: Judge>(
+        &mut self,
+        judge: &J,
+        explanation: &str,
+        examples: &[Example],
+        truth: &[bool],
+    ) -> Option<(Vec<usize>, DetectionScores)> {
+        let p = self.take(judge.detect(explanation, examples).await)?;
+        let scores = score_predictions(&p, truth);
+        Some((p, scores))
     }
 
     /// Whether the work is final (not a request failure, which the next run redoes).
@@ -345,6 +360,18 @@ impl OfflineExplanation {
     }
 }
 
+/// The most frequent item; ties go to the one seen first.
+fn most_common<'a>(items: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (order, t) in items.enumerate() {
+        counts.entry(t).or_insert((0, order)).0 += 1;
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+        .map(|(t, _)| t.to_string())
+}
+
 impl OfflineJudge {
     /// The offline explanation of `examples`: `the token "…"` (JSON-quoted), or `None` when no
     /// token is active.
@@ -354,20 +381,7 @@ impl OfflineJudge {
     }
 
     fn most_frequent(examples: &[Example]) -> Option<String> {
-        let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
-        let mut order = 0;
-        for ex in examples {
-            for t in ex.active_str_tokens() {
-                let e = counts.entry(t).or_insert((0, order));
-                e.0 += 1;
-                order += 1;
-            }
-        }
-        // Most frequent; ties to the first seen.
-        counts
-            .into_iter()
-            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
-            .map(|(t, _)| t.to_string())
+        most_common(examples.iter().flat_map(Example::active_str_tokens))
     }
 
     /// The explanation given `negatives`: the plain one, narrowed to the most frequent
@@ -381,22 +395,16 @@ impl OfflineJudge {
         if !negatives.iter().any(|n| plain.matches(&n.str_tokens)) {
             return Some(plain.render());
         }
-        let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
-        let mut order = 0;
-        for ex in examples {
+        // The token right before each active occurrence of the explained token.
+        let after = most_common(examples.iter().flat_map(|ex| {
             let active = ex.toks_are_active();
-            for (i, pair) in ex.str_tokens.windows(2).enumerate() {
-                if active[i + 1] && pair[1] == token {
-                    let e = counts.entry(&pair[0]).or_insert((0, order));
-                    e.0 += 1;
-                    order += 1;
-                }
-            }
-        }
-        let after = counts
-            .into_iter()
-            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
-            .map(|(t, _)| t.to_string());
+            let token = &token;
+            ex.str_tokens
+                .windows(2)
+                .enumerate()
+                .filter(move |(i, pair)| active[i + 1] && pair[1] == *token)
+                .map(|(_, pair)| pair[0].as_str())
+        }));
         Some(OfflineExplanation { token, after }.render())
     }
 

@@ -22,7 +22,7 @@ use crate::example::Example;
 use crate::judge::{Failure, Judge, Tally};
 use crate::oracle::ActivationOracle;
 use crate::run::Resumable;
-use crate::score::{DetectionScores, score_predictions};
+use crate::score::DetectionScores;
 
 /// Options of neighbour scoring.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -257,11 +257,14 @@ pub async fn score_against_neighbours<J: Judge>(
     if set.examples.is_empty() {
         return r;
     }
-    let detected = judge.detect(explanation, &set.examples).await;
-    let Some(p) = r.tally.take(detected) else {
+    let Some((p, scores)) = r
+        .tally
+        .detect(judge, explanation, &set.examples, &truth)
+        .await
+    else {
         return r;
     };
-    r.detection = Some(score_predictions(&p, &truth));
+    r.detection = Some(scores);
     r.predictions = Some(p);
     if !cfg.hard_negatives || set.hard_negatives.is_empty() {
         return r;
@@ -270,16 +273,18 @@ pub async fn score_against_neighbours<J: Judge>(
     let Some(e2) = r.tally.take(explained) else {
         return r;
     };
-    r.contrastive_explanation = Some(e2.clone());
-    let detected = judge.detect(&e2, &set.examples).await;
-    if let Some(p) = r.tally.take(detected) {
-        r.contrastive_detection = Some(score_predictions(&p, &truth));
-    }
+    r.contrastive_detection = r
+        .tally
+        .detect(judge, &e2, &set.examples, &truth)
+        .await
+        .map(|d| d.1);
     if !ex.scoring.is_empty() {
-        let detected = judge.detect(&e2, &ex.scoring).await;
-        if let Some(p) = r.tally.take(detected) {
-            r.contrastive_standard_detection = Some(score_predictions(&p, &ex.scoring_truth()));
-        }
+        r.contrastive_standard_detection = r
+            .tally
+            .detect(judge, &e2, &ex.scoring, &ex.scoring_truth())
+            .await
+            .map(|d| d.1);
     }
+    r.contrastive_explanation = Some(e2);
     r
 }
