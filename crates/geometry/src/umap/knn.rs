@@ -96,10 +96,30 @@ impl<'a> Points<'a> {
     /// The search distance (monotone in the true one): 1 − cos, or the squared distance.
     #[inline]
     pub(crate) fn dist(&self, i: usize, j: usize) -> f32 {
-        let dp = dot(self.row(i), self.row(j));
+        self.dist_from_dot(i, j, dot(self.row(i), self.row(j)))
+    }
+
+    /// The search distance from a dot product of rows i and j.
+    #[inline]
+    fn dist_from_dot(&self, i: usize, j: usize, dp: f32) -> f32 {
         match self.metric {
             Metric::Cosine => (1.0 - dp).max(0.0),
             Metric::Euclidean => (self.sq_norms[i] + self.sq_norms[j] - 2.0 * dp).max(0.0),
+        }
+    }
+
+    /// Calls `f(q, dist(p, q))` for every q in `qs`, four rows per pass over p's row.
+    pub(crate) fn for_each_dist(&self, p: u32, qs: &[u32], mut f: impl FnMut(u32, f32)) {
+        let (pi, rp) = (p as usize, self.row(p as usize));
+        let mut groups = qs.chunks_exact(4);
+        for g in &mut groups {
+            let dots = dot4(rp, [0, 1, 2, 3].map(|t| self.row(g[t] as usize)));
+            for t in 0..4 {
+                f(g[t], self.dist_from_dot(pi, g[t] as usize, dots[t]));
+            }
+        }
+        for &q in groups.remainder() {
+            f(q, self.dist(pi, q as usize));
         }
     }
 
@@ -133,6 +153,45 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         s += a[i] * b[i];
     }
     s
+}
+
+/// Four dot products of `a` with `b[0..4]` in one pass over `a` (each chunk of `a` is loaded
+/// once for four rows), compiled per target as [`dot`].
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+pub(crate) fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+    let n = a.len();
+    let [b0, b1, b2, b3] = b.map(|r| &r[..n]);
+    // Four named accumulators: as one nested array they were kept on the stack.
+    let (mut s0, mut s1, mut s2, mut s3) = ([0f32; 16], [0f32; 16], [0f32; 16], [0f32; 16]);
+    let chunks = n / 16;
+    for c in 0..chunks {
+        let r = c * 16..c * 16 + 16;
+        let (x, y0, y1, y2, y3) = (
+            &a[r.clone()],
+            &b0[r.clone()],
+            &b1[r.clone()],
+            &b2[r.clone()],
+            &b3[r],
+        );
+        for l in 0..16 {
+            s0[l] += x[l] * y0[l];
+            s1[l] += x[l] * y1[l];
+            s2[l] += x[l] * y2[l];
+            s3[l] += x[l] * y3[l];
+        }
+    }
+    let mut out = [s0, s1, s2, s3].map(|v| v.iter().sum::<f32>());
+    for i in chunks * 16..n {
+        out[0] += a[i] * b0[i];
+        out[1] += a[i] * b1[i];
+        out[2] += a[i] * b2[i];
+        out[3] += a[i] * b3[i];
+    }
+    out
 }
 
 /// Validates a row-major matrix.
@@ -262,7 +321,8 @@ fn assemble(n: usize, k: usize, rows: Vec<(Vec<u32>, Vec<f32>)>) -> KnnGraph {
     }
 }
 
-/// One point's neighbour heap: a max-heap on distance of at most `k` entries with "new" flags.
+/// One point's neighbour heap: a binary max-heap on distance (the worst at index 0) of at most
+/// `k` entries with "new" flags, as pynndescent's: a rejected candidate costs one comparison.
 #[derive(Clone)]
 struct Heap {
     idx: Vec<u32>,
@@ -283,35 +343,59 @@ impl Heap {
         if self.idx.len() < k {
             f32::INFINITY
         } else {
-            self.dist.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+            self.dist[0]
         }
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.idx.swap(a, b);
+        self.dist.swap(a, b);
+        self.new.swap(a, b);
     }
 
     /// Inserts unless present or not better than the worst; returns whether it changed.
     fn push(&mut self, k: usize, j: u32, d: f32) -> bool {
+        let len = self.idx.len();
+        if len == k && d >= self.dist[0] {
+            return false;
+        }
         if self.idx.contains(&j) {
             return false;
         }
-        if self.idx.len() < k {
+        if len < k {
             self.idx.push(j);
             self.dist.push(d);
             self.new.push(true);
+            let mut c = len;
+            while c > 0 {
+                let parent = (c - 1) / 2;
+                if self.dist[parent] >= self.dist[c] {
+                    break;
+                }
+                self.swap(parent, c);
+                c = parent;
+            }
             return true;
         }
-        let (wi, wd) = self
-            .dist
-            .iter()
-            .enumerate()
-            .fold(
-                (0, f32::NEG_INFINITY),
-                |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
-            );
-        if d >= wd {
-            return false;
+        self.idx[0] = j;
+        self.dist[0] = d;
+        self.new[0] = true;
+        let mut c = 0;
+        loop {
+            let (l, r) = (2 * c + 1, 2 * c + 2);
+            let mut big = c;
+            if l < len && self.dist[l] > self.dist[big] {
+                big = l;
+            }
+            if r < len && self.dist[r] > self.dist[big] {
+                big = r;
+            }
+            if big == c {
+                break;
+            }
+            self.swap(c, big);
+            c = big;
         }
-        self.idx[wi] = j;
-        self.dist[wi] = d;
-        self.new[wi] = true;
         true
     }
 }
@@ -403,9 +487,7 @@ fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
         .map(|leaf| {
             let mut v = Vec::with_capacity(leaf.len() * leaf.len() / 2);
             for (a, &p) in leaf.iter().enumerate() {
-                for &q in &leaf[a + 1..] {
-                    v.push((p, q, pts.dist(p as usize, q as usize)));
-                }
+                pts.for_each_dist(p, &leaf[a + 1..], |q, dd| v.push((p, q, dd)));
             }
             v
         })
@@ -434,16 +516,15 @@ fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
             .map(|u| {
                 let (nw, od) = (&new_c[u], &old_c[u]);
                 let mut out = Vec::new();
+                let mut qs = Vec::with_capacity(nw.len() + od.len());
                 for (a, &p) in nw.iter().enumerate() {
-                    for &q in nw[a + 1..].iter().chain(od.iter()) {
-                        if p == q {
-                            continue;
-                        }
-                        let dd = pts.dist(p as usize, q as usize);
+                    qs.clear();
+                    qs.extend(nw[a + 1..].iter().chain(od.iter()).filter(|&&q| q != p));
+                    pts.for_each_dist(p, &qs, |q, dd| {
                         if dd < thresholds[p as usize] || dd < thresholds[q as usize] {
                             out.push((p, q, dd));
                         }
-                    }
+                    });
                 }
                 out
             })
@@ -465,16 +546,29 @@ fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
     assemble(n, k, rows)
 }
 
-/// Pushes every pair into both endpoints' heaps; returns how many heaps changed.
+/// Pushes every pair into both endpoints' heaps; returns how many heaps changed. Each thread
+/// owns a contiguous block of heaps and applies, in order, the updates that touch it, so the
+/// result does not depend on the thread count.
 fn apply_updates(heaps: &mut [Heap], k: usize, updates: Vec<Vec<(u32, u32, f32)>>) -> usize {
-    let mut c = 0;
-    for chunk in updates {
-        for (p, q, d) in chunk {
-            c += usize::from(heaps[p as usize].push(k, q, d));
-            c += usize::from(heaps[q as usize].push(k, p, d));
-        }
-    }
-    c
+    let block = heaps.len().div_ceil(rayon::current_num_threads()).max(1024);
+    heaps
+        .par_chunks_mut(block)
+        .enumerate()
+        .map(|(b, owned)| {
+            let lo = (b * block) as u32;
+            let hi = lo + owned.len() as u32;
+            let mut c = 0;
+            for &(p, q, d) in updates.iter().flatten() {
+                if (lo..hi).contains(&p) {
+                    c += usize::from(owned[(p - lo) as usize].push(k, q, d));
+                }
+                if (lo..hi).contains(&q) {
+                    c += usize::from(owned[(q - lo) as usize].push(k, p, d));
+                }
+            }
+            c
+        })
+        .sum()
 }
 
 /// pynndescent's candidate sampling: for each point, up to `MAX_CANDIDATES` new and old
@@ -487,8 +581,6 @@ fn candidates(heaps: &mut [Heap], n: usize, seed: u64) -> (Vec<Vec<u32>>, Vec<Ve
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     };
-    let mut new_c: Vec<Vec<(u64, u32)>> = vec![Vec::new(); n];
-    let mut old_c: Vec<Vec<(u64, u32)>> = vec![Vec::new(); n];
     let offer = |list: &mut Vec<(u64, u32)>, p: u64, j: u32| {
         if list.iter().any(|x| x.1 == j) {
             return;
@@ -505,22 +597,48 @@ fn candidates(heaps: &mut [Heap], n: usize, seed: u64) -> (Vec<Vec<u32>>, Vec<Ve
             list[wi] = (p, j);
         }
     };
-    for (i, h) in heaps.iter().enumerate() {
-        for (s, &j) in h.idx.iter().enumerate() {
-            let p = prio(i as u64, u64::from(j));
-            let target = if h.new[s] { &mut new_c } else { &mut old_c };
-            offer(&mut target[i], p, j);
-            offer(&mut target[j as usize], p, i as u32);
-        }
+    // Each thread owns a contiguous block of points and offers, in the serial order, the
+    // entries whose endpoint it owns: the lists do not depend on the thread count.
+    let block = n.div_ceil(rayon::current_num_threads()).max(1024);
+    type Lists = Vec<Vec<(u64, u32)>>;
+    let blocks: Vec<(Lists, Lists)> = (0..n.div_ceil(block))
+        .into_par_iter()
+        .map(|b| {
+            let (lo, hi) = (b * block, ((b + 1) * block).min(n));
+            let mut new_c: Lists = vec![Vec::new(); hi - lo];
+            let mut old_c: Lists = vec![Vec::new(); hi - lo];
+            for (i, h) in heaps.iter().enumerate() {
+                for (s, &j) in h.idx.iter().enumerate() {
+                    let (own_i, own_j) = ((lo..hi).contains(&i), (lo..hi).contains(&(j as usize)));
+                    if !own_i && !own_j {
+                        continue;
+                    }
+                    let p = prio(i as u64, u64::from(j));
+                    let target = if h.new[s] { &mut new_c } else { &mut old_c };
+                    if own_i {
+                        offer(&mut target[i - lo], p, j);
+                    }
+                    if own_j {
+                        offer(&mut target[j as usize - lo], p, i as u32);
+                    }
+                }
+            }
+            (new_c, old_c)
+        })
+        .collect();
+    let (mut new_c, mut old_c): (Lists, Lists) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for (nc, oc) in blocks {
+        new_c.extend(nc);
+        old_c.extend(oc);
     }
     // Sampled new entries are old from now on.
-    for (i, h) in heaps.iter_mut().enumerate() {
+    heaps.par_iter_mut().zip(&new_c).for_each(|(h, nc)| {
         for s in 0..h.idx.len() {
-            if h.new[s] && new_c[i].iter().any(|x| x.1 == h.idx[s]) {
+            if h.new[s] && nc.iter().any(|x| x.1 == h.idx[s]) {
                 h.new[s] = false;
             }
         }
-    }
+    });
     let strip = |v: Vec<Vec<(u64, u32)>>| {
         v.into_iter()
             .map(|l| l.into_iter().map(|x| x.1).collect())

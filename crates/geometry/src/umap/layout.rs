@@ -44,79 +44,85 @@ pub struct LayoutParams {
     pub n_epochs: usize,
 }
 
-/// x^b for x > 0 as 2^(b·log₂x) with polynomial log₂ and exp₂ (relative error below 2·10⁻⁵,
-/// several times faster than `powf`; the layout evaluates one power per sample, 10⁸ of them for
-/// the tutorial's 16 128 points).
-#[inline]
-pub(crate) fn fast_pow(x: f32, b: f32) -> f32 {
-    if x <= 0.0 {
-        return 0.0;
-    }
-    let bits = x.to_bits();
-    let e = ((bits >> 23) & 0xff) as i32 - 127;
-    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000); // [1, 2)
-    let t = (m - 1.0) / (m + 1.0);
-    let t2 = t * t;
-    let t4 = t2 * t2;
-    // log₂ m = (2 / ln 2)·atanh(t), t < 1/3: the series to t⁹ (Estrin's scheme for latency).
-    let l = 2.885_39
-        * t
-        * ((1.0 + t2 * (1.0 / 3.0)) + t4 * ((1.0 / 5.0 + t2 * (1.0 / 7.0)) + t4 * (1.0 / 9.0)));
-    let y = (b * (e as f32 + l)).clamp(-125.0, 125.0);
-    // Round to nearest without libm (1.5·2²³ forces rounding at the units place).
-    let r = (y + 12_582_912.0) - 12_582_912.0;
-    let z = (y - r) * std::f32::consts::LN_2; // |z| ≤ ln2 / 2
-    let z2 = z * z;
-    // e^z, degree 6 (error < 3·10⁻⁷ on the range), Estrin's scheme.
-    let p = (1.0 + z)
-        + z2 * ((0.5 + z * (1.0 / 6.0))
-            + z2 * ((1.0 / 24.0 + z * (1.0 / 120.0)) + z2 * (1.0 / 720.0)));
-    p * f32::from_bits(((r as i32 + 127) as u32) << 23)
+/// A gradient coefficient as a function of d², by table: per binary exponent of d² 128
+/// mantissa steps, linear between them, for d² in [2⁻⁴⁰, 2⁴⁰); outside that range (and for
+/// d² = 0) the formula itself. The layout evaluates one coefficient per sample, 10⁸ of them for
+/// the tutorial's 16 128 points: two loads and a multiply-add instead of a power and a
+/// division. The relative error is below 10⁻⁴ for umap-learn's curves (unit test), far inside
+/// the run-to-run spread of the parallel schedule.
+pub(crate) struct CoefTable {
+    table: Vec<f32>,
+    exact: fn(f64, &Curve) -> f64,
+    curve: Curve,
 }
 
-/// [`fast_pow`] without branches, for eight lanes at once (vectorised per target at run time).
-/// The polynomial is repeated here on purpose: calling a shared `#[inline(always)]` helper from
-/// this multiversioned function stopped it vectorising (parallel layout 1.3 s → 2.4 s on the
-/// 16 128-point benchmark).
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512vl",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn negative_coefficients(
-    d2: &[f32; NEG_BATCH],
-    valid: &[f32; NEG_BATCH],
-    a: f32,
-    b: f32,
-    gamma: f32,
-    out: &mut [f32; NEG_BATCH],
-) {
-    for t in 0..NEG_BATCH {
-        let x = d2[t].max(f32::MIN_POSITIVE);
-        let bits = x.to_bits();
-        let e = ((bits >> 23) & 0xff) as i32 - 127;
-        let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
-        let tt = (m - 1.0) / (m + 1.0);
-        let t2 = tt * tt;
-        let t4 = t2 * t2;
-        let l = 2.885_39
-            * tt
-            * ((1.0 + t2 * (1.0 / 3.0)) + t4 * ((1.0 / 5.0 + t2 * (1.0 / 7.0)) + t4 * (1.0 / 9.0)));
-        let y = (b * (e as f32 + l)).clamp(-125.0, 125.0);
-        let r = (y + 12_582_912.0) - 12_582_912.0;
-        let z = (y - r) * std::f32::consts::LN_2;
-        let z2 = z * z;
-        let p = (1.0 + z)
-            + z2 * ((0.5 + z * (1.0 / 6.0))
-                + z2 * ((1.0 / 24.0 + z * (1.0 / 120.0)) + z2 * (1.0 / 720.0)));
-        let pb = p * f32::from_bits(((r as i32 + 127) as u32) << 23);
-        let ok = if d2[t] > 0.0 { valid[t] } else { 0.0 };
-        out[t] = ok * 2.0 * gamma * b / ((0.001 + d2[t]) * (a * pb + 1.0));
+/// The curve 1 / (1 + a·d^2b) and the repulsion strength γ.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Curve {
+    a: f64,
+    b: f64,
+    gamma: f64,
+}
+
+impl Curve {
+    /// umap-learn's attractive coefficient −2ab·d^(2(b−1)) / (1 + a·d^2b) (0 at d = 0).
+    fn attraction(d2: f64, c: &Curve) -> f64 {
+        if d2 > 0.0 {
+            let pb = d2.powf(c.b);
+            -2.0 * c.a * c.b * (pb / d2) / (c.a * pb + 1.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// umap-learn's repulsive coefficient 2γb / ((0.001 + d²)(1 + a·d^2b)) (0 at d = 0).
+    fn repulsion(d2: f64, c: &Curve) -> f64 {
+        if d2 > 0.0 {
+            2.0 * c.gamma * c.b / ((0.001 + d2) * (c.a * d2.powf(c.b) + 1.0))
+        } else {
+            0.0
+        }
     }
 }
 
-/// Negatives evaluated together in the parallel schedule.
-const NEG_BATCH: usize = 8;
+/// Mantissa bits that index [`CoefTable`] (128 steps per binary exponent).
+const TABLE_STEP_BITS: u32 = 7;
+/// Smallest biased exponent in the table (2⁻⁴⁰).
+const TABLE_EXP_LO: u32 = 127 - 40;
+/// One past the largest biased exponent in the table (2⁴⁰).
+const TABLE_EXP_HI: u32 = 127 + 40;
+
+impl CoefTable {
+    fn new(curve: Curve, exact: fn(f64, &Curve) -> f64) -> Self {
+        let n = ((TABLE_EXP_HI - TABLE_EXP_LO) << TABLE_STEP_BITS) as usize + 1;
+        let table = (0..n)
+            .map(|i| {
+                let bits = ((TABLE_EXP_LO << TABLE_STEP_BITS) + i as u32) << (23 - TABLE_STEP_BITS);
+                exact(f64::from(f32::from_bits(bits)), &curve) as f32
+            })
+            .collect();
+        Self {
+            table,
+            exact,
+            curve,
+        }
+    }
+
+    #[inline(always)]
+    fn at(&self, d2: f32) -> f32 {
+        let bits = d2.to_bits();
+        let i =
+            (bits >> (23 - TABLE_STEP_BITS)).wrapping_sub(TABLE_EXP_LO << TABLE_STEP_BITS) as usize;
+        if i + 1 < self.table.len() {
+            let frac = (bits & ((1 << (23 - TABLE_STEP_BITS)) - 1)) as f32
+                * (1.0 / (1u32 << (23 - TABLE_STEP_BITS)) as f32);
+            let (t0, t1) = (self.table[i], self.table[i + 1]);
+            t0 + frac * (t1 - t0)
+        } else {
+            (self.exact)(f64::from(d2), &self.curve) as f32
+        }
+    }
+}
 
 #[inline]
 fn clip(v: f32) -> f32 {
@@ -229,7 +235,16 @@ pub fn optimize_layout(
         .collect();
     let mut next = eps.clone();
     let mut next_neg = eps_neg.clone();
-    let (a, b, gamma) = (p.a, p.b, p.gamma);
+    let curve = Curve {
+        a: f64::from(p.a),
+        b: f64::from(p.b),
+        gamma: f64::from(p.gamma),
+    };
+    let tables = (
+        CoefTable::new(curve, Curve::attraction),
+        CoefTable::new(curve, Curve::repulsion),
+    );
+    let (attraction, repulsion) = (&tables.0, &tables.1);
     let fm = FastMod::new(n);
     match schedule {
         Schedule::Deterministic(seed) => {
@@ -263,14 +278,7 @@ pub fn optimize_layout(
                     let d2: f32 = (0..dim)
                         .map(|d| (emb[j * dim + d] - emb[k * dim + d]).powi(2))
                         .sum();
-                    let gc = if d2 > 0.0 {
-                        {
-                            let pb = fast_pow(d2, b);
-                            -2.0 * a * b * (pb / d2) / (a * pb + 1.0)
-                        }
-                    } else {
-                        0.0
-                    };
+                    let gc = attraction.at(d2);
                     for d in 0..dim {
                         let g = clip(gc * (emb[j * dim + d] - emb[k * dim + d]));
                         emb[j * dim + d] += g * alpha;
@@ -285,13 +293,7 @@ pub fn optimize_layout(
                             continue;
                         }
                         let d2: f32 = (0..dim).map(|d| (cur[d] - emb[k * dim + d]).powi(2)).sum();
-                        let gc = if d2 > 0.0 {
-                            2.0 * gamma * b / ((0.001 + d2) * (a * fast_pow(d2, b) + 1.0))
-                        } else if j == k {
-                            continue;
-                        } else {
-                            0.0
-                        };
+                        let gc = repulsion.at(d2);
                         for d in 0..dim {
                             let g = if gc > 0.0 {
                                 clip(gc * (cur[d] - emb[k * dim + d]))
@@ -315,104 +317,203 @@ pub fn optimize_layout(
             );
         }
         Schedule::Parallel(seed) => {
-            let shared: Vec<AtomicU32> = emb.iter().map(|v| AtomicU32::new(v.to_bits())).collect();
-            let ld = |i: usize| f32::from_bits(shared[i].load(Ordering::Relaxed));
-            let st = |i: usize, v: f32| shared[i].store(v.to_bits(), Ordering::Relaxed);
-            let chunk = head
-                .len()
-                .div_ceil(rayon::current_num_threads() * 8)
-                .max(256);
-            for epoch in 0..p.n_epochs {
-                let alpha = p.learning_rate * (1.0 - epoch as f32 / p.n_epochs as f32);
-                let nf = epoch as f64;
-                next.par_chunks_mut(chunk)
-                    .zip(next_neg.par_chunks_mut(chunk))
-                    .enumerate()
-                    .for_each(|(ci, (nx, nn))| {
-                        let mut cur = vec![0f32; dim];
-                        let mut step = vec![0f32; dim];
-                        let mut oth = vec![0f32; NEG_BATCH * dim];
-                        for (o, (ne, nne)) in nx.iter_mut().zip(nn.iter_mut()).enumerate() {
-                            let e = ci * chunk + o;
-                            if *ne > nf {
-                                continue;
-                            }
-                            let (j, k) = (head[e] as usize, tail[e] as usize);
-                            let d2: f32 = (0..dim)
-                                .map(|d| (ld(j * dim + d) - ld(k * dim + d)).powi(2))
-                                .sum();
-                            let gc = if d2 > 0.0 {
-                                {
-                                    let pb = fast_pow(d2, b);
-                                    -2.0 * a * b * (pb / d2) / (a * pb + 1.0)
-                                }
-                            } else {
-                                0.0
-                            };
-                            for d in 0..dim {
-                                let (cj, ck) = (ld(j * dim + d), ld(k * dim + d));
-                                let g = clip(gc * (cj - ck));
-                                st(j * dim + d, cj + g * alpha);
-                                st(k * dim + d, ck - g * alpha);
-                            }
-                            *ne += eps[e];
-                            let n_neg = ((nf - *nne) / eps_neg[e]) as i64;
-                            for (d, c) in cur.iter_mut().enumerate() {
-                                *c = ld(j * dim + d);
-                            }
-                            // The negatives of one sample are evaluated from the same starting
-                            // point and their clipped steps summed: independent computations
-                            // the CPU overlaps, instead of a chain through each update.
-                            let mut h = splitmix(seed ^ ((epoch as u64) << 40) ^ e as u64);
-                            let nn_count = n_neg.max(0) as usize;
-                            step.iter_mut().for_each(|v| *v = 0.0);
-                            let mut s = 0;
-                            while s < nn_count {
-                                let batch = (nn_count - s).min(NEG_BATCH);
-                                let mut ks = [0usize; NEG_BATCH];
-                                let mut gcs = [0f32; NEG_BATCH];
-                                for t in 0..batch {
-                                    h = splitmix(h);
-                                    ks[t] = fm.rem_euclid((h >> 32) as i64);
-                                }
-                                let mut d2 = [0f32; NEG_BATCH];
-                                let mut valid = [0f32; NEG_BATCH];
-                                for t in 0..batch {
-                                    let k = ks[t];
-                                    valid[t] = if k != j { 1.0 } else { 0.0 };
-                                    for d in 0..dim {
-                                        let o = ld(k * dim + d);
-                                        oth[t * dim + d] = o;
-                                        d2[t] += (cur[d] - o) * (cur[d] - o);
-                                    }
-                                }
-                                negative_coefficients(&d2, &valid, a, b, gamma, &mut gcs);
-                                for t in 0..batch {
-                                    if gcs[t] > 0.0 {
-                                        for d in 0..dim {
-                                            step[d] += clip(gcs[t] * (cur[d] - oth[t * dim + d]));
-                                        }
-                                    }
-                                }
-                                s += batch;
-                            }
-                            for d in 0..dim {
-                                st(j * dim + d, cur[d] + step[d] * alpha);
-                            }
-                            *nne += n_neg.max(0) as f64 * eps_neg[e];
-                        }
-                    });
-            }
-            for (v, s) in emb.iter_mut().zip(&shared) {
-                *v = f32::from_bits(s.load(Ordering::Relaxed));
+            let edges = Edges {
+                head: &head,
+                tail: &tail,
+                eps: &eps,
+                eps_neg: &eps_neg,
+            };
+            let state = (&mut next[..], &mut next_neg[..]);
+            let tables = (attraction, repulsion);
+            match dim {
+                1 => parallel_layout::<1>(emb, dim, &edges, state, tables, p, seed),
+                2 => parallel_layout::<2>(emb, dim, &edges, state, tables, p, seed),
+                3 => parallel_layout::<3>(emb, dim, &edges, state, tables, p, seed),
+                10 => parallel_layout::<10>(emb, dim, &edges, state, tables, p, seed),
+                _ => parallel_layout::<0>(emb, dim, &edges, state, tables, p, seed),
             }
         }
     }
 }
 
+/// The sampled edges: endpoints and sampling periods (positive and negative).
+struct Edges<'a> {
+    head: &'a [u32],
+    tail: &'a [u32],
+    eps: &'a [f64],
+    eps_neg: &'a [f64],
+}
+
+/// The Hogwild schedule. `D` is the embedding dimension when known at compile time (the loops
+/// over coordinates then unroll; 2-D and 10-D are the tutorial's), 0 for any other `dim`.
+fn parallel_layout<const D: usize>(
+    emb: &mut [f32],
+    dim: usize,
+    edges: &Edges<'_>,
+    (next, next_neg): (&mut [f64], &mut [f64]),
+    (attraction, repulsion): (&CoefTable, &CoefTable),
+    p: &LayoutParams,
+    seed: u64,
+) {
+    let dim = if D > 0 { D } else { dim };
+    let n = (emb.len() / dim) as u64;
+    let shared: Vec<AtomicU32> = emb.iter().map(|v| AtomicU32::new(v.to_bits())).collect();
+    let ld = |i: usize| f32::from_bits(shared[i].load(Ordering::Relaxed));
+    let st = |i: usize, v: f32| shared[i].store(v.to_bits(), Ordering::Relaxed);
+    let edges = &edges;
+    // Each epoch runs in PHASES slices of the (head-sorted) edges, each slice split over the
+    // threads. Other points are read as of the slice's start, from a copy every thread only
+    // reads, and the moves of each sample's other endpoint are collected and added after the
+    // slice: while a slice runs a thread writes only its own chunk's head rows, so no random
+    // read waits for a cache line another core is writing (on a VM whose two cores share no
+    // cache, fully racing reads and writes ran no faster on two threads than on one). A copy
+    // at most 1/PHASES epoch old keeps the layout's quality (one copy per epoch lowered the
+    // trustworthiness by 0.015).
+    const PHASES: usize = 8;
+    let len = edges.head.len();
+    let per_phase = rayon::current_num_threads() * 2;
+    let chunk = len.div_ceil(PHASES * per_phase).max(64);
+    let mut snapshot = vec![0f32; shared.len()];
+    for epoch in 0..p.n_epochs {
+        let alpha = p.learning_rate * (1.0 - epoch as f32 / p.n_epochs as f32);
+        for start in (0..len).step_by(chunk * per_phase) {
+            let end = (start + chunk * per_phase).min(len);
+            snapshot
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v = ld(i));
+            let moved: Vec<(Vec<u32>, Vec<f32>)> = next[start..end]
+                .par_chunks_mut(chunk)
+                .zip(next_neg[start..end].par_chunks_mut(chunk))
+                .enumerate()
+                .map(|(ci, (nx, nn))| {
+                    let phase = Phase {
+                        edges,
+                        snapshot: &snapshot,
+                        shared: &shared,
+                        attraction,
+                        repulsion,
+                        alpha,
+                        epoch,
+                        seed,
+                        n,
+                        dim,
+                    };
+                    chunk_samples::<D>(&phase, start + ci * chunk, nx, nn)
+                })
+                .collect();
+            for (tails, deltas) in moved {
+                for (&k, g) in tails.iter().zip(deltas.chunks_exact(dim)) {
+                    let rk = k as usize * dim;
+                    for d in 0..dim {
+                        st(rk + d, ld(rk + d) + g[d]);
+                    }
+                }
+            }
+        }
+    }
+    for (v, s) in emb.iter_mut().zip(&shared) {
+        *v = f32::from_bits(s.load(Ordering::Relaxed));
+    }
+}
+
+/// What one slice of an epoch reads: the edges, the positions as of the slice's start (and the
+/// live ones, for the head rows it moves), the coefficient tables and the step size.
+struct Phase<'a> {
+    edges: &'a Edges<'a>,
+    snapshot: &'a [f32],
+    shared: &'a [AtomicU32],
+    attraction: &'a CoefTable,
+    repulsion: &'a CoefTable,
+    alpha: f32,
+    epoch: usize,
+    seed: u64,
+    n: u64,
+    dim: usize,
+}
+
+/// The samples due in one chunk of edges (`first` is the chunk's first edge): moves the head
+/// rows in place and returns the tail rows' moves (`[tails.len(), dim]`) for after the slice.
+/// Compiled per target at run time, as the loop is the layout's whole cost.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn chunk_samples<const D: usize>(
+    ph: &Phase<'_>,
+    first: usize,
+    nx: &mut [f64],
+    nn: &mut [f64],
+) -> (Vec<u32>, Vec<f32>) {
+    let dim = if D > 0 { D } else { ph.dim };
+    let (edges, snapshot, n, alpha) = (ph.edges, ph.snapshot, ph.n, ph.alpha);
+    let nf = ph.epoch as f64;
+    let ld = |i: usize| f32::from_bits(ph.shared[i].load(Ordering::Relaxed));
+    let st = |i: usize, v: f32| ph.shared[i].store(v.to_bits(), Ordering::Relaxed);
+    let mut buf = vec![0f32; 3 * dim];
+    let (cur, rest) = buf.split_at_mut(dim);
+    let (oth, step) = rest.split_at_mut(dim);
+    let (mut tails, mut deltas) = (Vec::new(), Vec::new());
+    for (o, (ne, nne)) in nx.iter_mut().zip(nn.iter_mut()).enumerate() {
+        if *ne > nf {
+            continue;
+        }
+        let e = first + o;
+        let (j, k) = (edges.head[e] as usize, edges.tail[e] as usize);
+        let (rj, rk) = (j * dim, k * dim);
+        let mut d2 = 0.0;
+        for d in 0..dim {
+            cur[d] = ld(rj + d);
+            oth[d] = snapshot[rk + d];
+            d2 += (cur[d] - oth[d]) * (cur[d] - oth[d]);
+        }
+        let gc = ph.attraction.at(d2);
+        tails.push(k as u32);
+        for d in 0..dim {
+            let g = clip(gc * (cur[d] - oth[d])) * alpha;
+            cur[d] += g;
+            deltas.push(-g);
+        }
+        *ne += edges.eps[e];
+        let n_neg = ((nf - *nne) / edges.eps_neg[e]).max(0.0) as usize;
+        // The negatives of one sample are evaluated from the same starting point and their
+        // clipped steps summed: independent computations the CPU overlaps, instead of a chain
+        // through each update.
+        let h0 = splitmix(ph.seed ^ ((ph.epoch as u64) << 40) ^ e as u64);
+        step.iter_mut().for_each(|v| *v = 0.0);
+        for t in 0..n_neg as u64 {
+            // Counter-based draws: each is independent of the previous one, so the CPU
+            // overlaps them (a chained generator made every negative wait on the last one's
+            // multiplications).
+            let h = splitmix(h0 ^ t);
+            // Lemire's multiply-shift onto 0..n.
+            let k = (((h >> 32) * n) >> 32) as usize;
+            if k == j {
+                continue;
+            }
+            let rk = k * dim;
+            let mut d2 = 0.0;
+            for d in 0..dim {
+                oth[d] = snapshot[rk + d];
+                d2 += (cur[d] - oth[d]) * (cur[d] - oth[d]);
+            }
+            let gc = ph.repulsion.at(d2);
+            for d in 0..dim {
+                step[d] += clip(gc * (cur[d] - oth[d]));
+            }
+        }
+        for d in 0..dim {
+            st(rj + d, cur[d] + step[d] * alpha);
+        }
+        *nne += n_neg as f64 * edges.eps_neg[e];
+    }
+    (tails, deltas)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{FastMod, fast_pow};
+    use super::{CoefTable, Curve, FastMod};
 
     #[test]
     fn fast_mod_is_exact() {
@@ -439,16 +540,21 @@ mod tests {
     }
 
     #[test]
-    fn fast_pow_is_accurate() {
-        for &b in &[0.79f32, 0.8950608, 1.0, 1.5, -0.2] {
-            let mut x = 1e-12f32;
-            while x < 1e12 {
-                let (want, got) = (f64::from(x).powf(f64::from(b)), f64::from(fast_pow(x, b)));
-                let rel = ((got - want) / want).abs();
-                assert!(rel < 2e-5, "{x}^{b}: {got} vs {want} ({rel:e})");
-                x *= 1.37;
+    fn coefficient_tables_are_accurate() {
+        // umap-learn's (a, b) for min_dist 0.1 and 0.05, spread 1; and a steeper curve.
+        for (a, b) in [(1.577, 0.8951), (1.929, 0.7915), (0.5, 1.5)] {
+            let curve = Curve { a, b, gamma: 1.0 };
+            for exact in [Curve::attraction, Curve::repulsion] {
+                let table = CoefTable::new(curve, exact);
+                let mut x = 1e-14f32;
+                while x < 1e14 {
+                    let (want, got) = (exact(f64::from(x), &curve), f64::from(table.at(x)));
+                    let rel = ((got - want) / want).abs();
+                    assert!(rel < 1e-4, "a {a} b {b} at {x}: {got} vs {want} ({rel:e})");
+                    x *= 1.37;
+                }
+                assert_eq!(table.at(0.0), 0.0);
             }
         }
-        assert_eq!(fast_pow(0.0, 0.9), 0.0);
     }
 }

@@ -8,6 +8,7 @@
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use rayon::prelude::*;
 
 use crate::umap::graph::SparseGraph;
 
@@ -115,6 +116,24 @@ fn tridiagonal_eigen(d: &mut [f64], e: &mut [f64], z: &mut [Vec<f64>]) {
     }
 }
 
+/// Removes from `v` its components along the orthonormal `against` (one classical
+/// Gram-Schmidt pass: all coefficients first, then one sweep; both halves in parallel).
+fn orthogonalise(v: &mut [f64], against: &[&[f64]]) {
+    let coef: Vec<f64> = against
+        .par_iter()
+        .map(|q| q.iter().zip(v.iter()).map(|(a, b)| a * b).sum())
+        .collect();
+    const ROWS: usize = 2048;
+    v.par_chunks_mut(ROWS).enumerate().for_each(|(ci, vc)| {
+        let (o, len) = (ci * ROWS, vc.len());
+        for (q, &c) in against.iter().zip(&coef) {
+            for (x, y) in vc.iter_mut().zip(&q[o..o + len]) {
+                *x -= c * y;
+            }
+        }
+    });
+}
+
 /// The `k` largest eigenpairs of a symmetric operator given by `matvec`, with every vector kept
 /// orthogonal to `deflate` (unit). Lanczos with full reorthogonalisation, `m` steps.
 fn lanczos_top(
@@ -123,20 +142,12 @@ fn lanczos_top(
     m: usize,
     deflate: &[f64],
     seed: u64,
-    matvec: &dyn Fn(&[f64], &mut [f64]),
+    matvec: &(dyn Fn(&[f64], &mut [f64]) + Sync),
 ) -> Option<(Vec<f64>, Vec<Vec<f64>>)> {
     let m = m.min(n.saturating_sub(1)).max(k + 1);
     if m > n.saturating_sub(1) && n <= k + 1 {
         return None;
     }
-    let project = |v: &mut [f64], basis: &[Vec<f64>]| {
-        let c: f64 = v.iter().zip(deflate).map(|(a, b)| a * b).sum();
-        v.iter_mut().zip(deflate).for_each(|(a, b)| *a -= c * b);
-        for q in basis {
-            let c: f64 = v.iter().zip(q).map(|(a, b)| a * b).sum();
-            v.iter_mut().zip(q).for_each(|(a, b)| *a -= c * b);
-        }
-    };
     let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
     // umap-learn starts eigsh from ones; a deterministic start with a little structure avoids
     // the start lying in the deflated space.
@@ -144,7 +155,7 @@ fn lanczos_top(
     let mut q: Vec<f64> = (0..n)
         .map(|_| 1.0 + 0.01 * rng.random_range(-1.0..1.0))
         .collect();
-    project(&mut q, &[]);
+    orthogonalise(&mut q, &[deflate]);
     let nq = norm(&q);
     if nq == 0.0 {
         return None;
@@ -157,11 +168,27 @@ fn lanczos_top(
         matvec(&q, &mut w);
         let a: f64 = w.iter().zip(&q).map(|(x, y)| x * y).sum();
         alpha.push(a);
+        // The three-term recurrence first, then full reorthogonalisation by classical
+        // Gram-Schmidt, repeated when a pass removed more than 1 − 1/√2 of the norm (the
+        // Daniel-Gragg-Kaufman-Stewart test; "twice is enough"). After the recurrence only
+        // rounding is left to remove, so one pass is the rule.
+        w.par_iter_mut().zip(&q).for_each(|(x, y)| *x -= a * y);
+        if let (Some(prev), Some(&b)) = (basis.last(), beta.last()) {
+            w.par_iter_mut().zip(prev).for_each(|(x, y)| *x -= b * y);
+        }
         basis.push(q.clone());
-        // Full reorthogonalisation (twice is enough).
-        project(&mut w, &basis);
-        project(&mut w, &basis);
-        let b = norm(&w);
+        let against: Vec<&[f64]> = std::iter::once(deflate)
+            .chain(basis.iter().map(Vec::as_slice))
+            .collect();
+        let mut b = norm(&w);
+        for _ in 0..3 {
+            let before = b;
+            orthogonalise(&mut w, &against);
+            b = norm(&w);
+            if b >= std::f64::consts::FRAC_1_SQRT_2 * before {
+                break;
+            }
+        }
         if j + 1 == m || b < 1e-12 {
             break;
         }
@@ -210,14 +237,14 @@ fn spectral_connected(g: &SparseGraph, dim: usize, seed: u64) -> Option<Vec<f64>
     let total: f64 = deg.iter().sum();
     let trivial: Vec<f64> = deg.iter().map(|d| (d / total).sqrt()).collect();
     let matvec = |x: &[f64], y: &mut [f64]| {
-        for i in 0..n {
+        y.par_iter_mut().enumerate().for_each(|(i, yi)| {
             let (c, v) = g.row(i);
             let mut s = 0.0;
             for (&j, &w) in c.iter().zip(v) {
                 s += f64::from(w) * inv_sqrt[j as usize] * x[j as usize];
             }
-            y[i] = s * inv_sqrt[i];
-        }
+            *yi = s * inv_sqrt[i];
+        });
     };
     let m = (2 * (dim + 1) + 1)
         .max((n as f64).sqrt() as usize)
