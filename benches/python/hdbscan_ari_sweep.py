@@ -9,12 +9,23 @@ The embedding is umap-learn's (cosine, 15 neighbours, 10-D, seed 0) of the data 
 tutorial's) and the library's defaults otherwise. One JSON line per input: adjusted Rand index,
 cluster counts and noise counts, against the library's default (Borůvka with its approximate
 MST) and its exact Prim (`algorithm="prims_kdtree"`), and the library's two against each other.
+
+Tie sensitivity of the library itself: many mutual-reachability weights are equal, and the
+library orders its tree's edges with numpy's unstable argsort before merging them. The columns
+`library_tie_orders_*` give the ARI of the library's own labels against the labels its own
+default tree yields under 30 other orders of the equal weights (a random permutation, then a
+stable sort by weight; `hdbscan._hdbscan_linkage.label` and `hdbscan.hdbscan_._tree_to_labels`,
+the library's own steps): min, 10th percentile and median.
 """
 import json, os, subprocess, sys, tempfile, time
 import numpy as np
 import hdbscan, umap
+from hdbscan._hdbscan_linkage import label
+from hdbscan.hdbscan_ import _tree_to_labels
 from sklearn.datasets import make_blobs, make_moons
 from sklearn.metrics import adjusted_rand_score
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import shuffle
 
 sys.path.insert(0, os.path.dirname(__file__))
 from umap_quality_sweep import data  # noqa: E402
@@ -29,8 +40,17 @@ def compare(name, y, binary, tmp, min_cluster_size=3):
     t_ours = time.perf_counter() - t0
     ours = np.load(f"{tmp}/labels.npy")
     t0 = time.perf_counter()
-    theirs = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size).fit(y.astype(np.float64)).labels_
+    lib = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, gen_min_span_tree=True).fit(y.astype(np.float64))
+    theirs = lib.labels_
     t_theirs = time.perf_counter() - t0
+    tree = lib.minimum_spanning_tree_._mst
+    rng = np.random.default_rng(0)
+    reordered = []
+    for _ in range(30):
+        m = tree[rng.permutation(len(tree))]
+        m = m[np.argsort(m[:, 2], kind="stable")]
+        labels = _tree_to_labels(y.astype(np.float64), label(m), min_cluster_size=min_cluster_size)[0]
+        reordered.append(adjusted_rand_score(theirs, labels))
     # The library's exact MST (its default, Borůvka with approx_min_span_tree=True, is not).
     exact = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, algorithm="prims_kdtree").fit(y.astype(np.float64)).labels_
     ari = lambda a, b: round(float(adjusted_rand_score(a, b)), 4)
@@ -39,6 +59,10 @@ def compare(name, y, binary, tmp, min_cluster_size=3):
         "ari": ari(theirs, ours),
         "ari_vs_library_exact": ari(exact, ours),
         "library_default_vs_exact": ari(theirs, exact),
+        "library_tie_orders_min": round(float(np.min(reordered)), 4),
+        "library_tie_orders_p10": round(float(np.quantile(reordered, 0.1)), 4),
+        "library_tie_orders_median": round(float(np.median(reordered)), 4),
+        "tied_mst_edges": int(len(tree) - len(np.unique(tree[:, 2]))),
         "clusters": {"ours": int(ours.max() + 1), "hdbscan": int(theirs.max() + 1), "hdbscan_exact": int(exact.max() + 1)},
         "noise": {"ours": int((ours < 0).sum()), "hdbscan": int((theirs < 0).sum()), "hdbscan_exact": int((exact < 0).sum())},
         "identical_labels": bool((ours == theirs).all()),
@@ -52,6 +76,15 @@ def main():
     sizes = [int(a) for a in sys.argv[1:]] or [3000, 6144, 12288, 24576, 49152]
     binary = os.environ.get("SAE_GEOMETRY_BIN", "target/release/sae-geometry")
     tmp = tempfile.mkdtemp()
+    # The library's own examples: its test suite's blobs (200 points, standardised, default
+    # min_cluster_size 5) and its documentation's moons-and-blobs (100 points).
+    tb, _ = make_blobs(n_samples=200, random_state=10)
+    tb = StandardScaler().fit_transform(shuffle(tb, random_state=7))
+    compare("library-tests-blobs", tb, binary, tmp, min_cluster_size=5)
+    dm, _ = make_moons(n_samples=50, noise=0.05, random_state=0)
+    db, _ = make_blobs(n_samples=50, centers=[(-0.75, 2.25), (1.0, 2.0)], cluster_std=0.25, random_state=0)
+    compare("library-docs-moons-blobs", np.vstack([dm, db]), binary, tmp, min_cluster_size=5)
+    # Larger variants.
     blobs, _ = make_blobs(n_samples=2000, centers=6, cluster_std=0.8, random_state=0)
     compare("blobs", blobs, binary, tmp, min_cluster_size=10)
     moons, _ = make_moons(n_samples=2000, noise=0.06, random_state=0)

@@ -61,18 +61,28 @@ pub(crate) fn run(args: &Args, dim: usize) -> anyhow::Result<()> {
             random_state: seed,
             ..UmapConfig::default()
         };
-        let t0 = Instant::now();
-        let r = Umap::new(cfg).fit(&x, D)?;
-        let secs = t0.elapsed().as_secs_f64();
-        let q = subsample_quality(&x, &r.embedding, dim);
+        let (mut times, mut q) = (Vec::new(), 0.0);
+        for _ in 0..args.repeats.max(1) {
+            let t0 = Instant::now();
+            let r = Umap::new(cfg.clone()).fit(&x, D)?;
+            times.push(t0.elapsed().as_secs_f64());
+            q = subsample_quality(&x, &r.embedding, dim);
+        }
+        let secs = crate::bench::median(times.clone());
         println!(
-            "UMAP {N}×{D} → {dim}-D cosine, sae-geometry ({}, {} threads): {secs:.2} s, trustworthiness (2000-point subsample) {q:.4}, peak RSS so far {:.0} MiB",
+            "UMAP {N}×{D} → {dim}-D cosine, sae-geometry ({}, {} threads): median {secs:.2} s of {} fits ({}), trustworthiness (2000-point subsample, last fit) {q:.4}, peak RSS so far {:.0} MiB",
             if seed.is_some() {
                 "seeded, serial"
             } else {
                 "parallel"
             },
             args.threads,
+            times.len(),
+            times
+                .iter()
+                .map(|t| format!("{t:.2}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             peak_rss_mib()
         );
         results.push((seed, secs, q));
@@ -92,6 +102,7 @@ pub(crate) fn run(args: &Args, dim: usize) -> anyhow::Result<()> {
             .arg(&xp)
             .args(["--dim", &dim.to_string(), "--out"])
             .arg(&yp)
+            .args(["--repeats", &args.repeats.max(1).to_string()])
             .env("NUMBA_NUM_THREADS", args.threads.to_string());
         if let Some(s) = seed {
             c.args(["--seed", &s.to_string()]);
@@ -100,8 +111,17 @@ pub(crate) fn run(args: &Args, dim: usize) -> anyhow::Result<()> {
         let theirs = read_f32(&yp)?;
         let q = subsample_quality(&x, &theirs.data, dim);
         let secs = r["seconds"].as_f64().unwrap_or(f64::NAN);
+        let all: Vec<String> = r["all_seconds"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_f64())
+                    .map(|t| format!("{t:.2}"))
+                    .collect()
+            })
+            .unwrap_or_default();
         println!(
-            "reference ({}, {} threads, {}): {secs:.2} s, trustworthiness {q:.4}, peak RSS {:.0} MiB",
+            "reference ({}, {} threads, {}): median {secs:.2} s of {} fits ({}), trustworthiness {q:.4}, peak RSS {:.0} MiB",
             r["impl"].as_str().unwrap_or("?"),
             r["threads"],
             if seed.is_some() {
@@ -109,10 +129,12 @@ pub(crate) fn run(args: &Args, dim: usize) -> anyhow::Result<()> {
             } else {
                 "parallel"
             },
+            all.len(),
+            all.join(" "),
             r["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
         );
         println!(
-            "ratio (reference / ours): {:.2}× faster; trustworthiness Δ {:+.4}",
+            "ratio of medians (reference / ours): {:.2}× faster; trustworthiness Δ {:+.4}",
             secs / ours_s,
             ours_q - q
         );

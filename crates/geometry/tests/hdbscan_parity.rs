@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use latent_geometry::hdbscan::tree::{condense, extract, single_linkage};
 use latent_geometry::{ClusterSelection, Hdbscan, HdbscanConfig};
 use proptest::prelude::*;
 use sae_core::npy::read_f32_matrix;
@@ -56,6 +57,79 @@ fn as_f64(v: &serde_json::Value) -> Vec<f64> {
         .collect()
 }
 
+/// The library's parameters as our configuration.
+fn config(p: &serde_json::Value) -> HdbscanConfig {
+    HdbscanConfig {
+        min_cluster_size: p["min_cluster_size"].as_u64().unwrap() as usize,
+        min_samples: p
+            .get("min_samples")
+            .and_then(serde_json::Value::as_u64)
+            .map(|v| v as usize),
+        cluster_selection_epsilon: p
+            .get("cluster_selection_epsilon")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0),
+        selection: match p
+            .get("cluster_selection_method")
+            .and_then(serde_json::Value::as_str)
+        {
+            Some("leaf") => ClusterSelection::Leaf,
+            _ => ClusterSelection::ExcessOfMass,
+        },
+        allow_single_cluster: false,
+    }
+}
+
+/// Tie-heavy inputs (`fixtures/hdbscan/gen_library_mst.py`; up to 150 of 1 999 MST edges share a
+/// weight, the agreement sweep's worst case among them): given the library's own minimum
+/// spanning tree in the order the library merged it, single linkage, the condensed tree,
+/// selection, labels, probabilities and GLOSH scores must all be the library's, exactly. What
+/// is left between ours and the library on such data is which of several equally minimal trees,
+/// and which order among equal weights, each side starts from.
+#[test]
+fn the_library_tree_gives_the_library_clustering() {
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("library_mst.json")).unwrap())
+            .unwrap();
+    let mut tied = 0;
+    for case in cases["cases"].as_array().unwrap() {
+        let what = format!(
+            "{} {} {}",
+            case["dataset"], case["algorithm"], case["params"]
+        );
+        let n = case["n"].as_u64().unwrap() as usize;
+        let edges: Vec<(usize, usize, f64)> = case["mst"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let r = as_f64(r);
+                (r[0] as usize, r[1] as usize, r[2])
+            })
+            .collect();
+        assert_eq!(edges.len(), n - 1, "{what}");
+        tied += case["tied_edges"].as_u64().unwrap();
+        let cfg = config(&case["params"]);
+        let linkage = single_linkage(edges, n);
+        let r = extract(condense(&linkage, n, cfg.min_cluster_size), n, &cfg);
+        assert_eq!(r.labels, as_i64(&case["labels"]), "{what}: labels");
+        for (key, ours) in [
+            ("probabilities", &r.probabilities),
+            ("outlier_scores", &r.outlier_scores),
+        ] {
+            let theirs = as_f64(&case[key]);
+            assert_eq!(ours.len(), theirs.len(), "{what}: {key}");
+            for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                assert!((a - b).abs() <= 1e-9, "{what}: {key}[{i}] {a} vs {b}");
+            }
+        }
+    }
+    assert!(
+        tied > 500,
+        "the fixtures must be tie-heavy ({tied} tied edges)"
+    );
+}
+
 #[test]
 fn matches_the_hdbscan_library() {
     let cases: serde_json::Value =
@@ -64,25 +138,7 @@ fn matches_the_hdbscan_library() {
         let name = case["dataset"].as_str().unwrap();
         let x = read_f32_matrix(dir().join(format!("{name}.npy")), None).unwrap();
         let p = &case["params"];
-        let config = HdbscanConfig {
-            min_cluster_size: p["min_cluster_size"].as_u64().unwrap() as usize,
-            min_samples: p
-                .get("min_samples")
-                .and_then(serde_json::Value::as_u64)
-                .map(|v| v as usize),
-            cluster_selection_epsilon: p
-                .get("cluster_selection_epsilon")
-                .and_then(serde_json::Value::as_f64)
-                .unwrap_or(0.0),
-            selection: match p
-                .get("cluster_selection_method")
-                .and_then(serde_json::Value::as_str)
-            {
-                Some("leaf") => ClusterSelection::Leaf,
-                _ => ClusterSelection::ExcessOfMass,
-            },
-            allow_single_cluster: false,
-        };
+        let config = config(p);
         let r = Hdbscan::new(config)
             .fit(&x.data, x.shape[0], x.shape[1])
             .unwrap();

@@ -159,7 +159,7 @@ impl Umap {
         let n = knn::check_matrix(data, d, "points")?;
         let seed = c.random_state.unwrap_or(0);
         let t0 = std::time::Instant::now();
-        let knn = knn::knn_graph(data, d, c.n_neighbors.min(n), c.metric, c.knn, seed)?;
+        let knn = knn::knn_graph_checked(data, d, c.n_neighbors.min(n), c.metric, c.knn, seed)?;
         tracing::debug!(secs = t0.elapsed().as_secs_f64(), "UMAP: neighbours");
         let graph = graph::fuzzy_simplicial_set(&knn, c.local_connectivity, c.set_op_mix_ratio);
         let n_epochs = c.n_epochs.unwrap_or(if n <= 10_000 { 500 } else { 200 });
