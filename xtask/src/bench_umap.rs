@@ -64,7 +64,7 @@ pub(crate) fn run(args: &Args, dim: usize) -> anyhow::Result<()> {
         let (mut times, mut q) = (Vec::new(), 0.0);
         for _ in 0..args.repeats.max(1) {
             let t0 = Instant::now();
-            let r = Umap::new(cfg.clone()).fit(&x, D)?;
+            let r = Umap::new(cfg).fit(&x, D)?;
             times.push(t0.elapsed().as_secs_f64());
             q = subsample_quality(&x, &r.embedding, dim);
         }
