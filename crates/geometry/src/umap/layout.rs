@@ -472,10 +472,17 @@ fn chunk_samples<const D: usize>(
     let (cur, rest) = buf.split_at_mut(dim);
     let (oth, step) = rest.split_at_mut(dim);
     let (mut tails, mut deltas) = (Vec::new(), Vec::new());
-    for (o, (ne, nne)) in nx.iter_mut().zip(nn.iter_mut()).enumerate() {
-        if *ne > nf {
-            continue;
-        }
+    // The due edges first, without a branch per edge (about a third are due in an epoch, in no
+    // pattern a branch predictor learns).
+    let mut due = vec![0u32; nx.len()];
+    let mut n_due = 0;
+    for (o, &ne) in nx.iter().enumerate() {
+        due[n_due.min(o)] = o as u32;
+        n_due += usize::from(ne <= nf);
+    }
+    for &o in &due[..n_due] {
+        let o = o as usize;
+        let (ne, nne) = (&mut nx[o], &mut nn[o]);
         let e = first + o;
         let (j, k) = (edges.head[e] as usize, edges.tail[e] as usize);
         let (rj, rk) = (j * dim, k * dim);
