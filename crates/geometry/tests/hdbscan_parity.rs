@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use latent_geometry::hdbscan::mst::{core_distances, prim_mst};
 use latent_geometry::hdbscan::tree::{condense, extract, single_linkage};
 use latent_geometry::{ClusterSelection, Hdbscan, HdbscanConfig};
 use proptest::prelude::*;
@@ -128,6 +129,66 @@ fn the_library_tree_gives_the_library_clustering() {
         tied > 500,
         "the fixtures must be tie-heavy ({tied} tied edges)"
     );
+}
+
+/// On the same tie-heavy inputs our exact minimum spanning tree is the library's exact one
+/// (`algorithm="prims_kdtree"`), edge for edge with the same weights; with the test above, what
+/// remains between the two clusterings is only the order in which equal weights are merged.
+#[test]
+fn the_exact_tree_is_the_library_exact_tree() {
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("library_mst.json")).unwrap())
+            .unwrap();
+    let mut checked = 0;
+    for case in cases["cases"].as_array().unwrap() {
+        if case["algorithm"] != "prims_kdtree" {
+            continue;
+        }
+        let name = case["dataset"].as_str().unwrap();
+        let x = read_f32_matrix(dir().join(format!("{name}.npy")), None).unwrap();
+        let (n, dim) = (x.shape[0], x.shape[1]);
+        let points: Vec<f64> = x.data.iter().map(|&v| f64::from(v)).collect();
+        let cfg = config(&case["params"]);
+        let core = core_distances(
+            &points,
+            n,
+            dim,
+            cfg.min_samples.unwrap_or(cfg.min_cluster_size),
+        );
+        let edge_set = |edges: Vec<(usize, usize, f64)>| {
+            let mut v: Vec<(usize, usize, u64)> = edges
+                .into_iter()
+                .map(|(a, b, w)| (a.min(b), a.max(b), w.to_bits()))
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let ours = edge_set(prim_mst(&points, n, dim, &core));
+        let theirs = edge_set(
+            case["mst"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let r = as_f64(r);
+                    (r[0] as usize, r[1] as usize, r[2])
+                })
+                .collect(),
+        );
+        let only_ours: Vec<_> = ours.iter().filter(|e| !theirs.contains(e)).collect();
+        let only_theirs: Vec<_> = theirs.iter().filter(|e| !ours.contains(e)).collect();
+        assert!(
+            only_ours.is_empty() && only_theirs.is_empty(),
+            "{name} {}: {} edges only ours ({:?}…), {} only the library's ({:?}…)",
+            case["params"],
+            only_ours.len(),
+            &only_ours[..only_ours.len().min(3)],
+            only_theirs.len(),
+            &only_theirs[..only_theirs.len().min(3)]
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
 }
 
 #[test]
