@@ -81,6 +81,24 @@ fn config(p: &serde_json::Value) -> HdbscanConfig {
     }
 }
 
+/// `fixtures/hdbscan/library_mst.json`: the library's trees, labels, probabilities and scores.
+fn library_trees() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir().join("library_mst.json")).unwrap()).unwrap()
+}
+
+/// A case's tree as (from, to, weight) edges, in the library's merge order.
+fn mst_edges(case: &serde_json::Value) -> Vec<(usize, usize, f64)> {
+    case["mst"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let r = as_f64(r);
+            (r[0] as usize, r[1] as usize, r[2])
+        })
+        .collect()
+}
+
 /// Tie-heavy inputs (`fixtures/hdbscan/gen_library_mst.py`; up to 150 of 1 999 MST edges share a
 /// weight, the agreement sweep's worst case among them): given the library's own minimum
 /// spanning tree in the order the library merged it, single linkage, the condensed tree,
@@ -89,9 +107,7 @@ fn config(p: &serde_json::Value) -> HdbscanConfig {
 /// and which order among equal weights, each side starts from.
 #[test]
 fn the_library_tree_gives_the_library_clustering() {
-    let cases: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir().join("library_mst.json")).unwrap())
-            .unwrap();
+    let cases = library_trees();
     let mut tied = 0;
     for case in cases["cases"].as_array().unwrap() {
         let what = format!(
@@ -99,15 +115,7 @@ fn the_library_tree_gives_the_library_clustering() {
             case["dataset"], case["algorithm"], case["params"]
         );
         let n = case["n"].as_u64().unwrap() as usize;
-        let edges: Vec<(usize, usize, f64)> = case["mst"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                let r = as_f64(r);
-                (r[0] as usize, r[1] as usize, r[2])
-            })
-            .collect();
+        let edges = mst_edges(case);
         assert_eq!(edges.len(), n - 1, "{what}");
         tied += case["tied_edges"].as_u64().unwrap();
         let cfg = config(&case["params"]);
@@ -136,9 +144,7 @@ fn the_library_tree_gives_the_library_clustering() {
 /// remains between the two clusterings is only the order in which equal weights are merged.
 #[test]
 fn the_exact_tree_is_the_library_exact_tree() {
-    let cases: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir().join("library_mst.json")).unwrap())
-            .unwrap();
+    let cases = library_trees();
     let mut checked = 0;
     for case in cases["cases"].as_array().unwrap() {
         if case["algorithm"] != "prims_kdtree" {
@@ -164,17 +170,7 @@ fn the_exact_tree_is_the_library_exact_tree() {
             v
         };
         let ours = edge_set(prim_mst(&points, n, dim, &core));
-        let theirs = edge_set(
-            case["mst"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    let r = as_f64(r);
-                    (r[0] as usize, r[1] as usize, r[2])
-                })
-                .collect(),
-        );
+        let theirs = edge_set(mst_edges(case));
         let only_ours: Vec<_> = ours.iter().filter(|e| !theirs.contains(e)).collect();
         let only_theirs: Vec<_> = theirs.iter().filter(|e| !ours.contains(e)).collect();
         assert!(
