@@ -805,7 +805,10 @@ mod tests {
                 let mut seen = Vec::new();
                 pts.for_each_pair(&set, |p, q, dd| {
                     let want = pts.dist(p as usize, q as usize);
-                    assert!((dd - want).abs() <= 1e-5 * want.max(1.0), "{p}-{q}: {dd} vs {want}");
+                    assert!(
+                        (dd - want).abs() <= 1e-5 * want.max(1.0),
+                        "{p}-{q}: {dd} vs {want}"
+                    );
                     seen.push((p, q));
                 });
                 let mut want = Vec::new();
