@@ -4,9 +4,9 @@
 //!
 //! Two schedules: [`Schedule::Deterministic`] runs edges serially with umap-learn's per-vertex
 //! Tausworthe generators (what umap-learn does with a fixed `random_state`), so the same seed
-//! gives bit-identical output; [`Schedule::Parallel`] splits each epoch's edges over threads and
-//! lets updates race (Hogwild, as umap-learn without `random_state`), with per-sample hashed
-//! negatives.
+//! gives bit-identical output; [`Schedule::Parallel`] splits each epoch's edges over threads
+//! (as umap-learn without `random_state`) in slices that read other points from a copy taken at
+//! the slice's start, with per-sample hashed negatives.
 
 // Index loops mirror the reference implementation line for line.
 #![allow(clippy::needless_range_loop)]
@@ -23,7 +23,7 @@ use crate::umap::graph::SparseGraph;
 pub enum Schedule {
     /// Serial, seeded: bit-identical output for a seed.
     Deterministic(u64),
-    /// Multi-threaded with racing updates (faster; varies run to run in the last bits).
+    /// Multi-threaded (faster; varies from run to run with the threads' interleaving).
     Parallel(u64),
 }
 
@@ -357,7 +357,7 @@ struct Edges<'a> {
     eps_neg: &'a [f64],
 }
 
-/// The Hogwild schedule. `D` is the embedding dimension when known at compile time (the loops
+/// The parallel schedule. `D` is the embedding dimension when known at compile time (the loops
 /// over coordinates then unroll; 2-D and 10-D are the tutorial's), 0 for any other `dim`.
 fn parallel_layout<const D: usize>(
     emb: &mut [f32],
