@@ -39,6 +39,15 @@ pub(crate) fn clustered(n: usize, d: usize, seed: u64) -> Vec<f32> {
     x
 }
 
+/// Fit times as "1.03 1.05 …".
+fn seconds_list(times: &[f64]) -> String {
+    times
+        .iter()
+        .map(|t| format!("{t:.2}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn subsample_quality(x: &[f32], y: &[f32], dim: usize) -> f64 {
     let m = 2000;
     let step = N / m;
@@ -78,11 +87,7 @@ pub(crate) fn run(args: &Args, dim: usize) -> anyhow::Result<()> {
             },
             args.threads,
             times.len(),
-            times
-                .iter()
-                .map(|t| format!("{t:.2}"))
-                .collect::<Vec<_>>()
-                .join(" "),
+            seconds_list(&times),
             peak_rss_mib()
         );
         results.push((seed, secs, q));
@@ -111,14 +116,9 @@ pub(crate) fn run(args: &Args, dim: usize) -> anyhow::Result<()> {
         let theirs = read_f32(&yp)?;
         let q = subsample_quality(&x, &theirs.data, dim);
         let secs = r["seconds"].as_f64().unwrap_or(f64::NAN);
-        let all: Vec<String> = r["all_seconds"]
+        let all: Vec<f64> = r["all_seconds"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_f64())
-                    .map(|t| format!("{t:.2}"))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
             .unwrap_or_default();
         println!(
             "reference ({}, {} threads, {}): median {secs:.2} s of {} fits ({}), trustworthiness {q:.4}, peak RSS {:.0} MiB",
@@ -130,7 +130,7 @@ pub(crate) fn run(args: &Args, dim: usize) -> anyhow::Result<()> {
                 "parallel"
             },
             all.len(),
-            all.join(" "),
+            seconds_list(&all),
             r["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
         );
         println!(

@@ -63,11 +63,12 @@ pub(crate) struct Points<'a> {
 
 impl<'a> Points<'a> {
     pub(crate) fn new(data: &'a [f32], d: usize, metric: Metric) -> Self {
+        let input_sq_norms: Vec<f32> = data.par_chunks(d).map(|r| dot(r, r)).collect();
         // Rows already of unit length (decoder directions often are) are used as they are:
         // the normalised copy of the tutorial's 16 128 × 768 decoders is 50 MB of fresh pages.
-        let unit = |r: &[f32]| (dot(r, r) - 1.0).abs() <= 1e-5;
+        let unit = input_sq_norms.iter().all(|&s| (s - 1.0).abs() <= 1e-5);
         let data: std::borrow::Cow<'a, [f32]> = match metric {
-            Metric::Cosine if data.par_chunks(d).all(unit) => std::borrow::Cow::Borrowed(data),
+            Metric::Cosine if unit => std::borrow::Cow::Borrowed(data),
             Metric::Cosine => {
                 let mut v = data.to_vec();
                 v.par_chunks_mut(d).for_each(|r| {
@@ -80,7 +81,10 @@ impl<'a> Points<'a> {
             }
             Metric::Euclidean => std::borrow::Cow::Borrowed(data),
         };
-        let sq_norms = data.par_chunks(d).map(|r| dot(r, r)).collect();
+        let sq_norms = match &data {
+            std::borrow::Cow::Borrowed(_) => input_sq_norms,
+            std::borrow::Cow::Owned(v) => v.par_chunks(d).map(|r| dot(r, r)).collect(),
+        };
         Self {
             data,
             d,
@@ -95,6 +99,11 @@ impl<'a> Points<'a> {
 
     pub(crate) fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.d..(i + 1) * self.d]
+    }
+
+    /// The rows of the first four indices of `idx` (the four-row kernels' operands).
+    fn rows4(&self, idx: &[u32]) -> [&[f32]; 4] {
+        [0, 1, 2, 3].map(|t| self.row(idx[t] as usize))
     }
 
     /// The search distance (monotone in the true one): 1 − cos, or the squared distance.
@@ -117,7 +126,7 @@ impl<'a> Points<'a> {
         let (pi, rp) = (p as usize, self.row(p as usize));
         let mut groups = qs.chunks_exact(4);
         for g in &mut groups {
-            let dots = dot4(rp, [0, 1, 2, 3].map(|t| self.row(g[t] as usize)));
+            let dots = dot4(rp, self.rows4(g));
             for t in 0..4 {
                 f(g[t], self.dist_from_dot(pi, g[t] as usize, dots[t]));
             }
@@ -132,7 +141,6 @@ impl<'a> Points<'a> {
     pub(crate) fn for_each_pair(&self, rows: &[u32], mut f: impl FnMut(u32, u32, f32)) {
         let m = rows.len();
         let full = m / 4 * 4;
-        let quad = |s: usize| [0, 1, 2, 3].map(|t| self.row(rows[s + t] as usize));
         for a in (0..full).step_by(4) {
             // Inside the diagonal block: the pairs four at a time.
             for t in 0..3 {
@@ -141,7 +149,7 @@ impl<'a> Points<'a> {
                 });
             }
             for b in (a + 4..full).step_by(4) {
-                let g = dot4x4(quad(a), quad(b));
+                let g = dot4x4(self.rows4(&rows[a..]), self.rows4(&rows[b..]));
                 for r in 0..4 {
                     for c in 0..4 {
                         let (p, q) = (rows[a + r], rows[b + c]);
@@ -561,7 +569,7 @@ fn rp_tree_leaves(pts: &Points<'_>, leaf_size: usize, seed: u64) -> Vec<Vec<u32>
         let mut margins = Vec::with_capacity(node.len());
         let mut quads = node.chunks_exact(4);
         for q in &mut quads {
-            margins.extend(dot4(&normal, [0, 1, 2, 3].map(|t| pts.row(q[t] as usize))));
+            margins.extend(dot4(&normal, pts.rows4(q)));
         }
         for &i in quads.remainder() {
             margins.push(dot(&normal, pts.row(i as usize)));
@@ -678,11 +686,17 @@ fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
     assemble(n, k, rows)
 }
 
+/// Points per owner block in [`apply_updates`] and [`candidates`]: one block per thread (every
+/// block scans all the entries, so more blocks means more scanning), at least 1024.
+fn owner_block(n: usize) -> usize {
+    n.div_ceil(rayon::current_num_threads()).max(1024)
+}
+
 /// Pushes every pair into both endpoints' heaps; returns how many heaps changed. Each thread
 /// owns a contiguous block of heaps and applies, in order, the updates that touch it, so the
 /// result does not depend on the thread count.
 fn apply_updates(heaps: &mut [Heap], k: usize, updates: Vec<Vec<(u32, u32, f32)>>) -> usize {
-    let block = heaps.len().div_ceil(rayon::current_num_threads()).max(1024);
+    let block = owner_block(heaps.len());
     heaps
         .par_chunks_mut(block)
         .enumerate()
@@ -731,7 +745,7 @@ fn candidates(heaps: &mut [Heap], n: usize, seed: u64) -> (Vec<Vec<u32>>, Vec<Ve
     };
     // Each thread owns a contiguous block of points and offers, in the serial order, the
     // entries whose endpoint it owns: the lists do not depend on the thread count.
-    let block = n.div_ceil(rayon::current_num_threads()).max(1024);
+    let block = owner_block(n);
     type Lists = Vec<Vec<(u64, u32)>>;
     let blocks: Vec<(Lists, Lists)> = (0..n.div_ceil(block))
         .into_par_iter()

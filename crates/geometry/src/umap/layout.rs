@@ -45,10 +45,10 @@ pub struct LayoutParams {
 }
 
 /// A gradient coefficient as a function of d², by table: per binary exponent of d² 128
-/// mantissa steps, linear between them, for d² in [2⁻²⁴, 2¹⁶) (20 KB, in L1 cache); outside that range (and for
-/// d² = 0) the formula itself. The layout evaluates one coefficient per sample, 10⁸ of them for
-/// the tutorial's 16 128 points: two loads and a multiply-add instead of a power and a
-/// division. The relative error is below 10⁻⁴ for umap-learn's curves (unit test), far inside
+/// mantissa steps, linear between them, for d² in [2⁻²⁴, 2¹⁶) (20 KB, in L1 cache); outside
+/// that range (and for d² = 0) the formula itself. The layout evaluates one coefficient per
+/// sample, 10⁸ of them for the tutorial's 16 128 points: two loads and a multiply-add instead
+/// of a power and a division. The relative error is below 10⁻⁴ for umap-learn's curves (unit test), far inside
 /// the run-to-run spread of the parallel schedule.
 pub(crate) struct CoefTable {
     table: Box<[f32; TABLE_LEN]>,
@@ -253,14 +253,11 @@ pub fn optimize_layout(
         b: f64::from(p.b),
         gamma: f64::from(p.gamma),
     };
-    let tables = (
-        CoefTable::new(curve, Curve::attraction),
-        CoefTable::new(curve, Curve::repulsion),
-    );
-    let (attraction, repulsion) = (&tables.0, &tables.1);
-    let fm = FastMod::new(n);
+    let attraction = CoefTable::new(curve, Curve::attraction);
+    let repulsion = CoefTable::new(curve, Curve::repulsion);
     match schedule {
         Schedule::Deterministic(seed) => {
+            let fm = FastMod::new(n);
             let base = [
                 splitmix(seed) as i32 as i64,
                 splitmix(seed ^ 1) as i32 as i64,
@@ -337,7 +334,7 @@ pub fn optimize_layout(
                 eps_neg: &eps_neg,
             };
             let state = (&mut next[..], &mut next_neg[..]);
-            let tables = (attraction, repulsion);
+            let tables = (&attraction, &repulsion);
             match dim {
                 1 => parallel_layout::<1>(emb, dim, &edges, state, tables, p, seed),
                 2 => parallel_layout::<2>(emb, dim, &edges, state, tables, p, seed),
@@ -373,7 +370,6 @@ fn parallel_layout<const D: usize>(
     let shared: Vec<AtomicU32> = emb.iter().map(|v| AtomicU32::new(v.to_bits())).collect();
     let ld = |i: usize| f32::from_bits(shared[i].load(Ordering::Relaxed));
     let st = |i: usize, v: f32| shared[i].store(v.to_bits(), Ordering::Relaxed);
-    let edges = &edges;
     // Each epoch runs in PHASES slices of the (head-sorted) edges, each slice split over the
     // threads. Other points are read as of the slice's start, from a copy every thread only
     // reads, and the moves of each sample's other endpoint are collected and added after the
