@@ -116,6 +116,15 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Fit times as "1.03 1.05 …".
+pub(crate) fn seconds_list(times: &[f64]) -> String {
+    times
+        .iter()
+        .map(|t| format!("{t:.2}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Re-runs this benchmark from a release build of xtask (`cargo xtask` itself runs the dev
 /// profile, which the reproductions share with the test build). Returns `false` when this
 /// process is already the release build.

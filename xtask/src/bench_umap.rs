@@ -7,7 +7,7 @@ use std::time::Instant;
 use latent_geometry::umap::{Metric, Umap, UmapConfig, trustworthiness};
 use sae_core::npy::{read_f32, write_f32};
 
-use crate::bench::{Args, run_reference, splitmix, workspace_root};
+use crate::bench::{Args, run_reference, seconds_list, splitmix, workspace_root};
 use crate::bench_gpt2::peak_rss_mib;
 
 const N: usize = 16_128;
@@ -37,15 +37,6 @@ pub(crate) fn clustered(n: usize, d: usize, seed: u64) -> Vec<f32> {
         row.iter_mut().for_each(|v| *v /= norm);
     }
     x
-}
-
-/// Fit times as "1.03 1.05 …".
-fn seconds_list(times: &[f64]) -> String {
-    times
-        .iter()
-        .map(|t| format!("{t:.2}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn subsample_quality(x: &[f32], y: &[f32], dim: usize) -> f64 {

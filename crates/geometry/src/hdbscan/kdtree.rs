@@ -4,15 +4,18 @@
 // Index loops over coordinates read more plainly than iterator chains here.
 #![allow(clippy::needless_range_loop)]
 
-const LEAF: usize = 24;
+/// Points per leaf: small leaves prune Borůvka's node pairs tightly.
+const LEAF: usize = 8;
+/// Nodes of at most this many points are scanned whole by the kNN search (the box tests of
+/// small leaves cost it more than they save).
+const KNN_SCAN: usize = 48;
 
-/// One node: a contiguous range of the permutation and its bounding box.
+/// One node: a contiguous range of the permutation (its bounding box is in
+/// [`KdTree::bounds`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub(crate) start: usize,
     pub(crate) end: usize,
-    pub(crate) lo: Vec<f64>,
-    pub(crate) hi: Vec<f64>,
     /// Children (`usize::MAX` for a leaf).
     pub(crate) left: usize,
     pub(crate) right: usize,
@@ -26,6 +29,9 @@ pub(crate) struct KdTree<'a> {
     /// Point ids in tree order.
     pub(crate) idx: Vec<usize>,
     pub(crate) nodes: Vec<Node>,
+    /// `[nodes, 2, dim]`: each node's box, lower corner then upper, in one array (the searches
+    /// read a box per visited node).
+    bounds: Vec<f64>,
 }
 
 impl<'a> KdTree<'a> {
@@ -35,6 +41,7 @@ impl<'a> KdTree<'a> {
             dim,
             idx: (0..n).collect(),
             nodes: Vec::new(),
+            bounds: Vec::new(),
         };
         if n > 0 {
             t.build(0, n);
@@ -61,11 +68,11 @@ impl<'a> KdTree<'a> {
         self.nodes.push(Node {
             start,
             end,
-            lo: lo.clone(),
-            hi: hi.clone(),
             left: usize::MAX,
             right: usize::MAX,
         });
+        self.bounds.extend_from_slice(&lo);
+        self.bounds.extend_from_slice(&hi);
         if end - start > LEAF {
             let split = (0..dim)
                 .max_by(|&a, &b| (hi[a] - lo[a]).total_cmp(&(hi[b] - lo[b])))
@@ -87,14 +94,15 @@ impl<'a> KdTree<'a> {
 
     /// Squared distance from `p` to node `n`'s box.
     pub(crate) fn box_dist2(&self, n: usize, p: &[f64]) -> f64 {
-        let node = &self.nodes[n];
+        let dim = self.dim;
+        let (lo, hi) = self.bounds[2 * n * dim..2 * (n + 1) * dim].split_at(dim);
         let mut s = 0.0;
-        for d in 0..self.dim {
+        for d in 0..dim {
             let v = p[d];
-            let e = if v < node.lo[d] {
-                node.lo[d] - v
-            } else if v > node.hi[d] {
-                v - node.hi[d]
+            let e = if v < lo[d] {
+                lo[d] - v
+            } else if v > hi[d] {
+                v - hi[d]
             } else {
                 0.0
             };
@@ -103,43 +111,54 @@ impl<'a> KdTree<'a> {
         s
     }
 
-    /// The distance to the `k`-th nearest point of `p` (the point itself included when it is in
-    /// the tree), as a kNN query with k neighbours.
-    pub(crate) fn kth_distance(&self, p: &[f64], k: usize) -> f64 {
-        let mut best: Vec<f64> = Vec::with_capacity(k + 1); // sorted squared distances
-        self.knn_rec(0, p, k, &mut best);
-        best.get(k - 1).copied().unwrap_or(f64::INFINITY).sqrt()
+    /// Squared distance between the boxes of nodes `a` and `b`.
+    pub(crate) fn box_box_dist2(&self, a: usize, b: usize) -> f64 {
+        let dim = self.dim;
+        let (alo, ahi) = self.bounds[2 * a * dim..2 * (a + 1) * dim].split_at(dim);
+        let (blo, bhi) = self.bounds[2 * b * dim..2 * (b + 1) * dim].split_at(dim);
+        let mut s = 0.0;
+        for d in 0..dim {
+            let e = (alo[d] - bhi[d]).max(blo[d] - ahi[d]).max(0.0);
+            s += e * e;
+        }
+        s
     }
 
-    fn knn_rec(&self, n: usize, p: &[f64], k: usize, best: &mut Vec<f64>) {
-        let worst = if best.len() < k {
-            f64::INFINITY
-        } else {
-            best[k - 1]
-        };
-        if self.box_dist2(n, p) > worst {
+    /// The `k` nearest points of `p` (the point itself included when it is in the tree) as
+    /// (squared distance, id), nearest first; equal distances in the order the search met them.
+    pub(crate) fn knn(&self, p: &[f64], k: usize) -> Vec<(f64, u32)> {
+        let mut best = Vec::with_capacity(k + 1);
+        self.knn_rec(0, self.box_dist2(0, p), p, k, &mut best);
+        best
+    }
+
+    /// `box_d2`: the squared distance from `p` to node `n`'s box (computed once, by the parent,
+    /// to order the children).
+    fn knn_rec(&self, n: usize, box_d2: f64, p: &[f64], k: usize, best: &mut Vec<(f64, u32)>) {
+        if best.len() == k && box_d2 > best[k - 1].0 {
             return;
         }
         let node = &self.nodes[n];
-        if node.left == usize::MAX {
+        if node.left == usize::MAX || node.end - node.start <= KNN_SCAN {
             for &i in &self.idx[node.start..node.end] {
                 let q = self.point(i);
                 let d: f64 = p.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
-                if best.len() < k || d < best[k - 1] {
-                    let at = best.partition_point(|&x| x <= d);
-                    best.insert(at, d);
+                if best.len() < k || d < best[k - 1].0 {
+                    let at = best.partition_point(|x| x.0 <= d);
+                    best.insert(at, (d, i as u32));
                     best.truncate(k);
                 }
             }
             return;
         }
         let (l, r) = (node.left, node.right);
-        let (first, second) = if self.box_dist2(l, p) <= self.box_dist2(r, p) {
-            (l, r)
+        let (dl, dr) = (self.box_dist2(l, p), self.box_dist2(r, p));
+        if dl <= dr {
+            self.knn_rec(l, dl, p, k, best);
+            self.knn_rec(r, dr, p, k, best);
         } else {
-            (r, l)
-        };
-        self.knn_rec(first, p, k, best);
-        self.knn_rec(second, p, k, best);
+            self.knn_rec(r, dr, p, k, best);
+            self.knn_rec(l, dl, p, k, best);
+        }
     }
 }

@@ -119,8 +119,9 @@ impl Hdbscan {
             (core, edges)
         } else {
             let tree = kdtree::KdTree::new(&points, n, dim);
-            let core = mst::core_distances_kdtree(&tree, n, min_samples);
-            let edges = mst::boruvka_mst(&tree, n, &core);
+            let neighbours = mst::Neighbours::new(&tree, n, min_samples);
+            let core = neighbours.core_distances(min_samples);
+            let edges = mst::boruvka_mst(&tree, n, &core, &neighbours);
             (core, edges)
         };
         let _ = &core;
