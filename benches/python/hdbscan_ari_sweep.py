@@ -16,6 +16,12 @@ library orders its tree's edges with numpy's unstable argsort before merging the
 default tree yields under 30 other orders of the equal weights (a random permutation, then a
 stable sort by weight; `hdbscan._hdbscan_linkage.label` and `hdbscan.hdbscan_._tree_to_labels`,
 the library's own steps): min, 10th percentile and median.
+
+Instruction-set dependence of the library itself: numpy picks its argsort at run time by CPU
+(AVX-512, AVX2, or baseline x86-64-v2), and the sorts order equal keys differently. The columns
+`library_isa` re-run the library (default algorithm and exact Prim) in subprocesses with numpy's
+`NPY_DISABLE_CPU_FEATURES` switching the AVX-512 and then the AVX2 sort off, on the same machine
+and the same file, and give the ARI of those runs against the native run, and ours against each.
 """
 import json, os, subprocess, sys, tempfile, time
 import numpy as np
@@ -29,6 +35,34 @@ from sklearn.utils import shuffle
 
 sys.path.insert(0, os.path.dirname(__file__))
 from umap_quality_sweep import data  # noqa: E402
+
+
+# numpy feature groups to switch off, cumulatively: the AVX-512 sorts, then the AVX2 ones.
+ISA_LEVELS = [("no_avx512", ["AVX512_ICL", "AVX512_SPR", "X86_V4"]), ("baseline", ["X86_V3"])]
+
+RUN_LIBRARY = """
+import sys, numpy as np, hdbscan
+y = np.load(sys.argv[1]).astype(np.float64)
+for alg, out in (("best", sys.argv[3]), ("prims_kdtree", sys.argv[4])):
+    np.save(out, hdbscan.HDBSCAN(min_cluster_size=int(sys.argv[2]), algorithm=alg).fit(y).labels_)
+"""
+
+
+def isa_runs(path, min_cluster_size, tmp):
+    """The library's default and exact labels under each numpy instruction-set level that this
+    CPU has, as {level: (default, exact)} (levels the CPU lacks are skipped)."""
+    from numpy._core._multiarray_umath import __cpu_features__ as have
+    runs, off = {}, []
+    for level, features in ISA_LEVELS:
+        present = [f for f in features if have.get(f)]
+        if not present:
+            continue
+        off += present
+        env = dict(os.environ, NPY_DISABLE_CPU_FEATURES=" ".join(off))
+        subprocess.run([sys.executable, "-c", RUN_LIBRARY, path, str(min_cluster_size),
+                        f"{tmp}/isa_d.npy", f"{tmp}/isa_e.npy"], check=True, env=env)
+        runs[level] = (np.load(f"{tmp}/isa_d.npy"), np.load(f"{tmp}/isa_e.npy"))
+    return runs
 
 
 def compare(name, y, binary, tmp, min_cluster_size=3):
@@ -54,6 +88,13 @@ def compare(name, y, binary, tmp, min_cluster_size=3):
     # The library's exact MST (its default, Borůvka with approx_min_span_tree=True, is not).
     exact = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, algorithm="prims_kdtree").fit(y.astype(np.float64)).labels_
     ari = lambda a, b: round(float(adjusted_rand_score(a, b)), 4)
+    isa = {
+        level: {
+            "default_vs_native": ari(theirs, d), "exact_vs_native": ari(exact, e),
+            "ours_vs_default": ari(d, ours), "ours_vs_exact": ari(e, ours),
+        }
+        for level, (d, e) in isa_runs(f"{tmp}/y.npy", min_cluster_size, tmp).items()
+    }
     row = {
         "input": name, "n": len(y), "dims": y.shape[1],
         "ari": ari(theirs, ours),
@@ -62,6 +103,7 @@ def compare(name, y, binary, tmp, min_cluster_size=3):
         "library_tie_orders_min": round(float(np.min(reordered)), 4),
         "library_tie_orders_p10": round(float(np.quantile(reordered, 0.1)), 4),
         "library_tie_orders_median": round(float(np.median(reordered)), 4),
+        "library_isa": isa,
         "tied_mst_edges": int(len(tree) - len(np.unique(tree[:, 2]))),
         "clusters": {"ours": int(ours.max() + 1), "hdbscan": int(theirs.max() + 1), "hdbscan_exact": int(exact.max() + 1)},
         "noise": {"ours": int((ours < 0).sum()), "hdbscan": int((theirs < 0).sum()), "hdbscan_exact": int((exact < 0).sum())},
