@@ -125,6 +125,14 @@ pub(crate) fn seconds_list(times: &[f64]) -> String {
         .join(" ")
 }
 
+/// A reference script's per-fit times (its JSON `all_seconds`; empty when absent).
+pub(crate) fn reference_seconds(j: &serde_json::Value) -> Vec<f64> {
+    j["all_seconds"]
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+        .unwrap_or_default()
+}
+
 /// Re-runs this benchmark from a release build of xtask (`cargo xtask` itself runs the dev
 /// profile, which the reproductions share with the test build). Returns `false` when this
 /// process is already the release build.

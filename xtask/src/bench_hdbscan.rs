@@ -8,7 +8,7 @@ use latent_geometry::umap::{Metric, Umap, UmapConfig};
 use latent_geometry::{Hdbscan, HdbscanConfig};
 use sae_core::npy::{read_i64, write_f32};
 
-use crate::bench::{Args, median, run_reference, seconds_list, workspace_root};
+use crate::bench::{Args, median, reference_seconds, run_reference, seconds_list, workspace_root};
 use crate::bench_umap::clustered;
 
 /// Adjusted Rand index of two labelings.
@@ -94,10 +94,7 @@ fn run_one(args: &Args, n: usize) -> anyhow::Result<()> {
     )?;
     let theirs = read_i64(&lp)?;
     let secs = j["seconds"].as_f64().unwrap_or(f64::NAN);
-    let all: Vec<f64> = j["all_seconds"]
-        .as_array()
-        .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
-        .unwrap_or_default();
+    let all = reference_seconds(&j);
     println!(
         "reference ({}, core_dist_n_jobs {}): median {secs:.2} s of {} fits ({}) after an untimed warm-up fit of {:.2} s, {} clusters, peak RSS {:.0} MiB",
         j["impl"].as_str().unwrap_or("?"),

@@ -7,7 +7,9 @@ use std::time::Instant;
 use latent_geometry::umap::{Metric, Umap, UmapConfig, trustworthiness};
 use sae_core::npy::{read_f32, write_f32};
 
-use crate::bench::{Args, run_reference, seconds_list, splitmix, workspace_root};
+use crate::bench::{
+    Args, median, reference_seconds, run_reference, seconds_list, splitmix, workspace_root,
+};
 use crate::bench_gpt2::peak_rss_mib;
 
 const N: usize = 16_128;
@@ -68,7 +70,7 @@ pub(crate) fn run(args: &Args, dim: usize) -> anyhow::Result<()> {
             times.push(t0.elapsed().as_secs_f64());
             q = subsample_quality(&x, &r.embedding, dim);
         }
-        let secs = crate::bench::median(times.clone());
+        let secs = median(times.clone());
         println!(
             "UMAP {N}×{D} → {dim}-D cosine, sae-geometry ({}, {} threads): median {secs:.2} s of {} fits ({}), trustworthiness (2000-point subsample, last fit) {q:.4}, peak RSS so far {:.0} MiB",
             if seed.is_some() {
@@ -107,10 +109,7 @@ pub(crate) fn run(args: &Args, dim: usize) -> anyhow::Result<()> {
         let theirs = read_f32(&yp)?;
         let q = subsample_quality(&x, &theirs.data, dim);
         let secs = r["seconds"].as_f64().unwrap_or(f64::NAN);
-        let all: Vec<f64> = r["all_seconds"]
-            .as_array()
-            .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
-            .unwrap_or_default();
+        let all = reference_seconds(&r);
         println!(
             "reference ({}, {} threads, {}): median {secs:.2} s of {} fits ({}), trustworthiness {q:.4}, peak RSS {:.0} MiB",
             r["impl"].as_str().unwrap_or("?"),

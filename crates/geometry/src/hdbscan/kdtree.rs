@@ -10,6 +10,12 @@ const LEAF: usize = 8;
 /// small leaves cost it more than they save).
 const KNN_SCAN: usize = 48;
 
+/// Squared Euclidean distance (one summation order for every caller, so the weights of the
+/// kNN, Prim and Borůvka paths are bit-identical).
+pub(crate) fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
 /// One node: a contiguous range of the permutation (its bounding box is in
 /// [`KdTree::bounds`]).
 #[derive(Debug, Clone)]
@@ -141,8 +147,7 @@ impl<'a> KdTree<'a> {
         let node = &self.nodes[n];
         if node.left == usize::MAX || node.end - node.start <= KNN_SCAN {
             for &i in &self.idx[node.start..node.end] {
-                let q = self.point(i);
-                let d: f64 = p.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
+                let d = sq_dist(p, self.point(i));
                 if best.len() < k || d < best[k - 1].0 {
                     let at = best.partition_point(|x| x.0 <= d);
                     best.insert(at, (d, i as u32));

@@ -2,12 +2,31 @@
 
 use rayon::prelude::*;
 
+use crate::hdbscan::kdtree::sq_dist;
+
 fn dist(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f64>()
-        .sqrt()
+    sq_dist(a, b).sqrt()
+}
+
+/// Whether a squared distance certainly exceeds the weight `best` (compared squared, with a
+/// margin far above rounding, so its square root would exceed `best` too).
+fn beyond(d2: f64, best: f64) -> bool {
+    d2 > best * best * (1.0 + 1e-9)
+}
+
+/// The minimum of `values` under every tree node, into `out` (children come after parents in
+/// `nodes`, so a reverse pass sees children first).
+fn node_minima(tree: &crate::hdbscan::kdtree::KdTree<'_>, values: &[f64], out: &mut [f64]) {
+    for (id, node) in tree.nodes.iter().enumerate().rev() {
+        out[id] = if node.left == usize::MAX {
+            tree.idx[node.start..node.end]
+                .iter()
+                .map(|&i| values[i])
+                .fold(f64::INFINITY, f64::min)
+        } else {
+            out[node.left].min(out[node.right])
+        };
+    }
 }
 
 /// Each point's distance to its `min_samples`-th nearest *other* point (the library queries
@@ -144,12 +163,7 @@ pub(crate) fn boruvka_mst(
     let nodes = tree.nodes.len();
     // Minimum core distance under every node.
     let mut node_min_core = vec![f64::INFINITY; nodes];
-    for (id, node) in tree.nodes.iter().enumerate().rev() {
-        node_min_core[id] = tree.idx[node.start..node.end]
-            .iter()
-            .map(|&i| core[i])
-            .fold(f64::INFINITY, f64::min);
-    }
+    node_minima(tree, core, &mut node_min_core);
     // A lower bound on each point's lightest edge to another component outside its list:
     // every point outside the list is at least as far as the list's last. It only rises from
     // round to round (the other components shrink), by each round's best.
@@ -192,16 +206,7 @@ pub(crate) fn boruvka_mst(
                 usize::MAX
             };
         }
-        for (id, node) in tree.nodes.iter().enumerate().rev() {
-            node_min_lower[id] = if node.left == usize::MAX {
-                tree.idx[node.start..node.end]
-                    .iter()
-                    .map(|&i| lower[i])
-                    .fold(f64::INFINITY, f64::min)
-            } else {
-                node_min_lower[node.left].min(node_min_lower[node.right])
-            };
-        }
+        node_minima(tree, &lower, &mut node_min_lower);
         // Each component's queries: its maximal single-component nodes, and its points in
         // mixed leaves. A component's queries share one bound, so once any of them found a
         // light edge the others prune against it.
@@ -330,12 +335,8 @@ impl Round<'_> {
         if cores > best.0 {
             return;
         }
-        let d2: f64 = (self.tree.point(i).iter())
-            .zip(self.tree.point(j))
-            .map(|(x, y)| (x - y) * (x - y))
-            .sum();
-        // Squared, with a margin far above rounding: sqrt(d2) then exceeds the best for sure.
-        if d2 > best.0 * best.0 * (1.0 + 1e-9) {
+        let d2 = sq_dist(self.tree.point(i), self.tree.point(j));
+        if beyond(d2, best.0) {
             return;
         }
         let cand = (d2.sqrt().max(cores), i.min(j), i.max(j));
@@ -362,9 +363,7 @@ impl Round<'_> {
         let (q_leaf, r_leaf) = (qn.left == usize::MAX, rn.left == usize::MAX);
         if q_leaf && r_leaf {
             for &i in &tree.idx[qn.start..qn.end] {
-                if self.lower[i] > best.0
-                    || tree.box_dist2(r, tree.point(i)) > best.0 * best.0 * (1.0 + 1e-9)
-                {
+                if self.lower[i] > best.0 || beyond(tree.box_dist2(r, tree.point(i)), best.0) {
                     continue;
                 }
                 for &j in &tree.idx[rn.start..rn.end] {
