@@ -648,26 +648,32 @@ fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
         }
     }
     // 2. Local joins.
+    let (mut new_c, mut old_c) = (CandidateLists::new(n), CandidateLists::new(n));
     for it in 0..n_iters(n) {
-        let (new_c, old_c) = candidates(&mut heaps, n, seed.wrapping_add(it as u64 * 7919));
+        let it_seed = seed.wrapping_add(it as u64 * 7919);
+        candidates(&mut heaps, it_seed, &mut new_c, &mut old_c);
         let thresholds: Vec<f32> = heaps.iter().map(|h| h.worst(kk)).collect();
+        // One update list per rayon split (in point order, as the splits are collected in
+        // order), not one per point.
         let updates: Vec<Vec<(u32, u32, f32)>> = (0..n)
             .into_par_iter()
-            .map(|u| {
-                let (nw, od) = (&new_c[u], &old_c[u]);
-                let mut out = Vec::new();
-                let mut qs = Vec::with_capacity(nw.len() + od.len());
-                for (a, &p) in nw.iter().enumerate() {
-                    qs.clear();
-                    qs.extend(nw[a + 1..].iter().chain(od.iter()).filter(|&&q| q != p));
-                    pts.for_each_dist(p, &qs, |q, dd| {
-                        if dd < thresholds[p as usize] || dd < thresholds[q as usize] {
-                            out.push((p, q, dd));
-                        }
-                    });
-                }
-                out
-            })
+            .fold(
+                || (Vec::new(), Vec::new()),
+                |(mut out, mut qs), u| {
+                    let (nw, od) = (new_c.get(u), old_c.get(u));
+                    for (a, &p) in nw.iter().enumerate() {
+                        qs.clear();
+                        qs.extend(nw[a + 1..].iter().chain(od.iter()).filter(|&&q| q != p));
+                        pts.for_each_dist(p, &qs, |q, dd| {
+                            if dd < thresholds[p as usize] || dd < thresholds[q as usize] {
+                                out.push((p, q, dd));
+                            }
+                        });
+                    }
+                    (out, qs)
+                },
+            )
+            .map(|(out, _)| out)
             .collect();
         let c = apply_updates(&mut heaps, kk, updates);
         tracing::debug!(iteration = it, updates = c, "NN-descent");
@@ -717,9 +723,88 @@ fn apply_updates(heaps: &mut [Heap], k: usize, updates: Vec<Vec<(u32, u32, f32)>
         .sum()
 }
 
+/// Sampled candidate lists: up to [`MAX_CANDIDATES`] entries per point, stored flat with a
+/// stride (one buffer reused across iterations instead of two small vectors per point).
+struct CandidateLists {
+    len: Vec<u32>,
+    prio: Vec<u64>,
+    idx: Vec<u32>,
+}
+
+impl CandidateLists {
+    fn new(n: usize) -> Self {
+        Self {
+            len: vec![0; n],
+            prio: vec![0; n * MAX_CANDIDATES],
+            idx: vec![0; n * MAX_CANDIDATES],
+        }
+    }
+
+    /// The lists split into owner blocks of `block` points.
+    fn blocks(&mut self, block: usize) -> Vec<ListBlock<'_>> {
+        self.len
+            .chunks_mut(block)
+            .zip(self.prio.chunks_mut(block * MAX_CANDIDATES))
+            .zip(self.idx.chunks_mut(block * MAX_CANDIDATES))
+            .map(|((len, prio), idx)| ListBlock { len, prio, idx })
+            .collect()
+    }
+
+    /// Point `u`'s list.
+    fn get(&self, u: usize) -> &[u32] {
+        &self.idx[u * MAX_CANDIDATES..u * MAX_CANDIDATES + self.len[u] as usize]
+    }
+}
+
+/// One owner block's part of a [`CandidateLists`].
+struct ListBlock<'a> {
+    len: &'a mut [u32],
+    prio: &'a mut [u64],
+    idx: &'a mut [u32],
+}
+
+impl ListBlock<'_> {
+    /// Offers `j` with priority `p` to local point `i`'s list: ignored if present; appended
+    /// while the list is short; otherwise it replaces the list's largest priority if smaller.
+    fn offer(&mut self, i: usize, p: u64, j: u32) {
+        let at = i * MAX_CANDIDATES;
+        let len = self.len[i] as usize;
+        let (prio, idx) = (
+            &mut self.prio[at..at + MAX_CANDIDATES],
+            &mut self.idx[at..at + MAX_CANDIDATES],
+        );
+        if idx[..len].contains(&j) {
+            return;
+        }
+        if len < MAX_CANDIDATES {
+            (prio[len], idx[len]) = (p, j);
+            self.len[i] += 1;
+        } else {
+            // The first largest, as `max_by_key` picks the last: scan for the maximum keeping
+            // the last index on ties.
+            let mut wi = 0;
+            for (t, &q) in prio.iter().enumerate() {
+                if q >= prio[wi] {
+                    wi = t;
+                }
+            }
+            if p < prio[wi] {
+                (prio[wi], idx[wi]) = (p, j);
+            }
+        }
+    }
+}
+
 /// pynndescent's candidate sampling: for each point, up to `MAX_CANDIDATES` new and old
 /// neighbours (forward and reverse), chosen by random priority; sampled new entries become old.
-fn candidates(heaps: &mut [Heap], n: usize, seed: u64) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
+/// `new_c` and `old_c` are overwritten.
+fn candidates(
+    heaps: &mut [Heap],
+    seed: u64,
+    new_c: &mut CandidateLists,
+    old_c: &mut CandidateLists,
+) {
+    let n = heaps.len();
     let prio = |a: u64, b: u64| -> u64 {
         let mut z =
             seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
@@ -727,70 +812,46 @@ fn candidates(heaps: &mut [Heap], n: usize, seed: u64) -> (Vec<Vec<u32>>, Vec<Ve
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     };
-    let offer = |list: &mut Vec<(u64, u32)>, p: u64, j: u32| {
-        if list.iter().any(|x| x.1 == j) {
-            return;
-        }
-        if list.len() < MAX_CANDIDATES {
-            list.push((p, j));
-        } else if let Some((wi, w)) = list
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, x)| x.0)
-            .map(|(i, x)| (i, x.0))
-            && p < w
-        {
-            list[wi] = (p, j);
-        }
-    };
     // Each thread owns a contiguous block of points and offers, in the serial order, the
     // entries whose endpoint it owns: the lists do not depend on the thread count.
     let block = owner_block(n);
-    type Lists = Vec<Vec<(u64, u32)>>;
-    let blocks: Vec<(Lists, Lists)> = (0..n.div_ceil(block))
+    let heaps_ro: &[Heap] = heaps;
+    new_c
+        .blocks(block)
         .into_par_iter()
-        .map(|b| {
+        .zip(old_c.blocks(block))
+        .enumerate()
+        .for_each(|(b, (mut new_b, mut old_b))| {
             let (lo, hi) = (b * block, ((b + 1) * block).min(n));
-            let mut new_c: Lists = vec![Vec::new(); hi - lo];
-            let mut old_c: Lists = vec![Vec::new(); hi - lo];
-            for (i, h) in heaps.iter().enumerate() {
+            new_b.len.fill(0);
+            old_b.len.fill(0);
+            for (i, h) in heaps_ro.iter().enumerate() {
                 for (s, &j) in h.idx.iter().enumerate() {
                     let (own_i, own_j) = ((lo..hi).contains(&i), (lo..hi).contains(&(j as usize)));
                     if !own_i && !own_j {
                         continue;
                     }
                     let p = prio(i as u64, u64::from(j));
-                    let target = if h.new[s] { &mut new_c } else { &mut old_c };
+                    let target = if h.new[s] { &mut new_b } else { &mut old_b };
                     if own_i {
-                        offer(&mut target[i - lo], p, j);
+                        target.offer(i - lo, p, j);
                     }
                     if own_j {
-                        offer(&mut target[j as usize - lo], p, i as u32);
+                        target.offer(j as usize - lo, p, i as u32);
                     }
                 }
             }
-            (new_c, old_c)
-        })
-        .collect();
-    let (mut new_c, mut old_c): (Lists, Lists) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for (nc, oc) in blocks {
-        new_c.extend(nc);
-        old_c.extend(oc);
-    }
+        });
     // Sampled new entries are old from now on.
-    heaps.par_iter_mut().zip(&new_c).for_each(|(h, nc)| {
+    let new_ro: &CandidateLists = new_c;
+    heaps.par_iter_mut().enumerate().for_each(|(u, h)| {
+        let nc = new_ro.get(u);
         for s in 0..h.idx.len() {
-            if h.new[s] && nc.iter().any(|x| x.1 == h.idx[s]) {
+            if h.new[s] && nc.contains(&h.idx[s]) {
                 h.new[s] = false;
             }
         }
     });
-    let strip = |v: Vec<Vec<(u64, u32)>>| {
-        v.into_iter()
-            .map(|l| l.into_iter().map(|x| x.1).collect())
-            .collect()
-    };
-    (strip(new_c), strip(old_c))
 }
 
 #[cfg(test)]
