@@ -107,7 +107,7 @@ pub fn match_latents(narrow: &[f32], wide: &[f32], d: usize, n: usize) -> Vec<Ve
         Points::new(narrow, d, Metric::Cosine),
         Points::new(wide, d, Metric::Cosine),
     );
-    let (a, b) = (&a.data, &b.data);
+    let (a, b) = (a.data(), b.data());
     let wide_rows = b.len() / d;
     a.par_chunks(d)
         .map(|r| {

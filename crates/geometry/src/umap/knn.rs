@@ -12,6 +12,7 @@ use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
 use crate::error::{GeometryError, Result};
+use crate::umap::heaps::Heaps;
 
 /// How distances are measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,41 +56,96 @@ pub struct KnnGraph {
 
 /// Row-major points prepared for a metric: unit rows for cosine, plus squared norms.
 pub(crate) struct Points<'a> {
-    pub(crate) data: std::borrow::Cow<'a, [f32]>,
+    data: Rows<'a>,
     pub(crate) d: usize,
     pub(crate) sq_norms: Vec<f32>,
     pub(crate) metric: Metric,
 }
 
+/// The rows as given, or a copy that starts on a cache line.
+enum Rows<'a> {
+    Borrowed(&'a [f32]),
+    Owned(AlignedRows),
+}
+
+/// Floats in a cache line.
+const LINE_FLOATS: usize = 16;
+
+/// A float buffer whose first element sits on a 64-byte boundary. With rows of a multiple of
+/// 16 floats (768 for GPT-2 small) every row then starts on a cache line, so no vector load of
+/// the dot kernels straddles two lines: a copy of the tutorial's 16 128 × 768 decoders made its
+/// neighbour search 0.40 → 0.35 s when the caller's rows were off by 16 bytes, as a large
+/// allocation's are.
+struct AlignedRows {
+    buf: Vec<f32>,
+    at: usize,
+    len: usize,
+}
+
+impl AlignedRows {
+    /// A copy of `src`, `d` floats per row, made in parallel.
+    fn copy(src: &[f32], d: usize) -> Self {
+        let len = src.len();
+        let mut buf = vec![0f32; len + LINE_FLOATS - 1];
+        let at = (buf.as_ptr() as usize).wrapping_neg() % 64 / std::mem::size_of::<f32>();
+        buf[at..at + len]
+            .par_chunks_mut(d.max(1) * 64)
+            .zip(src.par_chunks(d.max(1) * 64))
+            .for_each(|(to, from)| to.copy_from_slice(from));
+        Self { buf, at, len }
+    }
+
+    fn as_slice(&self) -> &[f32] {
+        &self.buf[self.at..self.at + self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.buf[self.at..self.at + self.len]
+    }
+}
+
 impl<'a> Points<'a> {
     pub(crate) fn new(data: &'a [f32], d: usize, metric: Metric) -> Self {
         let input_sq_norms: Vec<f32> = data.par_chunks(d).map(|r| dot(r, r)).collect();
-        // Rows already of unit length (decoder directions often are) are used as they are:
-        // the normalised copy of the tutorial's 16 128 × 768 decoders is 50 MB of fresh pages.
+        // Rows already of unit length (decoder directions often are) are used as they are
+        // unless they would straddle cache lines: the normalised copy of the tutorial's
+        // 16 128 × 768 decoders is 50 MB of fresh pages.
         let unit = input_sq_norms.iter().all(|&s| (s - 1.0).abs() <= 1e-5);
-        let data: std::borrow::Cow<'a, [f32]> = match metric {
-            Metric::Cosine if unit => std::borrow::Cow::Borrowed(data),
-            Metric::Cosine => {
-                let mut v = data.to_vec();
-                v.par_chunks_mut(d).for_each(|r| {
+        let misaligned =
+            d.is_multiple_of(LINE_FLOATS) && !(data.as_ptr() as usize).is_multiple_of(64);
+        let rows = match metric {
+            Metric::Cosine if !unit => {
+                let mut v = AlignedRows::copy(data, d);
+                v.as_mut_slice().par_chunks_mut(d).for_each(|r| {
                     let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
                     if n > 0.0 {
                         r.iter_mut().for_each(|x| *x /= n);
                     }
                 });
-                std::borrow::Cow::Owned(v)
+                let sq_norms = v.as_slice().par_chunks(d).map(|r| dot(r, r)).collect();
+                return Self {
+                    data: Rows::Owned(v),
+                    d,
+                    sq_norms,
+                    metric,
+                };
             }
-            Metric::Euclidean => std::borrow::Cow::Borrowed(data),
-        };
-        let sq_norms = match &data {
-            std::borrow::Cow::Borrowed(_) => input_sq_norms,
-            std::borrow::Cow::Owned(v) => v.par_chunks(d).map(|r| dot(r, r)).collect(),
+            _ if misaligned => Rows::Owned(AlignedRows::copy(data, d)),
+            _ => Rows::Borrowed(data),
         };
         Self {
-            data,
+            data: rows,
             d,
-            sq_norms,
+            sq_norms: input_sq_norms,
             metric,
+        }
+    }
+
+    /// All rows, row-major.
+    pub(crate) fn data(&self) -> &[f32] {
+        match &self.data {
+            Rows::Borrowed(v) => v,
+            Rows::Owned(v) => v.as_slice(),
         }
     }
 
@@ -98,7 +154,7 @@ impl<'a> Points<'a> {
     }
 
     pub(crate) fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.d..(i + 1) * self.d]
+        &self.data()[i * self.d..(i + 1) * self.d]
     }
 
     /// The rows of the first four indices of `idx` (the four-row kernels' operands).
@@ -441,85 +497,6 @@ fn assemble(n: usize, k: usize, rows: Vec<(Vec<u32>, Vec<f32>)>) -> KnnGraph {
     }
 }
 
-/// One point's neighbour heap: a binary max-heap on distance (the worst at index 0) of at most
-/// `k` entries with "new" flags, as pynndescent's: a rejected candidate costs one comparison.
-#[derive(Clone)]
-struct Heap {
-    idx: Vec<u32>,
-    dist: Vec<f32>,
-    new: Vec<bool>,
-}
-
-impl Heap {
-    fn new(k: usize) -> Self {
-        Self {
-            idx: Vec::with_capacity(k),
-            dist: Vec::with_capacity(k),
-            new: Vec::with_capacity(k),
-        }
-    }
-
-    fn worst(&self, k: usize) -> f32 {
-        if self.idx.len() < k {
-            f32::INFINITY
-        } else {
-            self.dist[0]
-        }
-    }
-
-    fn swap(&mut self, a: usize, b: usize) {
-        self.idx.swap(a, b);
-        self.dist.swap(a, b);
-        self.new.swap(a, b);
-    }
-
-    /// Inserts unless present or not better than the worst; returns whether it changed.
-    fn push(&mut self, k: usize, j: u32, d: f32) -> bool {
-        let len = self.idx.len();
-        if len == k && d >= self.dist[0] {
-            return false;
-        }
-        if self.idx.contains(&j) {
-            return false;
-        }
-        if len < k {
-            self.idx.push(j);
-            self.dist.push(d);
-            self.new.push(true);
-            let mut c = len;
-            while c > 0 {
-                let parent = (c - 1) / 2;
-                if self.dist[parent] >= self.dist[c] {
-                    break;
-                }
-                self.swap(parent, c);
-                c = parent;
-            }
-            return true;
-        }
-        self.idx[0] = j;
-        self.dist[0] = d;
-        self.new[0] = true;
-        let mut c = 0;
-        loop {
-            let (l, r) = (2 * c + 1, 2 * c + 2);
-            let mut big = c;
-            if l < len && self.dist[l] > self.dist[big] {
-                big = l;
-            }
-            if r < len && self.dist[r] > self.dist[big] {
-                big = r;
-            }
-            if big == c {
-                break;
-            }
-            self.swap(c, big);
-            c = big;
-        }
-        true
-    }
-}
-
 /// pynndescent's parameters for n points.
 fn n_trees(n: usize) -> usize {
     (5 + ((n as f64).sqrt() / 20.0).round() as usize).min(64)
@@ -608,7 +585,7 @@ fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
     let n = pts.n();
     let kk = k - 1; // heaps hold the others; self is added at the end
     let leaf_size = (5 * k).clamp(60, 256);
-    let mut heaps = vec![Heap::new(kk); n];
+    let mut heaps = Heaps::new(n, kk);
     // 1. Trees: all pairs inside each leaf.
     let leaves: Vec<Vec<u32>> = (0..n_trees(n))
         .into_par_iter()
@@ -618,7 +595,7 @@ fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
     // endpoint's current worst, and the heaps tighten from block to block (all pairs at once
     // held 5 M updates, 60 MB, for the tutorial's 16 128 points).
     for block in leaves.chunks(LEAF_BLOCK) {
-        let thresholds: Vec<f32> = heaps.par_iter().map(|h| h.worst(kk)).collect();
+        let thresholds: Vec<f32> = (0..n).into_par_iter().map(|i| heaps.worst(i)).collect();
         let pairs: Vec<Vec<(u32, u32, f32)>> = block
             .par_iter()
             .map(|leaf| {
@@ -631,18 +608,18 @@ fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
                 v
             })
             .collect();
-        apply_updates(&mut heaps, kk, pairs);
+        apply_updates(&mut heaps, pairs);
     }
     tracing::debug!(leaves = leaves.len(), "NN-descent: trees done");
     // Fill any short heap with random points.
     let mut rng = StdRng::seed_from_u64(seed ^ 0xABCD);
     for i in 0..n {
         let mut tries = 0;
-        while heaps[i].idx.len() < kk && tries < 4 * kk {
+        while heaps.len(i) < kk && tries < 4 * kk {
             let j = rng.random_range(0..n);
             if j != i {
                 let dd = pts.dist(i, j);
-                heaps[i].push(kk, j as u32, dd);
+                heaps.heap_mut(i).push(j as u32, dd);
             }
             tries += 1;
         }
@@ -652,7 +629,7 @@ fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
     for it in 0..n_iters(n) {
         let it_seed = seed.wrapping_add(it as u64 * 7919);
         candidates(&mut heaps, it_seed, &mut new_c, &mut old_c);
-        let thresholds: Vec<f32> = heaps.iter().map(|h| h.worst(kk)).collect();
+        let thresholds: Vec<f32> = (0..n).map(|i| heaps.worst(i)).collect();
         // One update list per rayon split (in point order, as the splits are collected in
         // order), not one per point.
         let updates: Vec<Vec<(u32, u32, f32)>> = (0..n)
@@ -675,17 +652,17 @@ fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
             )
             .map(|(out, _)| out)
             .collect();
-        let c = apply_updates(&mut heaps, kk, updates);
+        let c = apply_updates(&mut heaps, updates);
         tracing::debug!(iteration = it, updates = c, "NN-descent");
         if (c as f64) <= DELTA * k as f64 * n as f64 {
             break;
         }
     }
-    let rows: Vec<(Vec<u32>, Vec<f32>)> = heaps
+    let rows: Vec<(Vec<u32>, Vec<f32>)> = (0..n)
         .into_par_iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let cand: Vec<(f32, u32)> = h.dist.into_iter().zip(h.idx).collect();
+        .map(|i| {
+            let (idx, dist, _) = heaps.entries(i);
+            let cand: Vec<(f32, u32)> = dist.iter().copied().zip(idx.iter().copied()).collect();
             finish_row(pts, i, cand, k)
         })
         .collect();
@@ -701,21 +678,22 @@ fn owner_block(n: usize) -> usize {
 /// Pushes every pair into both endpoints' heaps; returns how many heaps changed. Each thread
 /// owns a contiguous block of heaps and applies, in order, the updates that touch it, so the
 /// result does not depend on the thread count.
-fn apply_updates(heaps: &mut [Heap], k: usize, updates: Vec<Vec<(u32, u32, f32)>>) -> usize {
-    let block = owner_block(heaps.len());
+fn apply_updates(heaps: &mut Heaps, updates: Vec<Vec<(u32, u32, f32)>>) -> usize {
+    let block = owner_block(heaps.n());
     heaps
-        .par_chunks_mut(block)
+        .blocks_mut(block)
+        .into_par_iter()
         .enumerate()
-        .map(|(b, owned)| {
+        .map(|(b, mut owned)| {
             let lo = (b * block) as u32;
-            let hi = lo + owned.len() as u32;
+            let hi = lo + owned.n() as u32;
             let mut c = 0;
             for &(p, q, d) in updates.iter().flatten() {
                 if (lo..hi).contains(&p) {
-                    c += usize::from(owned[(p - lo) as usize].push(k, q, d));
+                    c += usize::from(owned.heap_mut((p - lo) as usize).push(q, d));
                 }
                 if (lo..hi).contains(&q) {
-                    c += usize::from(owned[(q - lo) as usize].push(k, p, d));
+                    c += usize::from(owned.heap_mut((q - lo) as usize).push(p, d));
                 }
             }
             c
@@ -799,12 +777,12 @@ impl ListBlock<'_> {
 /// neighbours (forward and reverse), chosen by random priority; sampled new entries become old.
 /// `new_c` and `old_c` are overwritten.
 fn candidates(
-    heaps: &mut [Heap],
+    heaps: &mut Heaps,
     seed: u64,
     new_c: &mut CandidateLists,
     old_c: &mut CandidateLists,
 ) {
-    let n = heaps.len();
+    let n = heaps.n();
     let prio = |a: u64, b: u64| -> u64 {
         let mut z =
             seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
@@ -815,7 +793,7 @@ fn candidates(
     // Each thread owns a contiguous block of points and offers, in the serial order, the
     // entries whose endpoint it owns: the lists do not depend on the thread count.
     let block = owner_block(n);
-    let heaps_ro: &[Heap] = heaps;
+    let heaps_ro: &Heaps = heaps;
     new_c
         .blocks(block)
         .into_par_iter()
@@ -825,14 +803,15 @@ fn candidates(
             let (lo, hi) = (b * block, ((b + 1) * block).min(n));
             new_b.len.fill(0);
             old_b.len.fill(0);
-            for (i, h) in heaps_ro.iter().enumerate() {
-                for (s, &j) in h.idx.iter().enumerate() {
+            for i in 0..n {
+                let (idx, _, new) = heaps_ro.entries(i);
+                for (&j, &is_new) in idx.iter().zip(new) {
                     let (own_i, own_j) = ((lo..hi).contains(&i), (lo..hi).contains(&(j as usize)));
                     if !own_i && !own_j {
                         continue;
                     }
                     let p = prio(i as u64, u64::from(j));
-                    let target = if h.new[s] { &mut new_b } else { &mut old_b };
+                    let target = if is_new { &mut new_b } else { &mut old_b };
                     if own_i {
                         target.offer(i - lo, p, j);
                     }
@@ -844,14 +823,15 @@ fn candidates(
         });
     // Sampled new entries are old from now on.
     let new_ro: &CandidateLists = new_c;
-    heaps.par_iter_mut().enumerate().for_each(|(u, h)| {
-        let nc = new_ro.get(u);
-        for s in 0..h.idx.len() {
-            if h.new[s] && nc.contains(&h.idx[s]) {
-                h.new[s] = false;
+    heaps
+        .blocks_mut(block)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(b, mut owned)| {
+            for i in 0..owned.n() {
+                owned.mark_old(i, new_ro.get(b * block + i));
             }
-        }
-    });
+        });
 }
 
 #[cfg(test)]

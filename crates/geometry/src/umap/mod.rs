@@ -16,6 +16,7 @@
 
 pub mod ab;
 pub mod graph;
+mod heaps;
 pub mod knn;
 pub mod layout;
 pub mod quality;
