@@ -476,7 +476,9 @@ fn chunk_samples<const D: usize>(
         due[n_due.min(o)] = o as u32;
         n_due += usize::from(ne <= nf);
     }
-    for &o in &due[..n_due] {
+    tails.reserve(n_due);
+    deltas.reserve(n_due * dim);
+    for &o in &interleave_streams(&due[..n_due], &edges.head[first..]) {
         let o = o as usize;
         let (ne, nne) = (&mut nx[o], &mut nn[o]);
         let e = first + o;
@@ -530,9 +532,80 @@ fn chunk_samples<const D: usize>(
     (tails, deltas)
 }
 
+/// Streams interleaved in [`interleave_streams`].
+const STREAMS: usize = 4;
+
+/// The due edges (chunk offsets, ascending, so grouped by head) cut into [`STREAMS`] contiguous
+/// runs at head boundaries and interleaved: sample i of every stream, then sample i + 1. A
+/// sample reads and writes only its head's live row, so each head still sees its samples in
+/// order; consecutive samples now belong to different heads, and the CPU overlaps their
+/// dependency chains (attraction, then negatives, then the head's new position) instead of
+/// running one head's samples back to back.
+fn interleave_streams(due: &[u32], head: &[u32]) -> Vec<u32> {
+    let n = due.len();
+    let mut cuts = vec![0usize];
+    for s in 1..STREAMS {
+        let mut c = (n * s / STREAMS).max(*cuts.last().unwrap_or(&0));
+        while c > 0 && c < n && head[due[c] as usize] == head[due[c - 1] as usize] {
+            c += 1;
+        }
+        cuts.push(c.min(n));
+    }
+    cuts.push(n);
+    let mut order = Vec::with_capacity(n);
+    let mut at: Vec<usize> = cuts[..STREAMS].to_vec();
+    loop {
+        let mut any = false;
+        for s in 0..STREAMS {
+            if at[s] < cuts[s + 1] {
+                order.push(due[at[s]]);
+                at[s] += 1;
+                any = true;
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    order
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{CoefTable, Curve, FastMod};
+    use super::{CoefTable, Curve, FastMod, STREAMS, interleave_streams};
+
+    /// The interleaved order is a permutation of the due edges that keeps every head's edges in
+    /// order and, while every stream has edges left, never puts two edges of one head side by
+    /// side.
+    #[test]
+    fn interleaved_streams_keep_each_heads_order() {
+        // Heads with 1 to 9 due edges each, 40 heads; due offsets with gaps.
+        let mut head = Vec::new();
+        for h in 0..40u32 {
+            for _ in 0..(1 + (h * 7) % 9) {
+                head.push(h);
+            }
+        }
+        let due: Vec<u32> = (0..head.len() as u32).filter(|o| o % 3 != 1).collect();
+        let order = interleave_streams(&due, &head);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, due, "a permutation of the due edges");
+        for h in 0..40u32 {
+            let mine: Vec<u32> = order
+                .iter()
+                .copied()
+                .filter(|&o| head[o as usize] == h)
+                .collect();
+            assert!(mine.is_sorted(), "head {h}'s edges in order: {mine:?}");
+        }
+        let shortest = due.len() / STREAMS / 2;
+        for w in order[..shortest * STREAMS].windows(2) {
+            assert_ne!(head[w[0] as usize], head[w[1] as usize], "{w:?}");
+        }
+        assert!(interleave_streams(&[], &head).is_empty());
+        assert_eq!(interleave_streams(&[5], &head), [5]);
+    }
 
     #[test]
     fn fast_mod_is_exact() {
