@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use crate::error::{GeometryError, Result};
 use crate::umap::heaps::Heaps;
+use crate::umap::rptree::forest_leaves;
 
 /// How distances are measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -158,7 +159,7 @@ impl<'a> Points<'a> {
     }
 
     /// The rows of the first four indices of `idx` (the four-row kernels' operands).
-    fn rows4(&self, idx: &[u32]) -> [&[f32]; 4] {
+    pub(crate) fn rows4(&self, idx: &[u32]) -> [&[f32]; 4] {
         [0, 1, 2, 3].map(|t| self.row(idx[t] as usize))
     }
 
@@ -511,73 +512,6 @@ const MAX_CANDIDATES: usize = 60;
 const LEAF_BLOCK: usize = 1024;
 const DELTA: f64 = 0.001;
 
-/// Leaves of one random-projection tree (angular splits for cosine, Euclidean otherwise).
-fn rp_tree_leaves(pts: &Points<'_>, leaf_size: usize, seed: u64) -> Vec<Vec<u32>> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut leaves = Vec::new();
-    let mut stack: Vec<Vec<u32>> = vec![(0..pts.n() as u32).collect()];
-    let d = pts.d;
-    while let Some(node) = stack.pop() {
-        if node.len() <= leaf_size {
-            leaves.push(node);
-            continue;
-        }
-        let a = node[rng.random_range(0..node.len())] as usize;
-        let mut b = node[rng.random_range(0..node.len())] as usize;
-        let mut tries = 0;
-        while b == a && tries < 8 {
-            b = node[rng.random_range(0..node.len())] as usize;
-            tries += 1;
-        }
-        let (xa, xb) = (pts.row(a), pts.row(b));
-        let normal: Vec<f32> = xa.iter().zip(xb).map(|(p, q)| p - q).collect();
-        let offset = match pts.metric {
-            Metric::Cosine => 0.0,
-            Metric::Euclidean => -xa
-                .iter()
-                .zip(xb)
-                .zip(&normal)
-                .map(|((p, q), m)| m * (p + q) / 2.0)
-                .sum::<f32>(),
-        };
-        let (mut left, mut right) = (Vec::new(), Vec::new());
-        // Margins four rows at a time: one pass over the normal per four rows, and four
-        // independent sums instead of one chain of additions.
-        let mut margins = Vec::with_capacity(node.len());
-        let mut quads = node.chunks_exact(4);
-        for q in &mut quads {
-            margins.extend(dot4(&normal, pts.rows4(q)));
-        }
-        for &i in quads.remainder() {
-            margins.push(dot(&normal, pts.row(i as usize)));
-        }
-        for (&i, &m) in node.iter().zip(&margins) {
-            let m = m + offset;
-            let side = if m.abs() < 1e-8 {
-                rng.random_bool(0.5)
-            } else {
-                m > 0.0
-            };
-            if side { left.push(i) } else { right.push(i) }
-        }
-        if left.is_empty() || right.is_empty() {
-            // Degenerate split (duplicates): halve at random.
-            let mut all = node;
-            let half = all.len() / 2;
-            for i in 0..half {
-                let j = rng.random_range(i..all.len());
-                all.swap(i, j);
-            }
-            right = all.split_off(half);
-            left = all;
-        }
-        let _ = d;
-        stack.push(left);
-        stack.push(right);
-    }
-    leaves
-}
-
 /// NN-descent (Dong et al.; pynndescent's variant): random-projection-tree leaves seed the
 /// heaps, then rounds of local joins over sampled new/old candidates until fewer than
 /// `δ·k·n` updates happen.
@@ -587,10 +521,10 @@ fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
     let leaf_size = (5 * k).clamp(60, 256);
     let mut heaps = Heaps::new(n, kk);
     // 1. Trees: all pairs inside each leaf.
-    let leaves: Vec<Vec<u32>> = (0..n_trees(n))
-        .into_par_iter()
-        .flat_map_iter(|t| rp_tree_leaves(pts, leaf_size, seed.wrapping_add(0x1000 + t as u64)))
+    let seeds: Vec<u64> = (0..n_trees(n))
+        .map(|t| seed.wrapping_add(0x1000 + t as u64))
         .collect();
+    let leaves = forest_leaves(pts, leaf_size, &seeds);
     // Leaves in blocks, as pynndescent's init_rp_tree: a pair is kept only if it beats either
     // endpoint's current worst, and the heaps tighten from block to block (all pairs at once
     // held 5 M updates, 60 MB, for the tutorial's 16 128 points).

@@ -20,6 +20,7 @@ mod heaps;
 pub mod knn;
 pub mod layout;
 pub mod quality;
+mod rptree;
 pub mod spectral;
 
 pub use knn::{KnnGraph, KnnMethod, Metric};
