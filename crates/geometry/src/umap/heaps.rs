@@ -54,13 +54,11 @@ impl Heaps {
 
     /// Point `i`'s heap, to push into.
     pub(crate) fn heap_mut(&mut self, i: usize) -> HeapMut<'_> {
-        let r = i * self.k..(i + 1) * self.k;
-        HeapMut {
-            len: &mut self.len[i],
-            idx: &mut self.idx[r.clone()],
-            dist: &mut self.dist[r.clone()],
-            new: &mut self.new[r],
-        }
+        slot(
+            self.k,
+            (&mut self.len, &mut self.idx, &mut self.dist, &mut self.new),
+            i,
+        )
     }
 
     /// The heaps in contiguous blocks of `block` points, for one thread each.
@@ -99,13 +97,7 @@ impl HeapBlock<'_> {
 
     /// The block's `i`-th heap.
     pub(crate) fn heap_mut(&mut self, i: usize) -> HeapMut<'_> {
-        let r = i * self.k..(i + 1) * self.k;
-        HeapMut {
-            len: &mut self.len[i],
-            idx: &mut self.idx[r.clone()],
-            dist: &mut self.dist[r.clone()],
-            new: &mut self.new[r],
-        }
+        slot(self.k, (self.len, self.idx, self.dist, self.new), i)
     }
 
     /// Clears the "new" flag of every entry of the block's `i`-th heap that `sampled` holds.
@@ -116,6 +108,21 @@ impl HeapBlock<'_> {
                 self.new[s] = false;
             }
         }
+    }
+}
+
+/// The `i`-th heap of flat arrays with stride `k`.
+fn slot<'a>(
+    k: usize,
+    (len, idx, dist, new): (&'a mut [u32], &'a mut [u32], &'a mut [f32], &'a mut [bool]),
+    i: usize,
+) -> HeapMut<'a> {
+    let r = i * k..(i + 1) * k;
+    HeapMut {
+        len: &mut len[i],
+        idx: &mut idx[r.clone()],
+        dist: &mut dist[r.clone()],
+        new: &mut new[r],
     }
 }
 
