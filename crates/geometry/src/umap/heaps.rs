@@ -6,6 +6,8 @@
 //! random: a push reads the point's worst distance directly instead of following a pointer
 //! first, and the candidate sampling scans all entries in one sequential pass.
 
+use rayon::prelude::*;
+
 /// The neighbour heaps of `n` points, `k` entries each at most.
 pub(crate) struct Heaps {
     k: usize,
@@ -44,6 +46,14 @@ impl Heaps {
         } else {
             self.dist[i * self.k]
         }
+    }
+
+    /// Every point's [`Heaps::worst`].
+    pub(crate) fn thresholds(&self) -> Vec<f32> {
+        (0..self.n())
+            .into_par_iter()
+            .map(|i| self.worst(i))
+            .collect()
     }
 
     /// Point `i`'s entries (in heap order): indices, distances and "new" flags.

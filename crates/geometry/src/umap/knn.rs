@@ -114,7 +114,7 @@ impl<'a> Points<'a> {
         let unit = input_sq_norms.iter().all(|&s| (s - 1.0).abs() <= 1e-5);
         let misaligned =
             d.is_multiple_of(LINE_FLOATS) && !(data.as_ptr() as usize).is_multiple_of(64);
-        let rows = match metric {
+        let (rows, sq_norms) = match metric {
             Metric::Cosine if !unit => {
                 let mut v = AlignedRows::copy(data, d);
                 v.as_mut_slice().par_chunks_mut(d).for_each(|r| {
@@ -124,20 +124,15 @@ impl<'a> Points<'a> {
                     }
                 });
                 let sq_norms = v.as_slice().par_chunks(d).map(|r| dot(r, r)).collect();
-                return Self {
-                    data: Rows::Owned(v),
-                    d,
-                    sq_norms,
-                    metric,
-                };
+                (Rows::Owned(v), sq_norms)
             }
-            _ if misaligned => Rows::Owned(AlignedRows::copy(data, d)),
-            _ => Rows::Borrowed(data),
+            _ if misaligned => (Rows::Owned(AlignedRows::copy(data, d)), input_sq_norms),
+            _ => (Rows::Borrowed(data), input_sq_norms),
         };
         Self {
             data: rows,
             d,
-            sq_norms: input_sq_norms,
+            sq_norms,
             metric,
         }
     }
@@ -159,7 +154,7 @@ impl<'a> Points<'a> {
     }
 
     /// The rows of the first four indices of `idx` (the four-row kernels' operands).
-    pub(crate) fn rows4(&self, idx: &[u32]) -> [&[f32]; 4] {
+    fn rows4(&self, idx: &[u32]) -> [&[f32]; 4] {
         [0, 1, 2, 3].map(|t| self.row(idx[t] as usize))
     }
 
@@ -292,6 +287,18 @@ pub(crate) fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
         out[3] += a[i] * b3[i];
     }
     out
+}
+
+/// `out[i] = a · row(i)` for every `i < out.len()`: four rows per pass over `a` ([`dot4`]), the
+/// rest one by one ([`dot`], which sums the same way).
+pub(crate) fn dots<'r>(a: &[f32], row: impl Fn(usize) -> &'r [f32], out: &mut [f32]) {
+    let full = out.len() / 4 * 4;
+    for g in (0..full).step_by(4) {
+        out[g..g + 4].copy_from_slice(&dot4(a, [0, 1, 2, 3].map(|t| row(g + t))));
+    }
+    for (i, o) in out.iter_mut().enumerate().skip(full) {
+        *o = dot(a, row(i));
+    }
 }
 
 /// The 4 × 4 dot products of rows `a[r]` and `b[c]` in one pass: each 8-wide chunk of the
@@ -529,7 +536,7 @@ fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
     // endpoint's current worst, and the heaps tighten from block to block (all pairs at once
     // held 5 M updates, 60 MB, for the tutorial's 16 128 points).
     for block in leaves.chunks(LEAF_BLOCK) {
-        let thresholds: Vec<f32> = (0..n).into_par_iter().map(|i| heaps.worst(i)).collect();
+        let thresholds = heaps.thresholds();
         let pairs: Vec<Vec<(u32, u32, f32)>> = block
             .par_iter()
             .map(|leaf| {
@@ -563,7 +570,7 @@ fn nn_descent(pts: &Points<'_>, k: usize, seed: u64) -> KnnGraph {
     for it in 0..n_iters(n) {
         let it_seed = seed.wrapping_add(it as u64 * 7919);
         candidates(&mut heaps, it_seed, &mut new_c, &mut old_c);
-        let thresholds: Vec<f32> = (0..n).map(|i| heaps.worst(i)).collect();
+        let thresholds = heaps.thresholds();
         // One update list per rayon split (in point order, as the splits are collected in
         // order), not one per point.
         let updates: Vec<Vec<(u32, u32, f32)>> = (0..n)

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
-use crate::umap::knn::{Metric, Points, dot, dot4};
+use crate::umap::knn::{Metric, Points, dots};
 
 /// A splitting hyperplane: margin = normal · x + offset.
 struct Hyperplane {
@@ -46,14 +46,8 @@ fn draw(pts: &Points<'_>, node: &[u32], rng: &mut StdRng) -> Hyperplane {
 
 /// `normal · x` for the node's points, four rows per pass over the normal.
 fn margins(pts: &Points<'_>, node: &[u32], normal: &[f32]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(node.len());
-    let mut quads = node.chunks_exact(4);
-    for q in &mut quads {
-        out.extend(dot4(normal, pts.rows4(q)));
-    }
-    for &i in quads.remainder() {
-        out.push(dot(normal, pts.row(i as usize)));
-    }
+    let mut out = vec![0f32; node.len()];
+    dots(normal, |i| pts.row(node[i] as usize), &mut out);
     out
 }
 
@@ -67,18 +61,7 @@ fn margins_of_all(pts: &Points<'_>, planes: &[Hyperplane]) -> Vec<Vec<f32>> {
         .enumerate()
         .for_each(|(c, out)| {
             for (r, m) in out.chunks_exact_mut(t).enumerate() {
-                let x = pts.row(c * 64 + r);
-                let mut quads = planes.chunks_exact(4);
-                let mut at = 0;
-                for q in &mut quads {
-                    let normals = [0, 1, 2, 3].map(|s| q[s].normal.as_slice());
-                    m[at..at + 4].copy_from_slice(&dot4(x, normals));
-                    at += 4;
-                }
-                for p in quads.remainder() {
-                    m[at] = dot(x, &p.normal);
-                    at += 1;
-                }
+                dots(pts.row(c * 64 + r), |s| &planes[s].normal, m);
             }
         });
     (0..t)
