@@ -266,11 +266,18 @@ pub(crate) fn run_reference(cmd: &mut Command) -> anyhow::Result<serde_json::Val
     Ok(serde_json::from_str(stdout.lines().last().unwrap_or("{}"))?)
 }
 
+/// The checkout xtask was built from; a binary copied to another machine (the GPU check) uses
+/// the current directory, which must then be a checkout.
 pub(crate) fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(PathBuf::from)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if built.join("Cargo.toml").exists() {
+        built
+    } else {
+        std::env::current_dir().unwrap_or(built)
+    }
 }
 
 /// What [`measure_model`] times: the forward pass on a batch, and KV-cached greedy decoding.

@@ -12,9 +12,11 @@ mod bench_hdbscan;
 mod bench_scoping;
 mod bench_store;
 mod bench_umap;
+mod build_cuda;
 mod check_gemma;
 mod check_gpt2;
 mod check_splitting;
+mod gpu_check;
 mod reproduce;
 mod reproduce_analyses;
 mod train_family;
@@ -54,6 +56,12 @@ enum Command {
     ReproducePatchScoping(reproduce_analyses::ScopingArgs),
     /// Check a reproduction's outputs (rows, embedding, clusters, the HTML in headless Chromium).
     CheckSplitting(check_splitting::Args),
+    /// Build the CUDA-enabled CLI, xtask (and with --tests the GPU parity test binaries) without
+    /// the internet: NVRTC kernels, LLVM stubbed out (target/cuda/).
+    BuildCuda(build_cuda::Args),
+    /// On a GPU: the parity suite on cuda:N in exact f32, then GPU-vs-PyTorch benchmarks
+    /// (forward, decode, SAE encode, training, caching) in one run; JSON + markdown report.
+    GpuCheck(gpu_check::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,5 +82,7 @@ fn main() -> anyhow::Result<()> {
         Command::CheckSplitting(a) => check_splitting::run(a),
         Command::ReproduceAutointerp(a) => reproduce_analyses::autointerp(a),
         Command::ReproducePatchScoping(a) => reproduce_analyses::patch_scoping(a),
+        Command::BuildCuda(a) => build_cuda::run(a),
+        Command::GpuCheck(a) => gpu_check::run(a),
     }
 }

@@ -5,10 +5,11 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::error::{Result, SaeError};
+use crate::error::{CudaUnavailable, Result, SaeError};
 
 /// Where tensors live. burn 0.22 picks the backend at run time through the device, so the same
 /// model code runs on any of these.
@@ -25,7 +26,9 @@ pub enum ComputeDevice {
 }
 
 impl ComputeDevice {
-    /// The burn device, or an error when the backend was not compiled in.
+    /// The burn device, or an error when the backend was not compiled in or the GPU cannot be
+    /// used ([`SaeError::CudaUnavailable`]: no driver, no NVRTC, no such GPU). GPUs run matmuls
+    /// in the process's [`Precision`] (exact f32 unless [`set_precision`] said otherwise).
     pub fn burn_device(self) -> Result<Device> {
         match self {
             ComputeDevice::Cpu => Ok(Device::flex()),
@@ -36,13 +39,196 @@ impl ComputeDevice {
             ComputeDevice::NdArray => Err(SaeError::Backend(
                 "the ndarray backend needs the `ndarray` cargo feature".into(),
             )),
-            #[cfg(feature = "cuda")]
-            ComputeDevice::Cuda(i) => Ok(Device::cuda(i)),
-            #[cfg(not(feature = "cuda"))]
-            ComputeDevice::Cuda(_) => Err(SaeError::Backend(
-                "CUDA devices need the `cuda` cargo feature".into(),
-            )),
+            ComputeDevice::Cuda(i) => {
+                cuda_probe::check(i).map_err(|reason| SaeError::CudaUnavailable {
+                    device: self.to_string(),
+                    reason,
+                })?;
+                lock_precision();
+                #[cfg(feature = "cuda")]
+                return Ok(Device::cuda(i));
+                #[cfg(not(feature = "cuda"))]
+                unreachable_without_cuda()
+            }
         }
+    }
+
+    /// Whether this is a GPU.
+    pub fn is_gpu(self) -> bool {
+        matches!(self, ComputeDevice::Cuda(_))
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn unreachable_without_cuda() -> Result<Device> {
+    // `cuda_probe::check` always fails without the feature.
+    Err(SaeError::CudaUnavailable {
+        device: "cuda".into(),
+        reason: CudaUnavailable::NotCompiled,
+    })
+}
+
+/// The arithmetic of float32 matmuls on GPUs, process-wide (like PyTorch's
+/// `torch.backends.cuda.matmul.allow_tf32`). CPUs always compute exact f32.
+///
+/// | precision | matmul inputs | error vs exact f32 (docs/BENCHMARKS.md, "GPU") |
+/// |---|---|---|
+/// | `Exact` (default) | f32 | the CPU's (parity tolerances hold) |
+/// | `Tf32` | rounded to TF32 (10-bit mantissa) on tensor cores | ~1e-3 relative |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Precision {
+    /// Exact f32 matmuls (CUDA cores). The default.
+    #[default]
+    Exact,
+    /// f32 matmuls on TF32 tensor cores: faster, ~1e-3 relative error.
+    Tf32,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::Exact => "exact",
+            Precision::Tf32 => "tf32",
+        })
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+    /// `exact` (or `f32`) or `tf32`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exact" | "f32" | "fp32" => Ok(Precision::Exact),
+            "tf32" => Ok(Precision::Tf32),
+            _ => Err(format!("unknown precision `{s}` (exact, tf32)")),
+        }
+    }
+}
+
+/// (the precision asked for, whether a GPU has been set up with it).
+static PRECISION: Mutex<(Precision, bool)> = Mutex::new((Precision::Exact, false));
+
+/// Sets the matmul precision of every GPU of this process. Call it before the first GPU device
+/// is made ([`ComputeDevice::burn_device`]); setting another precision afterwards is
+/// [`SaeError::PrecisionChanged`] (the autotuner's kernel choices depend on it), setting the same
+/// one again is fine.
+pub fn set_precision(precision: Precision) -> Result<()> {
+    let mut state = PRECISION.lock().unwrap_or_else(|e| e.into_inner());
+    if state.1 && state.0 != precision {
+        return Err(SaeError::PrecisionChanged {
+            active: state.0,
+            requested: precision,
+        });
+    }
+    state.0 = precision;
+    apply_precision(precision);
+    Ok(())
+}
+
+/// The matmul precision of this process's GPUs.
+pub fn precision() -> Precision {
+    PRECISION.lock().unwrap_or_else(|e| e.into_inner()).0
+}
+
+fn lock_precision() {
+    let mut state = PRECISION.lock().unwrap_or_else(|e| e.into_inner());
+    state.1 = true;
+    apply_precision(state.0);
+}
+
+#[cfg(feature = "cuda")]
+fn apply_precision(precision: Precision) {
+    cubek_matmul::precision::set_allow_tf32(precision == Precision::Tf32);
+}
+
+#[cfg(not(feature = "cuda"))]
+fn apply_precision(_: Precision) {}
+
+/// A device and the precision it computes in: what a configuration file or a library caller
+/// names to pick where work runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeviceConfig {
+    /// Where tensors live (default: the CPU).
+    pub device: ComputeDevice,
+    /// Matmul precision on GPUs (default: exact f32).
+    pub precision: Precision,
+}
+
+impl DeviceConfig {
+    /// The environment variable naming the device ([`ComputeDevice`]'s syntax: `cpu`, `cuda:0`).
+    pub const DEVICE_VAR: &'static str = "SAE_GEOMETRY_DEVICE";
+    /// The environment variable naming the GPU precision (`exact`, `tf32`).
+    pub const PRECISION_VAR: &'static str = "SAE_GEOMETRY_PRECISION";
+
+    /// The device and precision named by `SAE_GEOMETRY_DEVICE` and `SAE_GEOMETRY_PRECISION`
+    /// (each defaulting to the CPU and exact f32 when unset). The test suites run on this, so
+    /// the same tests run on the CPU in CI and on a GPU when one is there.
+    pub fn from_env() -> Result<Self> {
+        fn var<T: FromStr<Err = String>>(name: &'static str) -> Result<Option<T>> {
+            match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|e| {
+                    SaeError::Backend(format!("environment variable {name}={v}: {e}"))
+                }),
+                _ => Ok(None),
+            }
+        }
+        Ok(Self {
+            device: var(Self::DEVICE_VAR)?.unwrap_or_default(),
+            precision: var(Self::PRECISION_VAR)?.unwrap_or_default(),
+        })
+    }
+
+    /// Sets the process's precision ([`set_precision`]) and makes the burn device.
+    pub fn init(self) -> Result<Device> {
+        if self.device.is_gpu() {
+            set_precision(self.precision)?;
+        }
+        self.device.burn_device()
+    }
+}
+
+/// Whether `cuda:N` can be used, asked of the driver before burn touches it (burn's own set-up
+/// panics in a worker thread when the driver or the GPU is missing).
+mod cuda_probe {
+    use super::CudaUnavailable;
+
+    #[cfg(not(feature = "cuda"))]
+    pub(super) fn check(_: usize) -> Result<(), CudaUnavailable> {
+        Err(CudaUnavailable::NotCompiled)
+    }
+
+    #[cfg(feature = "cuda")]
+    pub(super) fn check(index: usize) -> Result<(), CudaUnavailable> {
+        use std::sync::OnceLock;
+        static DRIVER: OnceLock<Result<usize, CudaUnavailable>> = OnceLock::new();
+        let found = DRIVER.get_or_init(probe_driver).clone()?;
+        if index >= found {
+            return Err(CudaUnavailable::NoDevice {
+                requested: index,
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// The number of GPUs, once the driver and NVRTC are known to load.
+    #[cfg(feature = "cuda")]
+    #[allow(unsafe_code)]
+    fn probe_driver() -> Result<usize, CudaUnavailable> {
+        // SAFETY: both calls only try to `dlopen` the libraries by their usual names (running
+        // their initialisers, which is what using CUDA at all does) and return whether that
+        // worked; cudarc's own loaders would panic instead.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(CudaUnavailable::DriverNotFound);
+        }
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            return Err(CudaUnavailable::NvrtcNotFound);
+        }
+        cudarc::driver::result::init().map_err(|e| CudaUnavailable::DriverError(e.to_string()))?;
+        let count = cudarc::driver::result::device::get_count()
+            .map_err(|e| CudaUnavailable::DriverError(e.to_string()))?;
+        Ok(usize::try_from(count).unwrap_or(0))
     }
 }
 
@@ -73,8 +259,15 @@ impl FromStr for ComputeDevice {
     }
 }
 
-/// The CPU device (flex). Tests and examples use this rather than `Device::default()`, which
-/// prefers a GPU when one is compiled in.
+/// The device named by `SAE_GEOMETRY_DEVICE` and `SAE_GEOMETRY_PRECISION`
+/// ([`DeviceConfig::from_env`]), the CPU when they are unset. The test suites run on it, so
+/// `SAE_GEOMETRY_DEVICE=cuda:0 cargo test` runs the same parity tests on a GPU.
+pub fn from_env() -> Result<Device> {
+    DeviceConfig::from_env()?.init()
+}
+
+/// The CPU device (flex). Examples use this rather than `Device::default()`, which prefers a GPU
+/// when one is compiled in.
 pub fn cpu() -> Device {
     Device::flex()
 }
@@ -111,6 +304,35 @@ pub fn tensor_to_vec<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
         .map_err(|e| SaeError::Backend(format!("reading a tensor back: {e:?}")))
 }
 
+/// Reads several 1-D tensors (reductions, counts) back in one transfer: on a GPU every read is a
+/// synchronisation, so a training step reads its statistics together. Returns each tensor's
+/// values in order.
+pub fn tensors_to_vecs(parts: Vec<Tensor<1>>) -> Result<Vec<Vec<f32>>> {
+    let lens: Vec<usize> = parts.iter().map(|t| t.dims()[0]).collect();
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut flat = tensor_to_vec(Tensor::cat(parts, 0))?.into_iter();
+    Ok(lens
+        .into_iter()
+        .map(|n| flat.by_ref().take(n).collect())
+        .collect())
+}
+
+/// Whether tensors on `device` live in host memory (the CPU backends), where reading one back is
+/// a copy rather than a transfer and a synchronisation: host-side algorithms (a partial
+/// selection over a row) are then the fast path, while on a GPU the data should stay put.
+pub fn is_host_memory(device: &Device) -> bool {
+    *device == Device::flex() || {
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        let ndarray = *device == Device::ndarray();
+        #[cfg(not(feature = "ndarray"))]
+        let ndarray = false;
+        ndarray
+    }
+}
+
 /// Reads an int tensor back to host data.
 pub fn int_tensor_to_vec<const D: usize>(tensor: Tensor<D, Int>) -> Result<Vec<i64>> {
     tensor
@@ -118,4 +340,66 @@ pub fn int_tensor_to_vec<const D: usize>(tensor: Tensor<D, Int>) -> Result<Vec<i
         .convert::<i64>()
         .try_into_vec::<i64>()
         .map_err(|e| SaeError::Backend(format!("reading a tensor back: {e:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn precision_and_device_names_round_trip() {
+        for p in [Precision::Exact, Precision::Tf32] {
+            assert_eq!(p.to_string().parse::<Precision>().unwrap(), p);
+        }
+        assert_eq!("f32".parse::<Precision>().unwrap(), Precision::Exact);
+        assert!("bf16x".parse::<Precision>().is_err());
+        for d in [
+            ComputeDevice::Cpu,
+            ComputeDevice::Cuda(0),
+            ComputeDevice::Cuda(3),
+        ] {
+            assert_eq!(d.to_string().parse::<ComputeDevice>().unwrap(), d);
+        }
+        assert_eq!(DeviceConfig::default().precision, Precision::Exact);
+        assert_eq!(DeviceConfig::default().device, ComputeDevice::Cpu);
+    }
+
+    /// Without the `cuda` feature a GPU is a typed error naming the device, not a panic. (With
+    /// it, CI runs the CUDA build's CLI on a machine without a GPU: `.ci/run`.)
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_is_a_typed_error() {
+        match ComputeDevice::Cuda(1).burn_device() {
+            Err(SaeError::CudaUnavailable { device, reason }) => {
+                assert_eq!(device, "cuda:1");
+                assert_eq!(reason, CudaUnavailable::NotCompiled);
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a CUDA device without the cuda feature"),
+        }
+        let cfg = DeviceConfig {
+            device: ComputeDevice::Cuda(0),
+            precision: Precision::Exact,
+        };
+        assert!(matches!(cfg.init(), Err(SaeError::CudaUnavailable { .. })));
+    }
+
+    /// Once a GPU runs with one precision, another is refused (the autotuner's kernel choices
+    /// depend on it); the same one again is fine.
+    #[test]
+    fn precision_is_fixed_once_a_gpu_is_set_up() {
+        set_precision(Precision::Exact).unwrap();
+        lock_precision();
+        set_precision(Precision::Exact).unwrap();
+        match set_precision(Precision::Tf32) {
+            Err(SaeError::PrecisionChanged { active, requested }) => {
+                assert_eq!(active, Precision::Exact);
+                assert_eq!(requested, Precision::Tf32);
+            }
+            other => panic!("expected PrecisionChanged, got {other:?}"),
+        }
+        assert_eq!(precision(), Precision::Exact);
+    }
 }

@@ -219,9 +219,62 @@ pub enum SaeError {
     #[error("compute backend: {0}")]
     Backend(String),
 
+    /// A CUDA device was asked for and cannot be used: no driver, no NVRTC, no such GPU.
+    #[error("{device}: {reason}")]
+    CudaUnavailable {
+        /// The device asked for (`cuda:N`).
+        device: String,
+        /// What is missing.
+        reason: CudaUnavailable,
+    },
+
+    /// The matmul precision was changed after a GPU had already been set up with another one
+    /// (kernels chosen by the autotuner for one precision would run under the other).
+    #[error(
+        "matmul precision `{requested}` asked for, but the GPUs already run with `{active}`; set it once, before the first device"
+    )]
+    PrecisionChanged {
+        /// The precision in force.
+        active: crate::device::Precision,
+        /// The precision asked for.
+        requested: crate::device::Precision,
+    },
+
     /// The embedded registry file failed to parse (a build defect, reported rather than panicking).
     #[error("the embedded pretrained SAE registry is malformed: {0}")]
     Registry(String),
+}
+
+/// Why a CUDA device cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CudaUnavailable {
+    /// This build has no GPU support.
+    #[error(
+        "CUDA devices need the `cuda` cargo feature (`cargo xtask build-cuda` builds it offline)"
+    )]
+    NotCompiled,
+    /// The CUDA driver library (`libcuda.so`) is not on the library path.
+    #[error(
+        "CUDA driver not found (no libcuda.so on the library path: is an NVIDIA driver installed?)"
+    )]
+    DriverNotFound,
+    /// NVRTC (`libnvrtc.so`), which compiles the kernels at run time, is not on the library path.
+    #[error(
+        "NVRTC not found (no libnvrtc.so on the library path: install the CUDA toolkit's runtime compiler or add its lib64 to LD_LIBRARY_PATH)"
+    )]
+    NvrtcNotFound,
+    /// The driver loaded but failed to initialise.
+    #[error("the CUDA driver failed to initialise: {0}")]
+    DriverError(String),
+    /// The driver works but there is no GPU of that index.
+    #[error("no CUDA device {requested}: the driver sees {found} GPU(s)")]
+    NoDevice {
+        /// The GPU index asked for.
+        requested: usize,
+        /// How many GPUs the driver reports.
+        found: usize,
+    },
 }
 
 /// `Result` with [`SaeError`].

@@ -35,8 +35,8 @@ pub mod safetensors_io;
 pub use config::{
     Architecture, NormalizeActivations, ReshapeActivations, SaeConfig, SaeMetadata, StorageDtype,
 };
-pub use device::ComputeDevice;
-pub use error::{Result, SaeError};
+pub use device::{ComputeDevice, DeviceConfig, Precision};
+pub use error::{CudaUnavailable, Result, SaeError};
 pub use hub::{HubClient, HubRepo, HubRepoKind, SaeSource, from_pretrained};
 pub use normalization::NormState;
 pub use registry::{PretrainedSae, Registry, Release};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sae_core::burn::tensor::Tensor;
-use sae_core::device::{cpu, tensor_from_vec, tensor_to_vec};
+use sae_core::device::{from_env, tensor_from_vec, tensor_to_vec};
 use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 use sae_core::{Architecture, Sae, SaeConfig};
 
@@ -34,7 +34,11 @@ pub fn read_io(case: &Path) -> BTreeMap<String, HostTensor> {
 }
 
 pub fn to_tensor(t: &HostTensor) -> Tensor<2> {
-    tensor_from_vec(t.data.clone(), [t.shape[0], t.shape[1]], &cpu())
+    tensor_from_vec(
+        t.data.clone(),
+        [t.shape[0], t.shape[1]],
+        &from_env().unwrap(),
+    )
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -84,7 +88,7 @@ pub fn random_sae(config: SaeConfig, seed: u64) -> Sae {
         }
         m.insert(name.to_string(), HostTensor::new(shape, data));
     }
-    Sae::from_host_tensors(config, m, Path::new("<test>"), &cpu())
+    Sae::from_host_tensors(config, m, Path::new("<test>"), &from_env().unwrap())
         .unwrap()
         .0
 }

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use sae_core::device::{cpu, tensor_from_vec};
+use sae_core::device::{from_env, tensor_from_vec};
 use sae_core::{Architecture, NormalizeActivations, Sae, SaeConfig, SaeError};
 
 fn copy_case(case: &str) -> tempfile::TempDir {
@@ -27,7 +27,7 @@ fn edit_cfg(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
 }
 
 fn load_err(dir: &Path) -> SaeError {
-    Sae::load(dir, &cpu()).expect_err("bad input must not load")
+    Sae::load(dir, &from_env().unwrap()).expect_err("bad input must not load")
 }
 
 #[test]
@@ -201,7 +201,7 @@ fn unknown_fields_are_tolerated() {
         v["some_future_field"] = 3.into();
         v["metadata"]["another"] = "x".into();
     });
-    let sae = Sae::load(tmp.path(), &cpu()).unwrap();
+    let sae = Sae::load(tmp.path(), &from_env().unwrap()).unwrap();
     assert_eq!(sae.config().metadata.extra["another"], "x");
 }
 
@@ -309,7 +309,7 @@ fn finetuning_scaling_factor_is_refused() {
 #[test]
 fn wrong_input_width_and_missing_norm_state() {
     let sae = random_sae(config(Architecture::Standard, 8, 16), 1);
-    let x = tensor_from_vec(vec![0.5; 3 * 7], [3, 7], &cpu());
+    let x = tensor_from_vec(vec![0.5; 3 * 7], [3, 7], &from_env().unwrap());
     match sae.encode(x).unwrap_err() {
         SaeError::ShapeMismatch {
             tensor,
@@ -323,7 +323,7 @@ fn wrong_input_width_and_missing_norm_state() {
         }
         e => panic!("wrong error {e}"),
     }
-    let f = tensor_from_vec(vec![0.5; 3 * 15], [3, 15], &cpu());
+    let f = tensor_from_vec(vec![0.5; 3 * 15], [3, 15], &from_env().unwrap());
     assert!(
         matches!(sae.decode(f).unwrap_err(), SaeError::ShapeMismatch { tensor, .. } if tensor == "features")
     );
@@ -331,7 +331,7 @@ fn wrong_input_width_and_missing_norm_state() {
     let mut cfg = config(Architecture::Standard, 8, 16);
     cfg.normalize_activations = NormalizeActivations::LayerNorm;
     let sae = random_sae(cfg, 2);
-    let f = tensor_from_vec(vec![0.5; 3 * 16], [3, 16], &cpu());
+    let f = tensor_from_vec(vec![0.5; 3 * 16], [3, 16], &from_env().unwrap());
     assert!(matches!(
         sae.decode(f).unwrap_err(),
         SaeError::NormStateRequired { .. }

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use sae_core::device::cpu;
+use sae_core::device::from_env;
 use sae_core::{HubClient, HubRepo, Registry, Sae, SaeError, SaeSource, from_pretrained};
 
 #[test]
@@ -96,9 +96,18 @@ fn from_pretrained_reads_the_hf_cache_offline() {
     let hub = HubClient::from_env()
         .with_cache_dir(tmp.path())
         .offline(true);
-    let sae =
-        from_pretrained("gpt2-small-res-jb", "blocks.8.hook_resid_pre", &hub, &cpu()).unwrap();
-    let direct = Sae::load(common::fixtures().join("standard__none"), &cpu()).unwrap();
+    let sae = from_pretrained(
+        "gpt2-small-res-jb",
+        "blocks.8.hook_resid_pre",
+        &hub,
+        &from_env().unwrap(),
+    )
+    .unwrap();
+    let direct = Sae::load(
+        common::fixtures().join("standard__none"),
+        &from_env().unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         sae.to_host_tensors().unwrap(),
         direct.to_host_tensors().unwrap()
@@ -113,11 +122,16 @@ fn from_pretrained_reads_the_hf_cache_offline() {
     // The same through SaeSource, as the CLI parses it.
     let src: SaeSource = "gpt2-small-res-jb/blocks.8.hook_resid_pre".parse().unwrap();
     assert!(matches!(src, SaeSource::Pretrained { .. }));
-    assert_eq!(src.load(&hub, &cpu()).unwrap().d_sae(), 48);
+    assert_eq!(src.load(&hub, &from_env().unwrap()).unwrap().d_sae(), 48);
 
     // A miss while offline is a clear error naming the repo, file and cache.
-    let err =
-        from_pretrained("gpt2-small-res-jb", "blocks.9.hook_resid_pre", &hub, &cpu()).unwrap_err();
+    let err = from_pretrained(
+        "gpt2-small-res-jb",
+        "blocks.9.hook_resid_pre",
+        &hub,
+        &from_env().unwrap(),
+    )
+    .unwrap_err();
     match err {
         SaeError::NotCached {
             repo: r,
@@ -164,7 +178,7 @@ fn local_directory_source() {
     assert_eq!(src, SaeSource::Dir(dir));
     let hub = HubClient::from_env().offline(true);
     assert_eq!(
-        src.load(&hub, &cpu())
+        src.load(&hub, &from_env().unwrap())
             .unwrap()
             .config()
             .architecture

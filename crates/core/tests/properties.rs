@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use sae_core::device::{cpu, tensor_from_vec};
+use sae_core::device::{from_env, tensor_from_vec};
 use sae_core::{Architecture, NormalizeActivations};
 
 fn arch_strategy() -> impl Strategy<Value = Architecture> {
@@ -37,7 +37,7 @@ proptest! {
         cfg.normalize_activations = norm;
         let sae = random_sae(cfg, seed);
         let x = Lcg(seed ^ 0xabc).vec(n * d_in, scale);
-        let (f, recon) = sae.encode_decode(tensor_from_vec(x, [n, d_in], &cpu())).unwrap();
+        let (f, recon) = sae.encode_decode(tensor_from_vec(x, [n, d_in], &from_env().unwrap())).unwrap();
         prop_assert_eq!(f.dims(), [n, d_sae]);
         prop_assert_eq!(recon.dims(), [n, d_in]);
         let f = host(f);
@@ -63,8 +63,8 @@ proptest! {
         let sae = random_sae(cfg, seed);
         let x = Lcg(seed.wrapping_add(1)).vec(n * d_in, 3.0);
         let cx: Vec<f32> = x.iter().map(|v| v * c).collect();
-        let (f1, r1) = sae.encode_decode(tensor_from_vec(x, [n, d_in], &cpu())).unwrap();
-        let (f2, r2) = sae.encode_decode(tensor_from_vec(cx, [n, d_in], &cpu())).unwrap();
+        let (f1, r1) = sae.encode_decode(tensor_from_vec(x, [n, d_in], &from_env().unwrap())).unwrap();
+        let (f2, r2) = sae.encode_decode(tensor_from_vec(cx, [n, d_in], &from_env().unwrap())).unwrap();
         let (f1, f2) = (host(f1), host(f2));
         let tol = 1e-4 * (1.0 + f1.iter().fold(0.0f32, |a, b| a.max(b.abs())));
         prop_assert!(max_abs_diff(&f1, &f2) <= tol, "features moved by {}", max_abs_diff(&f1, &f2));

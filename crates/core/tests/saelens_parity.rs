@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use sae_core::device::cpu;
+use sae_core::device::from_env;
 use sae_core::{Sae, StorageDtype};
 
 const TOL: f32 = 1e-5;
@@ -21,7 +21,7 @@ fn every_architecture_and_normalisation_matches_saelens() {
     );
     for case in &cases {
         let dir = fixtures().join(case);
-        let sae = Sae::load(&dir, &cpu()).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let sae = Sae::load(&dir, &from_env().unwrap()).unwrap_or_else(|e| panic!("{case}: {e}"));
         let io = read_io(&dir);
         let x = to_tensor(&io["x"]);
         let (feats, state) = sae.encode_with_state(x.clone()).unwrap();
@@ -59,7 +59,7 @@ fn half_precision_files_load_and_match() {
         ("jumprelu__float16", StorageDtype::F16),
         ("jumprelu__bfloat16", StorageDtype::Bf16),
     ] {
-        let sae = Sae::load(fixtures().join(case), &cpu()).unwrap();
+        let sae = Sae::load(fixtures().join(case), &from_env().unwrap()).unwrap();
         assert_eq!(sae.config().dtype, dtype);
         let io = read_io(&fixtures().join(case));
         let feats = host(sae.encode(to_tensor(&io["x"])).unwrap());
@@ -72,7 +72,7 @@ fn half_precision_files_load_and_match() {
 #[test]
 fn legacy_flat_layout_reads_like_saelens() {
     let dir = fixtures().join("legacy_flat");
-    let (sae, report) = Sae::load_with_report(&dir, &cpu()).unwrap();
+    let (sae, report) = Sae::load_with_report(&dir, &from_env().unwrap()).unwrap();
     let cfg = sae.config();
     assert_eq!(cfg.hook_name(), Some("blocks.8.hook_resid_pre"));
     assert_eq!(cfg.hook_layer(), Some(8));
@@ -83,7 +83,7 @@ fn legacy_flat_layout_reads_like_saelens() {
 
 #[test]
 fn sparsity_file_is_loaded() {
-    let sae = Sae::load(fixtures().join("standard__none"), &cpu()).unwrap();
+    let sae = Sae::load(fixtures().join("standard__none"), &from_env().unwrap()).unwrap();
     let sp = sae.log_sparsity().expect("sparsity.safetensors present");
     assert_eq!(sp.len(), sae.d_sae());
     assert!(sp.iter().all(|v| *v <= 0.0));
@@ -92,10 +92,10 @@ fn sparsity_file_is_loaded() {
 #[test]
 fn save_then_load_gives_identical_tensors() {
     for case in cases() {
-        let sae = Sae::load(fixtures().join(&case), &cpu()).unwrap();
+        let sae = Sae::load(fixtures().join(&case), &from_env().unwrap()).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         sae.save(tmp.path()).unwrap();
-        let back = Sae::load(tmp.path(), &cpu()).unwrap();
+        let back = Sae::load(tmp.path(), &from_env().unwrap()).unwrap();
         assert_eq!(back.config().architecture, sae.config().architecture);
         assert_eq!(
             back.config().normalize_activations,
@@ -124,7 +124,7 @@ fn saelens_loads_what_we_save() {
     let write = std::env::var("SAE_CORE_WRITE_ROUNDTRIP").is_ok_and(|v| v == "1");
     let cases = cases();
     for case in &cases {
-        let sae = Sae::load(fixtures().join(case), &cpu()).unwrap();
+        let sae = Sae::load(fixtures().join(case), &from_env().unwrap()).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         sae.save(tmp.path()).unwrap();
         let committed = root.join(case);

@@ -15,7 +15,7 @@ use gpt2_gemma_models::{
 };
 use sae_core::StorageDtype;
 use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::{cpu, tensor_to_vec};
+use sae_core::device::{from_env, tensor_to_vec};
 use sae_core::safetensors_io::{SafetensorsFile, write_safetensors};
 
 fn dir(name: &str) -> PathBuf {
@@ -29,10 +29,10 @@ fn check(model_dir: &Path, io_name: &str, variant: GemmaVariant) {
         .unwrap()
         .read_all()
         .unwrap();
-    let model = Gemma::load(model_dir, &cpu()).unwrap();
+    let model = Gemma::load(model_dir, &from_env().unwrap()).unwrap();
     assert_eq!(model.variant(), variant);
     let ids: Vec<i64> = io["tokens"].data.iter().map(|v| *v as i64).collect();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 12]), &cpu());
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 12]), &from_env().unwrap());
     let (logits, cache) = model
         .run_with_cache(
             tokens,
@@ -60,7 +60,7 @@ fn greedy(name: &str) {
             .map(|x| x.as_u64().unwrap() as u32)
             .collect()
     };
-    let model = Gemma::load(dir(name), &cpu()).unwrap();
+    let model = Gemma::load(dir(name), &from_env().unwrap()).unwrap();
     let want = ids(&g["continuation"]);
     let got = generate(
         &model,
@@ -80,7 +80,7 @@ fn gemma1_matches_transformers() {
 
 #[test]
 fn gemma2_softcapping_and_sliding_window_match_transformers() {
-    let model = Gemma::load(dir("gemma2"), &cpu()).unwrap();
+    let model = Gemma::load(dir("gemma2"), &from_env().unwrap()).unwrap();
     assert_eq!(model.config().attn_logit_softcapping, Some(2.0));
     assert_eq!(model.config().final_logit_softcapping, Some(3.0));
     let sliding: Vec<bool> = model.layer_attention().iter().map(|l| l.sliding).collect();
@@ -156,7 +156,7 @@ fn missing_tensors_and_bad_configs_are_clear_errors() {
         StorageDtype::F32,
     )
     .unwrap();
-    match Gemma::load(tmp.path(), &cpu()) {
+    match Gemma::load(tmp.path(), &from_env().unwrap()) {
         Err(ModelError::MissingTensor { tensor, .. }) => {
             assert_eq!(tensor, "model.layers.2.mlp.up_proj.weight")
         }
@@ -168,7 +168,7 @@ fn missing_tensors_and_bad_configs_are_clear_errors() {
     cfg["model_type"] = "llama".into();
     std::fs::write(tmp.path().join("config.json"), cfg.to_string()).unwrap();
     assert!(matches!(
-        Gemma::load(tmp.path(), &cpu()),
+        Gemma::load(tmp.path(), &from_env().unwrap()),
         Err(ModelError::Config { .. })
     ));
 }

@@ -13,7 +13,7 @@ use gpt2_gemma_models::{
     BosPolicy, CacheFilter, Gemma, GemmaTokenizer, GenerateConfig, HookPoint, Hooks, generate,
 };
 use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::{cpu, tensor_to_vec};
+use sae_core::device::{from_env, tensor_to_vec};
 use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 
 fn fixtures() -> PathBuf {
@@ -34,7 +34,7 @@ fn loaded() -> &'static Loaded {
     L.get_or_init(|| {
         let file = GgufFile::open(gguf_path()).unwrap();
         Loaded {
-            model: Gemma::load_gguf(&file, &cpu()).unwrap(),
+            model: Gemma::load_gguf(&file, &from_env().unwrap()).unwrap(),
             tok: GemmaTokenizer::from_gguf(&file).unwrap(),
         }
     })
@@ -101,7 +101,8 @@ fn logits_and_every_resid_pre_match_transformers() {
     for (i, p) in meta["prompts"].as_array().unwrap().iter().enumerate() {
         let toks: Vec<i64> = ids(&p["ids"]).into_iter().map(i64::from).collect();
         let n = toks.len();
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(toks, [1, n]), &cpu());
+        let tokens =
+            Tensor::<2, Int>::from_data(TensorData::new(toks, [1, n]), &from_env().unwrap());
         let mut filter: Vec<HookPoint> = (0..n_layers).map(HookPoint::ResidPre).collect();
         filter.push(HookPoint::LnFinalNormalized);
         let (logits, cache) = model
@@ -153,7 +154,7 @@ fn paris_and_greedy_generation_equal_transformers() {
             prompt.iter().map(|&v| i64::from(v)).collect::<Vec<_>>(),
             [1, prompt.len()],
         ),
-        &cpu(),
+        &from_env().unwrap(),
     );
     let logits = model.forward(tokens).unwrap();
     let vocab = model.config().vocab_size;

@@ -12,7 +12,7 @@ use gpt2_gemma_models::{
     CacheFilter, Gemma, GemmaVariant, GenerateConfig, HookPoint, Hooks, generate,
 };
 use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::{cpu, tensor_to_vec};
+use sae_core::device::{from_env, tensor_to_vec};
 use sae_core::safetensors_io::SafetensorsFile;
 
 fn dir() -> PathBuf {
@@ -25,7 +25,7 @@ fn gemma3_logits_and_hidden_states_match_transformers() {
         .unwrap()
         .read_all()
         .unwrap();
-    let model = Gemma::load(dir().join("model"), &cpu()).unwrap();
+    let model = Gemma::load(dir().join("model"), &from_env().unwrap()).unwrap();
     assert_eq!(model.variant(), GemmaVariant::Gemma3);
     let la = model.layer_attention();
     assert!(
@@ -36,7 +36,7 @@ fn gemma3_logits_and_hidden_states_match_transformers() {
     assert!(!la[5].sliding && la[5].rope_theta == 1_000_000.0);
     let t = &io["tokens"];
     let ids: Vec<i64> = t.data.iter().map(|v| *v as i64).collect();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 12]), &cpu());
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 12]), &from_env().unwrap());
     let filter = CacheFilter::Only((0..6).map(HookPoint::ResidPre).collect());
     let (logits, cache) = model.run_with_cache(tokens, filter, None).unwrap();
     let d = max_diff(&tensor_to_vec(logits.unwrap()).unwrap(), &io["logits"].data);
@@ -62,7 +62,7 @@ fn gemma3_greedy_generation_equals_transformers() {
     };
     let prompt = ids(&m["greedy_prompt"]);
     let want = ids(&m["greedy_continuation"]);
-    let model = Gemma::load(dir().join("model"), &cpu()).unwrap();
+    let model = Gemma::load(dir().join("model"), &from_env().unwrap()).unwrap();
     // The continuation runs past the sliding window (4), so the KV-cached decode must mask it.
     let got = generate(
         &model,
@@ -77,11 +77,11 @@ fn gemma3_greedy_generation_equals_transformers() {
 #[test]
 fn gemma_hooks_cache_edit_and_stop() {
     use gpt2_gemma_models::Activation;
-    let model = Gemma::load(dir().join("model"), &cpu()).unwrap();
+    let model = Gemma::load(dir().join("model"), &from_env().unwrap()).unwrap();
     let tokens = || {
         Tensor::<2, Int>::from_data(
             TensorData::new(vec![2i64, 5, 9, 13, 200, 7], [1, 6]),
-            &cpu(),
+            &from_env().unwrap(),
         )
     };
     let (logits, cache) = model

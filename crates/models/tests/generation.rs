@@ -12,13 +12,13 @@ use gpt2_gemma_models::{
     generate, generate_many,
 };
 use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::{cpu, tensor_to_vec};
+use sae_core::device::{from_env, tensor_to_vec};
 
 fn model(p: Processing) -> Gpt2 {
     Gpt2::load(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2-tiny/model"),
         p,
-        &cpu(),
+        &from_env().unwrap(),
     )
     .unwrap()
 }
@@ -62,7 +62,7 @@ fn kv_cache_logits_equal_full_recomputation() {
     let full = gpt
         .forward(Tensor::<2, Int>::from_data(
             TensorData::new(seq.clone(), [1, 8]),
-            &cpu(),
+            &from_env().unwrap(),
         ))
         .unwrap();
     let full = tensor_to_vec(full).unwrap();
@@ -70,7 +70,10 @@ fn kv_cache_logits_equal_full_recomputation() {
     let mut hooks = Hooks::new();
     let first = gpt
         .run(
-            Tensor::from_data(TensorData::new(seq[..5].to_vec(), [1, 5]), &cpu()),
+            Tensor::from_data(
+                TensorData::new(seq[..5].to_vec(), [1, 5]),
+                &from_env().unwrap(),
+            ),
             &mut hooks,
             None,
             Some(&mut kv),
@@ -82,7 +85,7 @@ fn kv_cache_logits_equal_full_recomputation() {
     for (i, tok) in seq[5..].iter().enumerate() {
         let step = gpt
             .run(
-                Tensor::from_data(TensorData::new(vec![*tok], [1, 1]), &cpu()),
+                Tensor::from_data(TensorData::new(vec![*tok], [1, 1]), &from_env().unwrap()),
                 &mut hooks,
                 None,
                 Some(&mut kv),

@@ -13,7 +13,7 @@ use gpt2_gemma_models::{
     Activation, CacheFilter, Gpt2, Gpt2Tokenizer, HookPoint, Hooks, ModelError, Processing,
 };
 use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::{cpu, tensor_to_vec};
+use sae_core::device::{from_env, tensor_to_vec};
 use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 
 fn io() -> BTreeMap<String, HostTensor> {
@@ -61,7 +61,7 @@ fn processed_hooks_match_transformer_lens() {
     let model = Gpt2::load(
         fixtures().join("gpt2-tiny/model"),
         Processing::TransformerLens,
-        &cpu(),
+        &from_env().unwrap(),
     )
     .unwrap();
     check_all_hooks(&model, "tl");
@@ -69,14 +69,24 @@ fn processed_hooks_match_transformer_lens() {
 
 #[test]
 fn unprocessed_hooks_match_transformer_lens_no_processing() {
-    let model = Gpt2::load(fixtures().join("gpt2-tiny/model"), Processing::None, &cpu()).unwrap();
+    let model = Gpt2::load(
+        fixtures().join("gpt2-tiny/model"),
+        Processing::None,
+        &from_env().unwrap(),
+    )
+    .unwrap();
     check_all_hooks(&model, "tlraw");
 }
 
 #[test]
 fn unprocessed_matches_transformers_hidden_states_and_logits() {
     let io = io();
-    let model = Gpt2::load(fixtures().join("gpt2-tiny/hub"), Processing::None, &cpu()).unwrap();
+    let model = Gpt2::load(
+        fixtures().join("gpt2-tiny/hub"),
+        Processing::None,
+        &from_env().unwrap(),
+    )
+    .unwrap();
     let filter = CacheFilter::Only(vec![HookPoint::ResidPre(0), HookPoint::ResidPre(1)]);
     let (logits, cache) = model.run_with_cache(tokens(&io), filter, None).unwrap();
     let d = max_diff(
@@ -97,7 +107,7 @@ fn processed_residual_is_hf_hidden_minus_its_mean() {
     let model = Gpt2::load(
         fixtures().join("gpt2-tiny/hub"),
         Processing::TransformerLens,
-        &cpu(),
+        &from_env().unwrap(),
     )
     .unwrap();
     let (logits, cache) = model
@@ -131,14 +141,21 @@ fn processed_residual_is_hf_hidden_minus_its_mean() {
 
 #[test]
 fn hub_layout_loads_and_reports_ignored_buffers() {
-    let (_, report) =
-        Gpt2::load_with_report(fixtures().join("gpt2-tiny/hub"), Processing::None, &cpu()).unwrap();
+    let (_, report) = Gpt2::load_with_report(
+        fixtures().join("gpt2-tiny/hub"),
+        Processing::None,
+        &from_env().unwrap(),
+    )
+    .unwrap();
     assert!(report.ignored.iter().any(|k| k == "h.0.attn.bias"));
     assert!(report.unused.is_empty());
     assert!(report.applied.iter().any(|k| k == "wte.weight"));
-    let (_, report) =
-        Gpt2::load_with_report(fixtures().join("gpt2-tiny/model"), Processing::None, &cpu())
-            .unwrap();
+    let (_, report) = Gpt2::load_with_report(
+        fixtures().join("gpt2-tiny/model"),
+        Processing::None,
+        &from_env().unwrap(),
+    )
+    .unwrap();
     assert!(report.applied.iter().any(|k| k == "transformer.wte.weight"));
 }
 
@@ -148,7 +165,7 @@ fn stop_at_layer_computes_nothing_past_the_stop() {
     let model = Gpt2::load(
         fixtures().join("gpt2-tiny/model"),
         Processing::TransformerLens,
-        &cpu(),
+        &from_env().unwrap(),
     )
     .unwrap();
     let fired = Cell::new(Vec::<HookPoint>::new());
@@ -189,7 +206,12 @@ fn stop_at_layer_computes_nothing_past_the_stop() {
 #[test]
 fn hooks_can_replace_activations() {
     let io = io();
-    let model = Gpt2::load(fixtures().join("gpt2-tiny/model"), Processing::None, &cpu()).unwrap();
+    let model = Gpt2::load(
+        fixtures().join("gpt2-tiny/model"),
+        Processing::None,
+        &from_env().unwrap(),
+    )
+    .unwrap();
     // Zero-ablating every attention and MLP output leaves the embeddings to the unembedding.
     let zero = |_p, _pass, a: Activation| match a {
         Activation::Rank3(t) => Activation::Rank3(t.zeros_like()),
@@ -241,8 +263,15 @@ fn hook_names_round_trip() {
 
 #[test]
 fn bad_inputs_are_clear_errors() {
-    let model = Gpt2::load(fixtures().join("gpt2-tiny/model"), Processing::None, &cpu()).unwrap();
-    let t = |ids: Vec<i64>, n| Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &cpu());
+    let model = Gpt2::load(
+        fixtures().join("gpt2-tiny/model"),
+        Processing::None,
+        &from_env().unwrap(),
+    )
+    .unwrap();
+    let t = |ids: Vec<i64>, n| {
+        Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &from_env().unwrap())
+    };
     assert!(matches!(
         model.forward(t(vec![5, 1000], 2)),
         Err(ModelError::InvalidInput(_))
@@ -264,14 +293,14 @@ fn bad_inputs_are_clear_errors() {
         serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
     cfg["n_layer"] = 3.into();
     std::fs::write(tmp.path().join("config.json"), cfg.to_string()).unwrap();
-    match Gpt2::load(tmp.path(), Processing::None, &cpu()) {
+    match Gpt2::load(tmp.path(), Processing::None, &from_env().unwrap()) {
         Err(ModelError::MissingTensor { tensor, .. }) => assert_eq!(tensor, "h.2.ln_1.weight"),
         other => panic!("{other:?}"),
     }
     cfg["n_layer"] = 2.into();
     cfg["n_embd"] = 32.into();
     std::fs::write(tmp.path().join("config.json"), cfg.to_string()).unwrap();
-    match Gpt2::load(tmp.path(), Processing::None, &cpu()) {
+    match Gpt2::load(tmp.path(), Processing::None, &from_env().unwrap()) {
         Err(ModelError::ShapeMismatch {
             tensor,
             expected,
@@ -288,7 +317,7 @@ fn bad_inputs_are_clear_errors() {
     cfg["model_type"] = "llama".into();
     std::fs::write(tmp.path().join("config.json"), cfg.to_string()).unwrap();
     assert!(matches!(
-        Gpt2::load(tmp.path(), Processing::None, &cpu()),
+        Gpt2::load(tmp.path(), Processing::None, &from_env().unwrap()),
         Err(ModelError::Config { .. })
     ));
 }

@@ -13,7 +13,7 @@ use gpt2_gemma_models::{
 };
 use sae_core::Sae;
 use sae_core::burn::tensor::Tensor;
-use sae_core::device::{cpu, tensor_to_vec};
+use sae_core::device::{from_env, tensor_to_vec};
 use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 
 const SAES: [&str; 5] = [
@@ -35,13 +35,13 @@ fn model() -> Gpt2 {
     Gpt2::load(
         fixtures().join("gpt2-tiny/model"),
         Processing::TransformerLens,
-        &cpu(),
+        &from_env().unwrap(),
     )
     .unwrap()
 }
 
 fn sae(name: &str) -> Sae {
-    Sae::load(fixtures().join("splice").join(name), &cpu()).unwrap()
+    Sae::load(fixtures().join("splice").join(name), &from_env().unwrap()).unwrap()
 }
 
 fn vec3(t: Option<Tensor<3>>) -> Vec<f32> {
@@ -154,9 +154,10 @@ fn spliced_runs_match_saelens() {
             |_, _, act| {
                 let t = act.rank3().unwrap().clone();
                 let [b, p, _] = t.dims();
-                Activation::Rank3(
-                    t.slice_assign([0..b, 0..p, 0..8], Tensor::zeros([b, p, 8], &cpu())),
-                )
+                Activation::Rank3(t.slice_assign(
+                    [0..b, 0..p, 0..8],
+                    Tensor::zeros([b, p, 8], &from_env().unwrap()),
+                ))
             },
         );
         let (logits, _) = model.run_with_hooks(toks.clone(), ablate, None).unwrap();

@@ -7,7 +7,7 @@ mod common;
 use activation_store::eval::{EvalConfig, evaluate_sae};
 use gpt2_gemma_models::{Gpt2, HookPoint, Processing};
 use sae_core::Sae;
-use sae_core::device::cpu;
+use sae_core::device::from_env;
 use sae_core::safetensors_io::SafetensorsFile;
 
 #[test]
@@ -18,7 +18,7 @@ fn evaluation_matches_saelens() {
     let model = Gpt2::load(
         common::models().join("gpt2-tiny/model"),
         Processing::TransformerLens,
-        &cpu(),
+        &from_env().unwrap(),
     )
     .unwrap();
     let toks = SafetensorsFile::open(dir.join("eval_tokens.safetensors"))
@@ -42,7 +42,7 @@ fn evaluation_matches_saelens() {
         ("std_resid_pre1", HookPoint::ResidPre(1)),
         ("topk_resid_post0", HookPoint::ResidPost(0)),
     ] {
-        let sae = Sae::load(dir.join(name), &cpu()).unwrap();
+        let sae = Sae::load(dir.join(name), &from_env().unwrap()).unwrap();
         let ev = evaluate_sae(&model, &sae, hook, &windows, &config).unwrap();
         let want = &expected["saes"][name];
         let f = |k: &str| want[k].as_f64().unwrap();

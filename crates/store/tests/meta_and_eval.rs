@@ -13,7 +13,7 @@ use activation_store::{StoreConfig, TextSource, TokenWindows};
 use gpt2_gemma_models::HookPoint;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use sae_core::device::cpu;
+use sae_core::device::from_env;
 use sae_core::{Architecture, HostTensor, Sae, SaeConfig};
 
 fn sae_from(w_dec: Vec<f32>, d_sae: usize, d: usize, w_enc: Vec<f32>) -> Sae {
@@ -26,7 +26,7 @@ fn sae_from(w_dec: Vec<f32>, d_sae: usize, d: usize, w_enc: Vec<f32>) -> Sae {
         HostTensor::new(vec![d_sae], vec![0.0; d_sae]),
     );
     t.insert("b_dec".to_string(), HostTensor::new(vec![d], vec![0.0; d]));
-    Sae::from_host_tensors(cfg, t, Path::new("<test>"), &cpu())
+    Sae::from_host_tensors(cfg, t, Path::new("<test>"), &from_env().unwrap())
         .unwrap()
         .0
 }

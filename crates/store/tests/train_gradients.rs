@@ -7,7 +7,7 @@ use activation_store::train::step::{SaeTensors, loss_and_grads, loss_and_grads_w
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sae_core::burn::tensor::{Tensor, TensorData};
-use sae_core::device::{cpu, tensor_to_vec};
+use sae_core::device::{from_env, tensor_to_vec};
 
 const B: usize = 6;
 const D: usize = 5;
@@ -18,7 +18,7 @@ fn rand_vec(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
 }
 
 fn params(rng: &mut StdRng) -> SaeTensors {
-    let d = cpu();
+    let d = from_env().unwrap();
     SaeTensors {
         w_enc: Tensor::from_data(TensorData::new(rand_vec(rng, D * S, 0.8), [D, S]), &d),
         b_enc: Tensor::from_data(TensorData::new(rand_vec(rng, S, 0.3), [S]), &d),
@@ -39,7 +39,7 @@ fn get(p: &SaeTensors, which: usize) -> Vec<f32> {
 fn with(p: &SaeTensors, which: usize, i: usize, delta: f32) -> SaeTensors {
     let mut v = get(p, which);
     v[i] += delta;
-    let d = cpu();
+    let d = from_env().unwrap();
     let mut q = p.clone();
     match which {
         0 => q.w_enc = Tensor::from_data(TensorData::new(v, [D, S]), &d),
@@ -55,7 +55,7 @@ fn check(arch: TrainArchitecture, l1: f64, apply_b_dec: bool, dead: Option<Vec<b
     let p = params(&mut rng);
     let x: Tensor<2> = Tensor::from_data(
         TensorData::new(rand_vec(&mut rng, B * D, 1.0), [B, D]),
-        &cpu(),
+        &from_env().unwrap(),
     );
     let out = loss_and_grads(&p, x.clone(), arch, l1, apply_b_dec, dead.as_deref()).unwrap();
     let grads = [

@@ -7,7 +7,7 @@ use activation_store::train::family::{FamilyOptions, resume_family, train_family
 use activation_store::{BatchSource, Result, TrainArchitecture, TrainConfig, Trainer};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use sae_core::device::{cpu, tensor_to_vec};
+use sae_core::device::{from_env, tensor_to_vec};
 use sae_core::{SaeMetadata, burn::tensor::Tensor};
 
 const D: usize = 32;
@@ -87,7 +87,7 @@ fn train(arch: TrainArchitecture, lr: f64, steps: usize) -> (f64, f64) {
     let mut cfg = TrainConfig::new(D, 2 * ATOMS, arch, steps);
     cfg.lr = lr;
     cfg.dead_feature_window = 200;
-    let mut trainers = vec![Trainer::new(cfg, &cpu()).unwrap()];
+    let mut trainers = vec![Trainer::new(cfg, &from_env().unwrap()).unwrap()];
     let mut src = Planted::new(7, 512);
     let opts = FamilyOptions {
         steps,
@@ -154,7 +154,7 @@ fn family_resumes_to_the_same_weights() {
     let whole: Vec<Trainer> = {
         let mut t: Vec<Trainer> = cfgs
             .iter()
-            .map(|c| Trainer::new(c.clone(), &cpu()).unwrap())
+            .map(|c| Trainer::new(c.clone(), &from_env().unwrap()).unwrap())
             .collect();
         let opts = FamilyOptions {
             steps: 60,
@@ -166,7 +166,7 @@ fn family_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     let mut t: Vec<Trainer> = cfgs
         .iter()
-        .map(|c| Trainer::new(c.clone(), &cpu()).unwrap())
+        .map(|c| Trainer::new(c.clone(), &from_env().unwrap()).unwrap())
         .collect();
     let first = FamilyOptions {
         steps: 25,
@@ -175,7 +175,9 @@ fn family_resumes_to_the_same_weights() {
         ..FamilyOptions::default()
     };
     train_family(&mut Planted::new(3, 64), &mut t, &first, |_| {}).unwrap();
-    let mut resumed = resume_family(dir.path(), &cpu()).unwrap().unwrap();
+    let mut resumed = resume_family(dir.path(), &from_env().unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(resumed[0].steps(), 25);
     let rest = FamilyOptions { steps: 60, ..first };
     train_family(&mut Planted::new(3, 64), &mut resumed, &rest, |_| {}).unwrap();

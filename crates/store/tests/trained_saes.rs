@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use activation_store::train::family::{FamilyOptions, train_family};
 use activation_store::{BatchSource, Result, TrainArchitecture, TrainConfig, Trainer};
-use sae_core::device::{cpu, tensor_from_vec, tensor_to_vec};
+use sae_core::device::{from_env, tensor_from_vec, tensor_to_vec};
 use sae_core::npy::{read_f32, write_f32};
 use sae_core::{Sae, SaeMetadata};
 
@@ -73,7 +73,7 @@ fn saved_saes_load_and_encode_like_the_trainer() {
         let mut cfg = TrainConfig::new(D, 48, arch, 60);
         cfg.normalize_activations = true;
         cfg.lr = 3e-3;
-        let mut t = vec![Trainer::new(cfg, &cpu()).unwrap()];
+        let mut t = vec![Trainer::new(cfg, &from_env().unwrap()).unwrap()];
         train_family(
             &mut Noise(1),
             &mut t,
@@ -96,8 +96,8 @@ fn saved_saes_load_and_encode_like_the_trainer() {
             tmp.path().join(name)
         };
         sae.save(&out).unwrap();
-        let back = Sae::load(&out, &cpu()).unwrap();
-        let xt = tensor_from_vec(x.clone(), [32, D], &cpu());
+        let back = Sae::load(&out, &from_env().unwrap()).unwrap();
+        let xt = tensor_from_vec(x.clone(), [32, D], &from_env().unwrap());
         let f = tensor_to_vec(back.encode(xt.clone()).unwrap()).unwrap();
         let r = tensor_to_vec(back.forward(xt).unwrap()).unwrap();
         assert!(f.iter().any(|v| *v > 0.0), "{name}: nothing fires");
@@ -108,9 +108,9 @@ fn saved_saes_load_and_encode_like_the_trainer() {
         } else {
             // The committed files are what this trainer writes today, and sae-core reads them to
             // the encodings SAELens was checked against.
-            let committed = Sae::load(dir().join(name), &cpu()).unwrap();
+            let committed = Sae::load(dir().join(name), &from_env().unwrap()).unwrap();
             let xs = read_f32(dir().join("x.npy")).unwrap();
-            let xt = tensor_from_vec(xs.data, [32, D], &cpu());
+            let xt = tensor_from_vec(xs.data, [32, D], &from_env().unwrap());
             let f = tensor_to_vec(committed.encode(xt).unwrap()).unwrap();
             let theirs = read_f32(dir().join(format!("ours-{name}.npy"))).unwrap();
             let max = f

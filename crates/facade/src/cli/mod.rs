@@ -37,6 +37,17 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "info")]
     pub log: String,
 
+    /// Matmul arithmetic on GPUs: `exact` (f32, the default; results match the CPU's) or
+    /// `tf32` (TensorFloat-32 tensor cores, like PyTorch's allow_tf32: faster, ~1e-3 relative
+    /// error). The CPU always computes exact f32.
+    #[arg(
+        long,
+        global = true,
+        env = "SAE_GEOMETRY_PRECISION",
+        default_value = "exact"
+    )]
+    pub precision: sae_core::Precision,
+
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -119,6 +130,7 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let cli = Cli::try_parse_from(args)?;
+    sae_core::device::set_precision(cli.precision)?;
     dispatch(cli.command)
 }
 
@@ -151,7 +163,9 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log);
-    let result = dispatch(cli.command);
+    let result = sae_core::device::set_precision(cli.precision)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| dispatch(cli.command));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

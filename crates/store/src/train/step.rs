@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 
 use sae_core::burn::tensor::{Tensor, TensorData};
-use sae_core::device::tensor_to_vec;
+use sae_core::device::{is_host_memory, tensor_to_vec, tensors_to_vecs};
 
 use crate::error::Result;
 use crate::train::config::TrainArchitecture;
@@ -84,6 +84,32 @@ pub(crate) fn row_kth_largest(
         .collect()
 }
 
+/// The k-th largest value of each row of `h` (`[rows, 1]`; `-∞` when k is 0 or exceeds the
+/// row). On a GPU the top-k reduction runs where `h` is (a partial selection, no sort, no
+/// transfer); on the CPU, where flex's top-k is a full sort and reading `h` is a copy, a
+/// parallel partial selection on the host.
+pub(crate) fn row_kth_largest_tensor(h: &Tensor<2>, k: usize) -> Result<Tensor<2>> {
+    let device = h.device();
+    let [rows, cols] = h.dims();
+    if k == 0 || k > cols {
+        return Ok(Tensor::<2>::full([rows, 1], f32::NEG_INFINITY, &device));
+    }
+    if is_host_memory(&device) {
+        let host = tensor_to_vec(h.clone())?;
+        let thr = row_kth_largest(&host, cols, k, None);
+        return Ok(Tensor::<2>::from_data(
+            TensorData::new(thr, [rows, 1]),
+            &device,
+        ));
+    }
+    Ok(row_kth_largest_on_device(h.clone(), k))
+}
+
+/// The device form of [`row_kth_largest_tensor`]: the smallest of each row's top k.
+fn row_kth_largest_on_device(h: Tensor<2>, k: usize) -> Tensor<2> {
+    h.topk(k, 1).min_dim(1)
+}
+
 /// The k-th largest of all values (`-∞` when fewer than k).
 pub(crate) fn kth_largest(data: &[f32], k: usize) -> f32 {
     if k == 0 || data.len() < k {
@@ -139,9 +165,7 @@ pub fn loss_and_grads_with_residual(
     let (mask, min_active) = match arch {
         TrainArchitecture::Standard { .. } => (positive, None),
         TrainArchitecture::TopK { k, .. } => {
-            let host = tensor_to_vec(h.clone())?;
-            let thr = row_kth_largest(&host, d_sae, k, None);
-            let thr = Tensor::<2>::from_data(TensorData::new(thr, [b, 1]), &device);
+            let thr = row_kth_largest_tensor(&h, k)?;
             let top = h.clone().sub(thr).greater_equal_elem(0.0);
             (positive.bool_and(top), None)
         }
@@ -161,20 +185,25 @@ pub fn loss_and_grads_with_residual(
         .matmul(p.w_dec.clone())
         .add(p.b_dec.clone().unsqueeze_dim(0));
     let e = x_hat.sub(x.clone());
-    let mse = scalar(e.clone().square().sum())? / bf;
     let centred = x.clone().sub(x.clone().mean_dim(0));
-    let total_var = scalar(centred.square().sum())? / bf;
+    let active_per_latent = mask_f.clone().sum_dim(0).reshape([d_sae]);
+    // One read for the step's statistics (each read is a synchronisation on a GPU).
+    let read = tensors_to_vecs(vec![
+        e.clone().square().sum(),
+        centred.square().sum(),
+        active_per_latent.clone().sum(),
+        active_per_latent,
+    ])?;
+    let first = |i: usize| f64::from(read[i].first().copied().unwrap_or(0.0));
+    let mse = first(0) / bf;
+    let total_var = first(1) / bf;
     let explained_variance = if total_var > 0.0 {
         1.0 - mse / total_var
     } else {
         0.0
     };
-    let active_per_latent = mask_f.clone().sum_dim(0).reshape([d_sae]);
-    let l0 = scalar(active_per_latent.clone().sum())? / bf;
-    let fired: Vec<bool> = tensor_to_vec(active_per_latent)?
-        .into_iter()
-        .map(|c| c > 0.0)
-        .collect();
+    let l0 = first(2) / bf;
+    let fired: Vec<bool> = read[3].iter().map(|c| *c > 0.0).collect();
 
     // d(MSE)/dx̂ = 2e/B.
     let g_out = e.clone().mul_scalar(2.0 / bf);
@@ -283,4 +312,42 @@ pub fn loss_and_grads_with_residual(
         min_active,
         residual: e,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use sae_core::device::{cpu, tensor_from_vec};
+
+    /// The GPU path (top-k reduction, then the row minimum) selects the same thresholds as the
+    /// CPU path's partial selection, ties and negative rows included.
+    #[test]
+    fn device_topk_threshold_equals_host_selection() {
+        let (rows, cols) = (37, 129);
+        let mut s = 7u64;
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|i| {
+                s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                // Coarse values so rows hold ties; every fifth row negative.
+                let v = ((s >> 40) % 17) as f32 - 8.0;
+                if (i / cols) % 5 == 0 {
+                    -v.abs() - 1.0
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let h = tensor_from_vec(data.clone(), [rows, cols], &cpu());
+        for k in [1, 2, 32, cols] {
+            let host = row_kth_largest(&data, cols, k, None);
+            let dev = tensor_to_vec(row_kth_largest_on_device(h.clone(), k)).unwrap();
+            assert_eq!(host, dev, "k = {k}");
+            let via = tensor_to_vec(row_kth_largest_tensor(&h, k).unwrap()).unwrap();
+            assert_eq!(host, via, "k = {k}");
+        }
+        let none = tensor_to_vec(row_kth_largest_tensor(&h, cols + 1).unwrap()).unwrap();
+        assert!(none.iter().all(|v| *v == f32::NEG_INFINITY));
+    }
 }

@@ -8,7 +8,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use sae_core::burn::tensor::{Device, Tensor, TensorData};
-use sae_core::device::tensor_to_vec;
+use sae_core::device::{tensor_to_vec, tensors_to_vecs};
 use sae_core::safetensors_io::{SafetensorsFile, write_safetensors};
 use sae_core::{Architecture, HostTensor, Sae, SaeConfig, SaeMetadata, StorageDtype};
 
@@ -234,13 +234,16 @@ impl Trainer {
             let along = g.w_dec.clone().mul(w.clone()).sum_dim(1);
             g.w_dec = g.w_dec.sub(w.mul(along));
         }
-        let sq = |t: Tensor<1>| -> Result<f64> {
-            Ok(f64::from(tensor_to_vec(t)?.first().copied().unwrap_or(0.0)))
-        };
-        let total = (sq(g.w_enc.clone().square().sum())?
-            + sq(g.b_enc.clone().square().sum())?
-            + sq(g.w_dec.clone().square().sum())?
-            + sq(g.b_dec.clone().square().sum())?)
+        // One read for the four squared norms (each read is a synchronisation on a GPU).
+        let total = tensors_to_vecs(vec![
+            g.w_enc.clone().square().sum(),
+            g.b_enc.clone().square().sum(),
+            g.w_dec.clone().square().sum(),
+            g.b_dec.clone().square().sum(),
+        ])?
+        .iter()
+        .map(|v| f64::from(v.first().copied().unwrap_or(0.0)))
+        .sum::<f64>()
         .sqrt();
         if !total.is_finite() {
             return Err(StoreError::Diverged {

@@ -36,7 +36,7 @@ pub fn tiny_model(tmp: &Path) -> (AnyModel, AnyTokenizer) {
             &HubClient::from_env().offline(true),
             Processing::TransformerLens,
             None,
-            &sae_core::device::cpu(),
+            &sae_core::device::from_env().unwrap(),
         )
         .unwrap()
 }
