@@ -152,9 +152,7 @@ impl RetryService {
                 let retry_after = headers
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|s| s.trim().parse::<f64>().ok())
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(|s| Duration::from_secs_f64(s).min(self.cfg.backoff_max));
+                    .and_then(|s| retry_after(s, self.cfg.backoff_max));
                 let valid_body = status.is_success() && looks_like_completion(&body);
                 let mut b = http::Response::builder().status(status).version(version);
                 if let Some(h) = b.headers_mut() {
@@ -352,5 +350,36 @@ impl ChatBackend for OpenAiBackend {
             usage: out.usage.unwrap_or_default(),
             cached: false,
         })
+    }
+}
+
+/// A `Retry-After` header in seconds, capped at `max`: a huge value (`1e20`, beyond what a
+/// `Duration` holds) waits `max`; a negative, NaN or non-numeric one is ignored (`None`: the
+/// client's own backoff applies).
+pub(crate) fn retry_after(header: &str, max: Duration) -> Option<Duration> {
+    let s = header.trim().parse::<f64>().ok()?;
+    if !(s.is_finite() && s >= 0.0) {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(s).map_or(max, |d| d.min(max)))
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// `Retry-After: 1e20` panicked in `Duration::from_secs_f64` (issue #23).
+    #[test]
+    fn huge_negative_and_malformed_retry_after_never_panic() {
+        let max = Duration::from_secs(30);
+        assert_eq!(retry_after("1e20", max), Some(max));
+        assert_eq!(retry_after("1.8e19", max), Some(max));
+        assert_eq!(retry_after(" 2 ", max), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after("0.5", max), Some(Duration::from_millis(500)));
+        for bad in ["-1", "NaN", "inf", "-inf", "soon", ""] {
+            assert_eq!(retry_after(bad, max), None, "{bad}");
+        }
     }
 }

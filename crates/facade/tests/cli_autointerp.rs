@@ -170,3 +170,26 @@ fn killed_mid_run_resumes_to_the_same_results_without_resending() {
         log.len()
     );
 }
+
+/// `--request-timeout -1` (or NaN, 0, 1e20) panicked in `Duration::from_secs_f64` (issue #23):
+/// now a flag error naming the value, exit code 2.
+#[test]
+fn bad_request_timeouts_are_flag_errors() {
+    for bad in ["-1", "NaN", "0", "1e20", "soon"] {
+        for form in [
+            vec!["--request-timeout".to_string(), bad.to_string()],
+            vec![format!("--request-timeout={bad}")],
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_sae-geometry"))
+                .args(["autointerp"])
+                .args(&form)
+                .args(["--model", "gpt2", "--sae", "x", "--out", "y"])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{form:?}: {err}");
+            assert!(!err.contains("panicked"), "{form:?}: {err}");
+            assert!(err.contains("--request-timeout"), "{form:?}: {err}");
+        }
+    }
+}

@@ -154,9 +154,9 @@ pub struct Args {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Seconds one request attempt may take.
-    #[arg(long, default_value_t = 60.0)]
-    pub request_timeout: f64,
+    /// Seconds one request attempt may take (positive).
+    #[arg(long, default_value = "60", value_parser = parse_timeout, allow_negative_numbers = true)]
+    pub request_timeout: Duration,
     /// Retries of a failing request (429, 5xx, timeouts, malformed replies).
     #[arg(long, default_value_t = 6)]
     pub max_retries: u32,
@@ -382,7 +382,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|| async_openai_default_base().to_string());
         let mut c = ClientConfig::new(base, api_key);
         c.concurrency = args.concurrency;
-        c.request_timeout = Duration::from_secs_f64(args.request_timeout);
+        c.request_timeout = args.request_timeout;
         c.max_retries = args.max_retries;
         let cache = args
             .cache_dir
@@ -782,4 +782,18 @@ fn neighbour_summary(rs: &[Streamed<NeighbourScoringResult>]) -> serde_json::Val
         "contrastive_mean_precision": mean(con().filter_map(|d| d.precision)),
         "contrastive_standard_mean_balanced_accuracy": mean(v.iter().filter_map(|r| r.contrastive_standard_detection.map(|d| d.balanced_accuracy))),
     })
+}
+
+/// A positive, finite number of seconds that a `Duration` can hold (`-1`, `NaN`, `0` and `1e20`
+/// are flag errors, not panics).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("expected a positive number of seconds, found {s}"));
+    }
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{s} seconds is longer than a timeout can be"))
 }
