@@ -39,17 +39,10 @@ impl ComputeDevice {
             ComputeDevice::NdArray => Err(SaeError::Backend(
                 "the ndarray backend needs the `ndarray` cargo feature".into(),
             )),
-            ComputeDevice::Cuda(i) => {
-                cuda_probe::check(i).map_err(|reason| SaeError::CudaUnavailable {
-                    device: self.to_string(),
-                    reason,
-                })?;
-                lock_precision();
-                #[cfg(feature = "cuda")]
-                return Ok(Device::cuda(i));
-                #[cfg(not(feature = "cuda"))]
-                unreachable_without_cuda()
-            }
+            ComputeDevice::Cuda(i) => cuda::device(i).map_err(|reason| SaeError::CudaUnavailable {
+                device: self.to_string(),
+                reason,
+            }),
         }
     }
 
@@ -57,15 +50,6 @@ impl ComputeDevice {
     pub fn is_gpu(self) -> bool {
         matches!(self, ComputeDevice::Cuda(_))
     }
-}
-
-#[cfg(not(feature = "cuda"))]
-fn unreachable_without_cuda() -> Result<Device> {
-    // `cuda_probe::check` always fails without the feature.
-    Err(SaeError::CudaUnavailable {
-        device: "cuda".into(),
-        reason: CudaUnavailable::NotCompiled,
-    })
 }
 
 /// The arithmetic of float32 matmuls on GPUs, process-wide (like PyTorch's
@@ -131,6 +115,8 @@ pub fn precision() -> Precision {
     PRECISION.lock().unwrap_or_else(|e| e.into_inner()).0
 }
 
+/// Marks the precision as in force (a GPU device was made with it).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the CUDA device and the tests call it
 fn lock_precision() {
     let mut state = PRECISION.lock().unwrap_or_else(|e| e.into_inner());
     state.1 = true;
@@ -188,18 +174,20 @@ impl DeviceConfig {
     }
 }
 
-/// Whether `cuda:N` can be used, asked of the driver before burn touches it (burn's own set-up
-/// panics in a worker thread when the driver or the GPU is missing).
-mod cuda_probe {
+/// `cuda:N`, after asking the driver whether it can be used (burn's own set-up panics in a worker
+/// thread when the driver or the GPU is missing).
+mod cuda {
+    use burn::tensor::Device;
+
     use super::CudaUnavailable;
 
     #[cfg(not(feature = "cuda"))]
-    pub(super) fn check(_: usize) -> Result<(), CudaUnavailable> {
+    pub(super) fn device(_: usize) -> Result<Device, CudaUnavailable> {
         Err(CudaUnavailable::NotCompiled)
     }
 
     #[cfg(feature = "cuda")]
-    pub(super) fn check(index: usize) -> Result<(), CudaUnavailable> {
+    pub(super) fn device(index: usize) -> Result<Device, CudaUnavailable> {
         use std::sync::OnceLock;
         static DRIVER: OnceLock<Result<usize, CudaUnavailable>> = OnceLock::new();
         let found = DRIVER.get_or_init(probe_driver).clone()?;
@@ -209,7 +197,8 @@ mod cuda_probe {
                 found,
             });
         }
-        Ok(())
+        super::lock_precision();
+        Ok(Device::cuda(index))
     }
 
     /// The number of GPUs, once the driver and NVRTC are known to load.
