@@ -114,7 +114,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         })
         .collect();
     let req_path = tmp.join("requests.json");
-    std::fs::write(&req_path, serde_json::to_vec(&requests)?)?;
+    sae_core::atomic::write(&req_path, serde_json::to_vec(&requests)?)?;
     let mut reference = None;
     if let Some(py) = &args.python {
         // The server must keep serving while Python runs: run it from a blocking thread.

@@ -60,7 +60,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         })
         .collect();
     let tokens_path = tmp.join("tokens.json");
-    std::fs::write(&tokens_path, serde_json::to_string(&windows)?)?;
+    sae_core::atomic::write(&tokens_path, serde_json::to_string(&windows)?)?;
     let config = EvalConfig {
         batch_size: batch,
         ignore_tokens: vec![BOS],

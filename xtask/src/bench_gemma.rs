@@ -42,7 +42,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&tmp)?;
     let tokens = tmp.join("tokens.json");
     let rows: Vec<Vec<i64>> = ids.chunks(t).map(<[i64]>::to_vec).collect();
-    std::fs::write(&tokens, serde_json::to_string(&rows)?)?;
+    sae_core::atomic::write(&tokens, serde_json::to_string(&rows)?)?;
     let logits_path = tmp.join("ref_logits.npy");
     let r = run_reference(
         Command::new(python)

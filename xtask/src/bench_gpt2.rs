@@ -47,7 +47,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         .collect();
     let rows: Vec<Vec<i64>> = ids.chunks(t).map(<[i64]>::to_vec).collect();
     let tokens_path = dir.join("bench_tokens.json");
-    std::fs::write(&tokens_path, serde_json::to_string(&rows)?)?;
+    sae_core::atomic::write(&tokens_path, serde_json::to_string(&rows)?)?;
 
     let dev = args.device.burn_device()?;
     let t0 = Instant::now();

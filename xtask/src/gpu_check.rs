@@ -116,7 +116,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.only == Part::OursOnly {
         let ours = ours(&args, &args.out)?;
-        std::fs::write(
+        sae_core::atomic::write(
             args.out.join("ours.json"),
             serde_json::to_string_pretty(&ours)?,
         )?;
@@ -213,12 +213,18 @@ fn parity(args: &Args) -> anyhow::Result<Value> {
                 continue;
             };
             let logs = args.out.join(format!("parity-{test}.out"));
+            // The child's live logs, written as it runs (not an output read back as done).
+            #[allow(clippy::disallowed_methods)]
+            let (stdout, stderr) = (
+                std::fs::File::create(&logs)?,
+                std::fs::File::create(logs.with_extension("err"))?,
+            );
             let child = Command::new(&bin)
                 .env(DeviceConfig::DEVICE_VAR, args.device.to_string())
                 .env(DeviceConfig::PRECISION_VAR, "exact")
                 .current_dir(workspace_root())
-                .stdout(std::fs::File::create(&logs)?)
-                .stderr(std::fs::File::create(logs.with_extension("err"))?)
+                .stdout(stdout)
+                .stderr(stderr)
                 .spawn()
                 .with_context(|| format!("running {}", bin.display()))?;
             running.push((package, test, Instant::now(), child, logs));
@@ -247,7 +253,7 @@ fn parity(args: &Args) -> anyhow::Result<Value> {
         let _ = std::fs::remove_file(&logs);
         let _ = std::fs::remove_file(logs.with_extension("err"));
         log.push_str(&format!("===== {package}/{test}: {status}\n{text}\n"));
-        std::fs::write(args.out.join("parity.log"), &log)?;
+        sae_core::atomic::write(args.out.join("parity.log"), &log)?;
         let (passed, failed) = test_counts(&text);
         println!(
             "parity {package}/{test}: {status} ({passed} passed, {failed} failed, {secs:.1} s)"
@@ -559,8 +565,8 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
 // Report
 
 fn write_report(out: &Path, r: &Value) -> anyhow::Result<()> {
-    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(r)?)?;
-    std::fs::write(out.join("report.md"), markdown(r))?;
+    sae_core::atomic::write(out.join("report.json"), serde_json::to_string_pretty(r)?)?;
+    sae_core::atomic::write(out.join("report.md"), markdown(r))?;
     Ok(())
 }
 

@@ -107,7 +107,7 @@ impl Stages {
             name.to_string(),
             serde_json::json!({ "fingerprint": fp, "seconds": secs }),
         );
-        std::fs::write(&self.path, serde_json::to_string_pretty(&self.done)?)?;
+        sae_core::atomic::write(&self.path, serde_json::to_string_pretty(&self.done)?)?;
         Ok(())
     }
 }
@@ -133,6 +133,8 @@ pub(crate) fn hub_reachable() -> bool {
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<()> {
+    // One reproduction per output directory at a time.
+    let _lock = sae_core::lock::OutputLock::acquire(&a.out)?;
     let online = match a.mode {
         Mode::Online => true,
         Mode::Offline => false,
@@ -228,7 +230,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
             "families": "families.json",
         },
     });
-    std::fs::write(
+    sae_core::atomic::write(
         a.out.join("reproduction.json"),
         serde_json::to_string_pretty(&summary)?,
     )?;
@@ -270,7 +272,7 @@ fn online_inputs(a: &Args, st: &mut Stages) -> anyhow::Result<Inputs> {
                     neuronpedia_base()
                 );
                 let body = fetch(&url)?;
-                std::fs::write(&path, body)?;
+                sae_core::atomic::write(&path, body)?;
                 Ok(())
             },
         )?;
@@ -507,6 +509,6 @@ fn write_offline_descriptions(
             serde_json::json!({ "index": e.latent.to_string(), "description": d, "explanationModelName": "offline (most frequent active token)" })
         })
         .collect();
-    std::fs::write(out, serde_json::to_string(&items)?)?;
+    sae_core::atomic::write(out, serde_json::to_string(&items)?)?;
     Ok(())
 }

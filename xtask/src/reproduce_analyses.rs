@@ -272,7 +272,7 @@ pub(crate) fn autointerp(a: AutointerpArgs) -> anyhow::Result<()> {
         "\nPopulations side by side: {}\n",
         compare.join("compare.png").display()
     ));
-    std::fs::write(out.join("summary.md"), &md)?;
+    sae_core::atomic::write(out.join("summary.md"), &md)?;
     println!("{md}");
     Ok(())
 }

@@ -60,11 +60,9 @@ impl<B> CachedBackend<B> {
 
     fn put(&self, request: &ChatRequest, reply: &ChatReply) {
         let key = request_key(request);
-        let tmp = self.dir.join(format!(".{key}.tmp"));
         let ok = serde_json::to_vec(reply)
             .ok()
-            .and_then(|b| std::fs::write(&tmp, b).ok())
-            .and_then(|()| std::fs::rename(&tmp, self.path(&key)).ok());
+            .and_then(|b| sae_core::atomic::write(&self.path(&key), &b).ok());
         if ok.is_none() {
             tracing::warn!(cache = %self.dir.display(), "could not write a cache entry");
         }

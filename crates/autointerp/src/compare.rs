@@ -321,7 +321,7 @@ pub fn write_html(pops: &[Population], title: &str, path: &Path) -> crate::Resul
     let html = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head><body><h3>{t}</h3><p>{legend}</p><p>Histograms of per-unit scores (fraction of each population's units per bin); solid lines: means; dashed: floors. Hover for values.</p>{svg}</body></html>\n"
     );
-    std::fs::write(path, html).map_err(|e| crate::AutoInterpError::io(path, e))
+    Ok(sae_core::atomic::write(path, html.as_bytes())?)
 }
 
 /// Writes the side-by-side histograms as a PNG (bars, means solid, floors dashed).
@@ -353,14 +353,18 @@ pub fn write_png(pops: &[Population], path: &Path) -> crate::Result<()> {
     for (x, y, w, h, c, dashed, _) in layout(pops) {
         fill(x, y, w, h, c, dashed);
     }
-    let file = std::fs::File::create(path).map_err(|e| crate::AutoInterpError::io(path, e))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), W as u32, H as u32);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
+    let mut bytes = Vec::new();
     let png_err =
         |e: png::EncodingError| crate::AutoInterpError::io(path, std::io::Error::other(e));
-    let mut w = enc.write_header().map_err(png_err)?;
-    w.write_image_data(&px).map_err(png_err)
+    {
+        let mut enc = png::Encoder::new(&mut bytes, W as u32, H as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().map_err(png_err)?;
+        w.write_image_data(&px).map_err(png_err)?;
+        w.finish().map_err(png_err)?;
+    }
+    Ok(sae_core::atomic::write(path, &bytes)?)
 }
 
 #[cfg(test)]

@@ -53,6 +53,18 @@ pub enum AutoInterpError {
         found: String,
     },
 
+    /// A results file exists but the record of the configuration that made it
+    /// (`<out>.meta.json`) does not, so a rerun cannot tell whether resuming is safe.
+    #[error(
+        "{path}: holds results but {meta} (the configuration that made them) is missing; restore it, or use another --out"
+    )]
+    MissingRunRecord {
+        /// The results file.
+        path: PathBuf,
+        /// The missing record.
+        meta: PathBuf,
+    },
+
     /// The LLM client could not be built (bad base URL, bad header value).
     #[error("LLM client: {0}")]
     Client(String),

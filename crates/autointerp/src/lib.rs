@@ -62,7 +62,7 @@ pub use prompts::{
     fuzzing_prompt, generation_prompt, scoring_prompt, sequence_prompt,
 };
 pub use run::{
-    LatentResult, LatentStatus, Pricing, Resumable, RunOptions, RunSummary, Streamed,
+    LatentResult, LatentStatus, Pricing, Resumable, RunOptions, RunSummary, Streamed, meta_path,
     random_explanation_baseline, read_lines, read_results, run, run_latent, run_resumable,
 };
 pub use score::{DetectionScores, score_predictions};

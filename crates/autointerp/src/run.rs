@@ -180,7 +180,6 @@ pub fn read_lines<T: Resumable>(out: &Path) -> crate::Result<Vec<T>> {
 }
 
 fn write_lines<T: Serialize>(out: &Path, results: &[T]) -> crate::Result<()> {
-    let tmp = out.with_extension("jsonl.tmp");
     let mut buf = Vec::new();
     for r in results {
         serde_json::to_writer(&mut buf, r).map_err(|e| crate::AutoInterpError::Corrupt {
@@ -190,8 +189,7 @@ fn write_lines<T: Serialize>(out: &Path, results: &[T]) -> crate::Result<()> {
         })?;
         buf.push(b'\n');
     }
-    std::fs::write(&tmp, buf).map_err(|e| crate::AutoInterpError::io(&tmp, e))?;
-    std::fs::rename(&tmp, out).map_err(|e| crate::AutoInterpError::io(out, e))
+    Ok(sae_core::atomic::write(out, &buf)?)
 }
 
 /// Explains (and scores) one latent.
@@ -343,36 +341,52 @@ where
             0,
         ));
     }
+    // One run per results file.
+    let _lock = sae_core::lock::OutputLock::for_file(out)?;
     let meta = meta_path(out);
-    if let Ok(text) = std::fs::read_to_string(&meta) {
-        let found = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["fingerprint"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        if found != opts.fingerprint && out.exists() {
-            return Err(crate::AutoInterpError::ConfigMismatch {
-                path: out.to_path_buf(),
-                expected: opts.fingerprint.clone(),
-                found,
-            });
+    let all_earlier: Vec<T> = read_lines::<T>(out)?;
+    match std::fs::read_to_string(&meta) {
+        Ok(text) => {
+            let found = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["fingerprint"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            if found != opts.fingerprint && out.exists() {
+                return Err(crate::AutoInterpError::ConfigMismatch {
+                    path: out.to_path_buf(),
+                    expected: opts.fingerprint.clone(),
+                    found,
+                });
+            }
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !all_earlier.is_empty() {
+                return Err(crate::AutoInterpError::MissingRunRecord {
+                    path: out.to_path_buf(),
+                    meta,
+                });
+            }
+        }
+        Err(e) => return Err(crate::AutoInterpError::io(&meta, e)),
     }
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| crate::AutoInterpError::io(dir, e))?;
     }
-    std::fs::write(
+    sae_core::atomic::write(
         &meta,
-        serde_json::json!({ "fingerprint": opts.fingerprint }).to_string(),
-    )
-    .map_err(|e| crate::AutoInterpError::io(&meta, e))?;
+        serde_json::json!({ "fingerprint": opts.fingerprint })
+            .to_string()
+            .as_bytes(),
+    )?;
 
+    // Rewrite the file with exactly the finished lines (drops a torn line and failures), those
+    // of latents outside this request included: a run on a subset never loses the others.
+    write_lines(out, &all_earlier)?;
     let wanted: std::collections::BTreeSet<usize> = examples.iter().map(|e| e.latent).collect();
-    let earlier: Vec<T> = read_lines::<T>(out)?
+    let earlier: Vec<T> = all_earlier
         .into_iter()
         .filter(|r| wanted.contains(&r.latent()))
         .collect();
-    // Rewrite the file with exactly the finished lines (drops a torn line and failures).
-    write_lines(out, &earlier)?;
     let done: std::collections::BTreeSet<usize> = earlier.iter().map(Resumable::latent).collect();
     let todo: Vec<&LatentExamples> = examples
         .iter()
@@ -399,6 +413,8 @@ where
     } else {
         indicatif::ProgressBar::hidden()
     };
+    // Results are appended (each line flushed as it finishes); a torn last line is cut on resume.
+    #[allow(clippy::disallowed_methods)]
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(out)

@@ -110,6 +110,41 @@ async fn generation_scoring_with_counter_examples_against_the_mock_server() {
     let a: Vec<&GenerationScoringResult> = results.iter().map(|r| &r.value).collect();
     let b: Vec<&GenerationScoringResult> = again.iter().map(|r| &r.value).collect();
     assert_eq!(a, b);
+
+    // A rerun on a subset of the latents keeps the others' finished results in the file.
+    let lines = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().count();
+    let all = lines(&out);
+    assert_eq!(all, exs.len());
+    let (sub, resumed) = run_resumable(&exs[..1], &out, &opts("g"), "generation", work)
+        .await
+        .unwrap();
+    assert_eq!((sub.len(), resumed), (1, 1));
+    assert_eq!(
+        lines(&out),
+        all,
+        "results of latents outside the request were dropped"
+    );
+
+    // Without the record of the configuration, results are not silently rewritten.
+    let meta = autointerp::meta_path(&out);
+    std::fs::remove_file(&meta).unwrap();
+    let kept = std::fs::read(&out).unwrap();
+    match run_resumable(&exs[..1], &out, &opts("g"), "generation", work).await {
+        Err(autointerp::AutoInterpError::MissingRunRecord { path, meta: m }) => {
+            assert_eq!((path, m), (out.clone(), meta));
+        }
+        r => panic!("{:?}", r.map(|(v, n)| (v.len(), n))),
+    }
+    assert_eq!(std::fs::read(&out).unwrap(), kept);
+
+    // A second run on the same results file fails at once.
+    let _held = sae_core::lock::OutputLock::for_file(&out).unwrap();
+    match run_resumable(&exs, &out, &opts("g"), "generation", work).await {
+        Err(autointerp::AutoInterpError::Sae(sae_core::SaeError::OutputInUse { path, .. })) => {
+            assert_eq!(path, out)
+        }
+        r => panic!("{:?}", r.map(|(v, n)| (v.len(), n))),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -240,6 +240,27 @@ pub enum SaeError {
         requested: crate::device::Precision,
     },
 
+    /// A latent selection (`0-99,120`) is malformed or names latents the SAE does not have.
+    #[error("latents `{spec}`: {message}")]
+    InvalidLatents {
+        /// The selection as written.
+        spec: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// Another live run holds the output's lock ([`crate::lock::OutputLock`]).
+    #[error(
+        "{path}: in use by another run{}; wait for it to finish or choose another output",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    OutputInUse {
+        /// The output directory or file.
+        path: PathBuf,
+        /// The holder's process id, when its lock file says.
+        pid: Option<u32>,
+    },
+
     /// The embedded registry file failed to parse (a build defect, reported rather than panicking).
     #[error("the embedded pretrained SAE registry is malformed: {0}")]
     Registry(String),

@@ -10,7 +10,8 @@
 //! - [`Registry`]: SAELens's pretrained registry as data; [`from_pretrained`] through the HF cache
 //!   and (feature `hub`) the hub, honouring `HF_HUB_OFFLINE`.
 //! - [`device`]: the one place that touches burn's devices and host data; [`npy`] and
-//!   [`safetensors_io`] for files.
+//!   [`safetensors_io`] for files; [`atomic`], the one file writer (temporary sibling, `fsync`,
+//!   `rename`) every output goes through; [`lock`], one run per output directory.
 //!
 //! ```no_run
 //! use sae_core::{device, Sae};
@@ -22,10 +23,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod atomic;
 pub mod config;
 pub mod device;
+pub mod diff;
 pub mod error;
 pub mod hub;
+pub mod latents;
+pub mod lock;
 pub mod normalization;
 pub mod npy;
 pub mod registry;

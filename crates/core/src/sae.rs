@@ -11,7 +11,7 @@ use crate::config::{Architecture, CFG_FILENAME, SPARSITY_FILENAME, SaeConfig, WE
 use crate::device::{tensor_from_vec, tensor_to_vec};
 use crate::error::{INPUT_PATH, Result, SaeError};
 use crate::normalization::{NormState, normalize_in, normalize_out};
-use crate::safetensors_io::{HostTensor, SafetensorsFile, write_atomic, write_safetensors};
+use crate::safetensors_io::{HostTensor, SafetensorsFile, write_safetensors};
 
 /// The trainable tensors of an SAE, by SAELens's names (`W_enc` → `w_enc`, …).
 ///
@@ -579,7 +579,7 @@ impl Sae {
                 message: e.to_string(),
             }
         })?;
-        write_atomic(&cfg_path, text.as_bytes())?;
+        crate::atomic::write(&cfg_path, text.as_bytes())?;
         Ok(dir.to_path_buf())
     }
 }

@@ -214,16 +214,5 @@ pub fn write_safetensors(
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    write_atomic(path, &bytes)
-}
-
-/// Writes bytes to `path` through a temporary sibling and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).map_err(|e| SaeError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| SaeError::io(path, e))
+    crate::atomic::write(path, &bytes)
 }

@@ -1,6 +1,12 @@
 //! Every kind of bad input gives its own error variant, never a panic.
 
-#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 mod common;
 
@@ -348,4 +354,47 @@ fn from_parts_checks_params() {
     let err = Sae::from_parts(config(Architecture::JumpRelu, 8, 17), params, None).unwrap_err();
     assert!(matches!(err, SaeError::ShapeMismatch { .. }));
     let _ = Path::new("");
+}
+
+/// A `.npy` header is trusted by nothing: a shape whose product overflows, or promises more data
+/// than the file holds, is an error before any allocation (it used to pass the length check
+/// after a wrapping product, or to reach a multi-exabyte allocation).
+#[test]
+fn npy_header_shapes_are_checked_before_allocation() {
+    fn npy(shape: &str, descr: &str, data: &[u8]) -> Vec<u8> {
+        let mut dict =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + dict.len() + 1) % 64 != 0 {
+            dict.push(' ');
+        }
+        dict.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        b.extend_from_slice(dict.as_bytes());
+        b.extend_from_slice(data);
+        b
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("x.npy");
+    let ok = npy("(2, 2)", "<f4", &[0u8; 16]);
+    std::fs::write(&p, &ok).unwrap();
+    assert_eq!(sae_core::npy::read_f32(&p).unwrap().shape, vec![2, 2]);
+    for (shape, descr) in [
+        ("(4611686018427387904, 4)", "<f4"), // 2^62 × 4: the product wraps to 0
+        ("(4294967296, 4294967296)", "<f4"), // 2^64: overflows u64
+        ("(1000000000000,)", "<f4"),         // fits u64, not the file
+        ("(1000000000000,)", "<f8"),
+        ("(4611686018427387904, 4)", "<i8"),
+    ] {
+        std::fs::write(&p, npy(shape, descr, &[0u8; 16])).unwrap();
+        let e = if descr == "<i8" {
+            sae_core::npy::read_i64(&p).unwrap_err()
+        } else {
+            sae_core::npy::read_f32(&p).map(|_| ()).unwrap_err()
+        };
+        assert!(
+            matches!(&e, SaeError::Npy { path, message } if path == &p && message.contains("header shape")),
+            "{shape} {descr}: {e}"
+        );
+    }
 }

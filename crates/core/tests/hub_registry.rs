@@ -1,6 +1,12 @@
 //! The pretrained registry and the hub path, tested against a local HF cache layout (no network).
 
-#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! Parity with SAELens on golden fixtures made by SAELens itself (`fixtures/saelens/gen_fixtures.py`).
 
-#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 mod common;
 

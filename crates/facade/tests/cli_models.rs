@@ -1,5 +1,11 @@
 //! `forward`, `tokenize` and `generate` end to end on the tiny GPT-2 fixture.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

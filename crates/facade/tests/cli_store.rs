@@ -1,6 +1,12 @@
 //! `cache-activations`, `train-sae`, `latent-stats` and `meta-sae` end to end on the tiny GPT-2,
 //! including a `kill -9` in the middle of caching.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 mod common;
 
@@ -33,9 +39,17 @@ fn cache_cmd(model: &Path, corpus: &Path, out: &Path) -> Command {
     c
 }
 
+/// Every visible file of `dir` (the hidden lock file records the last run's pid).
 fn dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
+        .filter(|e| {
+            !e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
         .map(|e| {
             let p = e.unwrap().path();
             (
@@ -99,33 +113,84 @@ fn train_stats_and_meta_sae_from_a_cache() {
     assert!(cache_cmd(&model, &text, &cache).status().unwrap().success());
 
     let out = tmp.path().join("saes");
-    let st = bin()
-        .args(["--log", "warn", "train-sae", "--cache"])
-        .arg(&cache)
-        .args([
-            "--widths",
-            "32,64",
-            "--architecture",
-            "topk",
-            "--k",
-            "4",
-            "--steps",
-            "40",
-            "--batch-size",
-            "64",
-            "--lr",
-            "3e-3",
-            "--normalize-activations",
-            "--eval-windows",
-            "4",
-            "--eval-dataset",
-        ])
-        .arg(&text)
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let train = |extra: &[&str]| {
+        bin()
+            .args(["--log", "warn", "train-sae", "--cache"])
+            .arg(&cache)
+            .args([
+                "--architecture",
+                "topk",
+                "--k",
+                "4",
+                "--steps",
+                "40",
+                "--batch-size",
+                "64",
+                "--normalize-activations",
+                "--eval-windows",
+                "4",
+                "--eval-dataset",
+            ])
+            .arg(&text)
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let first = ["--widths", "32,64", "--lr", "3e-3"];
+    assert!(train(&first).status.success());
+    let sae_bytes = |w: &str| dir_bytes(&out.join(format!("topk-{w}")));
+    let (a32, a64) = (sae_bytes("32"), sae_bytes("64"));
+
+    // Killed after the last checkpoint, before the SAEs were saved: the rerun has nothing left
+    // to train and still writes every width, identical to the first run's.
+    std::fs::remove_dir_all(out.join("topk-32")).unwrap();
+    std::fs::remove_dir_all(out.join("topk-64")).unwrap();
+    std::fs::remove_file(out.join("summary.json")).unwrap();
+    assert!(train(&first).status.success());
+    assert_eq!(sae_bytes("32"), a32);
+    assert_eq!(sae_bytes("64"), a64);
+    assert!(out.join("summary.json").exists());
+
+    // A rerun asking for another configuration is refused and says what differs.
+    for (other, says) in [
+        (
+            ["--widths", "32,64", "--lr", "1e-3"],
+            "lr: recorded 0.003, requested 0.001",
+        ),
+        (
+            ["--widths", "32,64,128", "--lr", "3e-3"],
+            "configs: recorded 2 entries, requested 3",
+        ),
+        (
+            ["--widths", "64,32", "--lr", "3e-3"],
+            "d_sae: recorded 32, requested 64",
+        ),
+    ] {
+        let o = train(&other);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(says),
+            "{other:?}: {err}"
+        );
+    }
+
+    // A second run on an output in use fails at once, naming the holder.
+    {
+        let _held = sae_core::lock::OutputLock::acquire(&out).unwrap();
+        let o = train(&first);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success()
+                && err.contains(&format!(
+                    "in use by another run (pid {})",
+                    std::process::id()
+                )),
+            "{err}"
+        );
+    }
+    assert_eq!(sae_bytes("32"), a32);
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     let saes = summary["saes"].as_array().unwrap();

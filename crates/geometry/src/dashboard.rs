@@ -219,7 +219,7 @@ pub fn write_dashboards(latents: &[DashLatent], title: &str, dir: &Path) -> Resu
     );
     for l in latents {
         let p = dir.join(format!("latent-{}.html", l.latent));
-        std::fs::write(&p, page(l, title)).map_err(|e| io(&p, e))?;
+        sae_core::atomic::write(&p, page(l, title).as_bytes())?;
         let toks: Vec<String> = l
             .top_tokens
             .iter()
@@ -238,6 +238,8 @@ pub fn write_dashboards(latents: &[DashLatent], title: &str, dir: &Path) -> Resu
         );
     }
     index.push_str("</table></body></html>\n");
-    let p = dir.join("index.html");
-    std::fs::write(&p, index).map_err(|e| io(&p, e))
+    Ok(sae_core::atomic::write(
+        &dir.join("index.html"),
+        index.as_bytes(),
+    )?)
 }

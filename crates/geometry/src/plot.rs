@@ -7,7 +7,6 @@
 //! offline anywhere. The page records what it drew (`data-points-drawn`) and any script error
 //! (`data-errors`) on `<body>`, which the headless-Chromium test reads.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::{GeometryError, Result};
@@ -206,8 +205,7 @@ window.onerror = function () {{ document.body.dataset.errors = String(Number(doc
 </script></body></html>
 "#
     );
-    let mut f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
-    f.write_all(html.as_bytes()).map_err(|e| io_err(path, e))
+    Ok(sae_core::atomic::write(path, html.as_bytes())?)
 }
 
 /// Writes a PNG of the same scatter (1200 × 900, anti-aliased discs, no text: the legend and
@@ -258,11 +256,14 @@ pub fn write_png(rows: &[SplittingRow], by: ColorBy, path: &Path) -> Result<()> 
             }
         }
     }
-    let f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(f), w as u32, h as u32);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut wr = enc.write_header().map_err(|e| io_err(path, e))?;
-    wr.write_image_data(&img).map_err(|e| io_err(path, e))?;
-    wr.finish().map_err(|e| io_err(path, e))
+    let mut bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut bytes, w as u32, h as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut wr = enc.write_header().map_err(|e| io_err(path, e))?;
+        wr.write_image_data(&img).map_err(|e| io_err(path, e))?;
+        wr.finish().map_err(|e| io_err(path, e))?;
+    }
+    Ok(sae_core::atomic::write(path, &bytes)?)
 }

@@ -31,8 +31,7 @@ fn csv_field(s: &str) -> String {
 /// `sae_width,latent_idx,umap_x,umap_y,description,top_token_strs[,cluster]` (RFC 4180 quoting).
 pub fn write_csv(rows: &[SplittingRow], path: &Path) -> Result<()> {
     let with_cluster = rows.iter().any(|r| r.cluster.is_some());
-    let f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
-    let mut w = std::io::BufWriter::new(f);
+    let mut w = sae_core::atomic::AtomicFile::create(path)?;
     let header = if with_cluster {
         "sae_width,latent_idx,umap_x,umap_y,description,top_token_strs,cluster"
     } else {
@@ -61,7 +60,7 @@ pub fn write_csv(rows: &[SplittingRow], path: &Path) -> Result<()> {
         }
         writeln!(w).map_err(|e| io_err(path, e))?;
     }
-    w.flush().map_err(|e| io_err(path, e))
+    Ok(w.commit()?)
 }
 
 /// The same columns as Parquet (one row group, snappy), readable by pandas / polars / DuckDB.
@@ -85,7 +84,7 @@ pub fn write_parquet(rows: &[SplittingRow], path: &Path) -> Result<()> {
             .set_compression(Compression::SNAPPY)
             .build(),
     );
-    let f = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
+    let f = sae_core::atomic::AtomicFile::create(path)?;
     let mut writer = SerializedFileWriter::new(f, schema, props).map_err(|e| io_err(path, e))?;
     let mut rg = writer.next_row_group().map_err(|e| io_err(path, e))?;
     let mut col_idx = 0;
@@ -142,12 +141,12 @@ pub fn write_parquet(rows: &[SplittingRow], path: &Path) -> Result<()> {
         col_idx += 1;
     }
     rg.close().map_err(|e| io_err(path, e))?;
-    writer.close().map_err(|e| io_err(path, e))?;
+    writer.into_inner().map_err(|e| io_err(path, e))?.commit()?;
     Ok(())
 }
 
 /// Any serialisable value as pretty JSON.
 pub fn write_json<T: serde::Serialize>(value: &T, path: &Path) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| io_err(path, e))?;
-    std::fs::write(path, bytes).map_err(|e| io_err(path, e))
+    Ok(sae_core::atomic::write(path, &bytes)?)
 }

@@ -120,7 +120,16 @@ impl Gpt2Config {
                 "vocab_size, n_layer and n_positions must be positive".into()
             ));
         }
-        Ok(())
+        check_sizes(
+            path,
+            &[
+                ("vocab_size", self.vocab_size, MAX_DIM),
+                ("n_positions", self.n_positions, MAX_DIM),
+                ("n_embd", self.n_embd, MAX_DIM),
+                ("n_inner", self.d_mlp(), MAX_DIM),
+                ("n_layer", self.n_layer, MAX_LAYERS),
+            ],
+        )
     }
 
     /// MLP width.
@@ -132,6 +141,26 @@ impl Gpt2Config {
     pub fn d_head(&self) -> usize {
         self.n_embd / self.n_head
     }
+}
+
+/// The most blocks a config may declare (the largest released models have under 200); a header
+/// beyond it is corrupt, and would otherwise size allocations.
+pub const MAX_LAYERS: usize = 1024;
+/// The most a width, a vocabulary or a context length may be (2^20).
+pub const MAX_DIM: usize = 1 << 20;
+
+/// Checks that each `(field, value, max)` is in `1..=max` (so that every product of two of them
+/// fits in memory arithmetic), as [`ModelError::Config`] naming the field.
+pub(crate) fn check_sizes(path: &Path, fields: &[(&str, usize, usize)]) -> Result<()> {
+    for &(field, value, max) in fields {
+        if value == 0 || value > max {
+            return Err(ModelError::Config {
+                path: path.to_path_buf(),
+                message: format!("{field} is {value}, expected 1..={max}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cold]

@@ -76,6 +76,16 @@ pub enum ModelError {
         /// Its type.
         ggml_type: String,
     },
+    /// A downloaded or assembled file is not the one pinned.
+    #[error("{path}: SHA-256 {found}, expected {expected}")]
+    Digest {
+        /// The file.
+        path: PathBuf,
+        /// The pinned digest (hex).
+        expected: String,
+        /// The file's digest (hex).
+        found: String,
+    },
     /// An error from sae-core (safetensors, hub, device).
     #[error(transparent)]
     Core(#[from] sae_core::SaeError),

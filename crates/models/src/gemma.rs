@@ -136,8 +136,70 @@ impl GemmaConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let cfg: GemmaConfig = crate::config::read_json(path, "Gemma config")?;
-        cfg.variant(path)?;
+        cfg.validate(path)?;
         Ok(cfg)
+    }
+
+    /// Checks every size, count and divisor the forward pass relies on (a hostile or corrupt
+    /// header must not reach an allocation or a division).
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        use crate::config::{MAX_DIM, MAX_LAYERS, check_sizes};
+        self.variant(path)?;
+        let bad = |message: String| ModelError::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        let (h, kvh, hd) = (self.num_attention_heads, self.n_kv_heads(), self.head_dim());
+        check_sizes(
+            path,
+            &[
+                ("vocab_size", self.vocab_size, MAX_DIM),
+                ("hidden_size", self.hidden_size, MAX_DIM),
+                ("intermediate_size", self.intermediate_size, MAX_DIM),
+                ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+                ("num_attention_heads", h, MAX_DIM),
+                ("num_key_value_heads", kvh, MAX_DIM),
+                ("head_dim", hd, MAX_DIM),
+                (
+                    "num_attention_heads × head_dim",
+                    h.saturating_mul(hd),
+                    MAX_DIM,
+                ),
+                (
+                    "max_position_embeddings",
+                    self.max_position_embeddings,
+                    usize::MAX,
+                ),
+            ],
+        )?;
+        if !h.is_multiple_of(kvh) {
+            return Err(bad(format!(
+                "num_attention_heads {h} is not a multiple of num_key_value_heads {kvh}"
+            )));
+        }
+        if !hd.is_multiple_of(2) {
+            return Err(bad(format!(
+                "head_dim {hd} is odd; RoPE needs an even width"
+            )));
+        }
+        if self.sliding_window_pattern == Some(0) || self.sliding_window == Some(0) {
+            return Err(bad(
+                "sliding_window and sliding_window_pattern must be positive".into(),
+            ));
+        }
+        if let Some(t) = &self.layer_types
+            && t.len() != self.num_hidden_layers
+        {
+            return Err(bad(format!(
+                "layer_types has {} entries for {} layers",
+                t.len(),
+                self.num_hidden_layers
+            )));
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
+            return Err(bad(format!("rms_norm_eps is {}", self.rms_norm_eps)));
+        }
+        Ok(())
     }
 
     /// The generation, from `model_type`.
@@ -520,6 +582,7 @@ impl Gemma {
 
     fn build(config: GemmaConfig, mut src: Source<'_>, device: &Device) -> Result<Self> {
         let path = src.path();
+        config.validate(&path)?;
         let variant = config.variant(&path)?;
         let is_gguf = matches!(src, Source::Gguf(_));
         let (d, v, dm) = (

@@ -5,6 +5,9 @@
 //! whose embedding is tiled up to a larger vocabulary (row `i` = original row `i mod V`), so
 //! the model is tiny, deterministic and real-valued, and accepts any GPT-2 token.
 
+// Writes test fixtures, not research outputs.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

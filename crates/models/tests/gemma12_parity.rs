@@ -1,7 +1,13 @@
 //! Gemma 1 and Gemma 2 code paths against transformers on tiny random models
 //! (`fixtures/gemma12-tiny/gen_fixtures.py`): Gemma 2's soft-capping and sliding window included;
 //! sharded checkpoints and missing tensors.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 mod common;
 

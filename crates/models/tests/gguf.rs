@@ -1,6 +1,12 @@
 //! GGUF parsing and dequantisation: bit for bit against the `gguf` Python package on slices of
 //! the real gemma-3-270m file (`fixtures/gguf/gen_fixtures.py`), and no panics on mutated files.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 use std::path::PathBuf;
 
@@ -157,4 +163,140 @@ proptest! {
             }
         }
     }
+}
+
+/// A gemma3 GGUF holding metadata only (no tensors): enough to reach the model builder.
+fn gemma3_header(overrides: &[(&str, u64)]) -> Vec<u8> {
+    fn s(b: &mut Vec<u8>, x: &str) {
+        b.extend_from_slice(&(x.len() as u64).to_le_bytes());
+        b.extend_from_slice(x.as_bytes());
+    }
+    let mut ints: Vec<(String, u64)> = [
+        ("embedding_length", 64),
+        ("feed_forward_length", 128),
+        ("block_count", 2),
+        ("attention.head_count", 4),
+        ("attention.head_count_kv", 1),
+        ("attention.key_length", 16),
+        ("attention.sliding_window", 32),
+        ("context_length", 128),
+    ]
+    .iter()
+    .map(|(k, v)| (format!("gemma3.{k}"), *v))
+    .collect();
+    for (k, v) in overrides {
+        ints.iter_mut().find(|(n, _)| n.ends_with(k)).unwrap().1 = *v;
+    }
+    let mut b = b"GGUF".to_vec();
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&0u64.to_le_bytes()); // tensors
+    b.extend_from_slice(&(ints.len() as u64 + 2).to_le_bytes());
+    s(&mut b, "general.architecture");
+    b.extend_from_slice(&8u32.to_le_bytes());
+    s(&mut b, "gemma3");
+    s(&mut b, "tokenizer.ggml.tokens");
+    b.extend_from_slice(&9u32.to_le_bytes());
+    b.extend_from_slice(&8u32.to_le_bytes());
+    b.extend_from_slice(&3u64.to_le_bytes());
+    for t in ["<pad>", "<eos>", "<bos>"] {
+        s(&mut b, t);
+    }
+    for (k, v) in &ints {
+        s(&mut b, k);
+        b.extend_from_slice(&10u32.to_le_bytes());
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b
+}
+
+/// Sizes and divisors from a GGUF header are checked before they size an allocation or divide:
+/// `block_count = 0xFFFFFFFF`, `head_count_kv = 0` and `key_length = 1` used to reach
+/// `Vec::with_capacity`, a division by zero and an empty RoPE.
+#[test]
+fn hostile_gguf_model_metadata_is_a_config_error() {
+    let dev = sae_core::device::cpu();
+    // The sane header passes validation and stops at the first missing tensor.
+    let f = GgufFile::from_bytes("ok.gguf", gemma3_header(&[])).unwrap();
+    assert!(matches!(
+        gpt2_gemma_models::Gemma::load_gguf(&f, &dev),
+        Err(ModelError::MissingTensor { .. })
+    ));
+    for (key, value, says) in [
+        (
+            "block_count",
+            0xFFFF_FFFF,
+            "num_hidden_layers is 4294967295",
+        ),
+        ("block_count", 0, "num_hidden_layers is 0"),
+        ("head_count_kv", 0, "num_key_value_heads is 0"),
+        (
+            "head_count_kv",
+            3,
+            "not a multiple of num_key_value_heads 3",
+        ),
+        ("key_length", 1, "head_dim 1 is odd"),
+        ("key_length", 0, "head_dim is 0"),
+        ("embedding_length", u64::MAX, "hidden_size is"),
+        ("sliding_window", 0, "sliding_window"),
+    ] {
+        let f = GgufFile::from_bytes("bad.gguf", gemma3_header(&[(key, value)])).unwrap();
+        match gpt2_gemma_models::Gemma::load_gguf(&f, &dev) {
+            Err(ModelError::Config { path, message }) => {
+                assert_eq!(path, PathBuf::from("bad.gguf"));
+                assert!(message.contains(says), "{key}={value}: {message}");
+            }
+            Err(e) => panic!("{key}={value}: {e}"),
+            Ok(_) => panic!("{key}={value}: loaded"),
+        }
+    }
+}
+
+/// The same checks on `config.json`.
+#[test]
+fn hostile_config_json_is_a_config_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("config.json");
+    let base = serde_json::json!({
+        "model_type": "gemma3_text", "vocab_size": 16, "hidden_size": 64,
+        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 1, "head_dim": 16, "sliding_window": 32,
+    });
+    std::fs::write(&p, base.to_string()).unwrap();
+    gpt2_gemma_models::GemmaConfig::from_file(&p).unwrap();
+    for (key, value, says) in [
+        (
+            "sliding_window_pattern",
+            serde_json::json!(0),
+            "sliding_window_pattern",
+        ),
+        (
+            "num_hidden_layers",
+            serde_json::json!(1_000_000_000_000u64),
+            "num_hidden_layers is 1000000000000",
+        ),
+        ("num_hidden_layers", serde_json::json!(1e12), "Gemma config"),
+        (
+            "num_attention_heads",
+            serde_json::json!(0),
+            "num_attention_heads is 0",
+        ),
+        (
+            "layer_types",
+            serde_json::json!(["full_attention"]),
+            "layer_types has 1 entries",
+        ),
+    ] {
+        let mut v = base.clone();
+        v[key] = value.clone();
+        std::fs::write(&p, v.to_string()).unwrap();
+        let e = gpt2_gemma_models::GemmaConfig::from_file(&p).unwrap_err();
+        assert!(
+            matches!(&e, ModelError::Config { .. }) && e.to_string().contains(says),
+            "{key}={value}: {e}"
+        );
+    }
+    let gpt2 = serde_json::json!({ "n_layer": 1_000_000_000_000u64 });
+    std::fs::write(&p, gpt2.to_string()).unwrap();
+    let e = gpt2_gemma_models::Gpt2Config::from_file(&p).unwrap_err();
+    assert!(e.to_string().contains("n_layer is 1000000000000"), "{e}");
 }

@@ -1,6 +1,12 @@
 //! GPT-2 against transformers and TransformerLens on a tiny random model
 //! (`fixtures/gpt2-tiny/gen_fixtures.py`).
-#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 mod common;
 

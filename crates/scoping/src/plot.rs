@@ -119,7 +119,7 @@ pub fn write_html(metrics: &[ScaleMetrics], chosen: usize, title: &str, path: &P
     let html = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{esc}</title></head><body><h3>{esc}</h3><p>Curves min–max normalised; hover a point for its value.</p>{svg}</body></html>\n"
     );
-    std::fs::write(path, html).map_err(|e| io(path, e))
+    Ok(sae_core::atomic::write(path, html.as_bytes())?)
 }
 
 /// Writes the curves as a PNG.
@@ -176,10 +176,14 @@ pub fn write_png(metrics: &[ScaleMetrics], chosen: usize, path: &Path) -> Result
             );
         }
     }
-    let file = std::fs::File::create(path).map_err(|e| io(path, e))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), W as u32, H as u32);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut w = enc.write_header().map_err(|e| io(path, e))?;
-    w.write_image_data(&px).map_err(|e| io(path, e))
+    let mut bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut bytes, W as u32, H as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().map_err(|e| io(path, e))?;
+        w.write_image_data(&px).map_err(|e| io(path, e))?;
+        w.finish().map_err(|e| io(path, e))?;
+    }
+    Ok(sae_core::atomic::write(path, &bytes)?)
 }

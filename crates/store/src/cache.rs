@@ -119,7 +119,54 @@ impl CacheManifest {
                 ),
             });
         }
+        m.validate(&path)?;
         Ok(m)
+    }
+
+    /// Checks every size and name a reader relies on: positive widths and counts, shard files
+    /// named `shard-NNNNN.safetensors` in order (no path can leave the directory), each within
+    /// `sequences_per_shard`, and token counts that add up.
+    fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |message: String| StoreError::Cache {
+            path: path.to_path_buf(),
+            message,
+        };
+        let spec = &self.spec;
+        let ctx = spec.packing.context_size;
+        for (field, v) in [
+            ("spec.d_in", spec.d_in),
+            ("spec.packing.context_size", ctx),
+            ("spec.sequences_per_shard", spec.sequences_per_shard),
+            ("spec.model_batch_size", spec.model_batch_size),
+        ] {
+            if v == 0 || v > 1 << 30 {
+                return Err(bad(format!("{field} is {v}, expected 1..=2^30")));
+            }
+        }
+        let mut tokens = 0u64;
+        for (i, s) in self.shards.iter().enumerate() {
+            if s.file != shard_name(i) {
+                return Err(bad(format!(
+                    "shard {i} is named `{}`, expected `{}`",
+                    s.file,
+                    shard_name(i)
+                )));
+            }
+            if s.n_sequences == 0 || s.n_sequences > spec.sequences_per_shard {
+                return Err(bad(format!(
+                    "shard {i} holds {} windows, expected 1..={}",
+                    s.n_sequences, spec.sequences_per_shard
+                )));
+            }
+            tokens += (s.n_sequences * ctx) as u64;
+        }
+        if tokens != self.n_tokens {
+            return Err(bad(format!(
+                "n_tokens is {}, the shards hold {tokens}",
+                self.n_tokens
+            )));
+        }
+        Ok(())
     }
 
     fn write(&self, dir: &Path) -> Result<()> {
@@ -128,7 +175,7 @@ impl CacheManifest {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        sae_core::safetensors_io::write_atomic(&path, &json)?;
+        sae_core::atomic::write(&path, &json)?;
         Ok(())
     }
 
@@ -168,8 +215,11 @@ pub fn cache_activations<M: LanguageModel + ?Sized>(
             format!("{sequences_per_shard} / {}", cfg.store_batch_size_prompts),
         ));
     }
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-    remove_temporaries(dir)?;
+    // One run per directory; then any temporary file in it is a killed run's, and only those
+    // (never a user's `draft.tmp`) are removed, after the directory is known to be a cache.
+    let _lock = sae_core::lock::OutputLock::acquire(dir)?;
+    check_is_cache_dir(dir)?;
+    sae_core::atomic::remove_temporaries(dir)?;
     let packing = cfg.packing(tokenizer);
     let probe = compute_activations(model, cfg.hook, &[vec![tokenizer.bos_id()]])?;
     let spec = CacheSpec {
@@ -343,7 +393,7 @@ fn write_shard(
         TensorView::new(Dtype::F32, vec![n, ctx, d_in], act_bytes).map_err(serr)?,
     );
     let bytes = safetensors::tensor::serialize(views, None).map_err(serr)?;
-    sae_core::safetensors_io::write_atomic(&path, &bytes)?;
+    sae_core::atomic::write(&path, &bytes)?;
     Ok(ShardInfo {
         file: shard_name(index),
         n_sequences: n,
@@ -352,16 +402,37 @@ fn write_shard(
     })
 }
 
-fn remove_temporaries(dir: &Path) -> Result<()> {
+/// A directory a cache may be written into: one with a manifest, or one holding nothing but
+/// what a cache run writes (shards a killed first run left, temporaries, the lock).
+fn check_is_cache_dir(dir: &Path) -> Result<()> {
+    if dir.join(MANIFEST_FILENAME).is_file() {
+        return Ok(());
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
     for entry in entries {
-        let p = entry.map_err(|e| StoreError::io(dir, e))?.path();
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.contains(".tmp") {
-            std::fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours = name == sae_core::lock::LOCK_FILENAME
+            || sae_core::atomic::is_temporary(&name)
+            || is_shard_name(&name);
+        if !ours {
+            return Err(StoreError::Cache {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "is not an activation cache (no {MANIFEST_FILENAME}) and holds `{name}`; \
+                     use an empty or new directory"
+                ),
+            });
         }
     }
     Ok(())
+}
+
+fn is_shard_name(name: &str) -> bool {
+    name.strip_prefix("shard-")
+        .and_then(|s| s.strip_suffix(".safetensors"))
+        .is_some_and(|d| d.len() == 5 && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn check_shard_files(dir: &Path, m: &CacheManifest) -> Result<()> {
@@ -474,14 +545,30 @@ impl ActivationCacheDir {
                 found: acts.shape,
             });
         }
-        let (_, ids) = file.tensor_i64(TOKEN_IDS_TENSOR)?;
+        let (ids_shape, ids) = file.tensor_i64(TOKEN_IDS_TENSOR)?;
+        let expected = vec![info.n_sequences, ctx];
+        if ids_shape != expected {
+            return Err(StoreError::Shape {
+                what: format!("{}: {TOKEN_IDS_TENSOR}", path.display()),
+                expected,
+                found: ids_shape,
+            });
+        }
+        let token_ids = ids
+            .into_iter()
+            .map(|t| u32::try_from(t))
+            .collect::<std::result::Result<Vec<u32>, _>>()
+            .map_err(|_| StoreError::Cache {
+                path: path.clone(),
+                message: format!("{TOKEN_IDS_TENSOR} holds a negative or oversized token id"),
+            })?;
         let first_sequence = self.manifest.shards[..index]
             .iter()
             .map(|s| s.n_sequences as u64)
             .sum();
         Ok(Shard {
             index,
-            token_ids: ids.into_iter().map(|t| t as u32).collect(),
+            token_ids,
             activations: acts.data,
             n_sequences: info.n_sequences,
             context_size: ctx,

@@ -102,6 +102,18 @@ pub enum StoreError {
         value: f64,
     },
 
+    /// A resumable run's directory was started with other settings than a rerun asks for.
+    #[error(
+        "{path}: started with other settings ({}); rerun with the same settings or use another output",
+        differences.join("; ")
+    )]
+    ResumeMismatch {
+        /// The run directory.
+        path: PathBuf,
+        /// One `field: recorded X, requested Y` per difference.
+        differences: Vec<String>,
+    },
+
     /// From the SAE crate.
     #[error(transparent)]
     Sae(#[from] sae_core::SaeError),

@@ -514,7 +514,7 @@ impl LatentStats {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        sae_core::safetensors_io::write_atomic(path, &json)?;
+        sae_core::atomic::write(path, &json)?;
         Ok(())
     }
 

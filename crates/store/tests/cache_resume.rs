@@ -1,6 +1,12 @@
 //! The activation cache: contents equal a direct computation; an interrupted run resumes to
 //! byte-identical shards; a different request on the same directory is refused.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 mod common;
 
@@ -83,7 +89,7 @@ fn cache_contents_resume_and_mismatch() {
     let m = run(&cfg(), &b, &stop).unwrap();
     assert!(!m.complete);
     assert_eq!(m.shards.len(), 3);
-    std::fs::write(b.join("shard-00003.safetensors.tmp123"), b"partial").unwrap();
+    std::fs::write(b.join(".shard-00003.safetensors.999-0.sgtmp"), b"partial").unwrap();
     std::fs::write(b.join("shard-00003.safetensors"), b"garbage").unwrap();
     let m = run(&cfg(), &b, &stop).unwrap();
     assert_eq!(m.shards.len(), 6);
@@ -105,10 +111,154 @@ fn cache_contents_resume_and_mismatch() {
         r => panic!("{r:?}"),
     }
 
+    // A second run on a directory in use fails at once, naming the holder; the directory is
+    // untouched.
+    let before = files(&b);
+    {
+        let _held = sae_core::lock::OutputLock::acquire(&b).unwrap();
+        match run(&cfg(), &b, &opts) {
+            Err(StoreError::Sae(sae_core::SaeError::OutputInUse { path, pid })) => {
+                assert_eq!(path, b);
+                assert_eq!(pid, Some(std::process::id()));
+            }
+            r => panic!("{r:?}"),
+        }
+    }
+    assert_eq!(files(&b), before);
+
+    // A user's files are never deleted: in a cache, only this crate's temporaries go; a
+    // directory that is not a cache is refused before anything is touched.
+    let user = [
+        "draft.tmp",
+        "page.tmpl",
+        "a.tmp.bak",
+        "notes.safetensors.tmp1",
+    ];
+    let c = tmp.path().join("c");
+    run(&cfg(), &c, &stop).unwrap();
+    for n in user {
+        std::fs::write(c.join(n), b"mine").unwrap();
+    }
+    run(&cfg(), &c, &stop).unwrap();
+    for n in user {
+        assert_eq!(std::fs::read(c.join(n)).unwrap(), b"mine", "{n}");
+    }
+    let d = tmp.path().join("d");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("draft.tmp"), b"mine").unwrap();
+    match run(&cfg(), &d, &opts) {
+        Err(StoreError::Cache { message, .. }) => {
+            assert!(message.contains("not an activation cache"), "{message}")
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(std::fs::read(d.join("draft.tmp")).unwrap(), b"mine");
+
     // A damaged shard is caught.
     std::fs::write(a.join("shard-00001.safetensors"), b"truncated").unwrap();
     assert!(matches!(
         ActivationCacheDir::open(&a),
         Err(StoreError::Cache { .. })
     ));
+}
+
+/// A manifest's sizes and names are checked when it is read: `context_size: 0`, `d_in: 0`, a
+/// shard path leaving the directory, a shard's `token_ids` of the wrong shape are errors, not
+/// panics in the statistics or reads outside the cache.
+#[test]
+fn hostile_manifests_and_shards_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, tok) = common::tiny_model(tmp.path());
+    let dir = tmp.path().join("cache");
+    let opts = CacheRunOptions::default();
+    cache_activations(
+        &model,
+        "tiny",
+        &tok,
+        corpus(),
+        &cfg(),
+        2,
+        Some(4),
+        &dir,
+        &opts,
+    )
+    .unwrap();
+    let mpath = dir.join("manifest.json");
+    let good: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    ActivationCacheDir::open(&dir).unwrap();
+    let edits: [(&str, fn(&mut serde_json::Value)); 6] = [
+        ("spec.packing.context_size is 0", |m| {
+            m["spec"]["packing"]["context_size"] = 0.into()
+        }),
+        ("spec.d_in is 0", |m| m["spec"]["d_in"] = 0.into()),
+        ("spec.sequences_per_shard is 0", |m| {
+            m["spec"]["sequences_per_shard"] = 0.into()
+        }),
+        ("expected `shard-00001.safetensors`", |m| {
+            m["shards"][1]["file"] = "../../outside.safetensors".into()
+        }),
+        ("holds 3 windows, expected 1..=2", |m| {
+            m["shards"][0]["n_sequences"] = 3.into()
+        }),
+        ("n_tokens is 1", |m| m["n_tokens"] = 1.into()),
+    ];
+    for (says, edit) in edits {
+        let mut m = good.clone();
+        edit(&mut m);
+        std::fs::write(&mpath, m.to_string()).unwrap();
+        match ActivationCacheDir::open(&dir) {
+            Err(StoreError::Cache { path, message }) => {
+                assert_eq!(path, mpath);
+                assert!(message.contains(says), "{message}");
+            }
+            r => panic!("{says}: {r:?}"),
+        }
+    }
+    std::fs::write(&mpath, good.to_string()).unwrap();
+
+    // A shard whose token_ids tensor has the wrong shape (same byte length as the real one).
+    let shard = dir.join("shard-00000.safetensors");
+    let f = sae_core::safetensors_io::SafetensorsFile::open(&shard).unwrap();
+    let (shape, ids) = f.tensor_i64("token_ids").unwrap();
+    let acts = f.tensor_f32(&HookPoint::ResidPost(0).to_string()).unwrap();
+    drop(f);
+    let ids32: Vec<u8> = ids.iter().flat_map(|&t| (t as i32).to_le_bytes()).collect();
+    let act_bytes: Vec<u8> = acts.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut views = std::collections::BTreeMap::new();
+    views.insert(
+        "token_ids".to_string(),
+        safetensors::tensor::TensorView::new(
+            safetensors::Dtype::I32,
+            vec![shape[0] * shape[1]],
+            &ids32,
+        )
+        .unwrap(),
+    );
+    views.insert(
+        HookPoint::ResidPost(0).to_string(),
+        safetensors::tensor::TensorView::new(
+            safetensors::Dtype::F32,
+            acts.shape.clone(),
+            &act_bytes,
+        )
+        .unwrap(),
+    );
+    let bytes = safetensors::tensor::serialize(views, None).unwrap();
+    let mut m = good.clone();
+    m["shards"][0]["bytes"] = (bytes.len() as u64).into();
+    std::fs::write(&shard, &bytes).unwrap();
+    std::fs::write(&mpath, m.to_string()).unwrap();
+    let cache = ActivationCacheDir::open(&dir).unwrap();
+    match cache.shard(0) {
+        Err(StoreError::Shape {
+            what,
+            expected,
+            found,
+        }) => {
+            assert!(what.ends_with("token_ids"), "{what}");
+            assert_eq!(expected, shape);
+            assert_eq!(found, vec![shape[0] * shape[1]]);
+        }
+        r => panic!("{:?}", r.map(|s| s.n_sequences)),
+    }
 }

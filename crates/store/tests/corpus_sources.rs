@@ -1,6 +1,12 @@
 //! Every text source yields the same documents: JSONL, Parquet (pyarrow-written), plain text,
 //! and a hub dataset read from a local HF cache with the network off.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -150,7 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         probes.len()
     );
     std::fs::create_dir_all(&args.out)?;
-    let mut csv = std::io::BufWriter::new(std::fs::File::create(args.out.join("absorption.csv"))?);
+    let mut csv = sae_core::atomic::AtomicFile::create(args.out.join("absorption.csv"))?;
     writeln!(
         csv,
         "sae,d_sae,letter,probe_f1,main_latents,main_f1,probe_true_positives,main_false_negatives,full_absorptions,full_absorption_rate,mean_absorption_fraction,top_absorbers"
@@ -199,7 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "letters": r.letters,
         }));
     }
-    csv.flush()?;
+    csv.commit()?;
     let out = serde_json::json!({
         "model": args.model.model.to_string(),
         "hook": hook.to_string(),
@@ -209,7 +209,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "config": cfg,
         "saes": summary,
     });
-    std::fs::write(
+    sae_core::atomic::write(
         args.out.join("summary.json"),
         serde_json::to_string_pretty(&out)?,
     )?;
@@ -217,7 +217,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "prefix": prefix,
         "words": words.iter().map(|(i, w)| serde_json::json!([i, w])).collect::<Vec<_>>(),
     });
-    std::fs::write(
+    sae_core::atomic::write(
         args.out.join("words.json"),
         serde_json::to_string(&words_json)?,
     )?;

@@ -18,8 +18,8 @@ use gpt2_gemma_models::{AnyTokenizer, HookPoint, LanguageModel};
 use sae_core::SaeSource;
 
 use super::corpus_args::CorpusArgs;
-use super::logit_lens::parse_latents;
 use super::model_args::ModelArgs;
+use sae_core::latents::parse_latents;
 
 /// Prompt style, as a flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -303,7 +303,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 std::fs::create_dir_all(dir)?;
             }
             s.save(&stats_path)?;
-            std::fs::write(&stats_fp_path, &stats_fp)?;
+            sae_core::atomic::write(&stats_fp_path, &stats_fp)?;
             s
         }
     };
@@ -415,7 +415,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             text.push_str(&serde_json::json!({"latent": latent, "explanation": expl, "detection": s, "score": s.map(|s| s.accuracy)}).to_string());
             text.push('\n');
         }
-        std::fs::write(&path, text)?;
+        sae_core::atomic::write(&path, text)?;
     }
     write_summary(
         &args.out,
@@ -498,7 +498,7 @@ fn write_summary(
         "generation_scoring": extra.generation.as_deref().map(generation_summary),
         "neighbour_scoring": extra.neighbours.as_deref().map(neighbour_summary),
     });
-    std::fs::write(
+    sae_core::atomic::write(
         sibling(out, ".summary.json"),
         serde_json::to_string_pretty(&v)?,
     )?;

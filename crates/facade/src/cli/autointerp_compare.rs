@@ -95,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|(l, r, rand)| compare::population(l, r, rand.as_deref(), units))
         .collect();
     std::fs::create_dir_all(&args.out)?;
-    std::fs::write(
+    sae_core::atomic::write(
         args.out.join("compare.json"),
         serde_json::to_string_pretty(&pops)?,
     )?;
@@ -123,7 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             f(&p.random_explanation_balanced_accuracy, |d| d.mean),
         ));
     }
-    std::fs::write(args.out.join("compare.csv"), &csv)?;
+    sae_core::atomic::write(args.out.join("compare.csv"), &csv)?;
     let mut scores = String::from("population,unit,score,balanced_accuracy,none_floor\n");
     for ((label, results, _), p) in loaded.iter().zip(&pops) {
         for u in &p.units {
@@ -139,7 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    std::fs::write(args.out.join("scores.csv"), scores)?;
+    sae_core::atomic::write(args.out.join("scores.csv"), scores)?;
     compare::write_html(
         &pops,
         &format!("Detection scores of {units} units per population"),

@@ -12,8 +12,8 @@ use sae_core::SaeSource;
 use sae_core::device::tensor_to_vec;
 
 use super::corpus_args::CorpusArgs;
-use super::logit_lens::parse_latents;
 use super::model_args::ModelArgs;
+use sae_core::latents::parse_latents;
 
 /// Arguments of `dashboard`.
 #[derive(Debug, clap::Args)]

@@ -94,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         progress: true,
     };
     std::fs::create_dir_all(&args.out)?;
-    let mut csv = std::io::BufWriter::new(std::fs::File::create(args.out.join("eval.csv"))?);
+    let mut csv = sae_core::atomic::AtomicFile::create(args.out.join("eval.csv"))?;
     writeln!(csv, "{COLUMNS}")?;
     let mut all = Vec::new();
     for (i, (src, (sae, hook))) in args.sae.iter().zip(&saes).enumerate() {
@@ -154,7 +154,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "metrics": ev,
         }));
     }
-    csv.flush()?;
+    csv.commit()?;
     let meta = serde_json::json!({
         "model": args.model.model.to_string(),
         "windows": windows.len(),
@@ -164,7 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "dense_threshold": config.dense_threshold,
         "saes": all,
     });
-    std::fs::write(
+    sae_core::atomic::write(
         args.out.join("eval.json"),
         serde_json::to_string_pretty(&meta)?,
     )?;

@@ -185,6 +185,6 @@ fn write_summary(
         "umap_y_std": std(result.rows.iter().map(|r| f64::from(r.umap_y)).collect()),
         "seconds": seconds,
     });
-    std::fs::write(path, serde_json::to_string_pretty(&v)?)?;
+    sae_core::atomic::write(path, serde_json::to_string_pretty(&v)?)?;
     Ok(())
 }

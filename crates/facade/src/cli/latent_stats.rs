@@ -7,7 +7,7 @@ use activation_store::cache::ActivationCacheDir;
 use activation_store::{LatentStats, StatsConfig, gather_from_cache};
 use sae_core::{ComputeDevice, SaeSource};
 
-use super::logit_lens::parse_latents;
+use sae_core::latents::parse_latents;
 
 /// Arguments of `latent-stats`.
 #[derive(Debug, clap::Args)]
@@ -66,6 +66,7 @@ fn parse_range(s: &str) -> anyhow::Result<std::ops::Range<usize>> {
 
 /// Runs `latent-stats`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let _lock = sae_core::lock::OutputLock::for_file(&args.out)?;
     let stats = if !args.merge.is_empty() {
         let mut it = args.merge.iter();
         let first = it
@@ -99,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     stats.save(&args.out)?;
     let csv = args.out.with_extension("csv");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+    let mut f = sae_core::atomic::AtomicFile::create(&csv)?;
     writeln!(f, "latent,frequency,mean,mean_when_active,max,n_fired")?;
     for (l, freq) in stats.latents.iter().zip(stats.frequencies()) {
         let max = if l.max.is_finite() { l.max } else { 0.0 };
@@ -112,7 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             l.n_fired
         )?;
     }
-    f.flush()?;
+    f.commit()?;
     eprintln!(
         "{} latents over {} tokens → {} and {}",
         stats.latents.len(),

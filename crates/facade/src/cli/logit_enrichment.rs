@@ -12,8 +12,8 @@ use latent_geometry::plot::{ColorBy, write_html, write_png};
 use latent_geometry::splitting::SplittingRow;
 use sae_core::SaeSource;
 
-use super::logit_lens::parse_latents;
 use super::model_args::ModelArgs;
+use sae_core::latents::parse_latents;
 
 /// Arguments of `logit-enrichment`.
 #[derive(Debug, clap::Args)]
@@ -70,9 +70,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.batch,
     )?;
     std::fs::create_dir_all(&args.out)?;
-    let mut stats = std::io::BufWriter::new(std::fs::File::create(args.out.join("stats.csv"))?);
-    let mut en = std::io::BufWriter::new(std::fs::File::create(args.out.join("enrichment.csv"))?);
-    let mut jl = std::io::BufWriter::new(std::fs::File::create(args.out.join("enrichment.jsonl"))?);
+    let mut stats = sae_core::atomic::AtomicFile::create(args.out.join("stats.csv"))?;
+    let mut en = sae_core::atomic::AtomicFile::create(args.out.join("enrichment.csv"))?;
+    let mut jl = sae_core::atomic::AtomicFile::create(args.out.join("enrichment.jsonl"))?;
     writeln!(
         stats,
         "latent,mean,variance,skewness,kurtosis,best_set,best_set_hits,best_set_hypergeom_p"
@@ -127,9 +127,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             cluster: None,
         });
     }
-    stats.flush()?;
-    en.flush()?;
-    jl.flush()?;
+    stats.commit()?;
+    en.commit()?;
+    jl.commit()?;
     write_html(
         &rows,
         ColorBy::Width,

@@ -7,6 +7,7 @@ use anyhow::Context;
 use gpt2_gemma_models::LanguageModel;
 use latent_geometry::{LogitLensConfig, logit_lens};
 use sae_core::SaeSource;
+use sae_core::latents::parse_latents;
 
 use super::model_args::ModelArgs;
 
@@ -34,27 +35,6 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-/// Parses `all` or `0-99,120` into indices below `n`.
-pub fn parse_latents(spec: &str, n: usize) -> anyhow::Result<Option<Vec<usize>>> {
-    if spec == "all" {
-        return Ok(None);
-    }
-    let mut v = Vec::new();
-    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        if let Some((a, b)) = part.split_once('-') {
-            let (a, b): (usize, usize) = (a.parse()?, b.parse()?);
-            anyhow::ensure!(a <= b, "range {part} is empty");
-            v.extend(a..=b);
-        } else {
-            v.push(part.parse()?);
-        }
-    }
-    if let Some(bad) = v.iter().find(|&&l| l >= n) {
-        anyhow::bail!("latent {bad} is out of range (the SAE has {n})");
-    }
-    Ok(Some(v))
-}
-
 /// Runs `logit-lens`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (model, tok) = args.model.load()?;
@@ -78,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             batch: args.batch,
         },
     )?;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&args.out)?);
+    let mut w = sae_core::atomic::AtomicFile::create(&args.out)?;
     let side = |ids: &[u32], vals: &[f32]| -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::Value::Array(
             ids.iter()
@@ -97,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         });
         writeln!(w, "{obj}")?;
     }
-    w.flush()?;
+    w.commit()?;
     tracing::info!(latents = res.len(), out = %args.out.display(), "wrote the logit lens");
     Ok(())
 }

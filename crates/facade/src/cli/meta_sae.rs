@@ -55,12 +55,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (meta, m) = train_meta_sae(&sae, cfg, true)?;
     meta.save(&args.out)?;
     let parts = decompose(&sae, &meta)?;
-    let mut f =
-        std::io::BufWriter::new(std::fs::File::create(args.out.join("decomposition.jsonl"))?);
+    let mut f = sae_core::atomic::AtomicFile::create(args.out.join("decomposition.jsonl"))?;
     for p in &parts {
         writeln!(f, "{}", serde_json::to_string(p)?)?;
     }
-    f.flush()?;
+    f.commit()?;
     let mean_cos = parts
         .iter()
         .map(|p| f64::from(p.reconstruction_cosine))

@@ -289,7 +289,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&out)?)?;
+    sae_core::atomic::write(&args.out, serde_json::to_string_pretty(&out)?)?;
     if let Some(((m, c), _)) = &tuning {
         let title = match args.latent {
             Some(l) => format!(

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use activation_store::cache::ActivationCacheDir;
 use activation_store::eval::{EvalConfig, SaeEvaluation, evaluate_sae};
-use activation_store::train::family::{FamilyOptions, resume_family, train_family};
+use activation_store::train::family::{
+    FamilyOptions, FamilyRequest, start_or_resume_family, train_family,
+};
 use activation_store::{
     CacheBatches, StepMetrics, TextSource, TokenWindows, TrainArchitecture, TrainConfig, Trainer,
 };
@@ -124,16 +126,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let device = args.device.burn_device()?;
     let cache = ActivationCacheDir::open(&args.cache)?;
     let spec = cache.manifest().spec.clone();
+    let _lock = sae_core::lock::OutputLock::acquire(&args.out)?;
     let run_dir = args.out.join("run");
-    let mut trainers = match resume_family(&run_dir, &device)? {
-        Some(t) => {
-            tracing::info!(
-                step = t.first().map(Trainer::steps),
-                "resuming from the last checkpoint"
-            );
-            t
-        }
-        None => args
+    let request = FamilyRequest {
+        configs: args
             .widths
             .iter()
             .enumerate()
@@ -146,10 +142,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 c.apply_b_dec_to_input = args.apply_b_dec_to_input;
                 c.dead_feature_window = args.dead_feature_window;
                 c.seed = args.seed + i as u64;
-                Trainer::new(c, &device)
+                c
             })
-            .collect::<Result<_, _>>()?,
+            .collect(),
+        data: serde_json::json!({
+            "cache_spec_hash": cache.manifest().spec_hash,
+            "batch_size": args.batch_size,
+            "buffer_batches": args.buffer_batches,
+            "seed": args.seed,
+        }),
     };
+    let mut trainers = start_or_resume_family(&run_dir, &request, &device)?;
+    if let Some(step) = trainers.first().map(Trainer::steps).filter(|&s| s > 0) {
+        tracing::info!(step, "resuming from the last checkpoint");
+    }
     let mut source = CacheBatches::new(
         &cache,
         args.batch_size,
@@ -201,6 +207,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let mut summary = Vec::new();
+    if last.len() != trainers.len() {
+        anyhow::bail!("the cache yielded no training batch; nothing to save");
+    }
     for (t, m) in trainers.iter().zip(&last) {
         let sae = t.to_sae(metadata.clone())?;
         let dir = args.out.join(format!(
@@ -254,9 +263,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "steps_per_second": last.first().map(|m| m.step).unwrap_or(0) as f64 / secs.max(1e-9),
         "saes": summary,
     });
-    std::fs::write(
-        args.out.join("summary.json"),
-        serde_json::to_vec_pretty(&s)?,
+    sae_core::atomic::write(
+        &args.out.join("summary.json"),
+        &serde_json::to_vec_pretty(&s)?,
     )?;
     Ok(())
 }

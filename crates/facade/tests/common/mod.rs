@@ -1,6 +1,6 @@
 //! Helpers shared by the CLI tests: the tiny GPT-2 with GPT-2's real vocabulary, a seeded
 //! random SAE for it, and a small corpus.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

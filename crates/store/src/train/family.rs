@@ -5,11 +5,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
 
 use sae_core::burn::tensor::Device;
 
 use crate::batches::BatchSource;
 use crate::error::{Result, StoreError};
+use crate::train::config::TrainConfig;
 use crate::train::trainer::{StepMetrics, Trainer};
 
 /// How a family run behaves.
@@ -40,6 +42,116 @@ impl Default for FamilyOptions {
 }
 
 const CHECKPOINT: &str = "checkpoint";
+const REQUEST: &str = "request.json";
+const METRICS: &str = "metrics.jsonl";
+
+/// What a family run is asked to do; recorded in the run directory when it starts, and a
+/// resumed run must ask for exactly the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FamilyRequest {
+    /// One configuration per SAE, in order.
+    pub configs: Vec<TrainConfig>,
+    /// Everything else that decides the result (data, batching, shuffling), as the caller
+    /// describes it.
+    pub data: serde_json::Value,
+}
+
+/// The trainers of a run directory: restored from its latest checkpoint when there is one (after
+/// checking that `request` equals the recorded one), otherwise fresh, with `request` recorded.
+///
+/// # Errors
+/// [`StoreError::ResumeMismatch`] listing every setting that differs from the recorded run;
+/// errors of reading the checkpoint or building the trainers.
+pub fn start_or_resume_family(
+    run_dir: &Path,
+    request: &FamilyRequest,
+    device: &Device,
+) -> Result<Vec<Trainer>> {
+    std::fs::create_dir_all(run_dir).map_err(|e| StoreError::io(run_dir, e))?;
+    let req_path = run_dir.join(REQUEST);
+    let requested = serde_json::to_value(request).map_err(|e| StoreError::Json {
+        path: req_path.clone(),
+        message: e.to_string(),
+    })?;
+    let recorded: Option<serde_json::Value> = match std::fs::read_to_string(&req_path) {
+        Ok(text) => Some(serde_json::from_str(&text).map_err(|e| StoreError::Json {
+            path: req_path.clone(),
+            message: e.to_string(),
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(StoreError::io(&req_path, e)),
+    };
+    let resumed = resume_family(run_dir, device)?;
+    // A checkpoint without a request record (older runs): its configurations are the record.
+    let recorded = match (recorded, &resumed) {
+        (Some(r), _) => Some(r),
+        (None, Some(t)) => Some(serde_json::json!({
+            "configs": t.iter().map(|t| t.config().clone()).collect::<Vec<_>>(),
+            "data": request.data,
+        })),
+        (None, None) => None,
+    };
+    if let Some(recorded) = &recorded {
+        let differences = sae_core::diff::json_differences(recorded, &requested);
+        if !differences.is_empty() {
+            return Err(StoreError::ResumeMismatch {
+                path: run_dir.to_path_buf(),
+                differences,
+            });
+        }
+    }
+    if let Some(trainers) = resumed {
+        if trainers.len() != request.configs.len() {
+            return Err(StoreError::ResumeMismatch {
+                path: run_dir.to_path_buf(),
+                differences: vec![format!(
+                    "checkpoint holds {} SAEs, requested {}",
+                    trainers.len(),
+                    request.configs.len()
+                )],
+            });
+        }
+        return Ok(trainers);
+    }
+    let json = serde_json::to_vec_pretty(&requested).map_err(|e| StoreError::Json {
+        path: req_path.clone(),
+        message: e.to_string(),
+    })?;
+    sae_core::atomic::write(&req_path, &json)?;
+    request
+        .configs
+        .iter()
+        .map(|c| Trainer::new(c.clone(), device))
+        .collect()
+}
+
+/// Keeps the lines of `metrics.jsonl` up to `step` (those a killed run wrote after its last
+/// checkpoint are written again by the resumed run).
+fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io(path, e)),
+    };
+    let mut kept = String::new();
+    for line in text.lines() {
+        let s = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64));
+        match s {
+            Some(s) if s as usize <= step => {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            // A torn last line (killed mid-write) or a later step: dropped.
+            _ => {}
+        }
+    }
+    if kept.len() != text.len() {
+        sae_core::atomic::write(path, kept.as_bytes())?;
+    }
+    Ok(())
+}
 
 /// The latest complete checkpoint of a run directory, if any.
 pub fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
@@ -66,6 +178,8 @@ pub fn resume_family(run_dir: &Path, device: &Device) -> Result<Option<Vec<Train
     Ok(Some(trainers))
 }
 
+// Swaps whole checkpoint directories (each file in them written atomically) by renames.
+#[allow(clippy::disallowed_methods)]
 fn save_family(run_dir: &Path, trainers: &[Trainer]) -> Result<()> {
     let tmp = run_dir.join("checkpoint.tmp");
     if tmp.exists() {
@@ -74,7 +188,7 @@ fn save_family(run_dir: &Path, trainers: &[Trainer]) -> Result<()> {
     for (i, t) in trainers.iter().enumerate() {
         t.save_checkpoint(&tmp.join(format!("trainer-{i}")))?;
     }
-    std::fs::write(tmp.join("complete"), b"").map_err(|e| StoreError::io(&tmp, e))?;
+    sae_core::atomic::write(&tmp.join("complete"), b"")?;
     let cur = run_dir.join(CHECKPOINT);
     let old = run_dir.join("checkpoint.old");
     if old.exists() {
@@ -93,7 +207,8 @@ fn save_family(run_dir: &Path, trainers: &[Trainer]) -> Result<()> {
 /// Trains every trainer on each batch of `source` until `opts.steps`. Trainers restored from a
 /// checkpoint (all at the same step) continue where they stopped: that many batches are
 /// skipped first, so a deterministic source gives the same result as an uninterrupted run.
-/// `on_metrics` sees every logged step. Returns the last metrics of each trainer.
+/// `on_metrics` sees every logged step. Returns the last metrics of each trainer (those of the
+/// checkpoint when nothing was left to train).
 pub fn train_family(
     source: &mut dyn BatchSource,
     trainers: &mut [Trainer],
@@ -129,17 +244,20 @@ pub fn train_family(
     }
     if let Some(d) = &opts.run_dir {
         std::fs::create_dir_all(d).map_err(|e| StoreError::io(d, e))?;
+        truncate_metrics(&d.join(METRICS), start)?;
     }
     let mut log = match &opts.run_dir {
         Some(d) => {
-            let p = d.join("metrics.jsonl");
-            Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&p)
-                    .map_err(|e| StoreError::io(&p, e))?,
-            )
+            let p = d.join(METRICS);
+            // An append-only log, not an output file: a torn last line is dropped on resume
+            // (`truncate_metrics`).
+            #[allow(clippy::disallowed_methods)]
+            let opened = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .map_err(|e| StoreError::io(&p, e))?;
+            Some(opened)
         }
         None => None,
     };
@@ -156,7 +274,10 @@ pub fn train_family(
     } else {
         ProgressBar::hidden()
     };
-    let mut last = Vec::new();
+    let mut last: Vec<StepMetrics> = trainers.iter().filter_map(Trainer::last_metrics).collect();
+    if last.len() != trainers.len() {
+        last.clear();
+    }
     for step in start..opts.steps {
         let Some(batch) = source.next_batch()? else {
             tracing::warn!(step, "the data ran out before the last step");
@@ -177,7 +298,7 @@ pub fn train_family(
             tracing::debug!(step = done, ?last, "training metrics");
             if let Some(f) = log.as_mut() {
                 let line = serde_json::json!({ "step": done, "saes": last });
-                writeln!(f, "{line}").map_err(|e| StoreError::io("metrics.jsonl", e))?;
+                writeln!(f, "{line}").map_err(|e| StoreError::io(METRICS, e))?;
             }
         }
         if let Some(d) = &opts.run_dir

@@ -8,5 +8,5 @@ pub mod step;
 pub mod trainer;
 
 pub use config::{TrainArchitecture, TrainConfig};
-pub use family::{FamilyOptions, train_family};
+pub use family::{FamilyOptions, FamilyRequest, start_or_resume_family, train_family};
 pub use trainer::{StepMetrics, Trainer};

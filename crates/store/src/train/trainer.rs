@@ -54,6 +54,7 @@ pub struct Trainer {
     since_fired: Vec<u64>,
     threshold: f64,
     scaling_factor: Option<f64>,
+    last: Option<StepMetrics>,
     device: Device,
 }
 
@@ -115,6 +116,7 @@ impl Trainer {
             step: 0,
             threshold: 0.0,
             scaling_factor: None,
+            last: None,
             device: device.clone(),
         })
     }
@@ -127,6 +129,12 @@ impl Trainer {
     /// Steps taken.
     pub fn steps(&self) -> usize {
         self.step
+    }
+
+    /// The metrics of the last step taken (kept in checkpoints, so a resumed run that has
+    /// nothing left to train still reports them).
+    pub fn last_metrics(&self) -> Option<StepMetrics> {
+        self.last
     }
 
     /// The current parameters.
@@ -214,7 +222,7 @@ impl Trainer {
         let lr = self.cfg.lr_at(self.step);
         self.apply(out.grads, lr)?;
         self.step += 1;
-        Ok(StepMetrics {
+        let m = StepMetrics {
             step: self.step,
             loss: out.loss,
             mse: out.mse,
@@ -223,7 +231,9 @@ impl Trainer {
             explained_variance: out.explained_variance,
             dead_fraction: self.dead_fraction(),
             lr,
-        })
+        };
+        self.last = Some(m);
+        Ok(m)
     }
 
     /// Gradient clipping, decoder-parallel removal, Adam, decoder renormalisation.
@@ -398,13 +408,14 @@ impl Trainer {
             since_fired: self.since_fired.clone(),
             threshold: self.threshold,
             scaling_factor: self.scaling_factor,
+            last: self.last,
         };
         let path = dir.join("trainer_state.json");
         let json = serde_json::to_vec_pretty(&state).map_err(|e| StoreError::Json {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        sae_core::safetensors_io::write_atomic(&path, &json)?;
+        sae_core::atomic::write(&path, &json)?;
         Ok(())
     }
 
@@ -416,8 +427,20 @@ impl Trainer {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let file = SafetensorsFile::open(dir.join("trainer_state.safetensors"))?;
+        state.config.validate()?;
         let (d_in, d_sae) = (state.config.d_in, state.config.d_sae);
+        if state.since_fired.len() != d_sae || state.last.is_some_and(|m| m.step != state.step) {
+            return Err(StoreError::Json {
+                path,
+                message: format!(
+                    "inconsistent checkpoint: {} firing counters for d_sae {d_sae}, step {}, last metrics at step {:?}",
+                    state.since_fired.len(),
+                    state.step,
+                    state.last.map(|m| m.step)
+                ),
+            });
+        }
+        let file = SafetensorsFile::open(dir.join("trainer_state.safetensors"))?;
         let load2 = |name: &str, shape: [usize; 2]| -> Result<Tensor<2>> {
             let t = file.tensor_f32(name)?;
             if t.shape != shape {
@@ -459,6 +482,7 @@ impl Trainer {
             since_fired: state.since_fired,
             threshold: state.threshold,
             scaling_factor: state.scaling_factor,
+            last: state.last,
             device: device.clone(),
         })
     }
@@ -471,4 +495,6 @@ struct CheckpointState {
     since_fired: Vec<u64>,
     threshold: f64,
     scaling_factor: Option<f64>,
+    #[serde(default)]
+    last: Option<StepMetrics>,
 }
