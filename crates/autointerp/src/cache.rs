@@ -62,7 +62,7 @@ impl<B> CachedBackend<B> {
         let key = request_key(request);
         let ok = serde_json::to_vec(reply)
             .ok()
-            .and_then(|b| sae_core::atomic::write(&self.path(&key), &b).ok());
+            .and_then(|b| sae_core::atomic::write(self.path(&key), &b).ok());
         if ok.is_none() {
             tracing::warn!(cache = %self.dir.display(), "could not write a cache entry");
         }

@@ -285,7 +285,7 @@ mod tests {
             ".x.12-a.sgtmp",
             "x.1-2.sgtmp",
         ] {
-            write(&d.join(n), b"user").unwrap();
+            write(d.join(n), b"user").unwrap();
         }
         let own = [
             ".shard-00001.safetensors.4242-7.sgtmp",
@@ -304,7 +304,7 @@ mod tests {
     #[test]
     fn missing_directory_names_the_file() {
         let d = tmpdir("missing").join("no/such/dir");
-        let e = write(&d.join("f.npy"), b"x").unwrap_err();
+        let e = write(d.join("f.npy"), b"x").unwrap_err();
         assert!(e.to_string().contains("f.npy"), "{e}");
     }
 }

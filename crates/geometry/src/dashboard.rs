@@ -239,7 +239,7 @@ pub fn write_dashboards(latents: &[DashLatent], title: &str, dir: &Path) -> Resu
     }
     index.push_str("</table></body></html>\n");
     Ok(sae_core::atomic::write(
-        &dir.join("index.html"),
+        dir.join("index.html"),
         index.as_bytes(),
     )?)
 }

@@ -556,7 +556,7 @@ impl ActivationCacheDir {
         }
         let token_ids = ids
             .into_iter()
-            .map(|t| u32::try_from(t))
+            .map(u32::try_from)
             .collect::<std::result::Result<Vec<u32>, _>>()
             .map_err(|_| StoreError::Cache {
                 path: path.clone(),

@@ -186,7 +186,8 @@ fn hostile_manifests_and_shards_are_errors() {
     let mpath = dir.join("manifest.json");
     let good: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
     ActivationCacheDir::open(&dir).unwrap();
-    let edits: [(&str, fn(&mut serde_json::Value)); 6] = [
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 6] = [
         ("spec.packing.context_size is 0", |m| {
             m["spec"]["packing"]["context_size"] = 0.into()
         }),

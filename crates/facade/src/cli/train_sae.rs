@@ -264,7 +264,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "saes": summary,
     });
     sae_core::atomic::write(
-        &args.out.join("summary.json"),
+        args.out.join("summary.json"),
         &serde_json::to_vec_pretty(&s)?,
     )?;
     Ok(())

@@ -188,7 +188,7 @@ fn save_family(run_dir: &Path, trainers: &[Trainer]) -> Result<()> {
     for (i, t) in trainers.iter().enumerate() {
         t.save_checkpoint(&tmp.join(format!("trainer-{i}")))?;
     }
-    sae_core::atomic::write(&tmp.join("complete"), b"")?;
+    sae_core::atomic::write(tmp.join("complete"), b"")?;
     let cur = run_dir.join(CHECKPOINT);
     let old = run_dir.join("checkpoint.old");
     if old.exists() {
