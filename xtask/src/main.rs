@@ -16,6 +16,7 @@ mod build_cuda;
 mod check_gemma;
 mod check_gpt2;
 mod check_splitting;
+mod fuzz;
 mod gpu_check;
 mod reproduce;
 mod reproduce_analyses;
@@ -62,6 +63,10 @@ enum Command {
     /// On a GPU: the parity suite on cuda:N in exact f32, then GPU-vs-PyTorch benchmarks
     /// (forward, decode, SAE encode, training, caching) in one run; JSON + markdown report.
     GpuCheck(gpu_check::Args),
+    /// The fuzz campaign with a time budget: every parser fed mutated files (bit flips,
+    /// truncations, splices, huge counts); reports inputs tried per parser and fails on any panic
+    /// or abort.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -84,5 +89,6 @@ fn main() -> anyhow::Result<()> {
         Command::ReproducePatchScoping(a) => reproduce_analyses::patch_scoping(a),
         Command::BuildCuda(a) => build_cuda::run(a),
         Command::GpuCheck(a) => gpu_check::run(a),
+        Command::Fuzz(a) => fuzz::run(a),
     }
 }

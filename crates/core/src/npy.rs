@@ -63,7 +63,11 @@ fn peek_shape(path: &Path, file: &mut File) -> Result<Vec<u64>> {
     let tuple = header
         .find("'shape'")
         .map(|i| &header[i..])
-        .and_then(|h| Some(&h[h.find('(')? + 1..h.find(')')?]))
+        .and_then(|h| {
+            let open = h.find('(')? + 1;
+            let close = open + h[open..].find(')')?;
+            Some(&h[open..close])
+        })
         .ok_or_else(|| not_npy("no shape in the header"))?;
     tuple
         .split(',')

@@ -484,6 +484,11 @@ impl GgufFile {
         self.get("general.architecture").and_then(GgufValue::as_str)
     }
 
+    /// The tensor table, in file order.
+    pub fn tensors(&self) -> &[GgufTensorInfo] {
+        &self.tensors
+    }
+
     /// A tensor's table entry.
     pub fn tensor_info(&self, name: &str) -> Result<&GgufTensorInfo> {
         self.tensors

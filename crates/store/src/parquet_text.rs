@@ -12,6 +12,23 @@ use parquet::schema::types::Type;
 use crate::corpus::Document;
 use crate::error::{Result, StoreError};
 
+/// Runs a call into the parquet crate, turning a panic into an error: parquet 57 panics on some
+/// malformed files (an `unwrap` in its thrift metadata decoder, found by `cargo xtask fuzz`), and
+/// a corrupt corpus file must be an error naming the file, not a crash.
+fn guarded<T>(path: &std::path::Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_default();
+        Err(StoreError::Parquet {
+            path: path.to_path_buf(),
+            message: format!("malformed file (the parquet reader gave up: {what})"),
+        })
+    })
+}
+
 /// Streams one column of several Parquet files as documents.
 pub(crate) struct ParquetDocuments {
     paths: std::vec::IntoIter<PathBuf>,
@@ -31,6 +48,10 @@ impl ParquetDocuments {
     }
 
     fn open(&self, path: &std::path::Path) -> Result<RowIter<'static>> {
+        guarded(path, || self.open_unguarded(path))
+    }
+
+    fn open_unguarded(&self, path: &std::path::Path) -> Result<RowIter<'static>> {
         let perr = |message: String| StoreError::Parquet {
             path: path.to_path_buf(),
             message,
@@ -119,15 +140,21 @@ impl Iterator for ParquetDocuments {
             }
             let (path, rows) = self.current.as_mut()?;
             let path = path.clone();
-            match rows.next() {
-                None => self.current = None,
-                Some(Err(e)) => {
+            let next = guarded(&path, || Ok(rows.next()));
+            match next {
+                Err(e) => {
+                    // The reader's state is unknown after a panic: this file ends here.
+                    self.current = None;
+                    return Some(Err(e));
+                }
+                Ok(None) => self.current = None,
+                Ok(Some(Err(e))) => {
                     return Some(Err(StoreError::Parquet {
                         path,
                         message: e.to_string(),
                     }));
                 }
-                Some(Ok(row)) => {
+                Ok(Some(Ok(row))) => {
                     self.row += 1;
                     return Some(self.document(&path, &row));
                 }

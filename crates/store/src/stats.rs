@@ -235,9 +235,8 @@ impl LatentSummary {
         self.samples.truncate(n);
     }
 
+    /// Merges the windows and the maximum (the counts are summed, checked, by the caller).
     fn merge(&mut self, other: LatentSummary, cfg: &StatsConfig) {
-        self.n_fired += other.n_fired;
-        self.sum_fixed += other.sum_fixed;
         self.max = self.max.max(other.max);
         for w in other.top {
             self.offer_top(cfg.k, w);
@@ -496,15 +495,38 @@ impl LatentStats {
                 "the two summaries cover different latents".into(),
             ));
         }
+        let overflow = || StoreError::Merge("the counts overflow (a corrupt summary?)".into());
+        let n_tokens = self
+            .n_tokens
+            .checked_add(other.n_tokens)
+            .ok_or_else(overflow)?;
+        let n_sequences = self
+            .n_sequences
+            .checked_add(other.n_sequences)
+            .ok_or_else(overflow)?;
+        let sums = self
+            .latents
+            .iter()
+            .zip(&other.latents)
+            .map(|(a, b)| {
+                Some((
+                    a.n_fired.checked_add(b.n_fired)?,
+                    a.sum_fixed.checked_add(b.sum_fixed)?,
+                ))
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(overflow)?;
         let cfg = self.config;
-        for (a, b) in self.latents.iter_mut().zip(other.latents) {
+        for ((a, b), (n_fired, sum_fixed)) in self.latents.iter_mut().zip(other.latents).zip(sums) {
             a.merge(b, &cfg);
+            a.n_fired = n_fired;
+            a.sum_fixed = sum_fixed;
         }
         for r in other.random {
             self.offer_random(r);
         }
-        self.n_tokens += other.n_tokens;
-        self.n_sequences += other.n_sequences;
+        self.n_tokens = n_tokens;
+        self.n_sequences = n_sequences;
         Ok(())
     }
 
@@ -518,13 +540,66 @@ impl LatentStats {
         Ok(())
     }
 
-    /// Reads a summary written by [`LatentStats::save`].
+    /// Reads a summary written by [`LatentStats::save`], checking that it is self-consistent
+    /// (window widths, latent slots and offsets, sizes) before anything indexes with it.
     pub fn load(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| StoreError::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| StoreError::Json {
+        let s: Self = serde_json::from_str(&text).map_err(|e| StoreError::Json {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })
+        })?;
+        s.validate().map_err(|message| StoreError::Json {
+            path: path.to_path_buf(),
+            message: format!("inconsistent latent statistics: {message}"),
+        })?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let c = &self.config;
+        if c.buffer > 1 << 16 || self.context_size <= 2 * c.buffer {
+            return Err(format!(
+                "buffer {} with context size {} (the buffer must be under half the context)",
+                c.buffer, self.context_size
+            ));
+        }
+        if c.n_quantiles == 0 || c.n_quantiles > 1 << 16 {
+            return Err(format!("n_quantiles {}", c.n_quantiles));
+        }
+        let width = 2 * c.buffer + 1;
+        let window_ok = |w: &Window| {
+            w.tokens.len() == width
+                && w.values.len() == width
+                && (w.pos as usize) < self.context_size
+        };
+        for l in &self.latents {
+            if l.n_fired > self.n_tokens {
+                return Err(format!(
+                    "latent {} fired on {} of {} tokens",
+                    l.latent, l.n_fired, self.n_tokens
+                ));
+            }
+            if !l.top.iter().all(window_ok) || !l.samples.iter().all(|s| window_ok(&s.window)) {
+                return Err(format!(
+                    "latent {}: a window is not {width} tokens wide or lies outside the context",
+                    l.latent
+                ));
+            }
+        }
+        let n = self.latents.len();
+        for r in &self.random {
+            if r.tokens.len() != width
+                || r.nonzero
+                    .iter()
+                    .any(|&(slot, off, _)| slot as usize >= n || off as usize >= width)
+            {
+                return Err(format!(
+                    "random window at sequence {}: not {width} tokens, or a slot/offset outside {n} latents × {width}",
+                    r.seq
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
