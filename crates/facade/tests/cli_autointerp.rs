@@ -1,5 +1,5 @@
 //! `sae-geometry autointerp` end to end on the tiny GPT-2 against the in-process mock server:
-//! killed mid-run and restarted, the final results equal an uninterrupted run's and no request
+//! killed twenty times mid-run and restarted, the final results equal an uninterrupted run's and no request
 //! whose reply reached the client is sent again.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
 
@@ -102,13 +102,16 @@ fn killed_mid_run_resumes_to_the_same_results_without_resending() {
         "too few requests ({sent_a}) for the test to mean much"
     );
 
-    // Killed twice, then finished.
+    // Killed twenty times (each after one more finished latent, plus a pseudo-random delay that
+    // lands inside a request), then finished. After every kill the results file holds whole
+    // lines only, each equal to the uninterrupted run's.
     let server_b = rt
         .block_on(MockServer::start(Duration::from_millis(100), None))
         .unwrap();
     let out_b = tmp.path().join("b/results.jsonl");
     let mut kills = Vec::new();
-    for at in [4, 14] {
+    let mut s = 0x5EED_u64;
+    for at in 1..=20 {
         let mut child = cmd(&model, &sae, &corpus, &server_b.base_url(), &out_b)
             .spawn()
             .unwrap();
@@ -118,11 +121,25 @@ fn killed_mid_run_resumes_to_the_same_results_without_resending() {
             if child.try_wait().unwrap().is_some() {
                 panic!("finished before being killed");
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
         }
-        child.kill().unwrap(); // SIGKILL
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis((s >> 33) % 150));
+        child.kill().unwrap_or(()); // SIGKILL
         kills.push(server_b.now());
         child.wait().unwrap();
+        let text = std::fs::read_to_string(&out_b).unwrap();
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "kill {at}: torn line"
+        );
+        for (latent, v) in results(&out_b) {
+            if v["status"] != "request_failure" {
+                assert_eq!(v, a[&latent], "kill {at}: latent {latent}");
+            }
+        }
     }
     let st = cmd(&model, &sae, &corpus, &server_b.base_url(), &out_b)
         .output()
@@ -165,7 +182,7 @@ fn killed_mid_run_resumes_to_the_same_results_without_resending() {
         );
     }
     assert!(
-        log.len() < sent_a + 2 * 2 + 1,
+        log.len() < sent_a + kills.len() * 2 + 1,
         "{} requests vs {sent_a}",
         log.len()
     );

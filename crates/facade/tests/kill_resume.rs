@@ -1,0 +1,346 @@
+//! `kill -9` at random points, twenty times over, of `cache-activations`, `train-sae` and
+//! `latent-stats` (autointerp's loop is in `cli_autointerp.rs`): after every kill no output file
+//! under its final name is truncated or different from an uninterrupted run's, and the run that
+//! finishes leaves outputs identical to the uninterrupted run's.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const KILLS: usize = 20;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sae-geometry"))
+}
+
+/// Every visible file under `dir`, by relative path (hidden files are the lock and temporaries).
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            return;
+        };
+        for e in rd {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else if let Ok(b) = std::fs::read(&p) {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, b);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Runs `cmd` to completion, returning how long it took.
+fn run_ok(mut cmd: Command) -> Duration {
+    let t0 = Instant::now();
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    t0.elapsed()
+}
+
+/// When each of the `KILLS` runs is killed.
+enum KillAt<'a> {
+    /// A pseudo-random delay between 5 % and 40 % of an uninterrupted run's time (startup
+    /// included).
+    Random(Duration),
+    /// Once the run has made progress past the previous kill's (the closure reads it from the
+    /// outputs), plus a pseudo-random delay of up to the given time: every kill lands inside
+    /// the work, and every run moves it on.
+    AfterProgress(&'a dyn Fn() -> u64, Duration),
+}
+
+/// Spawns `make()` `KILLS` times and SIGKILLs it as `when` says, calling `check` after each kill.
+fn kill_loop(when: KillAt<'_>, seed: u64, make: impl Fn() -> Command, check: impl Fn(usize)) {
+    let mut s = seed;
+    let mut rnd = move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut finished_early = 0;
+    for i in 0..KILLS {
+        let mut child = make().spawn().unwrap();
+        let t0 = Instant::now();
+        let mut exited = false;
+        match &when {
+            KillAt::Random(span) => {
+                let at = span.mul_f64(0.05 + 0.35 * rnd());
+                while t0.elapsed() < at && !exited {
+                    exited = child.try_wait().unwrap().is_some();
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            KillAt::AfterProgress(progress, jitter) => {
+                let before = progress();
+                while progress() <= before && !exited {
+                    assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
+                    exited = child.try_wait().unwrap().is_some();
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                std::thread::sleep(jitter.mul_f64(rnd()));
+            }
+        }
+        if exited || child.try_wait().unwrap().is_some() {
+            finished_early += 1;
+        }
+        child.kill().unwrap_or(()); // SIGKILL
+        child.wait().unwrap();
+        check(i);
+    }
+    assert!(
+        finished_early <= KILLS / 4,
+        "{finished_early} of {KILLS} runs finished before their kill: the test means little"
+    );
+}
+
+/// Files present in `got` that are final outputs must equal `want`'s (`skip`: files that are
+/// rewritten as the run goes, checked separately).
+fn assert_complete(
+    got: &BTreeMap<String, Vec<u8>>,
+    want: &BTreeMap<String, Vec<u8>>,
+    skip: &dyn Fn(&str) -> bool,
+    kill: usize,
+) {
+    for (name, bytes) in got {
+        if skip(name) {
+            continue;
+        }
+        let w = want
+            .get(name)
+            .unwrap_or_else(|| panic!("kill {kill}: unexpected file {name}"));
+        assert!(
+            bytes == w,
+            "kill {kill}: {name} differs from the uninterrupted run's ({} vs {} bytes)",
+            bytes.len(),
+            w.len()
+        );
+    }
+}
+
+fn cache_cmd(model: &Path, corpus: &Path, out: &Path) -> Command {
+    let mut c = bin();
+    c.args([
+        "--log",
+        "error",
+        "cache-activations",
+        "--offline",
+        "--model",
+    ])
+    .arg(model)
+    .arg("--dataset")
+    .arg(corpus)
+    .args([
+        "--hook",
+        "blocks.1.hook_resid_pre",
+        "--context-size",
+        "16",
+        "--sequences-per-shard",
+        "3",
+        "--model-batch-size",
+        "2",
+        "--out",
+    ])
+    .arg(out);
+    c
+}
+
+#[test]
+fn cache_activations_survives_twenty_kills() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(tmp.path());
+    let text = common::corpus(tmp.path(), 40);
+    let a = tmp.path().join("a");
+    let span = run_ok(cache_cmd(&model, &text, &a));
+    let want = files(&a);
+    let b = tmp.path().join("b");
+    let manifest = |n: &str| n == "manifest.json";
+    let _ = span;
+    let recorded = || -> u64 {
+        std::fs::read(b.join("manifest.json"))
+            .ok()
+            .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m).ok())
+            .map_or(0, |v| v["shards"].as_array().map_or(0, Vec::len) as u64)
+    };
+    kill_loop(
+        KillAt::AfterProgress(&recorded, Duration::from_millis(30)),
+        1,
+        || cache_cmd(&model, &text, &b),
+        |k| {
+            let got = files(&b);
+            // Shards are final once written; the manifest is rewritten after each and must parse,
+            // naming only shards that are there.
+            assert_complete(&got, &want, &manifest, k);
+            if let Some(m) = got.get("manifest.json") {
+                let v: serde_json::Value = serde_json::from_slice(m)
+                    .unwrap_or_else(|e| panic!("kill {k}: manifest.json is torn: {e}"));
+                for s in v["shards"].as_array().unwrap() {
+                    assert!(
+                        got.contains_key(s["file"].as_str().unwrap()),
+                        "kill {k}: {s}"
+                    );
+                }
+            }
+        },
+    );
+    run_ok(cache_cmd(&model, &text, &b));
+    assert_eq!(files(&b), want, "the resumed cache differs");
+}
+
+fn train_cmd(cache: &Path, out: &Path) -> Command {
+    let mut c = bin();
+    c.args(["--log", "error", "train-sae", "--cache"])
+        .arg(cache)
+        .args([
+            "--widths",
+            "32,64",
+            "--k",
+            "4",
+            "--steps",
+            "120",
+            "--checkpoint-every",
+            "4",
+            "--batch-size",
+            "64",
+            "--lr",
+            "3e-3",
+            "--out",
+        ])
+        .arg(out);
+    c
+}
+
+/// `summary.json` without its timings and output paths.
+fn summary(bytes: &[u8]) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.remove("seconds");
+    o.remove("steps_per_second");
+    for s in o["saes"].as_array_mut().unwrap() {
+        s.as_object_mut().unwrap().remove("dir");
+    }
+    v
+}
+
+#[test]
+fn train_sae_survives_twenty_kills() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(tmp.path());
+    let text = common::corpus(tmp.path(), 10);
+    let cache = tmp.path().join("cache");
+    run_ok(cache_cmd(&model, &text, &cache));
+    let a = tmp.path().join("a");
+    let span = run_ok(train_cmd(&cache, &a));
+    let want = files(&a);
+    let b = tmp.path().join("b");
+    // Checkpoints are replaced as training goes, the metrics log grows, the summary holds
+    // timings: each is checked on its own.
+    let moving = |n: &str| {
+        n.starts_with("run/checkpoint") || n == "run/metrics.jsonl" || n == "summary.json"
+    };
+    let want_metrics = String::from_utf8(want["run/metrics.jsonl"].clone()).unwrap();
+    let _ = span;
+    let step = || -> u64 {
+        std::fs::read(b.join("run/checkpoint/trainer-0/trainer_state.json"))
+            .ok()
+            .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m).ok())
+            .and_then(|v| v["step"].as_u64())
+            .unwrap_or(0)
+    };
+    kill_loop(
+        KillAt::AfterProgress(&step, Duration::from_millis(40)),
+        2,
+        || train_cmd(&cache, &b),
+        |k| {
+            let got = files(&b);
+            assert_complete(&got, &want, &moving, k);
+            if let Some(m) = got.get("run/metrics.jsonl") {
+                // Whole lines only, each one of the uninterrupted run's (a resumed run rewrites
+                // those after its checkpoint).
+                let m = String::from_utf8(m.clone()).unwrap();
+                assert!(
+                    m.is_empty() || m.ends_with('\n'),
+                    "kill {k}: torn metrics line"
+                );
+                for l in m.lines() {
+                    assert!(
+                        want_metrics.lines().any(|w| w == l),
+                        "kill {k}: metrics line {l}"
+                    );
+                }
+            }
+            if let Some(s) = got.get("summary.json") {
+                assert_eq!(summary(s), summary(&want["summary.json"]), "kill {k}");
+            }
+        },
+    );
+    run_ok(train_cmd(&cache, &b));
+    let got = files(&b);
+    let finals = |m: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+        m.iter()
+            .filter(|(n, _)| !n.starts_with("run/checkpoint") && *n != "summary.json")
+            .map(|(n, b)| (n.clone(), b.clone()))
+            .collect()
+    };
+    assert_eq!(finals(&got), finals(&want), "the resumed training differs");
+    assert_eq!(
+        summary(&got["summary.json"]),
+        summary(&want["summary.json"])
+    );
+}
+
+fn stats_cmd(cache: &Path, sae: &Path, out: &Path) -> Command {
+    let mut c = bin();
+    c.args(["--log", "error", "latent-stats", "--cache"])
+        .arg(cache)
+        .arg("--sae")
+        .arg(sae)
+        .args(["--k", "5", "--buffer", "3", "--latents", "0-63", "--out"])
+        .arg(out);
+    c
+}
+
+#[test]
+fn latent_stats_survives_twenty_kills() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(tmp.path());
+    let text = common::corpus(tmp.path(), 10);
+    let cache = tmp.path().join("cache");
+    run_ok(cache_cmd(&model, &text, &cache));
+    let sae: PathBuf = common::random_sae(tmp.path(), "sae", 96, Some(4), 7);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let span = run_ok(stats_cmd(&cache, &sae, &a.join("stats.json")));
+    let want = files(&a);
+    assert_eq!(want.len(), 2, "{:?}", want.keys());
+    kill_loop(
+        KillAt::Random(span),
+        3,
+        || stats_cmd(&cache, &sae, &b.join("stats.json")),
+        |k| {
+            assert_complete(&files(&b), &want, &|_| false, k);
+        },
+    );
+    run_ok(stats_cmd(&cache, &sae, &b.join("stats.json")));
+    assert_eq!(files(&b), want);
+}
