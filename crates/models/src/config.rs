@@ -134,7 +134,8 @@ impl Gpt2Config {
 
     /// MLP width.
     pub fn d_mlp(&self) -> usize {
-        self.n_inner.unwrap_or(4 * self.n_embd)
+        // Saturating: validation calls this before it has bounded n_embd.
+        self.n_inner.unwrap_or(self.n_embd.saturating_mul(4))
     }
 
     /// Head width.

@@ -295,6 +295,15 @@ fn hostile_config_json_is_a_config_error() {
             "{key}={value}: {e}"
         );
     }
+    // n_embd near usize::MAX: the derived MLP width (4 · n_embd) overflowed inside validation
+    // (found by `cargo xtask fuzz`).
+    let gpt2 = serde_json::json!({ "n_embd": 4611686018427387904u64, "n_head": 1 });
+    std::fs::write(&p, gpt2.to_string()).unwrap();
+    let e = gpt2_gemma_models::Gpt2Config::from_file(&p).unwrap_err();
+    assert!(
+        e.to_string().contains("n_embd is 4611686018427387904"),
+        "{e}"
+    );
     let gpt2 = serde_json::json!({ "n_layer": 1_000_000_000_000u64 });
     std::fs::write(&p, gpt2.to_string()).unwrap();
     let e = gpt2_gemma_models::Gpt2Config::from_file(&p).unwrap_err();
