@@ -68,8 +68,17 @@ enum KillAt<'a> {
     AfterProgress(&'a dyn Fn() -> u64, Duration),
 }
 
-/// Spawns `make()` `KILLS` times and SIGKILLs it as `when` says, calling `check` after each kill.
-fn kill_loop(when: KillAt<'_>, seed: u64, make: impl Fn() -> Command, check: impl Fn(usize)) {
+/// Spawns `make()` and SIGKILLs it as `when` says until it has been killed `KILLS` times in the
+/// middle of its work, calling `check` after each kill. A run that finishes before its kill
+/// (the work was nearly done) is handed to `finished`, which checks its outputs against the
+/// uninterrupted run's and clears them, and the kills go on from scratch.
+fn kill_loop(
+    when: KillAt<'_>,
+    seed: u64,
+    make: impl Fn() -> Command,
+    check: impl Fn(usize),
+    finished: impl Fn(),
+) {
     let mut s = seed;
     let mut rnd = move || {
         s = s
@@ -77,8 +86,13 @@ fn kill_loop(when: KillAt<'_>, seed: u64, make: impl Fn() -> Command, check: imp
             .wrapping_add(1442695040888963407);
         (s >> 11) as f64 / (1u64 << 53) as f64
     };
-    let mut finished_early = 0;
-    for i in 0..KILLS {
+    let (mut i, mut attempts) = (0, 0);
+    while i < KILLS {
+        attempts += 1;
+        assert!(
+            attempts <= 3 * KILLS,
+            "{attempts} runs for {i} kills: too little work"
+        );
         let mut child = make().spawn().unwrap();
         let t0 = Instant::now();
         let mut exited = false;
@@ -101,16 +115,15 @@ fn kill_loop(when: KillAt<'_>, seed: u64, make: impl Fn() -> Command, check: imp
             }
         }
         if exited || child.try_wait().unwrap().is_some() {
-            finished_early += 1;
+            assert!(child.wait().unwrap().success());
+            finished();
+            continue;
         }
         child.kill().unwrap_or(()); // SIGKILL
         child.wait().unwrap();
         check(i);
+        i += 1;
     }
-    assert!(
-        finished_early <= KILLS / 4,
-        "{finished_early} of {KILLS} runs finished before their kill: the test means little"
-    );
 }
 
 /// Files present in `got` that are final outputs must equal `want`'s (`skip`: files that are
@@ -200,6 +213,10 @@ fn cache_activations_survives_twenty_kills() {
                     );
                 }
             }
+        },
+        || {
+            assert_eq!(files(&b), want, "a resumed cache that finished differs");
+            std::fs::remove_dir_all(&b).unwrap();
         },
     );
     run_ok(cache_cmd(&model, &text, &b));
@@ -292,16 +309,24 @@ fn train_sae_survives_twenty_kills() {
                 assert_eq!(summary(s), summary(&want["summary.json"]), "kill {k}");
             }
         },
+        || {
+            same_training(&files(&b), &want);
+            std::fs::remove_dir_all(&b).unwrap();
+        },
     );
     run_ok(train_cmd(&cache, &b));
-    let got = files(&b);
+    same_training(&files(&b), &want);
+}
+
+/// A finished training's outputs equal the uninterrupted run's (checkpoints and timings aside).
+fn same_training(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>) {
     let finals = |m: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
         m.iter()
             .filter(|(n, _)| !n.starts_with("run/checkpoint") && *n != "summary.json")
             .map(|(n, b)| (n.clone(), b.clone()))
             .collect()
     };
-    assert_eq!(finals(&got), finals(&want), "the resumed training differs");
+    assert_eq!(finals(got), finals(want), "the resumed training differs");
     assert_eq!(
         summary(&got["summary.json"]),
         summary(&want["summary.json"])
@@ -339,6 +364,11 @@ fn latent_stats_survives_twenty_kills() {
         || stats_cmd(&cache, &sae, &b.join("stats.json")),
         |k| {
             assert_complete(&files(&b), &want, &|_| false, k);
+        },
+        || {
+            assert_eq!(files(&b), want);
+            std::fs::remove_dir_all(&b).unwrap();
+            std::fs::create_dir_all(&b).unwrap();
         },
     );
     run_ok(stats_cmd(&cache, &sae, &b.join("stats.json")));
