@@ -17,27 +17,6 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sae-geometry"))
 }
 
-fn cache_cmd(model: &Path, corpus: &Path, out: &Path) -> Command {
-    let mut c = bin();
-    c.args(["--log", "warn", "cache-activations", "--offline", "--model"])
-        .arg(model)
-        .arg("--dataset")
-        .arg(corpus)
-        .args([
-            "--hook",
-            "blocks.1.hook_resid_pre",
-            "--context-size",
-            "16",
-            "--sequences-per-shard",
-            "3",
-            "--model-batch-size",
-            "2",
-            "--out",
-        ])
-        .arg(out);
-    c
-}
-
 /// Every visible file of `dir` (the hidden lock file records the last run's pid).
 fn dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -67,7 +46,12 @@ fn train_stats_and_meta_sae_from_a_cache() {
     let model = common::tiny_model(tmp.path());
     let text = common::corpus(tmp.path(), 3);
     let cache = tmp.path().join("cache");
-    assert!(cache_cmd(&model, &text, &cache).status().unwrap().success());
+    assert!(
+        common::cache_cmd(&model, &text, &cache)
+            .status()
+            .unwrap()
+            .success()
+    );
 
     let out = tmp.path().join("saes");
     let train = |extra: &[&str]| {

@@ -150,40 +150,13 @@ fn assert_complete(
     }
 }
 
-fn cache_cmd(model: &Path, corpus: &Path, out: &Path) -> Command {
-    let mut c = bin();
-    c.args([
-        "--log",
-        "error",
-        "cache-activations",
-        "--offline",
-        "--model",
-    ])
-    .arg(model)
-    .arg("--dataset")
-    .arg(corpus)
-    .args([
-        "--hook",
-        "blocks.1.hook_resid_pre",
-        "--context-size",
-        "16",
-        "--sequences-per-shard",
-        "3",
-        "--model-batch-size",
-        "2",
-        "--out",
-    ])
-    .arg(out);
-    c
-}
-
 #[test]
 fn cache_activations_survives_twenty_kills() {
     let tmp = tempfile::tempdir().unwrap();
     let model = common::tiny_model(tmp.path());
     let text = common::corpus(tmp.path(), 40);
     let a = tmp.path().join("a");
-    let span = run_ok(cache_cmd(&model, &text, &a));
+    let span = run_ok(common::cache_cmd(&model, &text, &a));
     let want = files(&a);
     let b = tmp.path().join("b");
     let manifest = |n: &str| n == "manifest.json";
@@ -197,7 +170,7 @@ fn cache_activations_survives_twenty_kills() {
     kill_loop(
         KillAt::AfterProgress(&recorded, Duration::from_millis(30)),
         1,
-        || cache_cmd(&model, &text, &b),
+        || common::cache_cmd(&model, &text, &b),
         |k| {
             let got = files(&b);
             // Shards are final once written; the manifest is rewritten after each and must parse,
@@ -219,7 +192,7 @@ fn cache_activations_survives_twenty_kills() {
             std::fs::remove_dir_all(&b).unwrap();
         },
     );
-    run_ok(cache_cmd(&model, &text, &b));
+    run_ok(common::cache_cmd(&model, &text, &b));
     assert_eq!(files(&b), want, "the resumed cache differs");
 }
 
@@ -264,7 +237,7 @@ fn train_sae_survives_twenty_kills() {
     let model = common::tiny_model(tmp.path());
     let text = common::corpus(tmp.path(), 10);
     let cache = tmp.path().join("cache");
-    run_ok(cache_cmd(&model, &text, &cache));
+    run_ok(common::cache_cmd(&model, &text, &cache));
     let a = tmp.path().join("a");
     let span = run_ok(train_cmd(&cache, &a));
     let want = files(&a);
@@ -350,7 +323,7 @@ fn latent_stats_survives_twenty_kills() {
     let model = common::tiny_model(tmp.path());
     let text = common::corpus(tmp.path(), 10);
     let cache = tmp.path().join("cache");
-    run_ok(cache_cmd(&model, &text, &cache));
+    run_ok(common::cache_cmd(&model, &text, &cache));
     let sae: PathBuf = common::random_sae(tmp.path(), "sae", 96, Some(4), 7);
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     std::fs::create_dir_all(&a).unwrap();

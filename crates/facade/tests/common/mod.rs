@@ -89,3 +89,26 @@ pub(crate) fn random_sae(
     sae.save(&dir).unwrap();
     dir
 }
+
+/// `sae-geometry cache-activations` of `corpus` through `model` at `blocks.1.hook_resid_pre`
+/// (context 16, 3 windows per shard, model batches of 2) into `out`.
+pub(crate) fn cache_cmd(model: &Path, corpus: &Path, out: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_sae-geometry"));
+    c.args(["--log", "warn", "cache-activations", "--offline", "--model"])
+        .arg(model)
+        .arg("--dataset")
+        .arg(corpus)
+        .args([
+            "--hook",
+            "blocks.1.hook_resid_pre",
+            "--context-size",
+            "16",
+            "--sequences-per-shard",
+            "3",
+            "--model-batch-size",
+            "2",
+            "--out",
+        ])
+        .arg(out);
+    c
+}
