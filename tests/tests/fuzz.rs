@@ -212,52 +212,18 @@ fn fuzz_gguf() {
     });
 }
 
-/// A gemma3 GGUF with metadata only: mutations reach the model builder's checks.
-fn gemma3_metadata_gguf() -> Vec<u8> {
-    fn s(b: &mut Vec<u8>, x: &str) {
-        b.extend_from_slice(&(x.len() as u64).to_le_bytes());
-        b.extend_from_slice(x.as_bytes());
-    }
-    let ints = [
-        ("embedding_length", 64u64),
-        ("feed_forward_length", 128),
-        ("block_count", 2),
-        ("attention.head_count", 4),
-        ("attention.head_count_kv", 1),
-        ("attention.key_length", 16),
-        ("attention.sliding_window", 32),
-        ("context_length", 128),
-    ];
-    let mut b = b"GGUF".to_vec();
-    b.extend_from_slice(&3u32.to_le_bytes());
-    b.extend_from_slice(&0u64.to_le_bytes());
-    b.extend_from_slice(&(ints.len() as u64 + 2).to_le_bytes());
-    s(&mut b, "general.architecture");
-    b.extend_from_slice(&8u32.to_le_bytes());
-    s(&mut b, "gemma3");
-    s(&mut b, "tokenizer.ggml.tokens");
-    b.extend_from_slice(&9u32.to_le_bytes());
-    b.extend_from_slice(&8u32.to_le_bytes());
-    b.extend_from_slice(&3u64.to_le_bytes());
-    for t in ["<pad>", "<eos>", "<bos>"] {
-        s(&mut b, t);
-    }
-    for (k, v) in ints {
-        s(&mut b, &format!("gemma3.{k}"));
-        b.extend_from_slice(&10u32.to_le_bytes());
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    b
-}
-
 #[test]
 fn fuzz_gguf_model_metadata() {
     use sae_geometry::models::gguf::GgufFile;
-    campaign("gguf-model-metadata", &[gemma3_metadata_gguf()], |b| {
-        if let Ok(f) = GgufFile::from_bytes("fuzz.gguf", b.to_vec()) {
-            let _ = sae_geometry::models::Gemma::load_gguf(&f, &cpu());
-        }
-    });
+    campaign(
+        "gguf-model-metadata",
+        &[sae_geometry::models::testing::gemma3_metadata_gguf(&[])],
+        |b| {
+            if let Ok(f) = GgufFile::from_bytes("fuzz.gguf", b.to_vec()) {
+                let _ = sae_geometry::models::Gemma::load_gguf(&f, &cpu());
+            }
+        },
+    );
 }
 
 #[test]

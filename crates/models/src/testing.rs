@@ -80,3 +80,52 @@ pub fn widen_gpt2_vocab(
     }
     Ok(())
 }
+
+/// A gemma3 GGUF holding metadata only (no tensors): enough to reach the model builder's
+/// checks. `overrides` replace `gemma3.*` integers by key suffix (e.g. `("block_count", 0)`); a key
+/// not among them is added.
+pub fn gemma3_metadata_gguf(overrides: &[(&str, u64)]) -> Vec<u8> {
+    fn s(b: &mut Vec<u8>, x: &str) {
+        b.extend_from_slice(&(x.len() as u64).to_le_bytes());
+        b.extend_from_slice(x.as_bytes());
+    }
+    let mut ints: Vec<(String, u64)> = [
+        ("embedding_length", 64),
+        ("feed_forward_length", 128),
+        ("block_count", 2),
+        ("attention.head_count", 4),
+        ("attention.head_count_kv", 1),
+        ("attention.key_length", 16),
+        ("attention.sliding_window", 32),
+        ("context_length", 128),
+    ]
+    .iter()
+    .map(|(k, v)| (format!("gemma3.{k}"), *v))
+    .collect();
+    for (k, v) in overrides {
+        match ints.iter_mut().find(|(n, _)| n.ends_with(k)) {
+            Some(e) => e.1 = *v,
+            None => ints.push((format!("gemma3.{k}"), *v)),
+        }
+    }
+    let mut b = b"GGUF".to_vec();
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&0u64.to_le_bytes()); // tensors
+    b.extend_from_slice(&(ints.len() as u64 + 2).to_le_bytes());
+    s(&mut b, "general.architecture");
+    b.extend_from_slice(&8u32.to_le_bytes());
+    s(&mut b, "gemma3");
+    s(&mut b, "tokenizer.ggml.tokens");
+    b.extend_from_slice(&9u32.to_le_bytes());
+    b.extend_from_slice(&8u32.to_le_bytes());
+    b.extend_from_slice(&3u64.to_le_bytes());
+    for t in ["<pad>", "<eos>", "<bos>"] {
+        s(&mut b, t);
+    }
+    for (k, v) in &ints {
+        s(&mut b, k);
+        b.extend_from_slice(&10u32.to_le_bytes());
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b
+}

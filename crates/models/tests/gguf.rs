@@ -165,50 +165,6 @@ proptest! {
     }
 }
 
-/// A gemma3 GGUF holding metadata only (no tensors): enough to reach the model builder.
-fn gemma3_header(overrides: &[(&str, u64)]) -> Vec<u8> {
-    fn s(b: &mut Vec<u8>, x: &str) {
-        b.extend_from_slice(&(x.len() as u64).to_le_bytes());
-        b.extend_from_slice(x.as_bytes());
-    }
-    let mut ints: Vec<(String, u64)> = [
-        ("embedding_length", 64),
-        ("feed_forward_length", 128),
-        ("block_count", 2),
-        ("attention.head_count", 4),
-        ("attention.head_count_kv", 1),
-        ("attention.key_length", 16),
-        ("attention.sliding_window", 32),
-        ("context_length", 128),
-    ]
-    .iter()
-    .map(|(k, v)| (format!("gemma3.{k}"), *v))
-    .collect();
-    for (k, v) in overrides {
-        ints.iter_mut().find(|(n, _)| n.ends_with(k)).unwrap().1 = *v;
-    }
-    let mut b = b"GGUF".to_vec();
-    b.extend_from_slice(&3u32.to_le_bytes());
-    b.extend_from_slice(&0u64.to_le_bytes()); // tensors
-    b.extend_from_slice(&(ints.len() as u64 + 2).to_le_bytes());
-    s(&mut b, "general.architecture");
-    b.extend_from_slice(&8u32.to_le_bytes());
-    s(&mut b, "gemma3");
-    s(&mut b, "tokenizer.ggml.tokens");
-    b.extend_from_slice(&9u32.to_le_bytes());
-    b.extend_from_slice(&8u32.to_le_bytes());
-    b.extend_from_slice(&3u64.to_le_bytes());
-    for t in ["<pad>", "<eos>", "<bos>"] {
-        s(&mut b, t);
-    }
-    for (k, v) in &ints {
-        s(&mut b, k);
-        b.extend_from_slice(&10u32.to_le_bytes());
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    b
-}
-
 /// Sizes and divisors from a GGUF header are checked before they size an allocation or divide:
 /// `block_count = 0xFFFFFFFF`, `head_count_kv = 0` and `key_length = 1` used to reach
 /// `Vec::with_capacity`, a division by zero and an empty RoPE.
@@ -216,7 +172,11 @@ fn gemma3_header(overrides: &[(&str, u64)]) -> Vec<u8> {
 fn hostile_gguf_model_metadata_is_a_config_error() {
     let dev = sae_core::device::cpu();
     // The sane header passes validation and stops at the first missing tensor.
-    let f = GgufFile::from_bytes("ok.gguf", gemma3_header(&[])).unwrap();
+    let f = GgufFile::from_bytes(
+        "ok.gguf",
+        gpt2_gemma_models::testing::gemma3_metadata_gguf(&[]),
+    )
+    .unwrap();
     assert!(matches!(
         gpt2_gemma_models::Gemma::load_gguf(&f, &dev),
         Err(ModelError::MissingTensor { .. })
@@ -239,7 +199,11 @@ fn hostile_gguf_model_metadata_is_a_config_error() {
         ("embedding_length", u64::MAX, "hidden_size is"),
         ("sliding_window", 0, "sliding_window"),
     ] {
-        let f = GgufFile::from_bytes("bad.gguf", gemma3_header(&[(key, value)])).unwrap();
+        let f = GgufFile::from_bytes(
+            "bad.gguf",
+            gpt2_gemma_models::testing::gemma3_metadata_gguf(&[(key, value)]),
+        )
+        .unwrap();
         match gpt2_gemma_models::Gemma::load_gguf(&f, &dev) {
             Err(ModelError::Config { path, message }) => {
                 assert_eq!(path, PathBuf::from("bad.gguf"));
