@@ -29,14 +29,79 @@ pub(crate) enum Mode {
     Offline,
 }
 
+/// How much of the offline study runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Profile {
+    /// 1 Mi tokens, widths 640·{1, 2, 4, 8, 16} trained 1200 steps, ×{1, 4, 16} shown.
+    Full,
+    /// 64 Ki tokens, widths 640·{1, 2, 4}, 128 training steps: under 10 minutes on 2 cores from
+    /// an empty cache (CI runs it; `--quick` is short for it).
+    Quick,
+    /// 8 Ki tokens, widths 64·{1, 2, 4}, 16 training steps: every stage of the pipeline in
+    /// about a minute, for tests (the kill-and-resume loop). Its results mean nothing.
+    Smoke,
+}
+
+/// The sizes of one offline profile.
+struct ProfileSizes {
+    tokens: u64,
+    steps: usize,
+    batch_size: usize,
+    base_width: usize,
+    multiples: &'static [usize],
+    shown: &'static [usize],
+}
+
+impl Profile {
+    fn sizes(self) -> ProfileSizes {
+        match self {
+            Profile::Full => ProfileSizes {
+                tokens: 1_048_576,
+                steps: 1200,
+                batch_size: 4096,
+                base_width: 640,
+                multiples: &[1, 2, 4, 8, 16],
+                shown: &[1, 4, 16],
+            },
+            Profile::Quick => ProfileSizes {
+                tokens: 65_536,
+                steps: 128,
+                batch_size: 4096,
+                base_width: 640,
+                multiples: &[1, 2, 4],
+                shown: &[1, 2, 4],
+            },
+            Profile::Smoke => ProfileSizes {
+                tokens: 8_192,
+                steps: 16,
+                batch_size: 1024,
+                base_width: 64,
+                multiples: &[1, 2, 4],
+                shown: &[1, 2, 4],
+            },
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Profile::Full => "offline full",
+            Profile::Quick => "offline quick",
+            Profile::Smoke => "offline smoke",
+        }
+    }
+}
+
 /// Arguments of `reproduce-splitting`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The small profile (offline: 64 Ki tokens, widths 640·{1, 2, 4}, 128 training steps;
-    /// under 10 minutes on 2 cores from an empty cache). CI runs it. The full profile caches
-    /// 1 Mi tokens, trains 640·{1, 2, 4, 8, 16} for 1200 steps and shows ×{1, 4, 16}.
-    #[arg(long)]
+    /// The small profile: short for `--profile quick` (offline: 64 Ki tokens, widths
+    /// 640·{1, 2, 4}, 128 training steps; under 10 minutes on 2 cores from an empty cache). CI
+    /// runs it.
+    #[arg(long, conflicts_with = "profile")]
     quick: bool,
+    /// How much of the offline study runs (default: full, or quick with `--quick`).
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
     /// Online, offline, or whichever works.
     #[arg(long, value_enum, default_value = "auto")]
     mode: Mode,
@@ -57,6 +122,17 @@ pub(crate) struct Args {
     /// of training one.
     #[arg(long)]
     trained: Option<PathBuf>,
+}
+
+impl Args {
+    /// The profile asked for: `--profile`, else quick with `--quick`, else full.
+    fn profile(&self) -> Profile {
+        match (self.profile, self.quick) {
+            (Some(p), _) => p,
+            (None, true) => Profile::Quick,
+            (None, false) => Profile::Full,
+        }
+    }
 }
 
 /// Stage bookkeeping: fingerprints and timings, kept in `work/stages.json`.
@@ -250,7 +326,8 @@ type Inputs = (
 fn online_inputs(a: &Args, st: &mut Stages) -> anyhow::Result<Inputs> {
     let release = "gpt2-small-res-jb-feature-splitting";
     let widths = [768usize, 3072, 12288];
-    let widest_w = if a.quick { 12288 } else { 24576 };
+    let quick = a.profile() != Profile::Full;
+    let widest_w = if quick { 12288 } else { 24576 };
     let mut ids: Vec<usize> = widths.to_vec();
     if !ids.contains(&widest_w) {
         ids.push(widest_w);
@@ -284,11 +361,7 @@ fn online_inputs(a: &Args, st: &mut Stages) -> anyhow::Result<Inputs> {
         widths.iter().map(|&w| sae(w)).collect(),
         widths.iter().map(|w| expl[w].clone()).collect(),
         (sae(widest_w), expl[&widest_w].clone()),
-        if a.quick {
-            "online quick"
-        } else {
-            "online full"
-        },
+        if quick { "online quick" } else { "online full" },
     ))
 }
 
@@ -327,11 +400,15 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Inpu
         .clone()
         .context("the offline reproduction needs a corpus: --corpus PATH or SAE_GEOMETRY_CORPUS")?;
     // Trained widths, and those shown (the tutorial plots widths ×{1, 4, 16}).
-    let (tokens, steps, multiples, shown): (u64, usize, &[usize], &[usize]) = if a.quick {
-        (65_536, 128, &[1, 2, 4], &[1, 2, 4])
-    } else {
-        (1_048_576, 1200, &[1, 2, 4, 8, 16], &[1, 4, 16])
-    };
+    let profile = a.profile();
+    let ProfileSizes {
+        tokens,
+        steps,
+        batch_size,
+        base_width,
+        multiples,
+        shown,
+    } = profile.sizes();
     // With an earlier family, only enough tokens for the descriptions are cached.
     let tokens = if a.trained.is_some() {
         tokens.min(262_144)
@@ -370,7 +447,7 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Inpu
         cli(&args)
     })?;
     // 2. The SAE family.
-    let widths: Vec<usize> = multiples.iter().map(|m| 640 * m).collect();
+    let widths: Vec<usize> = multiples.iter().map(|m| base_width * m).collect();
     let saes_dir = a.trained.clone().unwrap_or_else(|| work.join("saes"));
     let mut args = vec![
         s("train-sae"),
@@ -393,7 +470,7 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Inpu
         s("--steps"),
         s(steps),
         s("--batch-size"),
-        s(4096),
+        s(batch_size),
         s("--lr"),
         s("5e-4"),
     ]);
@@ -415,7 +492,7 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Inpu
     } else if let Some(missing) = sae_dirs.iter().find(|d| !d.join("cfg.json").exists()) {
         bail!("--trained: no SAE at {}", missing.display());
     }
-    let shown_widths: Vec<usize> = shown.iter().map(|m| 640 * m).collect();
+    let shown_widths: Vec<usize> = shown.iter().map(|m| base_width * m).collect();
     // 3. Descriptions: latent statistics from the cache, then the offline explainer.
     let mut expl = Vec::new();
     let mut dirs = Vec::new();
@@ -479,11 +556,7 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Inpu
         dirs.iter().map(|d| p(d)).collect(),
         expl,
         widest,
-        if a.quick {
-            "offline quick"
-        } else {
-            "offline full"
-        },
+        profile.name(),
     ))
 }
 

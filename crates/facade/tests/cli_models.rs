@@ -8,7 +8,6 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use gpt2_gemma_models::{GenerateConfig, Gpt2, Gpt2Tokenizer, Hooks, Processing, generate};
 use sae_core::device::cpu;
@@ -19,9 +18,9 @@ fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/tests/fixtures")
 }
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sae-geometry"))
-}
+mod common;
+
+use common::bin;
 
 /// The tiny model beside GPT-2's real tokenizer files.
 fn model_dir(tmp: &Path) -> PathBuf {

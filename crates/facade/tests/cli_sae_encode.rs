@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use sae_core::npy::{read_f32, write_f32};
 use sae_core::safetensors_io::SafetensorsFile;
@@ -12,9 +11,9 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/saelens")
 }
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sae-geometry"))
-}
+mod common;
+
+use common::bin;
 
 #[test]
 fn sae_encode_writes_features_and_reconstruction() {

@@ -11,34 +11,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sae-geometry"))
-}
-
-/// Every visible file of `dir` (the hidden lock file records the last run's pid).
-fn dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            !e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with('.')
-        })
-        .map(|e| {
-            let p = e.unwrap().path();
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
+use common::bin;
 
 #[test]
 fn train_stats_and_meta_sae_from_a_cache() {
@@ -81,7 +55,7 @@ fn train_stats_and_meta_sae_from_a_cache() {
     };
     let first = ["--widths", "32,64", "--lr", "3e-3"];
     assert!(train(&first).status.success());
-    let sae_bytes = |w: &str| dir_bytes(&out.join(format!("topk-{w}")));
+    let sae_bytes = |w: &str| common::kill::files(&out.join(format!("topk-{w}")));
     let (a32, a64) = (sae_bytes("32"), sae_bytes("64"));
 
     // Killed after the last checkpoint, before the SAEs were saved: the rerun has nothing left

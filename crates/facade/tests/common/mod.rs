@@ -2,11 +2,19 @@
 //! random SAE for it, and a small corpus.
 #![allow(dead_code, clippy::unwrap_used, clippy::disallowed_methods)]
 
+pub(crate) mod kill;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use sae_core::config::{Architecture, SaeConfig};
 use sae_core::{HostTensor, Sae};
+
+/// The `sae-geometry` binary of this build.
+pub(crate) fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sae-geometry"))
+}
 
 /// `crates/`.
 pub(crate) fn fixtures() -> PathBuf {
