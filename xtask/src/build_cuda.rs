@@ -209,7 +209,7 @@ fn cargo_build(args: &Args) -> anyhow::Result<()> {
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(workspace_root())
         .args(["build", "--profile", &args.profile, "--features", "cuda"])
-        .args(["-p", "sae-geometry", "-p", "xtask"])
+        .args(["-p", "sae-geometry-cli", "-p", "xtask"])
         .args(["--bin", "sae-geometry", "--bin", "xtask"]);
     if args.tests {
         for (package, tests) in GPU_TESTS {

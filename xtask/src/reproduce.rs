@@ -192,7 +192,7 @@ impl Stages {
 pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
     let mut v = vec!["sae-geometry".to_string(), "--log".into(), "warn".into()];
     v.extend(args.iter().cloned());
-    sae_geometry::cli::run_from(v)
+    sae_geometry_cli::run_from(v)
 }
 
 pub(crate) fn s(x: impl std::fmt::Display) -> String {

@@ -12,7 +12,7 @@
     missing_docs
 )]
 
-#[path = "../../crates/facade/tests/common/kill.rs"]
+#[path = "../../crates/cli/tests/common/kill.rs"]
 mod kill;
 
 use std::collections::BTreeMap;

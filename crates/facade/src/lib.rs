@@ -3,7 +3,9 @@
 //! Find out what sparse-autoencoder latents mean, in Rust, on CPU or CUDA: feature splitting
 //! across SAE widths, autointerp, patch scoping, and the analyses beyond the ARENA tutorial.
 //!
-//! This crate re-exports the workspace's libraries and ships the `sae-geometry` CLI:
+//! This crate re-exports the workspace's libraries (the `sae-geometry` command-line tool is the
+//! `sae-geometry-cli` crate, so that depending on this one pulls in no CLI parser, terminal
+//! progress bars or log subscriber):
 //!
 //! | module | crate | what |
 //! |---|---|---|
@@ -20,7 +22,5 @@ pub use gpt2_gemma_models as models;
 pub use latent_geometry as geometry;
 pub use patch_scoping;
 pub use sae_core as core;
-
-pub mod cli;
 
 pub use sae_core::{Result, Sae, SaeConfig, SaeError};

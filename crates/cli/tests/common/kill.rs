@@ -1,5 +1,5 @@
 //! The `kill -9` harness shared by the kill-and-resume tests (the CLI's in
-//! `crates/facade/tests/kill_resume.rs`, `reproduce-splitting`'s in `xtask/tests/`): run a command,
+//! `crates/cli/tests/kill_resume.rs`, `reproduce-splitting`'s in `xtask/tests/`): run a command,
 //! SIGKILL it in the middle of its work, check what it left, resume, twenty times over.
 #![allow(
     dead_code,

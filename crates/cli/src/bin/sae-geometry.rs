@@ -1,5 +1,5 @@
 //! The `sae-geometry` command-line tool. See `sae-geometry --help`.
 
 fn main() -> std::process::ExitCode {
-    sae_geometry::cli::main()
+    sae_geometry_cli::main()
 }
