@@ -6,11 +6,9 @@ use anyhow::Context;
 use gpt2_gemma_models::LanguageModel;
 use latent_geometry::neuronpedia::load_explanations;
 use latent_geometry::plot::{ColorBy, write_html, write_png};
-use latent_geometry::splitting::{SplittingConfig, SplittingInput, feature_splitting};
 use latent_geometry::table::{write_csv, write_json, write_parquet};
-use latent_geometry::{LogitLensConfig, logit_lens};
+use latent_geometry::{LogitLensConfig, SplittingConfig, SplittingSae, compute_sae_umap_data};
 use sae_core::SaeSource;
-use sae_core::device::tensor_to_vec;
 
 use super::model_args::ModelArgs;
 
@@ -71,46 +69,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (model, tok) = args.model.load()?;
     let hub = args.model.hub();
     let device = model.device();
-    let w_u = model.unembed();
-    let mut inputs = Vec::new();
-    let mut d = 0;
+    let mut saes = Vec::with_capacity(args.saes.len());
+    let mut descriptions = Vec::with_capacity(args.saes.len());
     for (i, src) in args.saes.iter().enumerate() {
         let sae = src
             .load(&hub, &device)
             .with_context(|| format!("loading SAE {src}"))?;
-        let width = sae.d_sae();
-        d = sae.config().d_in;
-        let lens = logit_lens(
-            &sae.w_dec(),
-            &w_u,
-            None,
-            LogitLensConfig {
-                k: args.top_tokens,
-                batch: 1000,
-            },
-        )?;
-        let top_token_strs = lens
-            .iter()
-            .map(|l| {
-                tok.str_tokens(&l.top_ids).map(|v| {
-                    v.iter()
-                        .map(|s| format!("{s:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let descriptions = match args.explanations.get(i) {
-            Some(p) => load_explanations(p, width)?.descriptions,
-            None => vec![String::new(); width],
-        };
-        inputs.push(SplittingInput {
-            width,
-            w_dec: tensor_to_vec(sae.w_dec())?,
-            descriptions,
-            top_token_strs,
+        descriptions.push(match args.explanations.get(i) {
+            Some(p) => Some(load_explanations(p, sae.d_sae())?.descriptions),
+            None => None,
         });
+        saes.push(sae);
     }
+    let inputs: Vec<SplittingSae<'_>> = saes
+        .iter()
+        .zip(&descriptions)
+        .map(|(sae, d)| SplittingSae {
+            sae,
+            descriptions: d.as_deref(),
+        })
+        .collect();
     let cfg = SplittingConfig {
         n_neighbors_visual: args.n_neighbors_visual,
         min_dist_visual: args.min_dist_visual,
@@ -121,7 +99,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         n_matches: args.n_matches,
         random_state: args.seed,
     };
-    let result = feature_splitting(&inputs, d, &cfg)?;
+    let lens = LogitLensConfig {
+        k: args.top_tokens,
+        batch: 1000,
+    };
+    let result = compute_sae_umap_data(
+        &inputs,
+        &model.unembed(),
+        |ids| tok.str_tokens(ids),
+        lens,
+        &cfg,
+    )?;
     std::fs::create_dir_all(&args.out)?;
     write_parquet(&result.rows, &args.out.join("splitting.parquet"))?;
     write_csv(&result.rows, &args.out.join("splitting.csv"))?;
@@ -138,53 +126,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     write_html(&result.rows, by, title, &args.out.join("splitting.html"))?;
     write_png(&result.rows, by, &args.out.join("splitting.png"))?;
-    write_summary(
-        &result,
-        started.elapsed().as_secs_f64(),
-        &args.out.join("summary.json"),
+    let mut summary = serde_json::to_value(result.summary())?;
+    summary["seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
+    sae_core::atomic::write(
+        args.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
     )?;
     eprintln!("{} latents → {}", result.rows.len(), args.out.display());
-    Ok(())
-}
-
-/// Counts per width, clusters and noise, families, and the embedding's spread.
-fn write_summary(
-    result: &latent_geometry::splitting::SplittingResult,
-    seconds: f64,
-    path: &std::path::Path,
-) -> anyhow::Result<()> {
-    let mut per_width = std::collections::BTreeMap::<usize, usize>::new();
-    for r in &result.rows {
-        *per_width.entry(r.sae_width).or_default() += 1;
-    }
-    let labels: Vec<i64> = result.rows.iter().filter_map(|r| r.cluster).collect();
-    let clusters = labels
-        .iter()
-        .filter(|&&c| c >= 0)
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
-    let std = |v: Vec<f64>| {
-        let n = v.len().max(1) as f64;
-        let m = v.iter().sum::<f64>() / n;
-        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt()
-    };
-    let finite = result
-        .rows
-        .iter()
-        .all(|r| r.umap_x.is_finite() && r.umap_y.is_finite());
-    let v = serde_json::json!({
-        "rows": result.rows.len(),
-        "rows_per_width": per_width,
-        "described": result.rows.iter().filter(|r| !r.description.is_empty()).count(),
-        "clustered": !labels.is_empty(),
-        "clusters": clusters,
-        "noise": labels.iter().filter(|&&c| c < 0).count(),
-        "families": result.families.len(),
-        "embedding_finite": finite,
-        "umap_x_std": std(result.rows.iter().map(|r| f64::from(r.umap_x)).collect()),
-        "umap_y_std": std(result.rows.iter().map(|r| f64::from(r.umap_y)).collect()),
-        "seconds": seconds,
-    });
-    sae_core::atomic::write(path, serde_json::to_string_pretty(&v)?)?;
     Ok(())
 }

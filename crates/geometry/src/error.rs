@@ -30,6 +30,14 @@ pub enum GeometryError {
         /// What went wrong.
         message: String,
     },
+    /// Turning token ids into display strings failed (the caller's tokenizer).
+    #[error("tokens of {what}: {source}")]
+    Tokens {
+        /// Whose tokens (e.g. `the top boosted tokens of SAE 2 (width 2560)`).
+        what: String,
+        /// The tokenizer's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// An error from sae-core (files, tensors).
     #[error(transparent)]
     Core(#[from] sae_core::SaeError),

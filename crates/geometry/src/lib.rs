@@ -31,4 +31,7 @@ pub mod umap;
 pub use error::{GeometryError, Result};
 pub use hdbscan::{ClusterSelection, Hdbscan, HdbscanConfig, HdbscanResult};
 pub use logit_lens::{LatentTokens, LogitLensConfig, logit_lens};
+pub use splitting::{
+    SplittingConfig, SplittingResult, SplittingSae, SplittingSummary, compute_sae_umap_data,
+};
 pub use umap::{Umap, UmapConfig, UmapResult};

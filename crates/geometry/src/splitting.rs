@@ -224,3 +224,153 @@ pub fn feature_splitting(
     }
     Ok(SplittingResult { rows, families })
 }
+
+/// One SAE of [`compute_sae_umap_data`], with what describes its latents.
+#[derive(Debug, Clone, Copy)]
+pub struct SplittingSae<'a> {
+    /// The SAE (its decoder is embedded; its width labels its rows).
+    pub sae: &'a sae_core::Sae,
+    /// One description per latent (e.g. [`crate::neuronpedia::load_explanations`]'s), or none.
+    pub descriptions: Option<&'a [String]>,
+}
+
+/// The tutorial's `compute_sae_umap_data` from SAEs and a model's unembedding: each latent's
+/// top boosted tokens by the logit lens (`lens.k` of them, `lens.batch` latents per matmul: the
+/// tutorial's 10 and 1000), shown through `str_tokens` (the model's tokenizer), then
+/// [`feature_splitting`] on the decoders.
+///
+/// # Shapes
+/// - each `W_dec`: `[d_sae, d_model]` (every SAE on the same `d_model`); `w_u`: `[d_model, vocab]`.
+///
+/// # Errors
+/// [`GeometryError::InvalidInput`] when the SAEs' `d_in` differ, a description list does not
+/// have one entry per latent, or `W_U` does not match; [`GeometryError::Tokens`] when
+/// `str_tokens` fails; and whatever [`feature_splitting`] reports.
+pub fn compute_sae_umap_data<E>(
+    saes: &[SplittingSae<'_>],
+    w_u: &sae_core::burn::tensor::Tensor<2>,
+    str_tokens: impl Fn(&[u32]) -> std::result::Result<Vec<String>, E>,
+    lens: crate::LogitLensConfig,
+    config: &SplittingConfig,
+) -> Result<SplittingResult>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let Some(first) = saes.first() else {
+        return Err(GeometryError::InvalidInput {
+            what: "saes".into(),
+            message: "no SAE given".into(),
+        });
+    };
+    let d = first.sae.config().d_in;
+    let mut inputs = Vec::with_capacity(saes.len());
+    for (i, s) in saes.iter().enumerate() {
+        let width = s.sae.d_sae();
+        let d_in = s.sae.config().d_in;
+        if d_in != d {
+            return Err(GeometryError::InvalidInput {
+                what: format!("saes[{i}]"),
+                message: format!("d_in {d_in}, but the first SAE's is {d}"),
+            });
+        }
+        let descriptions = match s.descriptions {
+            Some(v) if v.len() != width => {
+                return Err(GeometryError::InvalidInput {
+                    what: format!("descriptions of saes[{i}]"),
+                    message: format!("{} descriptions for {width} latents", v.len()),
+                });
+            }
+            Some(v) => v.to_vec(),
+            None => vec![String::new(); width],
+        };
+        let w_dec = s.sae.w_dec();
+        let top = crate::logit_lens(&w_dec, w_u, None, lens)?;
+        let top_token_strs = top
+            .iter()
+            .map(|l| {
+                str_tokens(&l.top_ids).map(|v| {
+                    v.iter()
+                        .map(|s| format!("{s:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, E>>()
+            .map_err(|e| GeometryError::Tokens {
+                what: format!("the top boosted tokens of saes[{i}] (width {width})"),
+                source: Box::new(e),
+            })?;
+        inputs.push(SplittingInput {
+            width,
+            w_dec: sae_core::device::tensor_to_vec(w_dec)?,
+            descriptions,
+            top_token_strs,
+        });
+    }
+    feature_splitting(&inputs, d, config)
+}
+
+/// Counts that say whether a [`SplittingResult`] is sound: rows per width, descriptions,
+/// clusters and noise, families, and the embedding's spread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplittingSummary {
+    /// Rows (latents of every SAE).
+    pub rows: usize,
+    /// Rows per SAE width.
+    pub rows_per_width: std::collections::BTreeMap<usize, usize>,
+    /// Rows with a non-empty description.
+    pub described: usize,
+    /// Whether HDBSCAN ran (rows carry a cluster label).
+    pub clustered: bool,
+    /// Clusters found (labels ≥ 0).
+    pub clusters: usize,
+    /// Rows HDBSCAN left as noise (label −1).
+    pub noise: usize,
+    /// Cross-width families.
+    pub families: usize,
+    /// Whether every UMAP coordinate is finite.
+    pub embedding_finite: bool,
+    /// Population standard deviation of the x coordinates.
+    pub umap_x_std: f64,
+    /// Population standard deviation of the y coordinates.
+    pub umap_y_std: f64,
+}
+
+impl SplittingResult {
+    /// The result's [`SplittingSummary`].
+    pub fn summary(&self) -> SplittingSummary {
+        let mut rows_per_width = std::collections::BTreeMap::<usize, usize>::new();
+        for r in &self.rows {
+            *rows_per_width.entry(r.sae_width).or_default() += 1;
+        }
+        let labels: Vec<i64> = self.rows.iter().filter_map(|r| r.cluster).collect();
+        let std = |v: Vec<f64>| {
+            let n = v.len().max(1) as f64;
+            let m = v.iter().sum::<f64>() / n;
+            (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt()
+        };
+        SplittingSummary {
+            rows: self.rows.len(),
+            rows_per_width,
+            described: self
+                .rows
+                .iter()
+                .filter(|r| !r.description.is_empty())
+                .count(),
+            clustered: !labels.is_empty(),
+            clusters: labels
+                .iter()
+                .filter(|&&c| c >= 0)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            noise: labels.iter().filter(|&&c| c < 0).count(),
+            families: self.families.len(),
+            embedding_finite: self
+                .rows
+                .iter()
+                .all(|r| r.umap_x.is_finite() && r.umap_y.is_finite()),
+            umap_x_std: std(self.rows.iter().map(|r| f64::from(r.umap_x)).collect()),
+            umap_y_std: std(self.rows.iter().map(|r| f64::from(r.umap_y)).collect()),
+        }
+    }
+}
