@@ -20,6 +20,7 @@ mod fuzz;
 mod gpu_check;
 mod reproduce;
 mod reproduce_analyses;
+mod test;
 mod train_family;
 
 /// Project automation for sae-geometry.
@@ -32,6 +33,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The test suite as the README gives it: gets the offline model and headless Chromium when
+    /// they are missing, then `cargo test --workspace` (arguments after `--` go to cargo test).
+    Test(test::Args),
     /// Run a whole-capability benchmark beside its Python reference and print the ratio.
     Bench(bench::Args),
     /// Check a full-size random-weight GPT-2 (from gen_fixtures.py --full-size) against
@@ -79,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     match cli.command {
+        Command::Test(a) => test::run(a),
         Command::Bench(a) => bench::run(a),
         Command::CheckGpt2(a) => check_gpt2::run(a),
         Command::CheckGemmaGguf(a) => check_gemma::run(a),
