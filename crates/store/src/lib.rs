@@ -37,6 +37,6 @@ pub use stats::{
     LatentStats, LatentSummary, StatsConfig, Window, gather_from_cache, gather_from_model,
     latent_activations,
 };
-pub use store::{ActivationStore, StoreConfig, compute_activations};
+pub use store::{ActivationStore, StoreConfig, compute_activation_tensor, compute_activations};
 pub use train::{StepMetrics, TrainArchitecture, TrainConfig, Trainer};
 pub use windows::{SeparatorToken, TokenWindows};

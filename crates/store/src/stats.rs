@@ -692,7 +692,16 @@ impl<'s> LatentEncoder<'s> {
 
     /// `[rows, d]` activations → `[rows, latents]` latent activations, row-major.
     fn encode(&self, x: Vec<f32>, rows: usize, d: usize) -> Result<Vec<f32>> {
-        let x = sae_core::device::tensor_from_vec(x, [rows, d], &self.sae.device());
+        self.encode_tensor(sae_core::device::tensor_from_vec(
+            x,
+            [rows, d],
+            &self.sae.device(),
+        ))
+    }
+
+    /// [`Self::encode`] of activations already on the SAE's device: only the selected latents'
+    /// columns come to the host.
+    fn encode_tensor(&self, x: sae_core::burn::tensor::Tensor<2>) -> Result<Vec<f32>> {
         let f = self.sae.encode(x)?;
         let f = match &self.index {
             Some(i) => f.select(1, i.clone()),
@@ -722,7 +731,10 @@ pub fn latent_activations<M: gpt2_gemma_models::LanguageModel + ?Sized>(
     let mut encoder = None;
     for (len, idx) in by_len {
         let group: Vec<Vec<u32>> = idx.iter().map(|&i| windows[i].clone()).collect();
-        let (acts, d) = crate::store::compute_activations(model, hook, &group)?;
+        let Some(acts) = crate::store::compute_activation_tensor(model, hook, &group)? else {
+            continue;
+        };
+        let d = acts.dims()[1];
         let enc = match &encoder {
             Some(e) => e,
             None => encoder.insert(LatentEncoder::new(
@@ -732,7 +744,7 @@ pub fn latent_activations<M: gpt2_gemma_models::LanguageModel + ?Sized>(
                 &format!("SAE d_in vs model activations at {hook}"),
             )?),
         };
-        let f = enc.encode(acts, group.len() * len, d)?;
+        let f = enc.encode_tensor(acts)?;
         let per = len * latents.len();
         for (k, &i) in idx.iter().enumerate() {
             out[i] = f[k * per..(k + 1) * per].to_vec();
@@ -774,12 +786,14 @@ pub fn gather_from_model<M: gpt2_gemma_models::LanguageModel + ?Sized>(
     let n_batches = (total_tokens / (ctx * batch) as u64).max(1);
     let mut stats = LatentStats::new(config, latents, ctx)?;
     let bar = progress_bar(n_batches, "latent stats: batch", progress);
-    let d = store.d_in();
     for b in 0..n_batches {
         let windows = store.get_batch_tokens()?;
-        let acts = store.get_activations(&windows)?;
         let tokens: Vec<u32> = windows.iter().flatten().copied().collect();
-        let f = encoder.encode(acts, tokens.len(), d)?;
+        // Model → SAE on the device; the selected latents' activations come to the host.
+        let f = match store.get_activation_tensor(&windows)? {
+            Some(acts) => encoder.encode_tensor(acts)?,
+            None => Vec::new(),
+        };
         stats.update(b * batch as u64, &tokens, &f)?;
         bar.inc(1);
     }

@@ -7,6 +7,7 @@ use gpt2_gemma_models::hooks::{Activation, CacheFilter};
 use gpt2_gemma_models::model::LanguageModel;
 use gpt2_gemma_models::source::AnyTokenizer;
 use sae_core::SaeConfig;
+use sae_core::burn::tensor::Tensor;
 use sae_core::device::{int_tensor_from_vec, tensor_to_vec};
 
 use crate::corpus::TextSource;
@@ -103,12 +104,33 @@ impl StoreConfig {
 }
 
 /// Activations at `hook` for a batch of equal-length windows, flattened row-major to
-/// `[windows × context, d]`. Blocks after the hook are not run.
+/// `[windows × context, d]`, with `d`. Blocks after the hook are not run. The host copy of
+/// [`compute_activation_tensor`].
 pub fn compute_activations<M: LanguageModel + ?Sized>(
     model: &M,
     hook: HookPoint,
     windows: &[Vec<u32>],
 ) -> Result<(Vec<f32>, usize)> {
+    match compute_activation_tensor(model, hook, windows)? {
+        None => Ok((Vec::new(), 0)),
+        Some(t) => {
+            let d = t.dims()[1];
+            Ok((tensor_to_vec(t)?, d))
+        }
+    }
+}
+
+/// Activations at `hook` for a batch of equal-length windows, left on the model's device
+/// (`None` for no windows or empty ones). Blocks after the hook are not run.
+///
+/// # Shapes
+/// - returns `[windows × context, d]` (attention hooks' `[.., heads, d_head]` flattened to
+///   `heads × d_head`).
+pub fn compute_activation_tensor<M: LanguageModel + ?Sized>(
+    model: &M,
+    hook: HookPoint,
+    windows: &[Vec<u32>],
+) -> Result<Option<Tensor<2>>> {
     let n = windows.len();
     let ctx = windows.first().map_or(0, Vec::len);
     if let Some((i, w)) = windows.iter().enumerate().find(|(_, w)| w.len() != ctx) {
@@ -119,7 +141,7 @@ pub fn compute_activations<M: LanguageModel + ?Sized>(
         });
     }
     if n == 0 || ctx == 0 {
-        return Ok((Vec::new(), 0));
+        return Ok(None);
     }
     let ids: Vec<i64> = windows.iter().flatten().map(|&t| i64::from(t)).collect();
     let tokens = int_tensor_from_vec(ids, [n, ctx], &model.device());
@@ -148,7 +170,7 @@ pub fn compute_activations<M: LanguageModel + ?Sized>(
         }
     };
     let d = t.dims()[2];
-    Ok((tensor_to_vec(t)?, d))
+    Ok(Some(t.reshape([n * ctx, d])))
 }
 
 /// Streams activations at one hook from a corpus through a model, batched and shuffled like
@@ -230,6 +252,12 @@ impl<'a, M: LanguageModel + ?Sized> ActivationStore<'a, M> {
     /// Activations for windows, `[windows × context, d_in]` (SAELens's `get_activations`).
     pub fn get_activations(&self, windows: &[Vec<u32>]) -> Result<Vec<f32>> {
         Ok(compute_activations(self.model, self.cfg.hook, windows)?.0)
+    }
+
+    /// [`Self::get_activations`] left on the model's device: `[windows × context, d_in]`
+    /// (`None` for no windows).
+    pub fn get_activation_tensor(&self, windows: &[Vec<u32>]) -> Result<Option<Tensor<2>>> {
+        compute_activation_tensor(self.model, self.cfg.hook, windows)
     }
 
     /// The next shuffled training batch, `[train_batch_size_tokens, d_in]` row-major.
