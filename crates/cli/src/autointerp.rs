@@ -243,8 +243,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .sae
         .load(&args.model.hub(), &device)
         .with_context(|| format!("loading SAE {}", args.sae))?;
-    let mut store_cfg =
-        super::gather::reading_config(sae.config(), args.context_size, args.model_batch_size)?;
+    let mut store_cfg = activation_store::StoreConfig::for_reading(
+        sae.config(),
+        args.context_size,
+        args.model_batch_size,
+    )?;
     match baseline {
         BaselineLatents::Sae => {}
         BaselineLatents::RandomLatents => sae = autointerp::random_like(&sae, args.seed)?,
@@ -288,16 +291,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             s
         }
         None => {
-            let s = super::gather::gather(
+            let s = activation_store::gather_stats(
                 &model,
                 &tok,
                 &sae,
-                &args.corpus,
-                args.model.offline,
+                args.corpus.source(args.model.offline)?,
                 &store_cfg,
                 &gathered,
                 cfg.stats_config(args.seed),
                 cfg.total_tokens,
+                true,
             )?;
             if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
@@ -341,11 +344,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .filter_map(|n| stats.latents.iter().find(|s| s.latent == n.latent))
             .flat_map(|s| s.top.iter().map(|w| w.seq))
             .collect();
-        super::gather::replay_sequences(
+        activation_store::replay_sequences(
             &model,
             &tok,
-            &args.corpus,
-            args.model.offline,
+            args.corpus.source(args.model.offline)?,
             &store_cfg,
             &wanted,
         )?

@@ -95,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let stats = match &args.stats {
         Some(p) => LatentStats::load(p)?,
         None => {
-            let store_cfg = super::gather::reading_config(
+            let store_cfg = activation_store::StoreConfig::for_reading(
                 sae.config(),
                 args.context_size,
                 args.model_batch_size,
@@ -104,16 +104,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 k: args.k,
                 ..StatsConfig::default()
             };
-            super::gather::gather(
+            activation_store::gather_stats(
                 &model,
                 &tok,
                 &sae,
-                &args.corpus,
-                args.model.offline,
+                args.corpus.source(args.model.offline)?,
                 &store_cfg,
                 &latents,
                 cfg,
                 args.total_tokens,
+                true,
             )?
         }
     };

@@ -13,7 +13,6 @@ pub mod dashboard;
 pub mod eval_sae;
 pub mod feature_splitting;
 pub mod forward;
-pub mod gather;
 pub mod generate;
 pub mod hdbscan;
 pub mod latent_stats;

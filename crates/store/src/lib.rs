@@ -16,6 +16,7 @@
 pub mod batches;
 pub mod cache;
 pub mod corpus;
+pub mod corpus_pass;
 pub mod error;
 pub mod eval;
 pub mod hub_dataset;
@@ -30,6 +31,7 @@ pub mod windows;
 
 pub use batches::{BatchSource, CacheBatches};
 pub use corpus::{Document, TextSource, TextSplit};
+pub use corpus_pass::{gather_stats, replay_sequences};
 pub use error::{Result, StoreError};
 pub use hub_dataset::HubDataset;
 pub use packing::{Packer, PackingConfig};
