@@ -63,7 +63,7 @@ fn replayed_sequences_are_the_gathered_ones() {
     let (model, tok) = common::tiny_model(tmp.path());
     let sae = random_sae(64, 24);
     let source =
-        || TextSource::from_path(&common::fixtures().join("packing/docs.jsonl"), None).unwrap();
+        || TextSource::from_path(common::fixtures().join("packing/docs.jsonl"), None).unwrap();
     let store = StoreConfig::for_reading(sae.config(), None, 3).unwrap();
     assert_eq!(store.hook, HookPoint::ResidPre(1));
     assert_eq!(
