@@ -1,6 +1,8 @@
 //! Cross-crate integration tests live in `tests/` beside this file; this library only holds
 //! helpers they share.
 
+pub mod hub_server;
+
 use std::path::PathBuf;
 
 /// The workspace root.

@@ -81,8 +81,30 @@ fn env_true(v: &str) -> bool {
     )
 }
 
-/// Fetches files from the HF cache and, when allowed, the hub.
-#[derive(Debug, Clone)]
+/// The token huggingface_hub would send: `HF_TOKEN` when set and non-empty, else the token
+/// file the usual login writes (`HF_TOKEN_PATH`, else `HF_HOME/token`, else
+/// `~/.cache/huggingface/token`), trimmed; `None` when neither has one.
+pub fn token_from_env() -> Option<String> {
+    token_from(|k| std::env::var_os(k))
+}
+
+/// [`token_from_env`] reading variables through `var`.
+fn token_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<String> {
+    let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    if let Some(t) = text(var("HF_TOKEN").and_then(|v| v.into_string().ok())) {
+        return Some(t);
+    }
+    let path = match (var("HF_TOKEN_PATH"), var("HF_HOME")) {
+        (Some(p), _) => PathBuf::from(p),
+        (None, Some(home)) => PathBuf::from(home).join("token"),
+        (None, None) => Cache::default().token_path(),
+    };
+    text(std::fs::read_to_string(path).ok())
+}
+
+/// Fetches files from the HF cache and, when allowed, the hub. Its `Debug` never shows the
+/// token.
+#[derive(Clone)]
 pub struct HubClient {
     cache_dir: PathBuf,
     offline: bool,
@@ -93,7 +115,8 @@ pub struct HubClient {
 
 impl HubClient {
     /// A client configured from the environment as huggingface_hub is: `HF_HUB_CACHE`,
-    /// `HF_HOME`, `HF_HUB_OFFLINE`, `HF_ENDPOINT`, `HF_TOKEN`.
+    /// `HF_HOME`, `HF_HUB_OFFLINE`, `HF_ENDPOINT`, and the token of [`token_from_env`]
+    /// (`HF_TOKEN`, else the login's token file).
     pub fn from_env() -> Self {
         let cache_dir = std::env::var_os("HF_HUB_CACHE")
             .map(PathBuf::from)
@@ -103,8 +126,56 @@ impl HubClient {
             cache_dir,
             offline,
             endpoint: std::env::var("HF_ENDPOINT").ok().filter(|s| !s.is_empty()),
-            token: std::env::var("HF_TOKEN").ok().filter(|s| !s.is_empty()),
+            token: token_from_env(),
             progress: true,
+        }
+    }
+
+    /// Sends `token` (or none) to the hub instead of the environment's.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.trim().is_empty());
+        self
+    }
+
+    /// Whether a token will be sent.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// The error for a failed request: a 401/403 says which repository refused and how to
+    /// supply a token.
+    #[cfg(feature = "hub")]
+    fn hub_error(&self, repo: &HubRepo, file: &str, message: String) -> SaeError {
+        let denied = ["status code 401", "status code 403"]
+            .iter()
+            .any(|c| message.contains(c));
+        let message = if denied {
+            let kind = match repo.kind {
+                HubRepoKind::Model => "model",
+                HubRepoKind::Dataset => "dataset",
+            };
+            if self.token.is_some() {
+                format!(
+                    "access to the {kind} repository {} was refused with the token supplied \
+                     ({message}): the token lacks access — accept the repository's terms on the \
+                     hub with this account, or use another token",
+                    repo.id
+                )
+            } else {
+                format!(
+                    "the {kind} repository {} is gated or private and no token was sent \
+                     ({message}): accept its terms on the hub, then set HF_TOKEN or log in (the \
+                     login writes HF_HOME/token, which is read when HF_TOKEN is unset)",
+                    repo.id
+                )
+            }
+        } else {
+            message
+        };
+        SaeError::Hub {
+            repo: repo.id.clone(),
+            file: file.to_string(),
+            message,
         }
     }
 
@@ -223,11 +294,7 @@ impl HubClient {
         if let Some(e) = &self.endpoint {
             builder = builder.with_endpoint(e.clone());
         }
-        let hub_err = |message: String| SaeError::Hub {
-            repo: repo.id.clone(),
-            file: "(file listing)".into(),
-            message,
-        };
+        let hub_err = |message: String| self.hub_error(repo, "(file listing)", message);
         let api = builder.build().map_err(|e| hub_err(e.to_string()))?;
         let info = api
             .repo(repo.to_hf())
@@ -265,11 +332,7 @@ impl HubClient {
         if let Some(e) = &self.endpoint {
             builder = builder.with_endpoint(e.clone());
         }
-        let hub_err = |message: String| SaeError::Hub {
-            repo: repo.id.clone(),
-            file: file.to_string(),
-            message,
-        };
+        let hub_err = |message: String| self.hub_error(repo, file, message);
         let api = builder.build().map_err(|e| hub_err(e.to_string()))?;
         tracing::info!(repo = %repo.id, file, "downloading from the HuggingFace hub");
         api.repo(repo.to_hf())
@@ -281,6 +344,18 @@ impl HubClient {
     fn download(&self, repo: &HubRepo, file: &str) -> Result<PathBuf> {
         let _ = (&self.endpoint, &self.token, self.progress);
         Err(self.not_cached(repo, file, "sae-core was built without the `hub` feature"))
+    }
+}
+
+impl std::fmt::Debug for HubClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubClient")
+            .field("cache_dir", &self.cache_dir)
+            .field("offline", &self.offline)
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("progress", &self.progress)
+            .finish()
     }
 }
 
@@ -424,5 +499,56 @@ mod tests {
         assert!(hub.is_offline());
         let err = hub.get(&HubRepo::model("a/b"), "cfg.json").unwrap_err();
         assert!(matches!(err, SaeError::NotCached { .. }));
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+    use super::token_from;
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    fn vars(v: &[(&str, &std::path::Path)]) -> HashMap<String, OsString> {
+        v.iter()
+            .map(|(k, p)| ((*k).to_string(), p.as_os_str().to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_login_token_file_is_read_when_hf_token_is_unset() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("token"), "hf_from_login\n").unwrap();
+        // HF_HOME/token, as `huggingface-cli login` writes it.
+        let env = vars(&[("HF_HOME", tmp.path())]);
+        assert_eq!(
+            token_from(|k| env.get(k).cloned()).as_deref(),
+            Some("hf_from_login")
+        );
+        // HF_TOKEN wins over the file; an empty HF_TOKEN does not.
+        let mut env2 = env.clone();
+        env2.insert("HF_TOKEN".into(), "hf_env".into());
+        assert_eq!(
+            token_from(|k| env2.get(k).cloned()).as_deref(),
+            Some("hf_env")
+        );
+        env2.insert("HF_TOKEN".into(), " ".into());
+        assert_eq!(
+            token_from(|k| env2.get(k).cloned()).as_deref(),
+            Some("hf_from_login")
+        );
+        // HF_TOKEN_PATH names another file.
+        let other = tmp.path().join("elsewhere");
+        std::fs::write(&other, "hf_path").unwrap();
+        let env3 = vars(&[("HF_HOME", tmp.path()), ("HF_TOKEN_PATH", &other)]);
+        assert_eq!(
+            token_from(|k| env3.get(k).cloned()).as_deref(),
+            Some("hf_path")
+        );
+        // No file, no variable: no token.
+        let empty = tempfile::tempdir().unwrap();
+        let env4 = vars(&[("HF_HOME", empty.path())]);
+        assert_eq!(token_from(|k| env4.get(k).cloned()), None);
     }
 }

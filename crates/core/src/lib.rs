@@ -42,7 +42,7 @@ pub use config::{
 };
 pub use device::{ComputeDevice, DeviceConfig, Precision};
 pub use error::{CudaUnavailable, Result, SaeError};
-pub use hub::{HubClient, HubRepo, HubRepoKind, SaeSource, from_pretrained};
+pub use hub::{HubClient, HubRepo, HubRepoKind, SaeSource, from_pretrained, token_from_env};
 pub use normalization::NormState;
 pub use registry::{PretrainedSae, Registry, Release};
 pub use sae::{LoadReport, Sae, SaeParams};

@@ -1,0 +1,298 @@
+//! An in-process server on 127.0.0.1 that speaks the HuggingFace hub's file protocol as `hf-hub`
+//! uses it (point `HF_ENDPOINT` or `HubClient::with_endpoint` at [`HubServer::endpoint`]):
+//!
+//! - `GET /{repo}/resolve/{revision}/{file}` (`/datasets/{repo}/…` for datasets): with
+//!   `Range: bytes=0-0` a 206 carrying `ETag`, `X-Repo-Commit` and `Content-Range: bytes
+//!   0-0/{size}` (hf-hub's metadata probe), with `Range: bytes=N-` the rest of the file (its
+//!   resumable download), without `Range` the whole file;
+//! - `GET /api/{models|datasets}/{repo}/revision/{revision}`: the repository's file listing
+//!   (`siblings`, `sha`);
+//! - 404 with `X-Error-Code: EntryNotFound` / `RepoNotFound` for a missing file or repository;
+//! - 401 with `X-Error-Code: GatedRepo` for a gated repository asked without
+//!   `Authorization: Bearer {token}` (or with another token).
+//!
+//! Every request is logged (method, path, status) for tests that count what was fetched.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
+
+/// A repository served.
+#[derive(Debug, Clone)]
+pub struct ServedRepo {
+    /// `owner/name`.
+    pub id: String,
+    /// A dataset (served under `/datasets/`) rather than a model.
+    pub dataset: bool,
+    /// The commit every revision resolves to (40 hex digits).
+    pub commit: String,
+    /// Needs the server's token.
+    pub gated: bool,
+    /// Files by path inside the repository.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl ServedRepo {
+    /// A public model repository with `files`.
+    pub fn model(id: &str, files: BTreeMap<String, Vec<u8>>) -> Self {
+        Self {
+            id: id.to_string(),
+            dataset: false,
+            commit: format!("{:040x}", fnv(id.as_bytes())),
+            gated: false,
+            files,
+        }
+    }
+
+    /// The same repository, gated.
+    pub fn gated(mut self) -> Self {
+        self.gated = true;
+        self
+    }
+}
+
+/// One request the server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    /// `GET`, `HEAD`, …
+    pub method: String,
+    /// The path, percent-encoded as sent.
+    pub path: String,
+    /// The status answered.
+    pub status: u16,
+}
+
+struct State {
+    repos: Vec<ServedRepo>,
+    token: Option<String>,
+    log: Mutex<Vec<Logged>>,
+}
+
+/// The running server; stops when dropped.
+pub struct HubServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HubServer {
+    /// Serves `repos` on a free port of 127.0.0.1; gated ones need `token`.
+    pub fn start(repos: Vec<ServedRepo>, token: Option<&str>) -> std::io::Result<Self> {
+        let state = Arc::new(State {
+            repos,
+            token: token.map(str::to_string),
+            log: Mutex::new(Vec::new()),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        let thread = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                let app = axum::Router::new().fallback(move |method, uri, headers| {
+                    let st = st.clone();
+                    async move { answer(&st, method, uri, headers) }
+                });
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+        });
+        Ok(Self {
+            addr,
+            state,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, for `HF_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The requests answered so far.
+    pub fn requests(&self) -> Vec<Logged> {
+        self.state.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Forgets the requests logged so far.
+    pub fn clear_log(&self) {
+        if let Ok(mut l) = self.state.log.lock() {
+            l.clear();
+        }
+    }
+}
+
+impl Drop for HubServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn fnv(b: &[u8]) -> u128 {
+    b.iter()
+        .fold(0x6c62272e07bb014262b821756295c58d_u128, |h, &x| {
+            (h ^ u128::from(x)).wrapping_mul(0x0000000001000000000000000000013B)
+        })
+}
+
+fn reply(status: StatusCode, headers: &[(&str, String)], body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::builder().status(status);
+    for (k, v) in headers {
+        r = r.header(*k, v.as_str());
+    }
+    r.body(Body::from(body)).unwrap_or_default()
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    reply(
+        status,
+        &[
+            ("x-error-code", code.to_string()),
+            ("content-type", "application/json".into()),
+        ],
+        serde_json::json!({ "error": message })
+            .to_string()
+            .into_bytes(),
+    )
+}
+
+fn answer(st: &State, method: Method, uri: Uri, headers: HeaderMap) -> Response<Body> {
+    let path = uri.path().to_string();
+    let r = route(st, &path, &headers);
+    if let Ok(mut l) = st.log.lock() {
+        l.push(Logged {
+            method: method.to_string(),
+            path,
+            status: r.status().as_u16(),
+        });
+    }
+    r
+}
+
+/// `(repo, kind-prefixed?, revision, file)` of a resolve URL, or of an API listing (file empty).
+fn route(st: &State, path: &str, headers: &HeaderMap) -> Response<Body> {
+    let p = path.trim_start_matches('/');
+    let (api, rest) = match p.strip_prefix("api/") {
+        Some(r) => (true, r),
+        None => (false, p),
+    };
+    let (dataset, rest) = if api {
+        match (rest.strip_prefix("models/"), rest.strip_prefix("datasets/")) {
+            (Some(r), _) => (false, r),
+            (_, Some(r)) => (true, r),
+            _ => return error(StatusCode::NOT_FOUND, "RepoNotFound", "unknown API path"),
+        }
+    } else {
+        match rest.strip_prefix("datasets/") {
+            Some(r) => (true, r),
+            None => (false, rest),
+        }
+    };
+    let sep = if api { "/revision/" } else { "/resolve/" };
+    let Some((repo_id, after)) = rest.split_once(sep) else {
+        return error(StatusCode::NOT_FOUND, "RepoNotFound", "not a hub path");
+    };
+    let Some(repo) = st
+        .repos
+        .iter()
+        .find(|r| r.id == repo_id && r.dataset == dataset)
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "RepoNotFound",
+            &format!("Repository not found: {repo_id}"),
+        );
+    };
+    if repo.gated {
+        let sent = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if sent.is_none() || sent != st.token.as_deref() {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "GatedRepo",
+                &format!(
+                    "Access to model {repo_id} is restricted. You must have access to it and be authenticated to access it. Please log in."
+                ),
+            );
+        }
+    }
+    if api {
+        let siblings: Vec<serde_json::Value> = repo
+            .files
+            .keys()
+            .map(|f| serde_json::json!({ "rfilename": f }))
+            .collect();
+        return reply(
+            StatusCode::OK,
+            &[("content-type", "application/json".into())],
+            serde_json::json!({ "id": repo.id, "sha": repo.commit, "siblings": siblings })
+                .to_string()
+                .into_bytes(),
+        );
+    }
+    // `{revision}/{file}`: revisions here have no slash (hf-hub escapes them as %2F).
+    let Some((_revision, file)) = after.split_once('/') else {
+        return error(StatusCode::NOT_FOUND, "EntryNotFound", "no file named");
+    };
+    let Some(bytes) = repo.files.get(file) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "EntryNotFound",
+            &format!("{file} does not exist in {repo_id}"),
+        );
+    };
+    let etag = format!("\"{:032x}\"", fnv(bytes));
+    let common = vec![
+        ("etag", etag),
+        ("x-repo-commit", repo.commit.clone()),
+        ("accept-ranges", "bytes".to_string()),
+    ];
+    let size = bytes.len();
+    let range = headers
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(a, b)| {
+            let start: usize = a.parse().ok()?;
+            let end: usize = if b.is_empty() {
+                size.checked_sub(1)?
+            } else {
+                b.parse::<usize>().ok()?.min(size.checked_sub(1)?)
+            };
+            (start <= end).then_some((start, end))
+        });
+    match range {
+        Some((a, b)) => {
+            let mut h = common;
+            h.push(("content-range", format!("bytes {a}-{b}/{size}")));
+            reply(StatusCode::PARTIAL_CONTENT, &h, bytes[a..=b].to_vec())
+        }
+        None => reply(StatusCode::OK, &common, bytes.clone()),
+    }
+}

@@ -1,0 +1,165 @@
+//! `HubClient` against the in-process hub server (`sae_geometry_tests::hub_server`), which
+//! speaks the hub's file protocol as hf-hub uses it: downloads land in the HF cache layout and a
+//! second fetch makes no request; listings come from the API; a missing file is an error naming
+//! it; a gated repository without a token says which repository and how to supply one, with the
+//! token it downloads; the client's `Debug` never shows the token.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
+
+use std::collections::BTreeMap;
+
+use sae_core::{HubClient, HubRepo, SaeError};
+use sae_geometry_tests::hub_server::{HubServer, ServedRepo};
+
+fn files() -> BTreeMap<String, Vec<u8>> {
+    let mut f = BTreeMap::new();
+    f.insert("config.json".to_string(), br#"{"n_layer": 2}"#.to_vec());
+    f.insert(
+        "blocks.8.hook_resid_pre_768/cfg.json".to_string(),
+        br#"{"d_in": 768}"#.to_vec(),
+    );
+    // Larger than one read buffer, with every byte value.
+    f.insert(
+        "model.safetensors".to_string(),
+        (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect(),
+    );
+    f
+}
+
+fn client(server: &HubServer, cache: &std::path::Path) -> HubClient {
+    HubClient::from_env()
+        .with_cache_dir(cache)
+        .offline(false)
+        .with_endpoint(server.endpoint())
+        .with_progress(false)
+        .with_token(None)
+}
+
+#[test]
+fn downloads_go_to_the_cache_and_are_fetched_once() {
+    let server = HubServer::start(
+        vec![ServedRepo::model("openai-community/gpt2", files())],
+        None,
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let hub = client(&server, cache.path());
+    let repo = HubRepo::model("openai-community/gpt2");
+    for (name, bytes) in files() {
+        let p = hub.get(&repo, &name).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), bytes, "{name}");
+        // The HF cache layout: models--owner--name/snapshots/{commit}/{file}.
+        let s = p.to_string_lossy();
+        assert!(
+            s.contains("models--openai-community--gpt2/snapshots/") && s.ends_with(&name),
+            "{s}"
+        );
+    }
+    let fetched: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
+    for name in files().keys() {
+        let url = format!("/openai-community/gpt2/resolve/main/{name}");
+        assert!(fetched.contains(&url), "{url} not in {fetched:?}");
+    }
+    // Everything again: the cache answers, the server sees nothing.
+    server.clear_log();
+    for name in files().keys() {
+        hub.get(&repo, name).unwrap();
+    }
+    assert_eq!(server.requests(), vec![]);
+    // The listing comes from the API.
+    let listed = hub.list_files(&repo).unwrap();
+    assert_eq!(listed, files().keys().cloned().collect::<Vec<_>>());
+    // Offline, the same files come from the cache alone.
+    server.clear_log();
+    let offline = client(&server, cache.path()).offline(true);
+    assert_eq!(
+        std::fs::read(offline.get(&repo, "config.json").unwrap()).unwrap(),
+        files()["config.json"]
+    );
+    assert_eq!(server.requests(), vec![]);
+}
+
+#[test]
+fn a_missing_file_is_an_error_naming_it() {
+    let server = HubServer::start(
+        vec![ServedRepo::model("openai-community/gpt2", files())],
+        None,
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let e = client(&server, cache.path())
+        .get(&HubRepo::model("openai-community/gpt2"), "missing.bin")
+        .unwrap_err();
+    match &e {
+        SaeError::Hub {
+            repo,
+            file,
+            message,
+        } => {
+            assert_eq!(
+                (repo.as_str(), file.as_str()),
+                ("openai-community/gpt2", "missing.bin")
+            );
+            assert!(message.contains("404"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+    // Nothing half-downloaded is left as the file.
+    assert!(
+        client(&server, cache.path())
+            .cached(&HubRepo::model("openai-community/gpt2"), "missing.bin")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_gated_repository_needs_the_token() {
+    let token = "hf_test_token_0123456789";
+    let server = HubServer::start(
+        vec![ServedRepo::model("google/gemma-2b-it", files()).gated()],
+        Some(token),
+    )
+    .unwrap();
+    let repo = HubRepo::model("google/gemma-2b-it");
+    let cache = tempfile::tempdir().unwrap();
+    // No token: the error names the repository and says how to supply one.
+    let e = client(&server, cache.path())
+        .get(&repo, "config.json")
+        .unwrap_err()
+        .to_string();
+    for says in [
+        "google/gemma-2b-it",
+        "gated",
+        "HF_TOKEN",
+        "HF_HOME/token",
+        "401",
+    ] {
+        assert!(e.contains(says), "{says:?} not in: {e}");
+    }
+    // Another account's token: refused, and the error says the token lacks access.
+    let e = client(&server, cache.path())
+        .with_token(Some("hf_someone_else".into()))
+        .get(&repo, "config.json")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("refused with the token supplied"), "{e}");
+    // With the token: downloaded.
+    let hub = client(&server, cache.path()).with_token(Some(token.into()));
+    let p = hub.get(&repo, "config.json").unwrap();
+    assert_eq!(std::fs::read(p).unwrap(), files()["config.json"]);
+    assert_eq!(
+        hub.list_files(&repo).unwrap(),
+        files().keys().cloned().collect::<Vec<_>>()
+    );
+    // The token never shows in Debug output.
+    let shown = format!("{hub:?}");
+    assert!(
+        !shown.contains(token) && shown.contains("<redacted>"),
+        "{shown}"
+    );
+}
