@@ -2,6 +2,7 @@
 //! helpers they share.
 
 pub mod hub_server;
+pub mod neuronpedia_server;
 
 use std::path::PathBuf;
 

@@ -337,24 +337,22 @@ fn online_inputs(a: &Args, st: &mut Stages) -> anyhow::Result<Inputs> {
     if !ids.contains(&widest_w) {
         ids.push(widest_w);
     }
-    let dir = a.out.join("work/neuronpedia");
-    std::fs::create_dir_all(&dir)?;
+    // Neuronpedia's exports, validated before they are cached (latent-geometry).
+    let mut np_cfg = latent_geometry::neuronpedia_fetch::NeuronpediaConfig::from_env(
+        a.out.join("work/neuronpedia"),
+    );
+    np_cfg.offline |= sae_core::HubClient::from_env().is_offline();
     let mut expl = BTreeMap::new();
     for w in &ids {
         let np = format!("8-res_fs{w}-jb");
-        let path = dir.join(format!("{np}.json"));
+        let path = np_cfg.cached_path("gpt2-small", &np)?;
         let fp = vec![s("neuronpedia"), np.clone()];
         st.run(
             &format!("neuronpedia-{w}"),
             &fp,
             std::slice::from_ref(&path),
             || {
-                let url = format!(
-                    "{}/api/explanation/export?modelId=gpt2-small&saeId={np}",
-                    neuronpedia_base()
-                );
-                let body = fetch(&url)?;
-                sae_core::atomic::write(&path, body)?;
+                latent_geometry::neuronpedia_fetch::fetch_explanations(&np_cfg, "gpt2-small", &np)?;
                 Ok(())
             },
         )?;
@@ -368,29 +366,6 @@ fn online_inputs(a: &Args, st: &mut Stages) -> anyhow::Result<Inputs> {
         (sae(widest_w), expl[&widest_w].clone()),
         if quick { "online quick" } else { "online full" },
     ))
-}
-
-fn neuronpedia_base() -> String {
-    std::env::var("NEURONPEDIA_BASE_URL")
-        .unwrap_or_else(|_| "https://www.neuronpedia.org".to_string())
-}
-
-fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let r = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(120))
-            .build()?
-            .get(url)
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            bail!("{url}: HTTP {}", r.status());
-        }
-        Ok(r.bytes().await?.to_vec())
-    })
 }
 
 /// gemma-3-270m, a family of SAEs trained here, offline descriptions.

@@ -38,6 +38,23 @@ pub enum GeometryError {
         /// The tokenizer's error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A download failed or answered something unusable (retries spent, HTML instead of JSON,
+    /// a refusal).
+    #[error("fetching {url}: {message}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// What went wrong, last attempt included.
+        message: String,
+    },
+    /// Offline, and the file is not in the cache.
+    #[error("{url} is not cached at {path} and the network is off")]
+    NotCached {
+        /// What would have been fetched.
+        url: String,
+        /// Where the cache would hold it.
+        path: std::path::PathBuf,
+    },
     /// An error from sae-core (files, tensors).
     #[error(transparent)]
     Core(#[from] sae_core::SaeError),

@@ -23,6 +23,7 @@ pub mod headless;
 pub mod logit_enrichment;
 pub mod logit_lens;
 pub mod neuronpedia;
+pub mod neuronpedia_fetch;
 pub mod plot;
 pub mod splitting;
 pub mod table;
