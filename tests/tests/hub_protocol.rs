@@ -163,3 +163,47 @@ fn a_gated_repository_needs_the_token() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_pretrained_sae_loads_over_the_wire_under_its_registry_names() {
+    // The tutorial's feature-splitting release, its 768-wide SAE: SAELens's layout (a folder per
+    // SAE id), the weights of one of sae-core's SAELens fixtures.
+    let release = "gpt2-small-res-jb-feature-splitting";
+    let repo_id = "jbloom/GPT2-Small-Feature-Splitting-Experiment-Layer-8";
+    let folder = "blocks.8.hook_resid_pre_768";
+    let src = sae_geometry_tests::saelens_fixtures().join("standard__none");
+    let mut served = BTreeMap::new();
+    for f in [
+        "cfg.json",
+        "sae_weights.safetensors",
+        "sparsity.safetensors",
+    ] {
+        if let Ok(b) = std::fs::read(src.join(f)) {
+            served.insert(format!("{folder}/{f}"), b);
+        }
+    }
+    let server = HubServer::start(vec![ServedRepo::model(repo_id, served.clone())], None).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let hub = client(&server, cache.path());
+    let dev = sae_core::device::cpu();
+    let sae = sae_core::from_pretrained(release, folder, &hub, &dev).unwrap();
+    let local = sae_core::Sae::load(&src, &dev).unwrap();
+    assert_eq!(sae.d_sae(), local.d_sae());
+    let w = |s: &sae_core::Sae| sae_core::device::tensor_to_vec(s.w_dec()).unwrap();
+    assert_eq!(w(&sae), w(&local));
+    // The exact files asked for, under the registry's repository and folder.
+    let asked: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.status < 300)
+        .map(|r| r.path.clone())
+        .collect();
+    for f in served.keys() {
+        let url = format!("/{repo_id}/resolve/main/{f}");
+        assert!(asked.contains(&url), "{url} not in {asked:?}");
+    }
+    // Loaded again: everything from the cache.
+    server.clear_log();
+    sae_core::from_pretrained(release, folder, &hub, &dev).unwrap();
+    assert_eq!(server.requests(), vec![]);
+}
