@@ -16,6 +16,7 @@ mod build_cuda;
 mod check_gemma;
 mod check_gpt2;
 mod check_splitting;
+mod fixture_servers;
 mod fuzz;
 mod gpu_check;
 mod reproduce;
@@ -36,6 +37,9 @@ enum Command {
     /// The test suite as the README gives it: gets the offline model and headless Chromium when
     /// they are missing, then `cargo test --workspace` (arguments after `--` go to cargo test).
     Test(test::Args),
+    /// Start the tests' HF-hub and Neuronpedia protocol servers for manual runs; writes
+    /// HF_ENDPOINT and NEURONPEDIA_BASE_URL lines to --port-file once they listen.
+    FixtureServers(fixture_servers::Args),
     /// Run a whole-capability benchmark beside its Python reference and print the ratio.
     Bench(bench::Args),
     /// Check a full-size random-weight GPT-2 (from gen_fixtures.py --full-size) against
@@ -84,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         .try_init();
     match cli.command {
         Command::Test(a) => test::run(a),
+        Command::FixtureServers(a) => fixture_servers::run(a),
         Command::Bench(a) => bench::run(a),
         Command::CheckGpt2(a) => check_gpt2::run(a),
         Command::CheckGemmaGguf(a) => check_gemma::run(a),
