@@ -14,7 +14,6 @@
 //! Every request is logged (method, path, status) for tests that count what was fetched.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -73,10 +72,8 @@ struct State {
 
 /// The running server; stops when dropped.
 pub struct HubServer {
-    addr: SocketAddr,
+    server: crate::serve::Background,
     state: Arc<State>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl HubServer {
@@ -87,44 +84,19 @@ impl HubServer {
             token: token.map(str::to_string),
             log: Mutex::new(Vec::new()),
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();
-        let thread = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                let app = axum::Router::new().fallback(move |method, uri, headers| {
-                    let st = st.clone();
-                    async move { answer(&st, method, uri, headers) }
-                });
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await;
-            });
-        });
-        Ok(Self {
-            addr,
-            state,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        })
+        let server = crate::serve::Background::start(axum::Router::new().fallback(
+            move |method, uri, headers| {
+                let st = st.clone();
+                async move { answer(&st, method, uri, headers) }
+            },
+        ))?;
+        Ok(Self { server, state })
     }
 
     /// `http://127.0.0.1:PORT`, for `HF_ENDPOINT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The requests answered so far.
@@ -136,17 +108,6 @@ impl HubServer {
     pub fn clear_log(&self) {
         if let Ok(mut l) = self.state.log.lock() {
             l.clear();
-        }
-    }
-}
-
-impl Drop for HubServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }

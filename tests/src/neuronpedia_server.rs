@@ -6,7 +6,6 @@
 //! `NeuronpediaConfig::base_url`) at [`NeuronpediaServer::base_url`].
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -41,10 +40,8 @@ struct State {
 
 /// The running server; stops when dropped.
 pub struct NeuronpediaServer {
-    addr: SocketAddr,
+    server: crate::serve::Background,
     state: Arc<State>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The export's JSON as the site writes it.
@@ -72,44 +69,18 @@ impl NeuronpediaServer {
             exports,
             ..State::default()
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();
-        let thread = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                let app = axum::Router::new().fallback(move |uri: Uri| {
-                    let st = st.clone();
-                    async move { answer(&st, &uri) }
-                });
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await;
-            });
-        });
-        Ok(Self {
-            addr,
-            state,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        })
+        let server =
+            crate::serve::Background::start(axum::Router::new().fallback(move |uri: Uri| {
+                let st = st.clone();
+                async move { answer(&st, &uri) }
+            }))?;
+        Ok(Self { server, state })
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Queues `replies` for the next requests of one export.
@@ -124,17 +95,6 @@ impl NeuronpediaServer {
     /// The request paths and queries answered so far.
     pub fn requests(&self) -> Vec<String> {
         self.state.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for NeuronpediaServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -36,6 +36,7 @@ pub mod npy;
 pub mod registry;
 pub mod sae;
 pub mod safetensors_io;
+pub mod testing;
 
 pub use config::{
     Architecture, NormalizeActivations, ReshapeActivations, SaeConfig, SaeMetadata, StorageDtype,

@@ -53,44 +53,12 @@ pub fn host(t: Tensor<2>) -> Vec<f32> {
     tensor_to_vec(t).unwrap()
 }
 
-/// A tiny deterministic generator for test weights.
-pub struct Lcg(pub u64);
-impl Lcg {
-    pub fn next_f32(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next_f32() * scale).collect()
-    }
-}
+#[allow(unused_imports)]
+pub use sae_core::testing::Lcg;
 
-/// A random SAE of the given architecture, through the public host-tensor constructor.
+/// A random SAE of the given architecture, on the test device.
 pub fn random_sae(config: SaeConfig, seed: u64) -> Sae {
-    let mut rng = Lcg(seed);
-    let (d_in, d_sae) = (config.d_in, config.d_sae);
-    let mut m = BTreeMap::new();
-    for name in config.architecture.tensor_names() {
-        let (shape, scale) = match *name {
-            "W_enc" => (vec![d_in, d_sae], 0.5),
-            "W_dec" => (vec![d_sae, d_in], 0.5),
-            "b_dec" => (vec![d_in], 0.2),
-            "threshold" => (vec![d_sae], 0.3),
-            _ => (vec![d_sae], 0.2),
-        };
-        let n = shape.iter().product();
-        let mut data = rng.vec(n, scale);
-        if *name == "threshold" {
-            data.iter_mut().for_each(|v| *v = v.abs());
-        }
-        m.insert(name.to_string(), HostTensor::new(shape, data));
-    }
-    Sae::from_host_tensors(config, m, Path::new("<test>"), &from_env().unwrap())
-        .unwrap()
-        .0
+    sae_core::testing::random_sae(config, seed, &from_env().unwrap()).unwrap()
 }
 
 pub fn config(arch: Architecture, d_in: usize, d_sae: usize) -> SaeConfig {

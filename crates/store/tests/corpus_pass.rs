@@ -11,50 +11,19 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use activation_store::{StatsConfig, StoreConfig, TextSource, gather_stats, replay_sequences};
 use gpt2_gemma_models::HookPoint;
+use sae_core::Sae;
 use sae_core::config::{Architecture, SaeConfig};
-use sae_core::{HostTensor, Sae};
 
 fn random_sae(d_in: usize, d_sae: usize) -> Sae {
     let mut cfg = SaeConfig::new(d_in, d_sae, Architecture::Standard);
     cfg.metadata.hook_name = Some("blocks.1.hook_resid_pre".into());
     cfg.metadata.context_size = Some(32);
     cfg.metadata.prepend_bos = Some(true);
-    let mut s = 5u64;
-    let mut rnd = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    };
-    let mut t = BTreeMap::new();
-    t.insert(
-        "W_enc".to_string(),
-        HostTensor::new(vec![d_in, d_sae], rnd(d_in * d_sae)),
-    );
-    t.insert(
-        "W_dec".to_string(),
-        HostTensor::new(vec![d_sae, d_in], rnd(d_in * d_sae)),
-    );
-    t.insert(
-        "b_enc".to_string(),
-        HostTensor::new(vec![d_sae], rnd(d_sae)),
-    );
-    t.insert(
-        "b_dec".to_string(),
-        HostTensor::new(vec![d_in], vec![0.0; d_in]),
-    );
-    let dev = sae_core::device::from_env().unwrap();
-    Sae::from_host_tensors(cfg, t, std::path::Path::new("random"), &dev)
-        .unwrap()
-        .0
+    sae_core::testing::random_sae(cfg, 5, &sae_core::device::from_env().unwrap()).unwrap()
 }
 
 #[test]
