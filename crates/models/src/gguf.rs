@@ -186,9 +186,14 @@ impl GgmlType {
                 | Self::F16
                 | Self::BF16
                 | Self::Q4_0
+                | Self::Q4_1
                 | Self::Q5_0
+                | Self::Q5_1
                 | Self::Q8_0
+                | Self::Q2K
+                | Self::Q3K
                 | Self::Q4K
+                | Self::Q5K
                 | Self::Q6K
         )
     }
@@ -197,7 +202,10 @@ impl GgmlType {
 impl fmt::Display for GgmlType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Other(id) => write!(f, "ggml type {id}"),
+            Self::Other(id) => match other_type_name(*id) {
+                Some(name) => write!(f, "{name} (ggml type {id})"),
+                None => write!(f, "ggml type {id}"),
+            },
             Self::Q2K => f.write_str("Q2_K"),
             Self::Q3K => f.write_str("Q3_K"),
             Self::Q4K => f.write_str("Q4_K"),
@@ -206,6 +214,34 @@ impl fmt::Display for GgmlType {
             other => write!(f, "{other:?}"),
         }
     }
+}
+
+/// The names of the ggml types this crate does not dequantise (llama.cpp's `ggml_type`).
+fn other_type_name(id: u32) -> Option<&'static str> {
+    Some(match id {
+        4 => "Q4_2 (removed)",
+        5 => "Q4_3 (removed)",
+        9 => "Q8_1",
+        15 => "Q8_K",
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        29 => "IQ1_M",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        39 => "MXFP4",
+        _ => return None,
+    })
 }
 
 /// One entry of the tensor table.
@@ -591,6 +627,121 @@ pub fn dequantize_bytes(ty: GgmlType, b: &[u8]) -> Vec<f32> {
                 lo.chain(hi).collect::<Vec<_>>()
             })
             .collect(),
+        GgmlType::Q4_1 => b
+            .chunks_exact(20)
+            .flat_map(|blk| {
+                let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
+                let qs = &blk[4..20];
+                let mut out = [0f32; 32];
+                for j in 0..16 {
+                    out[j] = f32::from(qs[j] & 0x0F) * d + m;
+                    out[j + 16] = f32::from(qs[j] >> 4) * d + m;
+                }
+                out
+            })
+            .collect(),
+        GgmlType::Q5_1 => b
+            .chunks_exact(24)
+            .flat_map(|blk| {
+                let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
+                let qh = u32::from_le_bytes([blk[4], blk[5], blk[6], blk[7]]);
+                let qs = &blk[8..24];
+                let mut out = [0f32; 32];
+                for j in 0..16 {
+                    let xh0 = (((qh >> j) << 4) & 0x10) as u8;
+                    let xh1 = ((qh >> (j + 12)) & 0x10) as u8;
+                    out[j] = f32::from((qs[j] & 0x0F) | xh0) * d + m;
+                    out[j + 16] = f32::from((qs[j] >> 4) | xh1) * d + m;
+                }
+                out
+            })
+            .collect(),
+        GgmlType::Q2K => b
+            .chunks_exact(84)
+            .flat_map(|blk| {
+                let scales = &blk[0..16];
+                let qs = &blk[16..80];
+                let (d, dmin) = (f16_at(blk, 80), f16_at(blk, 82));
+                let mut out = [0f32; 256];
+                let mut y = 0;
+                let mut is = 0;
+                for n in 0..2 {
+                    let q = &qs[n * 32..n * 32 + 32];
+                    for shift in [0u8, 2, 4, 6] {
+                        for half in 0..2 {
+                            let sc = scales[is];
+                            is += 1;
+                            let dl = d * f32::from(sc & 0x0F);
+                            let ml = dmin * f32::from(sc >> 4);
+                            for l in 0..16 {
+                                out[y] = dl * f32::from((q[half * 16 + l] >> shift) & 3) - ml;
+                                y += 1;
+                            }
+                        }
+                    }
+                }
+                out
+            })
+            .collect(),
+        GgmlType::Q3K => b
+            .chunks_exact(110)
+            .flat_map(|blk| {
+                let hm = &blk[0..32];
+                let qs = &blk[32..96];
+                let sc = scales_q3k(&blk[96..108]);
+                let d = f16_at(blk, 108);
+                let mut out = [0f32; 256];
+                let mut y = 0;
+                let mut is = 0;
+                let mut m = 1u8;
+                for n in 0..2 {
+                    let q = &qs[n * 32..n * 32 + 32];
+                    for shift in [0u8, 2, 4, 6] {
+                        for half in 0..2 {
+                            let dl = d * f32::from(sc[is] - 32);
+                            is += 1;
+                            for l in 0..16 {
+                                let k = half * 16 + l;
+                                let low = i8::try_from((q[k] >> shift) & 3).unwrap_or(0);
+                                let high = if hm[k] & m != 0 { 0 } else { 4 };
+                                out[y] = dl * f32::from(low - high);
+                                y += 1;
+                            }
+                        }
+                        m = m.wrapping_shl(1);
+                    }
+                }
+                out
+            })
+            .collect(),
+        GgmlType::Q5K => b
+            .chunks_exact(176)
+            .flat_map(|blk| {
+                let d = f16_at(blk, 0);
+                let dmin = f16_at(blk, 2);
+                let scales = &blk[4..16];
+                let qh = &blk[16..48];
+                let qs = &blk[48..176];
+                let mut out = [0f32; 256];
+                let (mut u1, mut u2) = (1u8, 2u8);
+                for (i, j) in (0..256).step_by(64).enumerate() {
+                    let (sc1, m1) = scale_min_k4(2 * i, scales);
+                    let (sc2, m2) = scale_min_k4(2 * i + 1, scales);
+                    let (d1, min1) = (d * f32::from(sc1), dmin * f32::from(m1));
+                    let (d2, min2) = (d * f32::from(sc2), dmin * f32::from(m2));
+                    let ql = &qs[i * 32..i * 32 + 32];
+                    for l in 0..32 {
+                        let h1 = if qh[l] & u1 != 0 { 16 } else { 0 };
+                        let h2 = if qh[l] & u2 != 0 { 16 } else { 0 };
+                        out[j + l] = d1 * f32::from((ql[l] & 0x0F) + h1) - min1;
+                        out[j + 32 + l] = d2 * f32::from((ql[l] >> 4) + h2) - min2;
+                    }
+                    u1 = u1.wrapping_shl(2);
+                    u2 = u2.wrapping_shl(2);
+                }
+                out
+            })
+            .collect(),
         GgmlType::Q5_0 => b
             .chunks_exact(22)
             .flat_map(|blk| {
@@ -659,6 +810,34 @@ pub fn dequantize_bytes(ty: GgmlType, b: &[u8]) -> Vec<f32> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// The sixteen 6-bit scales of a Q3_K block, as signed bytes before the −32 offset (llama.cpp's
+/// `kmask1`/`kmask2` unpacking of the 12 packed bytes).
+fn scales_q3k(packed: &[u8]) -> [i8; 16] {
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            packed[4 * i],
+            packed[4 * i + 1],
+            packed[4 * i + 2],
+            packed[4 * i + 3],
+        ])
+    };
+    let (k1, k2) = (0x0303_0303u32, 0x0f0f_0f0fu32);
+    let (a0, a1, tmp) = (word(0), word(1), word(2));
+    let aux = [
+        (a0 & k2) | ((tmp & k1) << 4),
+        (a1 & k2) | (((tmp >> 2) & k1) << 4),
+        ((a0 >> 4) & k2) | (((tmp >> 4) & k1) << 4),
+        ((a1 >> 4) & k2) | (((tmp >> 6) & k1) << 4),
+    ];
+    let mut out = [0i8; 16];
+    for (i, w) in aux.iter().enumerate() {
+        for (k, b) in w.to_le_bytes().iter().enumerate() {
+            out[4 * i + k] = *b as i8;
+        }
+    }
+    out
 }
 
 /// llama.cpp's `get_scale_min_k4`: the 6-bit scale and min of sub-block `j` of a Q4_K block.

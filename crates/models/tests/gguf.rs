@@ -46,9 +46,15 @@ fn every_quantisation_type_dequantises_bit_for_bit() {
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::BF16,
-        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
         GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q2K,
+        GgmlType::Q3K,
         GgmlType::Q4K,
+        GgmlType::Q5K,
         GgmlType::Q6K,
     ] {
         assert!(types.contains(&t), "fixture lacks {t}");
@@ -119,22 +125,29 @@ fn unsupported_quantisation_and_missing_tensor() {
         f.dequantize("nope"),
         Err(ModelError::MissingTensor { .. })
     ));
-    // Rewrite one tensor's type id to Q2_K (known layout, not dequantised here) in memory.
-    let mut b = bytes();
-    let name = b"f16.random";
-    let at = b.windows(name.len()).position(|w| w == name).unwrap() + name.len();
-    // rank u32, then dims (u64 each), then the type u32.
-    let rank = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
-    let ty_at = at + 4 + 8 * rank;
-    b[ty_at..ty_at + 4].copy_from_slice(&99u32.to_le_bytes());
-    match GgufFile::from_bytes("q.gguf", b) {
-        Err(ModelError::UnsupportedQuantization {
-            tensor, ggml_type, ..
-        }) => {
-            assert_eq!(tensor, "f16.random");
-            assert_eq!(ggml_type, "ggml type 99");
+    // Rewrite one tensor's type id in memory to a type with no block layout here: an
+    // i-quant, a ternary type, an unknown id. The error names the tensor and the type.
+    for (id, shown) in [
+        (23u32, "IQ4_XS (ggml type 23)"),
+        (35, "TQ2_0 (ggml type 35)"),
+        (99, "ggml type 99"),
+    ] {
+        let mut b = bytes();
+        let name = b"f16.random";
+        let at = b.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+        // rank u32, then dims (u64 each), then the type u32.
+        let rank = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        let ty_at = at + 4 + 8 * rank;
+        b[ty_at..ty_at + 4].copy_from_slice(&id.to_le_bytes());
+        match GgufFile::from_bytes("q.gguf", b) {
+            Err(ModelError::UnsupportedQuantization {
+                tensor, ggml_type, ..
+            }) => {
+                assert_eq!(tensor, "f16.random");
+                assert_eq!(ggml_type, shown);
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
     }
 }
 
