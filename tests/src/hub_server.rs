@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
+
+use crate::serve::reply;
 use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
 
 /// A repository served.
@@ -117,14 +119,6 @@ fn fnv(b: &[u8]) -> u128 {
         .fold(0x6c62272e07bb014262b821756295c58d_u128, |h, &x| {
             (h ^ u128::from(x)).wrapping_mul(0x0000000001000000000000000000013B)
         })
-}
-
-fn reply(status: StatusCode, headers: &[(&str, String)], body: Vec<u8>) -> Response<Body> {
-    let mut r = Response::builder().status(status);
-    for (k, v) in headers {
-        r = r.header(*k, v.as_str());
-    }
-    r.body(Body::from(body)).unwrap_or_default()
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {

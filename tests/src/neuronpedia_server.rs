@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
+
+use crate::serve::reply;
 use axum::http::{Response, StatusCode, Uri};
 
 /// A scripted answer.
@@ -125,14 +127,6 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn reply(status: StatusCode, headers: &[(&str, String)], body: String) -> Response<Body> {
-    let mut r = Response::builder().status(status);
-    for (k, v) in headers {
-        r = r.header(*k, v.as_str());
-    }
-    r.body(Body::from(body)).unwrap_or_default()
-}
-
 fn answer(st: &State, uri: &Uri) -> Response<Body> {
     if let Ok(mut l) = st.log.lock() {
         l.push(uri.to_string());
@@ -141,14 +135,14 @@ fn answer(st: &State, uri: &Uri) -> Response<Body> {
         return reply(
             StatusCode::NOT_FOUND,
             &[],
-            "{\"message\":\"not found\"}".into(),
+            "{\"message\":\"not found\"}".to_string(),
         );
     }
     let (Some(model), Some(sae)) = (query(uri, "modelId"), query(uri, "saeId")) else {
         return reply(
             StatusCode::BAD_REQUEST,
             &[],
-            "{\"message\":\"modelId and saeId are required\"}".into(),
+            "{\"message\":\"modelId and saeId are required\"}".to_string(),
         );
     };
     let key = (model.clone(), sae.clone());
@@ -161,7 +155,7 @@ fn answer(st: &State, uri: &Uri) -> Response<Body> {
         return reply(
             StatusCode::NOT_FOUND,
             &[],
-            "{\"message\":\"SAE not found\"}".into(),
+            "{\"message\":\"SAE not found\"}".to_string(),
         );
     };
     let json = export_json(&model, &sae, export);
@@ -171,19 +165,19 @@ fn answer(st: &State, uri: &Uri) -> Response<Body> {
         Reply::ServerError => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
             &[ct],
-            "{\"message\":\"Internal server error\"}".into(),
+            "{\"message\":\"Internal server error\"}".to_string(),
         ),
         Reply::HtmlPage => reply(
             StatusCode::OK,
             &[("content-type", "text/html".into())],
-            "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>Bad gateway</body></html>".into(),
+            "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>Bad gateway</body></html>".to_string(),
         ),
         Reply::Truncated => reply(StatusCode::OK, &[ct], json[..json.len() / 2].to_string()),
         Reply::TooManyRequests(s) => reply(
             StatusCode::TOO_MANY_REQUESTS,
             &[("retry-after", s.to_string())],
-            "{\"message\":\"Too many requests\"}".into(),
+            "{\"message\":\"Too many requests\"}".to_string(),
         ),
-        Reply::NotFound => reply(StatusCode::NOT_FOUND, &[ct], "{\"message\":\"not found\"}".into()),
+        Reply::NotFound => reply(StatusCode::NOT_FOUND, &[ct], "{\"message\":\"not found\"}".to_string()),
     }
 }

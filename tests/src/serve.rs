@@ -58,3 +58,16 @@ impl Drop for Background {
         }
     }
 }
+
+/// A response with `status`, `headers` and `body`.
+pub(crate) fn reply(
+    status: axum::http::StatusCode,
+    headers: &[(&str, String)],
+    body: impl Into<axum::body::Body>,
+) -> axum::http::Response<axum::body::Body> {
+    let mut r = axum::http::Response::builder().status(status);
+    for (k, v) in headers {
+        r = r.header(*k, v.as_str());
+    }
+    r.body(body.into()).unwrap_or_default()
+}

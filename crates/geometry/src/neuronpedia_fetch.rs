@@ -6,7 +6,7 @@
 //! 4xx fail at once. Offline, only the cache is read. The network needs the `network` feature;
 //! without it every fetch is a cache lookup.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{GeometryError, Result};
@@ -232,9 +232,4 @@ fn download(cfg: &NeuronpediaConfig, url: &str) -> Result<Vec<u8>> {
         url: url.to_string(),
         message: "latent-geometry was built without the `network` feature".into(),
     })
-}
-
-/// Whether `path` holds a valid export (for callers that check before fetching).
-pub fn is_valid_export(path: &Path) -> bool {
-    std::fs::read(path).is_ok_and(|b| validate_export(&b).is_ok())
 }
