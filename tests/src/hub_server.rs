@@ -6,12 +6,17 @@
 //!   0-0/{size}` (hf-hub's metadata probe), with `Range: bytes=N-` the rest of the file (its
 //!   resumable download), without `Range` the whole file;
 //! - `GET /api/{models|datasets}/{repo}/revision/{revision}`: the repository's file listing
-//!   (`siblings`, `sha`);
+//!   (`siblings`, `sha`); `…/tree/{revision}/{path}` the files under a path (404 EntryNotFound
+//!   when none), as transformers asks for optional folders;
 //! - 404 with `X-Error-Code: EntryNotFound` / `RepoNotFound` for a missing file or repository;
 //! - 401 with `X-Error-Code: GatedRepo` for a gated repository asked without
 //!   `Authorization: Bearer {token}` (or with another token).
 //!
 //! Every request is logged (method, path, status) for tests that count what was fetched.
+//!
+//! Faults for the download tests ([`HubServer::fault`]): a file's next downloads (requests
+//! without a range or with an open one, `bytes=N-`; never the metadata probe) can answer an
+//! error status, send part of the body and drop the connection, or send part and stall.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -64,12 +69,26 @@ pub struct Logged {
     pub path: String,
     /// The status answered.
     pub status: u16,
+    /// The `Range` header sent, if any.
+    pub range: Option<String>,
+}
+
+/// What one download of a file gets instead of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubFault {
+    /// This status (e.g. 500) and an error body.
+    Status(u16),
+    /// The full `Content-Length`, then only this many bytes, then the connection drops.
+    Truncate(usize),
+    /// This many bytes, then nothing, ever (a stalled transfer, for kill tests).
+    Stall(usize),
 }
 
 struct State {
     repos: Vec<ServedRepo>,
     token: Option<String>,
     log: Mutex<Vec<Logged>>,
+    faults: Mutex<BTreeMap<String, std::collections::VecDeque<HubFault>>>,
 }
 
 /// The running server; stops when dropped.
@@ -85,6 +104,7 @@ impl HubServer {
             repos,
             token: token.map(str::to_string),
             log: Mutex::new(Vec::new()),
+            faults: Mutex::new(BTreeMap::new()),
         });
         let st = state.clone();
         let server = crate::serve::Background::start(axum::Router::new().fallback(
@@ -104,6 +124,16 @@ impl HubServer {
     /// The requests answered so far.
     pub fn requests(&self) -> Vec<Logged> {
         self.state.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The next downloads of `file` (a path inside any served repository) get these faults, one
+    /// per download, in order; later downloads get the file.
+    pub fn fault(&self, file: &str, faults: &[HubFault]) {
+        if let Ok(mut f) = self.state.faults.lock() {
+            f.entry(file.to_string())
+                .or_default()
+                .extend(faults.iter().copied());
+        }
     }
 
     /// Forgets the requests logged so far.
@@ -142,6 +172,10 @@ fn answer(st: &State, method: Method, uri: Uri, headers: HeaderMap) -> Response<
             method: method.to_string(),
             path,
             status: r.status().as_u16(),
+            range: headers
+                .get("range")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
         });
     }
     r
@@ -167,7 +201,10 @@ fn route(st: &State, path: &str, headers: &HeaderMap) -> Response<Body> {
         }
     };
     let sep = if api { "/revision/" } else { "/resolve/" };
-    let Some((repo_id, after)) = rest.split_once(sep) else {
+    // huggingface_hub's tree listing (`/api/models/{repo}/tree/{revision}/{path}`), which
+    // transformers asks for optional folders: the files under the path, or 404 EntryNotFound.
+    let tree = if api { rest.split_once("/tree/") } else { None };
+    let Some((repo_id, after)) = rest.split_once(sep).or(tree) else {
         return error(StatusCode::NOT_FOUND, "RepoNotFound", "not a hub path");
     };
     let Some(repo) = st
@@ -195,6 +232,42 @@ fn route(st: &State, path: &str, headers: &HeaderMap) -> Response<Body> {
                 ),
             );
         }
+    }
+    if tree.is_some() {
+        let dir = after
+            .split_once('/')
+            .map_or("", |(_, d)| d)
+            .trim_end_matches('/');
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let entries: Vec<serde_json::Value> = repo
+            .files
+            .iter()
+            .filter(|(f, _)| f.starts_with(&prefix))
+            .map(|(f, b)| {
+                serde_json::json!({
+                    "type": "file",
+                    "oid": format!("{:040x}", fnv(b) & ((1u128 << 120) - 1)),
+                    "path": f,
+                    "size": b.len(),
+                })
+            })
+            .collect();
+        if entries.is_empty() && !dir.is_empty() {
+            return error(
+                StatusCode::NOT_FOUND,
+                "EntryNotFound",
+                &format!("{dir} does not exist in {repo_id}"),
+            );
+        }
+        return reply(
+            StatusCode::OK,
+            &[("content-type", "application/json".into())],
+            serde_json::Value::Array(entries).to_string().into_bytes(),
+        );
     }
     if api {
         let siblings: Vec<serde_json::Value> = repo
@@ -242,6 +315,70 @@ fn route(st: &State, path: &str, headers: &HeaderMap) -> Response<Body> {
             };
             (start <= end).then_some((start, end))
         });
+    let asked = headers.get("range").and_then(|v| v.to_str().ok());
+    if asked.is_some() && range.is_none() {
+        // As the hub's CDN: a range past the end (a resumed download that already has every
+        // byte) is 416, never the whole file again.
+        return reply(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            &[("content-range", format!("bytes */{size}"))],
+            Vec::new(),
+        );
+    }
+    let probe = headers
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.ends_with('-'));
+    let fault = if probe {
+        None
+    } else {
+        st.faults
+            .lock()
+            .ok()
+            .and_then(|mut f| f.get_mut(file).and_then(|q| q.pop_front()))
+    };
+    let start = range.map_or(0, |(a, _)| a);
+    match fault {
+        Some(HubFault::Status(code)) => {
+            return error(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "Injected",
+                "injected fault",
+            );
+        }
+        Some(HubFault::Truncate(n) | HubFault::Stall(n)) => {
+            let sent = bytes[start..].iter().take(n).copied().collect::<Vec<u8>>();
+            let first = futures_util::stream::iter([Ok::<_, std::io::Error>(sent)]);
+            let body = if matches!(fault, Some(HubFault::Truncate(_))) {
+                // The bytes reach the client before the connection drops.
+                Body::from_stream(futures_util::StreamExt::chain(
+                    first,
+                    futures_util::stream::once(async {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        Err(std::io::Error::other("injected drop"))
+                    }),
+                ))
+            } else {
+                Body::from_stream(futures_util::StreamExt::chain(
+                    first,
+                    futures_util::stream::pending(),
+                ))
+            };
+            let mut h = common;
+            h.push(("content-length", (size - start).to_string()));
+            let status = if range.is_some() {
+                h.push((
+                    "content-range",
+                    format!("bytes {start}-{}/{size}", size - 1),
+                ));
+                StatusCode::PARTIAL_CONTENT
+            } else {
+                StatusCode::OK
+            };
+            return reply(status, &h, body);
+        }
+        None => {}
+    }
     match range {
         Some((a, b)) => {
             let mut h = common;

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use sae_core::{HubClient, HubRepo, SaeError};
-use sae_geometry_tests::hub_server::{HubServer, ServedRepo};
+use sae_geometry_tests::hub_server::{HubFault, HubServer, ServedRepo};
 
 fn files() -> BTreeMap<String, Vec<u8>> {
     let mut f = BTreeMap::new();
@@ -206,4 +206,89 @@ fn a_pretrained_sae_loads_over_the_wire_under_its_registry_names() {
     server.clear_log();
     sae_core::from_pretrained(release, folder, &hub, &dev).unwrap();
     assert_eq!(server.requests(), vec![]);
+}
+
+#[test]
+fn a_server_error_or_a_dropped_connection_mid_download_is_retried_and_resumed() {
+    let server = HubServer::start(
+        vec![ServedRepo::model("openai-community/gpt2", files())],
+        None,
+    )
+    .unwrap();
+    // The first download answers 500, the second drops the connection after 70 000 bytes.
+    server.fault(
+        "model.safetensors",
+        &[HubFault::Status(500), HubFault::Truncate(70_000)],
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let hub = client(&server, cache.path());
+    let repo = HubRepo::model("openai-community/gpt2");
+    let p = hub.get(&repo, "model.safetensors").unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), files()["model.safetensors"]);
+    // Each attempt probes the metadata again; the third asked only for the bytes the second
+    // did not deliver.
+    let gets: Vec<Option<String>> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/model.safetensors"))
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(
+        gets,
+        vec![
+            Some("bytes=0-0".to_string()),
+            Some("bytes=0-".to_string()),
+            Some("bytes=0-0".to_string()),
+            Some("bytes=0-".to_string()),
+            Some("bytes=0-0".to_string()),
+            Some("bytes=70000-".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn a_download_that_keeps_failing_names_the_url_and_caches_nothing() {
+    let server = HubServer::start(
+        vec![ServedRepo::model("openai-community/gpt2", files())],
+        None,
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let hub = client(&server, cache.path());
+    let repo = HubRepo::model("openai-community/gpt2");
+    let url = format!(
+        "{}/openai-community/gpt2/resolve/main/model.safetensors",
+        server.endpoint()
+    );
+    // Every attempt (the first and the client's three retries) fails: 500s, then connections
+    // dropped before any byte (a drop after some bytes is progress: the next attempt resumes).
+    for fault in [HubFault::Status(500), HubFault::Truncate(0)] {
+        server.fault("model.safetensors", &[fault; 4]);
+        let e = match hub.get(&repo, "model.safetensors") {
+            Err(e) => e,
+            Ok(_) => panic!("{fault:?}: succeeded; requests {:?}", server.requests()),
+        };
+        match &e {
+            SaeError::Hub {
+                repo,
+                file,
+                message,
+            } => {
+                assert_eq!(
+                    (repo.as_str(), file.as_str()),
+                    ("openai-community/gpt2", "model.safetensors")
+                );
+                assert!(message.contains(&url), "{fault:?}: {message}");
+            }
+            other => panic!("{fault:?}: {other}"),
+        }
+        assert!(
+            hub.cached(&repo, "model.safetensors").is_none(),
+            "{fault:?}"
+        );
+    }
+    // Once the server answers, the download completes (resuming what the dropped ones left)
+    // with the exact bytes.
+    let p = hub.get(&repo, "model.safetensors").unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), files()["model.safetensors"]);
 }

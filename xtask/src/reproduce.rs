@@ -29,17 +29,20 @@ pub(crate) enum Mode {
     Offline,
 }
 
-/// How much of the offline study runs.
+/// How much of a study runs (the sizes of each reproduction's profiles are in its docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Profile {
-    /// 1 Mi tokens, widths 640·{1, 2, 4, 8, 16} trained 1200 steps, ×{1, 4, 16} shown
-    /// (`--full`).
+    /// Splitting offline: 1 Mi tokens, widths 640·{1, 2, 4, 8, 16} trained 1200 steps,
+    /// ×{1, 4, 16} shown (`--full`); online: the release's 768, 3072, 12 288 shown, clusters of
+    /// 24 576.
     Full,
-    /// 64 Ki tokens, widths 640·{1, 2, 4}, 128 training steps: about 10 minutes on 2 cores from
-    /// an empty cache (the default; CI runs it).
+    /// Splitting offline: 64 Ki tokens, widths 640·{1, 2, 4}, 128 training steps, about 10
+    /// minutes on 2 cores from an empty cache (the default; CI runs it); online: 768, 3072,
+    /// 12 288 shown and clustered (about 3 minutes).
     Quick,
-    /// 8 Ki tokens, widths 64·{1, 2, 4}, 16 training steps: every stage of the pipeline in
-    /// about a minute, for tests (the kill-and-resume loop). Its results mean nothing.
+    /// Every stage at the smallest size, for tests (the kill-and-resume loop, the online cache
+    /// checks). Splitting offline: 8 Ki tokens, widths 64·{1, 2, 4}, 16 training steps; online:
+    /// widths 768 and 3072. Its results mean nothing.
     Smoke,
 }
 
@@ -327,19 +330,30 @@ type Inputs = (
     &'static str,
 );
 
-/// GPT-2 small, the feature-splitting SAEs and their Neuronpedia exports.
+/// GPT-2 small, the feature-splitting SAEs and their Neuronpedia exports: widths 768, 3072 and
+/// 12 288 (the tutorial's ×{1, 4, 16}) with the clusters of the 24 576-wide SAE (full) or the
+/// 12 288-wide (quick); smoke: 768 and 3072, clusters of the 3072-wide (for tests).
 fn online_inputs(a: &Args, st: &mut Stages) -> anyhow::Result<Inputs> {
     let release = "gpt2-small-res-jb-feature-splitting";
-    let widths = [768usize, 3072, 12288];
-    let quick = a.profile() != Profile::Full;
-    let widest_w = if quick { 12288 } else { 24576 };
+    let profile = a.profile();
+    let widths: &[usize] = match profile {
+        Profile::Smoke => &[768, 3072],
+        _ => &[768, 3072, 12288],
+    };
+    let widest_w = match profile {
+        Profile::Full => 24576,
+        Profile::Quick => 12288,
+        Profile::Smoke => 3072,
+    };
     let mut ids: Vec<usize> = widths.to_vec();
     if !ids.contains(&widest_w) {
         ids.push(widest_w);
     }
     // Neuronpedia's exports, validated before they are cached (latent-geometry).
+    // The shared cache (NEURONPEDIA_CACHE, else ~/.cache/sae-geometry/neuronpedia): a second run
+    // into another output directory asks nothing again, as the HF cache.
     let mut np_cfg = latent_geometry::neuronpedia_fetch::NeuronpediaConfig::from_env(
-        a.out.join("work/neuronpedia"),
+        latent_geometry::neuronpedia_fetch::default_cache_dir(),
     );
     np_cfg.offline |= sae_core::HubClient::from_env().is_offline();
     let mut expl = BTreeMap::new();
@@ -364,7 +378,11 @@ fn online_inputs(a: &Args, st: &mut Stages) -> anyhow::Result<Inputs> {
         widths.iter().map(|&w| sae(w)).collect(),
         widths.iter().map(|w| expl[w].clone()).collect(),
         (sae(widest_w), expl[&widest_w].clone()),
-        if quick { "online quick" } else { "online full" },
+        match profile {
+            Profile::Full => "online full",
+            Profile::Quick => "online quick",
+            Profile::Smoke => "online smoke",
+        },
     ))
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::reproduce::{Mode, Stages, cli, hub_reachable, p, s};
+use crate::reproduce::{Mode, Profile, Stages, cli, hub_reachable, p, s};
 
 /// Arguments shared by both reproductions.
 #[derive(Debug, clap::Args)]
@@ -15,9 +15,14 @@ pub(crate) struct Common {
     /// Online, offline, or whichever works.
     #[arg(long, value_enum, default_value = "auto")]
     mode: Mode,
-    /// The smaller profile.
-    #[arg(long)]
+    /// The smaller profile: short for `--profile quick`.
+    #[arg(long, conflicts_with = "profile")]
     quick: bool,
+    /// How much runs (default: full). Autointerp: 500 000 tokens (full); quick 100 000 offline,
+    /// 16 384 online (GPT-2 small on CPU); smoke 4096 tokens, two latents, the SAE's population only. Patch scoping:
+    /// 50 new tokens (full), 20 (quick), 8 and only the relative sweep (smoke).
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
     /// The gemma-3-270m GGUF for the offline run (default: the PyPI package).
     #[arg(long)]
     gguf: Option<PathBuf>,
@@ -36,6 +41,14 @@ impl Common {
         let out = self.out.clone().unwrap_or_else(|| PathBuf::from(default));
         let st = Stages::open(&out.join("work"))?;
         Ok((self.online(), out, st))
+    }
+
+    fn profile(&self) -> Profile {
+        match (self.profile, self.quick) {
+            (Some(p), _) => p,
+            (None, true) => Profile::Quick,
+            (None, false) => Profile::Full,
+        }
     }
 
     fn online(&self) -> bool {
@@ -117,7 +130,13 @@ fn summary_of(path: &Path) -> serde_json::Value {
 
 pub(crate) fn autointerp(a: AutointerpArgs) -> anyhow::Result<()> {
     let (online, out, mut st) = a.common.setup("runs/reproduce-autointerp")?;
-    let tokens = if a.common.quick { 100_000 } else { 500_000 };
+    let profile = a.common.profile();
+    let tokens = match (profile, online) {
+        (Profile::Full, _) => 500_000,
+        (Profile::Quick, false) => 100_000,
+        (Profile::Quick, true) => 16_384,
+        (Profile::Smoke, _) => 4096,
+    };
     let base: Vec<String> = if online {
         // The tutorial: GPT-2 small, gpt2-small-res-jb layer 7, an OpenAI-compatible API.
         let mut v = vec![
@@ -148,17 +167,31 @@ pub(crate) fn autointerp(a: AutointerpArgs) -> anyhow::Result<()> {
             p(&corpus),
         ]
     };
-    let latents = a.latents.clone().unwrap_or_else(|| {
-        if online {
-            s("9,11,15,16873")
-        } else {
-            s("0-99")
-        }
-    });
+    let latents = a
+        .latents
+        .clone()
+        .unwrap_or_else(|| match (online, profile) {
+            (true, Profile::Smoke) => s("9,11"),
+            (true, _) => s("9,11,15,16873"),
+            (false, Profile::Smoke) => s("0-1"),
+            (false, _) => s("0-99"),
+        });
     // Few random latents ever win a TopK slot: ask for more so as many fire as SAE latents.
     let random_latents = match (&a.latents, online) {
-        (None, false) => s("0-799"),
+        (None, false) if profile != Profile::Smoke => s("0-799"),
         _ => latents.clone(),
+    };
+    // As many MLP neurons as latents: the same indices, folded into GPT-2 small's 3072 neurons
+    // online (the tutorial's latent 16873 is neuron 1513).
+    let neurons = if online {
+        latents
+            .split(',')
+            .map(|l| l.trim().parse::<usize>().map(|i| s(i % 3072)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.join(","))
+            .unwrap_or_else(|_| latents.clone())
+    } else {
+        latents.clone()
     };
     let mut rows = Vec::new();
     for (name, extra, units) in [
@@ -179,12 +212,12 @@ pub(crate) fn autointerp(a: AutointerpArgs) -> anyhow::Result<()> {
             vec![s("--baseline"), s("random-latents")],
             random_latents,
         ),
-        (
-            "neurons",
-            vec![s("--baseline"), s("neurons")],
-            latents.clone(),
-        ),
+        ("neurons", vec![s("--baseline"), s("neurons")], neurons),
     ] {
+        // The smoke profile scores the SAE's latents only.
+        if profile == Profile::Smoke && name != "sae" {
+            continue;
+        }
         let res = out.join(format!("{name}.jsonl"));
         let mut args = vec![s("autointerp")];
         args.extend(base.clone());
@@ -252,6 +285,11 @@ pub(crate) fn autointerp(a: AutointerpArgs) -> anyhow::Result<()> {
             f(n, "contrastive_standard_mean_balanced_accuracy"),
         ));
     }
+    if profile == Profile::Smoke {
+        sae_core::atomic::write(out.join("summary.md"), &md)?;
+        println!("{md}");
+        return Ok(());
+    }
     // The three populations side by side on the same number of units.
     let compare = out.join("compare");
     let mut args = vec![s("autointerp-compare")];
@@ -279,7 +317,12 @@ pub(crate) fn autointerp(a: AutointerpArgs) -> anyhow::Result<()> {
 
 pub(crate) fn patch_scoping(a: ScopingArgs) -> anyhow::Result<()> {
     let (online, out, mut st) = a.common.setup("runs/reproduce-patch-scoping")?;
-    let max_new = if a.common.quick { 20 } else { 50 };
+    let profile = a.common.profile();
+    let max_new = match profile {
+        Profile::Full => 50,
+        Profile::Quick => 20,
+        Profile::Smoke => 8,
+    };
     let (base, latents): (Vec<String>, Vec<usize>) = if online {
         (
             vec![
@@ -318,6 +361,9 @@ pub(crate) fn patch_scoping(a: ScopingArgs) -> anyhow::Result<()> {
             ("tutorial-scales", Some("0,10,20,30,40,50")),
             ("relative-sweep", None),
         ] {
+            if profile == Profile::Smoke && scales.is_some() {
+                continue;
+            }
             let res = out.join(format!("latent-{latent}-{tag}.json"));
             let mut args = vec![s("patch-scope")];
             args.extend(base.clone());

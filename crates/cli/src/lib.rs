@@ -10,6 +10,7 @@ pub mod autointerp_compare;
 pub mod cache_activations;
 pub mod corpus_args;
 pub mod dashboard;
+pub mod download;
 pub mod eval_sae;
 pub mod feature_splitting;
 pub mod forward;
@@ -64,6 +65,9 @@ pub enum Command {
     Forward(forward::Args),
     /// Print a text's token ids as JSON.
     Tokenize(tokenize::Args),
+    /// Fetch files of a hub repository into the HF cache (for offline work later); prints
+    /// their paths.
+    Download(download::Args),
     /// Continue a prompt (KV-cached; greedy or sampled).
     Generate(generate::Args),
     /// Cluster points (.npy) with HDBSCAN, the hdbscan library's semantics; labels as int64 .npy.
@@ -139,6 +143,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Registry(a) => registry::run(a),
         Command::Forward(a) => forward::run(a),
         Command::Tokenize(a) => tokenize::run(a),
+        Command::Download(a) => download::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Hdbscan(a) => hdbscan::run(a),
         Command::LogitLens(a) => logit_lens::run(a),

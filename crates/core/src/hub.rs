@@ -13,6 +13,10 @@ use std::str::FromStr;
 use burn::tensor::Device;
 use hf_hub::{Cache, Repo, RepoType};
 
+/// Retries of a failed download after the first attempt.
+#[cfg(feature = "hub")]
+const DOWNLOAD_RETRIES: u32 = 3;
+
 use crate::config::{CFG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME};
 use crate::error::{Result, SaeError};
 use crate::registry::Registry;
@@ -235,16 +239,64 @@ impl HubClient {
     /// Every file in the repository at its revision: from the hub when online, else from the
     /// cached snapshot (`{cache}/{kind}s--owner--name/snapshots/{commit}`, the commit read from
     /// `refs/{revision}` or the revision itself when it is a commit hash). Sorted.
+    ///
+    /// Every successful remote listing is saved beside the repository's cache
+    /// (`{cache}/{kind}s--owner--name/listings/{revision}.json`); offline, that saved listing
+    /// answers first (it also names files not downloaded yet).
     pub fn list_files(&self, repo: &HubRepo) -> Result<Vec<String>> {
         if !self.is_offline() {
             match self.list_remote(repo) {
-                Ok(files) => return Ok(files),
+                Ok(files) => {
+                    self.save_listing(repo, &files);
+                    return Ok(files);
+                }
                 Err(e) => {
                     tracing::warn!(repo = %repo.id, error = %e, "listing from the hub failed; using the cache")
                 }
             }
         }
-        self.list_cached(repo)
+        match self.saved_listing(repo) {
+            Some(files) => Ok(files),
+            None => self.list_cached(repo),
+        }
+    }
+
+    /// The listing an earlier online run saved, without asking the hub; else [`Self::list_files`].
+    /// What loaders use to pick files (a sharded checkpoint's index, a dataset split's files), so
+    /// a second run of anything makes no request at all — as hf-hub's cached `get`. A repository
+    /// changed upstream since is seen after the cache's `listings/` entry is removed.
+    pub fn list_files_cached_first(&self, repo: &HubRepo) -> Result<Vec<String>> {
+        match self.saved_listing(repo) {
+            Some(files) => {
+                tracing::debug!(repo = %repo.id, "file listing from the cache");
+                Ok(files)
+            }
+            None => self.list_files(repo),
+        }
+    }
+
+    fn listing_path(&self, repo: &HubRepo) -> PathBuf {
+        self.cache_dir
+            .join(repo.to_hf().folder_name())
+            .join("listings")
+            .join(format!("{}.json", repo.revision.replace('/', "%2F")))
+    }
+
+    fn saved_listing(&self, repo: &HubRepo) -> Option<Vec<String>> {
+        let text = std::fs::read_to_string(self.listing_path(repo)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn save_listing(&self, repo: &HubRepo, files: &[String]) {
+        let path = self.listing_path(repo);
+        let text = serde_json::to_string(files).unwrap_or_default();
+        let made = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_err(|e| SaeError::io(&path, e));
+        if let Err(e) = made.and_then(|()| crate::atomic::write(&path, text)) {
+            tracing::warn!(path = %path.display(), error = %e, "could not save the file listing");
+        }
     }
 
     /// Whether the hub itself answers (a remote listing of `repo` succeeds); never the cache.
@@ -332,12 +384,59 @@ impl HubClient {
         if let Some(e) = &self.endpoint {
             builder = builder.with_endpoint(e.clone());
         }
-        let hub_err = |message: String| self.hub_error(repo, file, message);
-        let api = builder.build().map_err(|e| hub_err(e.to_string()))?;
-        tracing::info!(repo = %repo.id, file, "downloading from the HuggingFace hub");
-        api.repo(repo.to_hf())
-            .get(file)
-            .map_err(|e| hub_err(e.to_string()))
+        let api = builder
+            .build()
+            .map_err(|e| self.hub_error(repo, file, e.to_string()))?;
+        let api_repo = api.repo(repo.to_hf());
+        let url = api_repo.url(file);
+        tracing::info!(repo = %repo.id, file, %url, "downloading from the HuggingFace hub");
+        // Transient failures (a 5xx, 429, a dropped connection) are retried with backoff; each
+        // attempt resumes from the bytes already in the blob's `.part` file (hf-hub's own retry
+        // loop is not used: it resumes from the wrong offset when an earlier process left a
+        // `.part`), and a `.part` that cannot be resumed is removed and the file fetched anew.
+        // The blob gets its name only once complete, so nothing partial is ever cached.
+        let mut attempt = 0u32;
+        loop {
+            let err = match api_repo.get(file) {
+                Ok(p) => return Ok(p),
+                Err(e) => e,
+            };
+            let message = err.to_string();
+            let resumable = matches!(err, hf_hub::api::sync::ApiError::InvalidResume);
+            if resumable {
+                self.remove_partial_blobs(repo);
+            }
+            let permanent = (400..500)
+                .filter(|c| *c != 408 && *c != 429)
+                .any(|c| message.contains(&format!("status code {c}")));
+            if permanent || attempt >= DOWNLOAD_RETRIES {
+                return Err(self.hub_error(repo, file, format!("{url}: {message}")));
+            }
+            attempt += 1;
+            let wait = std::time::Duration::from_millis(250 << attempt.min(5));
+            tracing::warn!(repo = %repo.id, file, %url, error = %message, attempt, "download failed; retrying in {wait:?}");
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// Removes the repository's unfinished blobs (`blobs/*.part`), which a download that can no
+    /// longer resume leaves behind.
+    #[cfg(feature = "hub")]
+    fn remove_partial_blobs(&self, repo: &HubRepo) {
+        let blobs = self
+            .cache_dir
+            .join(repo.to_hf().folder_name())
+            .join("blobs");
+        let Ok(entries) = std::fs::read_dir(&blobs) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "part") {
+                tracing::warn!(path = %p.display(), "removing a download that cannot resume");
+                let _ = std::fs::remove_file(&p);
+            }
+        }
     }
 
     #[cfg(not(feature = "hub"))]

@@ -14,6 +14,24 @@ use crate::error::{GeometryError, Result};
 /// The public site, used when `NEURONPEDIA_BASE_URL` is unset.
 pub const DEFAULT_BASE_URL: &str = "https://www.neuronpedia.org";
 
+/// The shared export cache, like the HF cache one per user: `NEURONPEDIA_CACHE`, else
+/// `$XDG_CACHE_HOME/sae-geometry/neuronpedia`, else `~/.cache/sae-geometry/neuronpedia` (else
+/// `.sae-geometry-cache/neuronpedia` under the working directory when there is no home).
+pub fn default_cache_dir() -> PathBuf {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = var("NEURONPEDIA_CACHE") {
+        return d;
+    }
+    var("XDG_CACHE_HOME")
+        .or_else(|| var("HOME").map(|h| h.join(".cache")))
+        .map(|c| c.join("sae-geometry/neuronpedia"))
+        .unwrap_or_else(|| PathBuf::from(".sae-geometry-cache/neuronpedia"))
+}
+
 /// Where exports come from and how hard to try.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NeuronpediaConfig {

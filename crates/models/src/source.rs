@@ -88,7 +88,7 @@ impl ModelSource {
                 let config = hub.get(&repo, "config.json")?;
                 hub.get(&repo, "tokenizer.json")?;
                 let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
-                let files = hub.list_files(&repo)?;
+                let files = hub.list_files_cached_first(&repo)?;
                 if files.iter().any(|f| f == "model.safetensors.index.json") {
                     let index = hub.get(&repo, "model.safetensors.index.json")?;
                     let v: serde_json::Value =

@@ -67,7 +67,7 @@ impl HubDataset {
     /// The files of the split, in order.
     pub fn split_files(&self) -> Result<Vec<String>> {
         let repo = HubRepo::dataset(self.repo.clone()).with_revision(self.revision.clone());
-        let files = self.client().list_files(&repo)?;
+        let files = self.client().list_files_cached_first(&repo)?;
         let data: Vec<&String> = files
             .iter()
             .filter(|f| f.ends_with(".parquet") || f.ends_with(".jsonl") || f.ends_with(".json"))
