@@ -31,6 +31,15 @@ fn files() -> BTreeMap<String, Vec<u8>> {
     f
 }
 
+/// `openai-community/gpt2` with [`files`], public.
+fn gpt2_server() -> HubServer {
+    HubServer::start(
+        vec![ServedRepo::model("openai-community/gpt2", files())],
+        None,
+    )
+    .unwrap()
+}
+
 fn client(server: &HubServer, cache: &std::path::Path) -> HubClient {
     HubClient::from_env()
         .with_cache_dir(cache)
@@ -42,11 +51,7 @@ fn client(server: &HubServer, cache: &std::path::Path) -> HubClient {
 
 #[test]
 fn downloads_go_to_the_cache_and_are_fetched_once() {
-    let server = HubServer::start(
-        vec![ServedRepo::model("openai-community/gpt2", files())],
-        None,
-    )
-    .unwrap();
+    let server = gpt2_server();
     let cache = tempfile::tempdir().unwrap();
     let hub = client(&server, cache.path());
     let repo = HubRepo::model("openai-community/gpt2");
@@ -86,11 +91,7 @@ fn downloads_go_to_the_cache_and_are_fetched_once() {
 
 #[test]
 fn a_missing_file_is_an_error_naming_it() {
-    let server = HubServer::start(
-        vec![ServedRepo::model("openai-community/gpt2", files())],
-        None,
-    )
-    .unwrap();
+    let server = gpt2_server();
     let cache = tempfile::tempdir().unwrap();
     let e = client(&server, cache.path())
         .get(&HubRepo::model("openai-community/gpt2"), "missing.bin")
@@ -210,11 +211,7 @@ fn a_pretrained_sae_loads_over_the_wire_under_its_registry_names() {
 
 #[test]
 fn a_server_error_or_a_dropped_connection_mid_download_is_retried_and_resumed() {
-    let server = HubServer::start(
-        vec![ServedRepo::model("openai-community/gpt2", files())],
-        None,
-    )
-    .unwrap();
+    let server = gpt2_server();
     // The first download answers 500, the second drops the connection after 70 000 bytes.
     server.fault(
         "model.safetensors",
@@ -248,11 +245,7 @@ fn a_server_error_or_a_dropped_connection_mid_download_is_retried_and_resumed() 
 
 #[test]
 fn a_download_that_keeps_failing_names_the_url_and_caches_nothing() {
-    let server = HubServer::start(
-        vec![ServedRepo::model("openai-community/gpt2", files())],
-        None,
-    )
-    .unwrap();
+    let server = gpt2_server();
     let cache = tempfile::tempdir().unwrap();
     let hub = client(&server, cache.path());
     let repo = HubRepo::model("openai-community/gpt2");
