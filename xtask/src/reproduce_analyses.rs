@@ -7,7 +7,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::reproduce::{Mode, Profile, Stages, cli, hub_reachable, p, s};
+use activation_store::{HubDataset, TextSource};
+use autointerp::{
+    BaselineLatents, GenerationScoringConfig, Judging, NeighbourConfig, PipelineConfig,
+    PipelineInputs, run_pipeline,
+};
+use gpt2_gemma_models::{AnyModel, AnyTokenizer, ModelSource, Processing};
+use patch_scoping::{Scales, StudyConfig, decoder_row, run_study};
+use sae_core::SaeSource;
+use sae_core::latents::parse_latents;
+
+use crate::reproduce::{Mode, Profile, Stages, hub_reachable, s};
 
 /// Arguments shared by both reproductions.
 #[derive(Debug, clap::Args)]
@@ -121,6 +131,51 @@ pub(crate) struct ScopingArgs {
     latents: Vec<usize>,
 }
 
+/// The model, tokenizer and SAE a reproduction runs, loaded when the first stage that is not up
+/// to date needs them.
+struct Inputs {
+    hub: sae_core::HubClient,
+    model: ModelSource,
+    gguf: Option<PathBuf>,
+    sae: SaeSource,
+    loaded: std::cell::OnceCell<(AnyModel, AnyTokenizer, sae_core::Sae)>,
+}
+
+impl Inputs {
+    /// Online: the hub client from the environment; offline: never the network.
+    fn new(online: bool, model: ModelSource, gguf: Option<PathBuf>, sae: SaeSource) -> Self {
+        let hub = sae_core::HubClient::from_env();
+        Self {
+            hub: if online { hub } else { hub.offline(true) },
+            model,
+            gguf,
+            sae,
+            loaded: Default::default(),
+        }
+    }
+
+    fn get(&self) -> anyhow::Result<&(AnyModel, AnyTokenizer, sae_core::Sae)> {
+        if let Some(l) = self.loaded.get() {
+            return Ok(l);
+        }
+        let dev = sae_core::ComputeDevice::Cpu.burn_device()?;
+        let (model, tok) = self
+            .model
+            .load(
+                &self.hub,
+                Processing::TransformerLens,
+                self.gguf.as_deref(),
+                &dev,
+            )
+            .with_context(|| format!("loading model {}", self.model))?;
+        let sae = self
+            .sae
+            .load(&self.hub, &dev)
+            .with_context(|| format!("loading SAE {}", self.sae))?;
+        Ok(self.loaded.get_or_init(|| (model, tok, sae)))
+    }
+}
+
 fn summary_of(path: &Path) -> serde_json::Value {
     std::fs::read_to_string(path)
         .ok()
@@ -137,111 +192,113 @@ pub(crate) fn autointerp(a: AutointerpArgs) -> anyhow::Result<()> {
         (Profile::Quick, true) => 16_384,
         (Profile::Smoke, _) => 4096,
     };
-    let base: Vec<String> = if online {
-        // The tutorial: GPT-2 small, gpt2-small-res-jb layer 7, an OpenAI-compatible API.
-        let mut v = vec![
-            s("--model"),
-            s("gpt2"),
-            s("--sae"),
-            s("gpt2-small-res-jb/blocks.7.hook_resid_pre"),
-        ];
-        match &a.corpus {
-            Some(c) => v.extend([s("--corpus"), p(c)]),
-            None => v.extend([s("--hub-dataset"), s("NeelNanda/pile-10k")]),
-        }
-        v
+    // The tutorial: GPT-2 small, gpt2-small-res-jb layer 7, pile-10k, an OpenAI-compatible API;
+    // offline: gemma-3-270m, the splitting study's widest SAE, the local corpus.
+    let inputs = if online {
+        Inputs::new(
+            true,
+            ModelSource::Gpt2Hub(s("gpt2")),
+            None,
+            SaeSource::Pretrained {
+                release: s("gpt2-small-res-jb"),
+                sae_id: s("blocks.7.hook_resid_pre"),
+            },
+        )
     } else {
-        let corpus = a
-            .corpus
-            .clone()
-            .context("the offline run needs --corpus or SAE_GEOMETRY_CORPUS")?;
-        vec![
-            s("--model"),
-            s("gemma-3-270m"),
-            s("--offline"),
-            s("--gguf"),
-            p(&a.common.gguf()?),
-            s("--sae"),
-            p(&a.common.offline_sae()?),
-            s("--corpus"),
-            p(&corpus),
-        ]
+        Inputs::new(
+            false,
+            ModelSource::Gemma3_270m,
+            Some(a.common.gguf()?),
+            SaeSource::Dir(a.common.offline_sae()?),
+        )
     };
-    let latents = a
-        .latents
-        .clone()
-        .unwrap_or_else(|| match (online, profile) {
-            (true, Profile::Smoke) => s("9,11"),
-            (true, _) => s("9,11,15,16873"),
-            (false, Profile::Smoke) => s("0-1"),
-            (false, _) => s("0-99"),
-        });
+    let corpus = match (&a.corpus, online) {
+        (Some(c), _) => TextSource::from_path(c, None)?,
+        (None, true) => {
+            let mut h = HubDataset::new("NeelNanda/pile-10k");
+            h.offline = inputs.hub.is_offline();
+            TextSource::Hub(h)
+        }
+        (None, false) => anyhow::bail!("the offline run needs --corpus or SAE_GEOMETRY_CORPUS"),
+    };
+    let identity = autointerp::RunIdentity::new(inputs.model.to_string(), inputs.sae.to_string());
+    let latents: Vec<usize> = match &a.latents {
+        Some(l) => parse_latents(l, usize::MAX)?.context("--latents must list latents")?,
+        None => match (online, profile) {
+            (true, Profile::Smoke) => vec![9, 11],
+            (true, _) => vec![9, 11, 15, 16873],
+            (false, Profile::Smoke) => vec![0, 1],
+            (false, _) => (0..100).collect(),
+        },
+    };
     // Few random latents ever win a TopK slot: ask for more so as many fire as SAE latents.
     let random_latents = match (&a.latents, online) {
-        (None, false) if profile != Profile::Smoke => s("0-799"),
+        (None, false) if profile != Profile::Smoke => (0..800).collect(),
         _ => latents.clone(),
     };
     // As many MLP neurons as latents: the same indices, folded into GPT-2 small's 3072 neurons
     // online (the tutorial's latent 16873 is neuron 1513).
-    let neurons = if online {
-        latents
-            .split(',')
-            .map(|l| l.trim().parse::<usize>().map(|i| s(i % 3072)))
-            .collect::<Result<Vec<_>, _>>()
-            .map(|v| v.join(","))
-            .unwrap_or_else(|_| latents.clone())
+    let neurons: Vec<usize> = if online {
+        latents.iter().map(|l| l % 3072).collect()
     } else {
         latents.clone()
     };
     let mut rows = Vec::new();
-    for (name, extra, units) in [
-        (
-            "sae",
-            // The tutorial's bonus list on the SAE's own latents.
-            vec![
-                s("--generation-scoring"),
-                s("--counter-example-round"),
-                s("--neighbours"),
-                s("4"),
-                s("--neighbour-negatives"),
-            ],
-            latents.clone(),
-        ),
+    for (name, baseline, units) in [
+        ("sae", BaselineLatents::Sae, latents.clone()),
         (
             "random-latents",
-            vec![s("--baseline"), s("random-latents")],
+            BaselineLatents::RandomLatents,
             random_latents,
         ),
-        ("neurons", vec![s("--baseline"), s("neurons")], neurons),
+        ("neurons", BaselineLatents::Neurons, neurons),
     ] {
         // The smoke profile scores the SAE's latents only.
         if profile == Profile::Smoke && name != "sae" {
             continue;
         }
         let res = out.join(format!("{name}.jsonl"));
-        let mut args = vec![s("autointerp")];
-        args.extend(base.clone());
-        args.extend([
-            s("--latents"),
-            units,
-            s("--total-tokens"),
-            s(tokens),
-            s("--scoring"),
-        ]);
-        args.extend([
-            s("--fuzzing"),
-            s("--random-explanation-baseline"),
-            s("--out"),
-            p(&res),
-        ]);
-        args.extend(extra);
+        let mut cfg = PipelineConfig::new(units);
+        cfg.config.total_tokens = tokens;
+        cfg.config.scoring = true;
+        cfg.fuzzing = true;
+        cfg.random_explanation_baseline = true;
+        cfg.baseline = baseline;
+        cfg.judging = Judging::from_env();
+        if baseline == BaselineLatents::Sae {
+            // The tutorial's bonus list on the SAE's own latents.
+            cfg.generation = Some(GenerationScoringConfig {
+                n_sequences: 10,
+                counter_example_round: true,
+            });
+            cfg.neighbours = Some(NeighbourConfig {
+                hard_negatives: true,
+                ..NeighbourConfig::default()
+            });
+        }
         // The results file resumes by itself; the stage only skips a finished run.
         let summary = PathBuf::from(format!("{}.summary.json", res.display()));
+        let fingerprint = [
+            format!("{cfg:?}"),
+            format!("{identity:?}"),
+            corpus.identity(),
+        ];
         st.run(
             &format!("autointerp-{name}"),
-            &args,
+            &fingerprint,
             std::slice::from_ref(&summary),
-            || cli(&args),
+            || {
+                let (model, tok, sae) = inputs.get()?;
+                let inputs = PipelineInputs {
+                    model,
+                    tokenizer: tok,
+                    sae: sae.clone(),
+                    corpus: corpus.clone(),
+                    identity: identity.clone(),
+                };
+                run_pipeline(inputs, &cfg, &res)?;
+                Ok(())
+            },
         )?;
         rows.push((name, summary_of(&summary)));
     }
@@ -292,19 +349,16 @@ pub(crate) fn autointerp(a: AutointerpArgs) -> anyhow::Result<()> {
     }
     // The three populations side by side on the same number of units.
     let compare = out.join("compare");
-    let mut args = vec![s("autointerp-compare")];
-    for name in ["sae", "neurons", "random-latents"] {
-        args.extend([
-            s("--run"),
-            format!("{name}={}", out.join(format!("{name}.jsonl")).display()),
-        ]);
-    }
-    args.extend([s("--out"), p(&compare)]);
+    let runs: Vec<(String, PathBuf)> = ["sae", "neurons", "random-latents"]
+        .into_iter()
+        .map(|name| (s(name), out.join(format!("{name}.jsonl"))))
+        .collect();
+    let fingerprint: Vec<String> = runs.iter().map(|r| format!("{r:?}")).collect();
     st.run(
         "autointerp-compare",
-        &args,
+        &fingerprint,
         &[compare.join("compare.csv")],
-        || cli(&args),
+        || Ok(autointerp::compare::compare_runs(&runs, None)?.save(&compare)?),
     )?;
     md.push_str(&format!(
         "\nPopulations side by side: {}\n",
@@ -323,14 +377,18 @@ pub(crate) fn patch_scoping(a: ScopingArgs) -> anyhow::Result<()> {
         Profile::Quick => 20,
         Profile::Smoke => 8,
     };
-    let (base, latents): (Vec<String>, Vec<usize>) = if online {
+    let (inputs, latents) = if online {
+        // The tutorial: gemma-2b-it with gemma-2b-res-jb's layer-6 SAE, latent 607.
         (
-            vec![
-                s("--model"),
-                s("gemma-2b-it"),
-                s("--sae"),
-                s("gemma-2b-res-jb/blocks.6.hook_resid_post"),
-            ],
+            Inputs::new(
+                true,
+                ModelSource::GemmaHub(s("gemma-2b-it")),
+                None,
+                SaeSource::Pretrained {
+                    release: s("gemma-2b-res-jb"),
+                    sae_id: s("blocks.6.hook_resid_post"),
+                },
+            ),
             if a.latents.is_empty() {
                 vec![607]
             } else {
@@ -339,15 +397,12 @@ pub(crate) fn patch_scoping(a: ScopingArgs) -> anyhow::Result<()> {
         )
     } else {
         (
-            vec![
-                s("--model"),
-                s("gemma-3-270m"),
-                s("--offline"),
-                s("--gguf"),
-                p(&a.common.gguf()?),
-                s("--sae"),
-                p(&a.common.offline_sae()?),
-            ],
+            Inputs::new(
+                false,
+                ModelSource::Gemma3_270m,
+                Some(a.common.gguf()?),
+                SaeSource::Dir(a.common.offline_sae()?),
+            ),
             if a.latents.is_empty() {
                 vec![15, 35]
             } else {
@@ -358,32 +413,39 @@ pub(crate) fn patch_scoping(a: ScopingArgs) -> anyhow::Result<()> {
     for latent in latents {
         // The tutorial's absolute scales, then the sweep relative to the model's residual norm.
         for (tag, scales) in [
-            ("tutorial-scales", Some("0,10,20,30,40,50")),
+            (
+                "tutorial-scales",
+                Some(Scales::Absolute(vec![0.0, 10.0, 20.0, 30.0, 40.0, 50.0])),
+            ),
             ("relative-sweep", None),
         ] {
             if profile == Profile::Smoke && scales.is_some() {
                 continue;
             }
             let res = out.join(format!("latent-{latent}-{tag}.json"));
-            let mut args = vec![s("patch-scope")];
-            args.extend(base.clone());
-            args.extend([
-                s("--latent"),
-                s(latent),
-                s("--layer"),
-                s(2),
-                s("--max-new-tokens"),
-                s(max_new),
-            ]);
+            let mut cfg = StudyConfig::new(2);
+            cfg.max_new_tokens = max_new;
             if let Some(sc) = scales {
-                args.extend([s("--scales"), s(sc)]);
+                cfg.scales = sc;
             }
-            args.extend([s("--out"), p(&res)]);
+            let fingerprint = [
+                format!("{cfg:?}"),
+                inputs.model.to_string(),
+                inputs.sae.to_string(),
+                s(latent),
+            ];
             st.run(
                 &format!("patch-scope-{latent}-{tag}"),
-                &args,
+                &fingerprint,
                 std::slice::from_ref(&res),
-                || cli(&args),
+                || {
+                    let (model, tok, sae) = inputs.get()?;
+                    let direction = decoder_row(sae, latent)?;
+                    let study = run_study(model, tok, &direction, &cfg)?;
+                    let json = study.to_json(Some(latent), Some(&inputs.sae.to_string()));
+                    study.save_as(&res, &format!("latent {latent}"), &json)?;
+                    Ok(())
+                },
             )?;
             let v = summary_of(&res);
             println!(

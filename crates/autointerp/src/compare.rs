@@ -385,3 +385,189 @@ mod tests {
         assert!(Distribution::of(&[]).is_none());
     }
 }
+
+/// Each unit's detection scores with another unit's explanation.
+pub type RandomScores = Vec<(usize, Option<DetectionScores>)>;
+
+/// Reads the random-explanation baseline written beside `results`
+/// (`RESULTS.random-explanations.jsonl`), when it exists.
+///
+/// # Errors
+/// [`crate::AutoInterpError::Corrupt`] for a line that is not a JSON object with a `latent`.
+pub fn read_random_explanations(results: &Path) -> crate::Result<Option<RandomScores>> {
+    let p = crate::pipeline::sibling(results, ".random-explanations.jsonl");
+    let Ok(text) = std::fs::read_to_string(&p) else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let corrupt = |message: String| crate::AutoInterpError::Corrupt {
+            path: p.clone(),
+            line: i + 1,
+            message,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| corrupt(e.to_string()))?;
+        let latent = v["latent"]
+            .as_u64()
+            .ok_or_else(|| corrupt("no latent".into()))?;
+        let d = serde_json::from_value(v["detection"].clone()).ok();
+        out.push((latent as usize, d));
+    }
+    Ok(Some(out))
+}
+
+/// Several populations' runs side by side (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// Units compared per population.
+    pub units: usize,
+    /// The populations, in the order given.
+    pub populations: Vec<Population>,
+    /// Each population's results, for the per-unit table.
+    pub results: Vec<Vec<LatentResult>>,
+}
+
+/// Compares the results files `runs` (label, `autointerp` results JSONL with scoring) on
+/// `units` units each (default: the smallest number any population scored).
+///
+/// # Errors
+/// A missing or corrupt results file; a population with no scored unit, or fewer than `units`.
+pub fn compare_runs(
+    runs: &[(String, std::path::PathBuf)],
+    units: Option<usize>,
+) -> crate::Result<Comparison> {
+    let mut loaded = Vec::new();
+    for (label, path) in runs {
+        if !path.exists() {
+            return Err(crate::AutoInterpError::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("results of population {label} not found"),
+                ),
+            ));
+        }
+        let results = crate::read_results(path)?;
+        let random = read_random_explanations(path)?;
+        loaded.push((label.clone(), results, random));
+    }
+    let smallest = loaded
+        .iter()
+        .map(|(_, r, _)| scored_units(r).len())
+        .min()
+        .unwrap_or(0);
+    let units = units.unwrap_or(smallest);
+    if units == 0 {
+        return Err(crate::AutoInterpError::invalid(
+            "populations",
+            "at least one scored unit each (run autointerp with scoring)",
+            "a population with none",
+        ));
+    }
+    if let Some((label, r, _)) = loaded
+        .iter()
+        .find(|(_, r, _)| scored_units(r).len() < units)
+    {
+        return Err(crate::AutoInterpError::invalid(
+            "units",
+            format!(
+                "at most {} (population {label}'s scored units)",
+                scored_units(r).len()
+            ),
+            units,
+        ));
+    }
+    let populations = loaded
+        .iter()
+        .map(|(l, r, rand)| population(l, r, rand.as_deref(), units))
+        .collect();
+    Ok(Comparison {
+        units,
+        populations,
+        results: loaded.into_iter().map(|(_, r, _)| r).collect(),
+    })
+}
+
+impl Comparison {
+    /// One row per population: units, live, score quartiles, balanced accuracy, floors.
+    pub fn csv(&self) -> String {
+        let f = |d: &Option<Distribution>, g: fn(&Distribution) -> f64| {
+            d.as_ref().map_or(String::new(), |d| format!("{:.4}", g(d)))
+        };
+        let mut csv = String::from(
+            "population,units,asked,live,mean_score,median_score,q25_score,q75_score,mean_balanced_accuracy,median_balanced_accuracy,mean_none_floor,random_explanation_mean_score,random_explanation_mean_balanced_accuracy\n",
+        );
+        for p in &self.populations {
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                p.label,
+                p.units.len(),
+                p.asked,
+                p.live,
+                f(&p.accuracy, |d| d.mean),
+                f(&p.accuracy, |d| d.median),
+                f(&p.accuracy, |d| d.q25),
+                f(&p.accuracy, |d| d.q75),
+                f(&p.balanced_accuracy, |d| d.mean),
+                f(&p.balanced_accuracy, |d| d.median),
+                f(&p.none_floor, |d| d.mean),
+                f(&p.random_explanation_accuracy, |d| d.mean),
+                f(&p.random_explanation_balanced_accuracy, |d| d.mean),
+            );
+        }
+        csv
+    }
+
+    /// One row per compared unit: its population, score, balanced accuracy and none floor.
+    pub fn unit_csv(&self) -> String {
+        let mut scores = String::from("population,unit,score,balanced_accuracy,none_floor\n");
+        for (results, p) in self.results.iter().zip(&self.populations) {
+            for u in &p.units {
+                if let Some(d) = results
+                    .iter()
+                    .find(|r| r.latent == *u)
+                    .and_then(|r| r.detection)
+                {
+                    let _ = writeln!(
+                        scores,
+                        "{},{u},{:.6},{:.6},{:.6}",
+                        p.label, d.accuracy, d.balanced_accuracy, d.none_floor
+                    );
+                }
+            }
+        }
+        scores
+    }
+
+    /// Writes `dir`/compare.json, compare.csv, scores.csv, compare.html and compare.png.
+    pub fn save(&self, dir: &Path) -> crate::Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| crate::AutoInterpError::io(dir, e))?;
+        let write = |name: &str, text: String| -> crate::Result<()> {
+            let path = dir.join(name);
+            sae_core::atomic::write(&path, text).map_err(|e| match e {
+                sae_core::SaeError::Io { path, source } => {
+                    crate::AutoInterpError::Io { path, source }
+                }
+                other => crate::AutoInterpError::Sae(other),
+            })
+        };
+        write(
+            "compare.json",
+            serde_json::to_string_pretty(&self.populations)?,
+        )?;
+        write("compare.csv", self.csv())?;
+        write("scores.csv", self.unit_csv())?;
+        write_html(
+            &self.populations,
+            &format!("Detection scores of {} units per population", self.units),
+            &dir.join("compare.html"),
+        )?;
+        write_png(&self.populations, &dir.join("compare.png"))
+    }
+}

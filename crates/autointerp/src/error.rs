@@ -80,6 +80,18 @@ pub enum AutoInterpError {
     /// Gathering activation statistics failed.
     #[error(transparent)]
     Store(#[from] activation_store::StoreError),
+
+    /// The logit lens or the decoder-neighbour search failed.
+    #[error(transparent)]
+    Geometry(#[from] latent_geometry::GeometryError),
+
+    /// A configuration or summary could not be written as JSON.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+
+    /// The async runtime the workflow runs its requests on could not be started.
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 impl AutoInterpError {

@@ -11,7 +11,9 @@
 //!    and quantised activations;
 //! 3. judges: [`LlmJudge`] over any [`ChatBackend`] ([`OpenAiBackend`] for OpenAI-compatible
 //!    servers, wrapped in a [`CachedBackend`] so reruns cost nothing), or [`OfflineJudge`];
-//! 4. [`run`] streams [`LatentResult`]s to JSONL and resumes after an interruption.
+//! 4. [`run`] streams [`LatentResult`]s to JSONL and resumes after an interruption;
+//! 5. [`run_pipeline`] is the whole workflow in one call: a corpus pass of the model, then
+//!    explanation, scoring, the bonus scorers and baselines ([`PipelineConfig`]).
 //!
 //! [`LatentStats`]: activation_store::LatentStats
 
@@ -31,6 +33,7 @@ pub mod neighbours;
 pub mod openai;
 pub mod oracle;
 pub mod parse;
+pub mod pipeline;
 pub mod prompts;
 pub mod run;
 pub mod score;
@@ -56,6 +59,10 @@ pub use openai::{ClientConfig, DEFAULT_MODEL, OpenAiBackend};
 pub use oracle::{ActivationOracle, ModelOracle};
 pub use parse::{
     PredictionParseError, SequenceParseError, parse_explanation, parse_predictions, parse_sequences,
+};
+pub use pipeline::{
+    ApiJudge, Judging, PipelineConfig, PipelineInputs, PipelineOutcome, RandomExplanation,
+    RunIdentity, run_pipeline,
 };
 pub use prompts::{
     ExplainerStyle, Message, Messages, PromptOptions, Role, contrastive_generation_prompt,

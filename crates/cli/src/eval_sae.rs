@@ -4,8 +4,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use activation_store::eval::{EvalConfig, SaeEvaluation, evaluate_sae};
-use activation_store::{StoreConfig, TokenWindows};
+use activation_store::StoreConfig;
+use activation_store::eval::{
+    CSV_COLUMNS, EvalConfig, SaeEvaluation, evaluate_sae, sample_windows,
+};
 use anyhow::Context;
 use gpt2_gemma_models::LanguageModel;
 use sae_core::SaeSource;
@@ -51,8 +53,6 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-const COLUMNS: &str = "sae,hook,d_sae,n_tokens,ce_clean,ce_with_sae,ce_zero_ablation,ce_loss_recovered,kl_with_sae,kl_zero_ablation,kl_div_score,explained_variance,explained_variance_legacy,mse,cossim,l2_norm_in,l2_norm_out,l2_ratio,relative_reconstruction_bias,l0,l1,dead_latents,dense_latents";
-
 /// Runs `eval-sae`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (model, tok) = args.model.load()?;
@@ -61,28 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (first, _) = saes.first().context("no --sae given")?;
     let store = StoreConfig::from_sae(first.config(), args.context_size)?;
     let source = args.corpus.source(hub.is_offline())?;
-    let mut w = TokenWindows::new(source, &tok, store.packing(&tok))?;
-    let mut windows = Vec::with_capacity(args.windows);
-    let mut seen = 0usize;
-    while windows.len() < args.windows {
-        match w.next_window()? {
-            Some(x) => {
-                if seen.is_multiple_of(args.every.max(1)) {
-                    windows.push(x);
-                }
-                seen += 1;
-            }
-            None => break,
-        }
-    }
-    anyhow::ensure!(
-        !windows.is_empty(),
-        "the corpus gave no window of {} tokens",
-        store.context_size
-    );
-    if windows.len() < args.windows {
-        tracing::warn!("the corpus gave only {} windows", windows.len());
-    }
+    let windows = sample_windows(source, &tok, &store, args.windows, args.every)?;
     let config = EvalConfig {
         batch_size: args.batch_size,
         ignore_tokens: if args.include_special_tokens {
@@ -95,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.out)?;
     let mut csv = sae_core::atomic::AtomicFile::create(args.out.join("eval.csv"))?;
-    writeln!(csv, "{COLUMNS}")?;
+    writeln!(csv, "{CSV_COLUMNS}")?;
     let mut all = Vec::new();
     for (i, (src, (sae, hook))) in args.sae.iter().zip(&saes).enumerate() {
         let hook = *hook;
@@ -115,32 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ev.dense_latents,
             t0.elapsed().as_secs_f64()
         );
-        writeln!(
-            csv,
-            "\"{}\",{hook},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            src.to_string().replace('"', "\"\""),
-            sae.d_sae(),
-            ev.n_tokens,
-            ev.ce_clean,
-            ev.ce_with_sae,
-            ev.ce_zero_ablation,
-            ev.ce_loss_recovered,
-            ev.kl_with_sae,
-            ev.kl_zero_ablation,
-            ev.kl_div_score,
-            ev.explained_variance,
-            ev.explained_variance_legacy,
-            ev.mse,
-            ev.cossim,
-            ev.l2_norm_in,
-            ev.l2_norm_out,
-            ev.l2_ratio,
-            ev.relative_reconstruction_bias,
-            ev.l0,
-            ev.l1,
-            ev.dead_latents,
-            ev.dense_latents
-        )?;
+        writeln!(csv, "{}", ev.csv_row(&src.to_string(), hook, sae.d_sae()))?;
         let density: Vec<f32> = ev.feature_density.iter().map(|d| *d as f32).collect();
         sae_core::npy::write_f32(
             args.out.join(format!("feature_density_{i}.npy")),

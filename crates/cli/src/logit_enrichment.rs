@@ -57,10 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let vocab: Vec<String> = (0..model.vocab_size() as u32)
         .map(|i| tok.decode(&[i]))
         .collect::<Result<_, _>>()?;
-    let sets: Vec<(String, Vec<bool>)> = TokenSet::defaults()
-        .into_iter()
-        .map(|s| (s.name(), vocab.iter().map(|t| s.contains(t)).collect()))
-        .collect();
+    let sets = TokenSet::default_masks(&vocab);
     let res = logit_enrichment(
         &sae.w_dec(),
         &model.unembed(),

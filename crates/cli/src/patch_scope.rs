@@ -5,10 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use gpt2_gemma_models::{LanguageModel, SampleConfig, Sampling};
-use patch_scoping::{
-    PatchMode, PatchPrompt, ScaleKind, SweepConfig, TUTORIAL_TEMPLATE, TuningConfig, decoder_row,
-    residual_norm, sweep, tune_scales,
-};
+use patch_scoping::{PatchMode, Scales, StudyConfig, decoder_row, run_study};
 use sae_core::SaeSource;
 
 use super::model_args::ModelArgs;
@@ -137,70 +134,26 @@ fn fmt_scale(s: f32) -> String {
     }
 }
 
-/// Runs `patch-scope`.
+/// Runs `patch-scope`: the flags as a [`StudyConfig`], one [`run_study`] call, the outputs.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (model, tok) = args.model.load()?;
-    let dev = model.device();
-    let direction = match (&args.direction, &args.sae, args.latent) {
-        (Some(p), _, _) => sae_core::npy::read_f32(p)?.data,
-        (None, Some(src), Some(latent)) => {
-            let sae = src
-                .load(&args.model.hub(), &dev)
-                .with_context(|| format!("loading SAE {src}"))?;
-            decoder_row(&sae, latent)?
+    let mut cfg = StudyConfig::new(args.layer);
+    cfg.scales = if args.scales.is_empty() {
+        Scales::RelativeSweep {
+            points: args.points,
+            max: args.relative_max,
         }
-        _ => anyhow::bail!("give --sae and --latent, or --direction"),
-    };
-    anyhow::ensure!(
-        direction.len() == model.d_model(),
-        "the direction has {} values but the model's d_model is {}",
-        direction.len(),
-        model.d_model()
-    );
-    let template = args.prompt.as_deref().unwrap_or(TUTORIAL_TEMPLATE);
-    let prompt = PatchPrompt::new(&tok, template, args.placeholder_id)?;
-    let norm = residual_norm(&model, &prompt, args.layer)?;
-    // Absolute scales actually patched, and what the user asked for.
-    let (requested, kind, absolute): (Vec<f32>, ScaleKind, Vec<f32>) = if args.scales.is_empty() {
-        let n = args.points.max(2);
-        let rel: Vec<f32> = (0..n)
-            .map(|i| args.relative_max * i as f32 / (n - 1) as f32)
-            .collect();
-        let abs = rel.iter().map(|r| r * norm).collect();
-        (rel, ScaleKind::Absolute, abs)
     } else {
         match args.scale_kind {
-            ScaleArg::Absolute => (
-                args.scales.clone(),
-                ScaleKind::Absolute,
-                args.scales.clone(),
-            ),
-            ScaleArg::Relative => (
-                args.scales.clone(),
-                ScaleKind::Absolute,
-                args.scales.iter().map(|r| r * norm).collect(),
-            ),
-            ScaleArg::PerPosition => (
-                args.scales.clone(),
-                ScaleKind::RelativeToResidual,
-                args.scales.clone(),
-            ),
+            ScaleArg::Absolute => Scales::Absolute(args.scales.clone()),
+            ScaleArg::Relative => Scales::Relative(args.scales.clone()),
+            ScaleArg::PerPosition => Scales::PerPosition(args.scales.clone()),
         }
     };
-    let scale_meaning = if args.scales.is_empty() {
-        "relative (default sweep: multiples of the residual norm)"
-    } else {
-        match args.scale_kind {
-            ScaleArg::Absolute => "absolute",
-            ScaleArg::Relative => "relative",
-            ScaleArg::PerPosition => "per-position relative",
-        }
-    };
-    let mode = match args.mode {
+    cfg.mode = match args.mode {
         ModeArg::Replace => PatchMode::Replace,
         ModeArg::Add => PatchMode::Add,
     };
-    let sampling = if args.greedy {
+    cfg.sampling = if args.greedy {
         Sampling::Greedy
     } else {
         Sampling::Sample(SampleConfig {
@@ -210,98 +163,45 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..SampleConfig::default()
         })
     };
-    let cfg = SweepConfig {
-        layer: args.layer,
-        mode,
-        kind,
-        max_new_tokens: args.max_new_tokens,
-        sampling,
-        eos: None,
-    };
-    let t0 = std::time::Instant::now();
-    let gens = sweep(&model, &tok, &prompt, &direction, &absolute, &cfg)?;
-    let gen_s = t0.elapsed().as_secs_f64();
-    let tuning = if args.no_tuning {
-        None
-    } else {
-        let mut tc = TuningConfig::new(args.layer, model.n_layers());
-        if let Some(p) = args.probe_layer {
-            tc.probe_layer = p;
+    cfg.max_new_tokens = args.max_new_tokens;
+    if let Some(t) = &args.prompt {
+        cfg.template = t.clone();
+    }
+    cfg.placeholder_id = args.placeholder_id;
+    cfg.tuning = (!args.no_tuning).then_some(args.probe_layer);
+
+    let (model, tok) = args.model.load()?;
+    let direction = match (&args.direction, &args.sae, args.latent) {
+        (Some(p), _, _) => sae_core::npy::read_f32(p)?.data,
+        (None, Some(src), Some(latent)) => {
+            let sae = src
+                .load(&args.model.hub(), &model.device())
+                .with_context(|| format!("loading SAE {src}"))?;
+            decoder_row(&sae, latent)?
         }
-        tc.mode = mode;
-        tc.kind = kind;
-        Some((
-            tune_scales(&model, &prompt, &direction, &absolute, &tc)?,
-            tc.probe_layer,
-        ))
+        _ => anyhow::bail!("give --sae and --latent, or --direction"),
     };
-    for (g, r) in gens.iter().zip(&requested) {
+    let study = run_study(&model, &tok, &direction, &cfg)?;
+    for (g, r) in study.generations.iter().zip(&study.requested) {
         println!("scale {} | {}", fmt_scale(*r), py_repr(&g.explanation));
     }
-    let chosen = tuning.as_ref().map(|((_, c), _)| *c);
-    if let Some(c) = chosen {
+    if let Some(c) = study.chosen() {
         println!(
-            "chosen scale: {} ({scale_meaning}; absolute {:.1}, residual norm {:.1})",
-            fmt_scale(requested[c]),
-            absolute[c],
-            norm
+            "chosen scale: {} ({}; absolute {:.1}, residual norm {:.1})",
+            fmt_scale(study.requested[c]),
+            study.scale_meaning,
+            study.absolute[c],
+            study.residual_norm
         );
     }
-    let per_scale: Vec<serde_json::Value> = gens
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            let mut o = serde_json::json!({
-                "scale": requested[i],
-                "absolute_scale": absolute[i],
-                "generated_ids": g.generated_ids,
-                "text": g.text,
-                "explanation": g.explanation,
-            });
-            if let Some(((m, _), _)) = &tuning {
-                o["self_similarity"] = serde_json::json!(m[i].self_similarity);
-                o["entropy"] = serde_json::json!(m[i].entropy);
-                o["entropy_change"] = serde_json::json!(m[i].entropy_change);
-                o["cross_entropy"] = serde_json::json!(m[i].cross_entropy);
-                o["score"] = serde_json::json!(m[i].score);
-            }
-            o
-        })
-        .collect();
-    let out = serde_json::json!({
-        "prompt": prompt.text,
-        "placeholder_positions": prompt.positions,
-        "layer": args.layer,
-        "probe_layer": tuning.as_ref().map(|(_, p)| *p),
-        "latent": args.latent,
-        "sae": args.sae.as_ref().map(ToString::to_string),
-        "mode": mode,
-        "scale_kind": scale_meaning,
-        "residual_norm": norm,
-        "sampling": if args.greedy { "greedy".to_string() } else { format!("temperature {} freq_penalty {} seed {}", args.temperature, args.freq_penalty, args.seed) },
-        "chosen_index": chosen,
-        "chosen_scale": chosen.map(|c| requested[c]),
-        "chosen_absolute_scale": chosen.map(|c| absolute[c]),
-        "chosen_explanation": chosen.map(|c| gens[c].explanation.clone()),
-        "generation_seconds": gen_s,
-        "scales": per_scale,
-    });
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    sae_core::atomic::write(&args.out, serde_json::to_string_pretty(&out)?)?;
-    if let Some(((m, c), _)) = &tuning {
-        let title = match args.latent {
-            Some(l) => format!(
-                "patch scoping: latent {l}, layer {} — scale tuning",
-                args.layer
-            ),
-            None => format!("patch scoping: layer {} — scale tuning", args.layer),
-        };
-        patch_scoping::plot::write_html(m, *c, &title, &args.out.with_extension("html"))?;
-        patch_scoping::plot::write_png(m, *c, &args.out.with_extension("png"))?;
-    }
-    tracing::info!(out = %args.out.display(), seconds = gen_s, "patch scoping done");
+    let sae = args.sae.as_ref().map(ToString::to_string);
+    let json = study.to_json(args.latent, sae.as_deref());
+    let what = args
+        .latent
+        .map(|l| format!("latent {l}"))
+        .unwrap_or_default();
+    study.save_as(&args.out, &what, &json)?;
+    tracing::info!(out = %args.out.display(), seconds = study.generation_seconds, "patch scoping done");
     Ok(())
 }
 

@@ -56,9 +56,45 @@ pub fn parse_latents(spec: &str, d_sae: usize) -> Result<Option<Vec<usize>>> {
     Ok(Some(v))
 }
 
+/// Writes `latents` the way [`parse_latents`] reads them, in their order, runs of consecutive
+/// indices as ranges: `[0, 1, 2, 7, 9]` → `0-2,7,9`. `parse_latents(&format_latents(v), n)`
+/// gives `v` back for any non-empty `v` below `n`.
+pub fn format_latents(latents: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < latents.len() {
+        let mut j = i;
+        while j + 1 < latents.len() && latents[j].checked_add(1) == Some(latents[j + 1]) {
+            j += 1;
+        }
+        parts.push(if j == i {
+            latents[i].to_string()
+        } else {
+            format!("{}-{}", latents[i], latents[j])
+        });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn format_round_trips(v in proptest::collection::vec(0usize..50, 1..40)) {
+            let s = format_latents(&v);
+            proptest::prop_assert_eq!(parse_latents(&s, 50).unwrap(), Some(v));
+        }
+    }
+
+    #[test]
+    fn formats_runs_as_ranges() {
+        assert_eq!(format_latents(&[0, 1, 2, 7, 9]), "0-2,7,9");
+        assert_eq!(format_latents(&[3, 2, 2]), "3,2,2");
+        assert_eq!(format_latents(&[]), "");
+    }
 
     #[test]
     fn parses_ranges_and_rejects_before_expanding() {

@@ -197,11 +197,12 @@ pub fn fit_logistic(
         }
         // A tiny ridge on the intercept keeps separable data's Hessian invertible.
         hess[d * p + d] += 1e-10;
-        let step =
-            cholesky_solve(&mut hess, &grad, p).ok_or_else(|| GeometryError::InvalidInput {
-                what: "logistic-regression inputs".into(),
-                message: "the Hessian is not positive definite".into(),
-            })?;
+        let step = damped_solve(&hess, &grad, p).ok_or_else(|| GeometryError::InvalidInput {
+            what: "logistic-regression inputs".into(),
+            message: "the Hessian is not positive definite, even with a ridge of 1e-2 of its \
+                      largest diagonal entry (non-finite inputs?)"
+                .into(),
+        })?;
         // Backtracking line search: Newton's full step overshoots on (nearly) separable data.
         let mut t = 1.0;
         let mut improved = false;
@@ -224,6 +225,27 @@ pub fn fit_logistic(
         bias: theta[d],
         weights: theta[..d].to_vec(),
     })
+}
+
+/// The Newton step `h⁻¹ · g`, damped when needed: on (nearly) separable data the curvature of
+/// every sample underflows in the f32 product Xᵀ S X, and rounding can leave the intercept's
+/// pivot at or below zero; then a ridge of 1e-10, 1e-8, … 1e-2 times the largest diagonal entry
+/// is added until the factorisation succeeds (a damped step; the line search keeps descent).
+/// Undamped first, so well-conditioned fits are exact Newton steps.
+fn damped_solve(h: &[f64], g: &[f64], p: usize) -> Option<Vec<f64>> {
+    let scale = (0..p)
+        .map(|j| h[j * p + j].abs())
+        .fold(0.0f64, f64::max)
+        .max(1.0);
+    [0.0, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2]
+        .into_iter()
+        .find_map(|ridge| {
+            let mut a = h.to_vec();
+            for j in 0..p {
+                a[j * p + j] += ridge * scale;
+            }
+            cholesky_solve(&mut a, g, p)
+        })
 }
 
 /// Solves `a · v = b` for symmetric positive-definite `a` (`[p, p]`, overwritten).
@@ -667,4 +689,196 @@ pub fn absorption(
             / m,
         letters,
     })
+}
+
+/// Absorption of several SAEs (e.g. a family of widths) on one probing dataset.
+#[derive(Debug, Clone)]
+pub struct AbsorptionStudy {
+    /// The settings.
+    pub config: AbsorptionConfig,
+    /// Words, d_model, letters and the train/test split.
+    pub data: LetterData,
+    /// The first-letter probes.
+    pub probes: Vec<LetterProbe>,
+    /// Mean test F1 of the probes.
+    pub mean_probe_f1: f64,
+    /// Each SAE's name, width and report, in the order given.
+    pub saes: Vec<(String, usize, AbsorptionReport)>,
+}
+
+/// The letter index (0 = 'a') of a word's first letter; `None` for a non-ASCII letter.
+pub fn letter_index(c: char) -> Option<u8> {
+    LETTERS
+        .iter()
+        .position(|l| *l == c.to_ascii_lowercase())
+        .map(|i| i as u8)
+}
+
+/// Trains the first-letter probes on `x` (`[first_letters.len(), d]`, the residuals at each
+/// word) and measures each SAE's absorption against them.
+///
+/// # Errors
+/// A first letter outside a–z, `x` of the wrong size, an SAE of another width than `d`.
+pub fn absorption_study(
+    x: Vec<f32>,
+    d: usize,
+    first_letters: &[char],
+    saes: &[(String, &Sae)],
+    cfg: &AbsorptionConfig,
+) -> Result<AbsorptionStudy> {
+    let labels = first_letters
+        .iter()
+        .map(|&c| {
+            letter_index(c).ok_or_else(|| GeometryError::InvalidInput {
+                what: "word letters".into(),
+                message: format!("first letter {c:?}, expected a–z"),
+            })
+        })
+        .collect::<Result<Vec<u8>>>()?;
+    let data = LetterData::new(x, d, labels, cfg)?;
+    let probes = train_letter_probes(&data, cfg)?;
+    let mean_probe_f1 = probes.iter().map(|p| p.test_f1).sum::<f64>() / probes.len().max(1) as f64;
+    let mut out = Vec::new();
+    for (name, sae) in saes {
+        let r = absorption(sae, &data, &probes, cfg).map_err(|e| match e {
+            GeometryError::InvalidInput { what, message } => GeometryError::InvalidInput {
+                what: format!("{what} {name}"),
+                message,
+            },
+            other => other,
+        })?;
+        out.push((name.clone(), sae.d_sae(), r));
+    }
+    Ok(AbsorptionStudy {
+        config: cfg.clone(),
+        data,
+        probes,
+        mean_probe_f1,
+        saes: out,
+    })
+}
+
+impl AbsorptionStudy {
+    /// A row per SAE × letter (`absorption.csv`).
+    pub fn csv(&self) -> String {
+        use std::fmt::Write as _;
+        let mut csv = String::from(
+            "sae,d_sae,letter,probe_f1,main_latents,main_f1,probe_true_positives,main_false_negatives,full_absorptions,full_absorption_rate,mean_absorption_fraction,top_absorbers\n",
+        );
+        for (name, d_sae, r) in &self.saes {
+            for l in &r.letters {
+                let main: Vec<String> = l.main_latents.iter().map(ToString::to_string).collect();
+                let top: Vec<String> = l
+                    .top_absorbers
+                    .iter()
+                    .map(|(j, c)| format!("{j}:{c}"))
+                    .collect();
+                let _ = writeln!(
+                    csv,
+                    "\"{}\",{d_sae},{},{},{},{},{},{},{},{},{},{}",
+                    name.replace('"', "\"\""),
+                    l.letter,
+                    l.probe_f1,
+                    main.join(" "),
+                    l.main_f1,
+                    l.probe_true_positives,
+                    l.main_false_negatives,
+                    l.full_absorptions,
+                    l.full_absorption_rate,
+                    l.mean_absorption_fraction,
+                    top.join(" "),
+                );
+            }
+        }
+        csv
+    }
+
+    /// The per-SAE means and letters, with the configuration (`summary.json`); `model` and
+    /// `hook` name where the residuals were read.
+    pub fn summary(&self, model: &str, hook: &str) -> serde_json::Value {
+        let saes: Vec<serde_json::Value> = self
+            .saes
+            .iter()
+            .map(|(name, d_sae, r)| {
+                serde_json::json!({
+                    "sae": name,
+                    "d_sae": d_sae,
+                    "mean_full_absorption_rate": r.mean_full_absorption_rate,
+                    "mean_absorption_fraction": r.mean_absorption_fraction,
+                    "mean_main_latents": r.mean_main_latents,
+                    "letters": r.letters,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "model": model,
+            "hook": hook,
+            "n_words": self.data.labels.len(),
+            "n_test": self.data.test.len(),
+            "mean_probe_f1": self.mean_probe_f1,
+            "config": self.config,
+            "saes": saes,
+        })
+    }
+
+    /// Writes `dir`/absorption.csv and `dir`/summary.json ([`AbsorptionStudy::summary`]).
+    pub fn save(&self, dir: &std::path::Path, model: &str, hook: &str) -> Result<()> {
+        let io = |path: std::path::PathBuf, e: &dyn std::fmt::Display| GeometryError::Io {
+            path,
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir.to_path_buf(), &e))?;
+        sae_core::atomic::write(dir.join("absorption.csv"), self.csv())?;
+        let summary = serde_json::to_string_pretty(&self.summary(model, hook))
+            .map_err(|e| io(dir.join("summary.json"), &e))?;
+        sae_core::atomic::write(dir.join("summary.json"), summary)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_singular_hessian_gets_a_damped_step_not_an_error() {
+        // Positive semi-definite with a rounding-negative pivot, as separable data leaves the
+        // intercept's: the plain factorisation refuses it, the damped one solves it.
+        let h = [1.0, 1.0, 1.0, 1.0 - 1e-12];
+        assert!(cholesky_solve(&mut h.to_vec(), &[1.0, 1.0], 2).is_none());
+        let step = damped_solve(&h, &[1.0, 1.0], 2).unwrap();
+        assert!(step.iter().all(|v| v.is_finite()));
+        // A positive-definite Hessian gets the exact Newton step.
+        let h = [4.0, 1.0, 1.0, 3.0];
+        let step = damped_solve(&h, &[1.0, 2.0], 2).unwrap();
+        assert!((4.0 * step[0] + step[1] - 1.0).abs() < 1e-12);
+        assert!((step[0] + 3.0 * step[1] - 2.0).abs() < 1e-12);
+        // Non-finite entries stay an error.
+        assert!(damped_solve(&[f64::NAN, 0.0, 0.0, 1.0], &[1.0, 1.0], 2).is_none());
+    }
+
+    #[test]
+    fn separable_words_fit_without_error() {
+        // Two far-apart clusters, labels perfectly separable: the curvature of every sample
+        // underflows after a few steps; the fit must still end with a separating probe.
+        let (n, d) = (400, 8);
+        let mut x = Vec::with_capacity(n * d);
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            let pos = i % 7 == 0;
+            for j in 0..d {
+                let jitter = ((i * 31 + j * 17) % 13) as f32 / 13.0;
+                x.push(if pos { 50.0 + jitter } else { -50.0 - jitter } * (1.0 + j as f32));
+            }
+            y.push(pos);
+        }
+        let cfg = LogisticConfig {
+            c: 1e6,
+            ..LogisticConfig::default()
+        };
+        let m = fit_logistic(&x, n, d, &y, &cfg).unwrap();
+        for (row, &label) in x.chunks(d).zip(&y) {
+            assert_eq!(m.logit(row) > 0.0, label);
+        }
+    }
 }

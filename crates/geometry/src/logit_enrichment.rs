@@ -93,6 +93,15 @@ impl TokenSet {
         }
     }
 
+    /// The default sets as membership masks over a vocabulary (each token's text, by id), with
+    /// their names: the `sets` argument of [`logit_enrichment`].
+    pub fn default_masks(vocab: &[String]) -> Vec<(String, Vec<bool>)> {
+        Self::defaults()
+            .into_iter()
+            .map(|s| (s.name(), vocab.iter().map(|t| s.contains(t)).collect()))
+            .collect()
+    }
+
     /// The default sets: the four shape sets and the 26 first-letter sets.
     pub fn defaults() -> Vec<TokenSet> {
         let mut v = vec![

@@ -74,6 +74,21 @@ pub enum TextSource {
 pub const DEFAULT_TEXT_FIELD: &str = "text";
 
 impl TextSource {
+    /// A name of this source for run fingerprints: the file(s) and field, or the hub dataset
+    /// with its revision, split and column. Whether the hub may be reached is left out, so an
+    /// offline rerun of an online run has the same name.
+    pub fn identity(&self) -> String {
+        match self {
+            TextSource::Jsonl { path, field } => format!("{}#{field}", path.display()),
+            TextSource::PlainText { path, split } => format!("{}#{split:?}", path.display()),
+            TextSource::Parquet { paths, column } => {
+                let p: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                format!("{}#{column}", p.join(";"))
+            }
+            TextSource::Hub(h) => format!("hf:{}@{}/{}#{}", h.repo, h.revision, h.split, h.column),
+        }
+    }
+
     /// A local file, its kind chosen by extension: `.jsonl`/`.json`/`.ndjson` → JSONL,
     /// `.parquet` → Parquet, anything else → plain text split into paragraphs. A directory
     /// means all its `.parquet` files, sorted (the HF datasets layout).

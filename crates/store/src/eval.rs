@@ -372,3 +372,74 @@ fn finish(acc: Acc, dense_threshold: f64) -> SaeEvaluation {
         feature_density,
     }
 }
+
+/// Up to `n` windows of `source`, keeping one in `every` (so that they span more of the corpus:
+/// a book is thousands of windows long, and densities from one book's opening undercount).
+///
+/// # Errors
+/// [`StoreError::EmptyCorpus`] when the corpus gives no whole window; corpus failures.
+pub fn sample_windows(
+    source: crate::TextSource,
+    tok: &gpt2_gemma_models::AnyTokenizer,
+    store: &crate::StoreConfig,
+    n: usize,
+    every: usize,
+) -> Result<Vec<Vec<u32>>> {
+    let mut w = crate::TokenWindows::new(source, tok, store.packing(tok))?;
+    let mut windows = Vec::with_capacity(n);
+    let mut seen = 0usize;
+    while windows.len() < n {
+        match w.next_window()? {
+            Some(x) => {
+                if seen.is_multiple_of(every.max(1)) {
+                    windows.push(x);
+                }
+                seen += 1;
+            }
+            None => break,
+        }
+    }
+    if windows.is_empty() {
+        return Err(StoreError::EmptyCorpus {
+            context_size: store.context_size,
+        });
+    }
+    if windows.len() < n {
+        tracing::warn!("the corpus gave only {} windows", windows.len());
+    }
+    Ok(windows)
+}
+
+/// The header of the evaluation table ([`SaeEvaluation::csv_row`]).
+pub const CSV_COLUMNS: &str = "sae,hook,d_sae,n_tokens,ce_clean,ce_with_sae,ce_zero_ablation,ce_loss_recovered,kl_with_sae,kl_zero_ablation,kl_div_score,explained_variance,explained_variance_legacy,mse,cossim,l2_norm_in,l2_norm_out,l2_ratio,relative_reconstruction_bias,l0,l1,dead_latents,dense_latents";
+
+impl SaeEvaluation {
+    /// This evaluation as a row of the table whose header is [`CSV_COLUMNS`].
+    pub fn csv_row(&self, sae: &str, hook: HookPoint, d_sae: usize) -> String {
+        let ev = self;
+        format!(
+            "\"{}\",{hook},{d_sae},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            sae.replace('"', "\"\""),
+            ev.n_tokens,
+            ev.ce_clean,
+            ev.ce_with_sae,
+            ev.ce_zero_ablation,
+            ev.ce_loss_recovered,
+            ev.kl_with_sae,
+            ev.kl_zero_ablation,
+            ev.kl_div_score,
+            ev.explained_variance,
+            ev.explained_variance_legacy,
+            ev.mse,
+            ev.cossim,
+            ev.l2_norm_in,
+            ev.l2_norm_out,
+            ev.l2_ratio,
+            ev.relative_reconstruction_bias,
+            ev.l0,
+            ev.l1,
+            ev.dead_latents,
+            ev.dense_latents
+        )
+    }
+}

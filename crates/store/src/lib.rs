@@ -19,6 +19,7 @@ pub mod corpus;
 pub mod corpus_pass;
 pub mod error;
 pub mod eval;
+pub mod first_letter;
 pub mod hub_dataset;
 pub mod meta_sae;
 pub mod mixing;
@@ -33,6 +34,9 @@ pub use batches::{BatchSource, CacheBatches};
 pub use corpus::{Document, TextSource, TextSplit};
 pub use corpus_pass::{gather_stats, replay_sequences};
 pub use error::{Result, StoreError};
+pub use first_letter::{
+    FirstLetterConfig, FirstLetterPrompts, first_letter_prompts, first_letter_residuals,
+};
 pub use hub_dataset::HubDataset;
 pub use packing::{Packer, PackingConfig};
 pub use stats::{
