@@ -548,15 +548,7 @@ impl Comparison {
     /// Writes `dir`/compare.json, compare.csv, scores.csv, compare.html and compare.png.
     pub fn save(&self, dir: &Path) -> crate::Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| crate::AutoInterpError::io(dir, e))?;
-        let write = |name: &str, text: String| -> crate::Result<()> {
-            let path = dir.join(name);
-            sae_core::atomic::write(&path, text).map_err(|e| match e {
-                sae_core::SaeError::Io { path, source } => {
-                    crate::AutoInterpError::Io { path, source }
-                }
-                other => crate::AutoInterpError::Sae(other),
-            })
-        };
+        let write = |name: &str, text: String| sae_core::atomic::write(dir.join(name), text);
         write(
             "compare.json",
             serde_json::to_string_pretty(&self.populations)?,

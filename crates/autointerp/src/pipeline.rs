@@ -454,7 +454,7 @@ pub fn run_pipeline<M: LanguageModel + ?Sized>(
             );
             text.push('\n');
         }
-        write(&sibling(out, ".random-explanations.jsonl"), text)?;
+        sae_core::atomic::write(sibling(out, ".random-explanations.jsonl"), text)?;
     }
     let report = report(
         &summary,
@@ -464,8 +464,8 @@ pub fn run_pipeline<M: LanguageModel + ?Sized>(
         cfg,
         seconds,
     );
-    write(
-        &sibling(out, ".summary.json"),
+    sae_core::atomic::write(
+        sibling(out, ".summary.json"),
         serde_json::to_string_pretty(&report)?,
     )?;
     let (mut usage, mut sent, mut cached) = (
@@ -508,13 +508,6 @@ pub fn run_pipeline<M: LanguageModel + ?Sized>(
     })
 }
 
-fn write(path: &Path, text: String) -> Result<()> {
-    sae_core::atomic::write(path, text).map_err(|e| match e {
-        sae_core::SaeError::Io { path, source } => AutoInterpError::Io { path, source },
-        other => AutoInterpError::Sae(other),
-    })
-}
-
 /// The gathered windows of `gathered`: read back when `out.stats.json` was made with the same
 /// data settings, else one corpus pass (then saved).
 #[allow(clippy::too_many_arguments)]
@@ -554,7 +547,7 @@ fn gather_or_reuse<M: LanguageModel + ?Sized>(
         std::fs::create_dir_all(dir).map_err(|e| AutoInterpError::io(dir, e))?;
     }
     s.save(&stats_path)?;
-    write(&stats_fp_path, stats_fp.to_string())?;
+    sae_core::atomic::write(&stats_fp_path, stats_fp)?;
     Ok(s)
 }
 
