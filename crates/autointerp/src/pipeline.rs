@@ -582,25 +582,16 @@ pub fn decoder_neighbours(
     if n == 0 {
         return Ok(BTreeMap::new());
     }
-    let d = sae.d_in();
     let w = sae_core::device::tensor_to_vec(sae.w_dec())?;
-    let rows: Vec<f32> = latents
-        .iter()
-        .flat_map(|&l| w[l * d..(l + 1) * d].iter().copied())
-        .collect();
-    let near = latent_geometry::splitting::match_latents(&rows, &w, d, n + 1);
+    let near = latent_geometry::splitting::nearest_latents(&w, sae.d_in(), latents, None, n);
     Ok(latents
         .iter()
         .zip(near)
         .map(|(&l, m)| {
-            (
-                l,
-                m.into_iter()
-                    .filter(|(j, _)| *j != l)
-                    .take(n)
-                    .map(|(latent, cosine)| Neighbour { latent, cosine })
-                    .collect(),
-            )
+            let near = m
+                .into_iter()
+                .map(|(latent, cosine)| Neighbour { latent, cosine });
+            (l, near.collect())
         })
         .collect())
 }

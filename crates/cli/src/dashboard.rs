@@ -6,7 +6,7 @@ use activation_store::{LatentStats, StatsConfig};
 use anyhow::Context;
 use gpt2_gemma_models::LanguageModel;
 use latent_geometry::dashboard::{DashLatent, DashWindow, histogram, write_dashboards};
-use latent_geometry::splitting::match_latents;
+use latent_geometry::splitting::nearest_latents;
 use latent_geometry::{LogitLensConfig, logit_lens};
 use sae_core::SaeSource;
 use sae_core::device::tensor_to_vec;
@@ -54,32 +54,6 @@ pub struct Args {
     /// Output directory: index.html and latent-N.html.
     #[arg(long)]
     pub out: PathBuf,
-}
-
-/// For each of `latents`, the `n` nearest rows of `other` by decoder cosine (excluding the
-/// latent itself when `same`), through the feature-splitting study's matcher.
-fn nearest(
-    w: &[f32],
-    other: &[f32],
-    d: usize,
-    latents: &[usize],
-    n: usize,
-    same: bool,
-) -> Vec<Vec<(usize, f32)>> {
-    let rows: Vec<f32> = latents
-        .iter()
-        .flat_map(|&l| w[l * d..(l + 1) * d].iter().copied())
-        .collect();
-    match_latents(&rows, other, d, n + usize::from(same))
-        .into_iter()
-        .zip(latents)
-        .map(|(m, &l)| {
-            m.into_iter()
-                .filter(|(j, _)| !(same && *j == l))
-                .take(n)
-                .collect()
-        })
-        .collect()
 }
 
 /// Runs `dashboard`.
@@ -134,7 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let d = sae.d_in();
     let w_dec = tensor_to_vec(sae.w_dec())?;
     let mut neighbours: Vec<Vec<(String, usize, f32)>> =
-        nearest(&w_dec, &w_dec, d, &latents, 5, true)
+        nearest_latents(&w_dec, d, &latents, None, 5)
             .into_iter()
             .map(|v| v.into_iter().map(|(j, c)| (String::new(), j, c)).collect())
             .collect();
@@ -148,9 +122,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         let label = format!("{}-wide", other.d_sae());
         let other_dec = tensor_to_vec(other.w_dec())?;
-        for (v, near) in neighbours
-            .iter_mut()
-            .zip(nearest(&w_dec, &other_dec, d, &latents, 3, false))
+        for (v, near) in
+            neighbours
+                .iter_mut()
+                .zip(nearest_latents(&w_dec, d, &latents, Some(&other_dec), 3))
         {
             v.extend(near.into_iter().map(|(j, c)| (label.clone(), j, c)));
         }

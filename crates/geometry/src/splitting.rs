@@ -101,6 +101,33 @@ pub struct SplittingResult {
     pub families: Vec<SplitFamily>,
 }
 
+/// For each of `latents` (rows of `w`, `[_, d]` row-major), the `n` nearest latents by cosine:
+/// rows of `other` when given (e.g. a wider SAE's decoder), else of `w` itself with the latent
+/// left out. Largest cosine first, ties to the lower index.
+pub fn nearest_latents(
+    w: &[f32],
+    d: usize,
+    latents: &[usize],
+    other: Option<&[f32]>,
+    n: usize,
+) -> Vec<Vec<(usize, f32)>> {
+    let rows: Vec<f32> = latents
+        .iter()
+        .flat_map(|&l| w[l * d..(l + 1) * d].iter().copied())
+        .collect();
+    let within = other.is_none();
+    match_latents(&rows, other.unwrap_or(w), d, n + usize::from(within))
+        .into_iter()
+        .zip(latents)
+        .map(|(m, &l)| {
+            m.into_iter()
+                .filter(|(j, _)| !(within && *j == l))
+                .take(n)
+                .collect()
+        })
+        .collect()
+}
+
 /// For each row of `narrow`, the `n` rows of `wide` with the largest cosine (ties: lower index).
 pub fn match_latents(narrow: &[f32], wide: &[f32], d: usize, n: usize) -> Vec<Vec<(usize, f32)>> {
     let (a, b) = (
