@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use sae_geometry_plot::{Axis, Bar, Color, Figure, Layer, Panel as PlotPanel, Stroke};
 use serde::{Deserialize, Serialize};
 
 use crate::run::{LatentResult, LatentStatus};
@@ -161,7 +162,7 @@ const PALETTE: [[u8; 3]; 6] = [
     [140, 86, 75],
 ];
 
-type Panel = (
+type ScorePanel = (
     &'static str,
     fn(&Population) -> Option<&Distribution>,
     fn(&Population) -> Option<f64>,
@@ -169,7 +170,7 @@ type Panel = (
 
 /// Accuracy with the "None" floor marked; balanced accuracy with the random-explanation
 /// baseline marked (0.5 is chance).
-const PANELS: [Panel; 2] = [
+const PANELS: [ScorePanel; 2] = [
     (
         "detection accuracy (dashed: the None floor)",
         |p| p.accuracy.as_ref(),
@@ -324,47 +325,68 @@ pub fn write_html(pops: &[Population], title: &str, path: &Path) -> crate::Resul
     Ok(sae_core::atomic::write(path, html.as_bytes())?)
 }
 
-/// Writes the side-by-side histograms as a PNG (bars, means solid, floors dashed).
-pub fn write_png(pops: &[Population], path: &Path) -> crate::Result<()> {
-    let mut px = vec![255u8; W * H * 3];
-    let mut fill = |x: f64, y: f64, w: f64, h: f64, c: [u8; 3], dashed: bool| {
-        let (x0, x1) = (
-            x.round().max(0.0) as usize,
-            ((x + w).round() as usize).min(W),
-        );
-        let (y0, y1) = (
-            y.round().max(0.0) as usize,
-            ((y + h).round() as usize).min(H),
-        );
-        for yy in y0..y1 {
-            if dashed && (yy / 6) % 2 == 1 {
-                continue;
+/// The histograms as a static figure: one panel per score, each population's bars side by side
+/// within a bin (fraction of its units), its mean a solid line and its floor a dashed one.
+pub fn figure(pops: &[Population], title: &str) -> Figure {
+    let bin = 1.0 / BINS as f64;
+    let bar = bin * 0.8 / pops.len().max(1) as f64;
+    let panels = PANELS
+        .iter()
+        .map(|(name, dist, floor)| {
+            let mut panel = PlotPanel::new(
+                Axis::new("score").with_range(0.0, 1.0),
+                Axis::new("fraction of the population's units"),
+            )
+            .with_title(*name);
+            for (pi, p) in pops.iter().enumerate() {
+                let [r, g, b] = PALETTE[pi % PALETTE.len()];
+                let color = Color::rgb(r, g, b);
+                if let Some(d) = dist(p) {
+                    let bars = d
+                        .histogram
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &count)| {
+                            let x0 = k as f64 * bin + bin * 0.1 + pi as f64 * bar;
+                            Bar {
+                                x0,
+                                x1: x0 + bar,
+                                height: count as f64 / d.n as f64,
+                            }
+                        })
+                        .collect();
+                    panel.layers.push(Layer::bars(
+                        format!("{} ({} units)", p.label, d.n),
+                        color,
+                        bars,
+                    ));
+                    panel.layers.push(Layer::vline(
+                        format!("{} mean {:.3}", p.label, d.mean),
+                        color,
+                        Stroke::Solid,
+                        d.mean,
+                    ));
+                }
+                if let Some(f) = floor(p) {
+                    panel.layers.push(Layer::vline(
+                        format!("{} floor {f:.3}", p.label),
+                        color,
+                        Stroke::Dashed,
+                        f,
+                    ));
+                }
             }
-            for xx in x0..x1.max(x0 + 1).min(W) {
-                let o = (yy * W + xx) * 3;
-                px[o..o + 3].copy_from_slice(&c);
-            }
-        }
-    };
-    for k in 0..PANELS.len() {
-        let base = 30.0 + (k * PANEL_H) as f64 + PANEL_H as f64 - 50.0;
-        fill(ML, base, W as f64 - ML - MR, 1.0, [0, 0, 0], false);
-    }
-    for (x, y, w, h, c, dashed, _) in layout(pops) {
-        fill(x, y, w, h, c, dashed);
-    }
-    let mut bytes = Vec::new();
-    let png_err =
-        |e: png::EncodingError| crate::AutoInterpError::io(path, std::io::Error::other(e));
-    {
-        let mut enc = png::Encoder::new(&mut bytes, W as u32, H as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut w = enc.write_header().map_err(png_err)?;
-        w.write_image_data(&px).map_err(png_err)?;
-        w.finish().map_err(png_err)?;
-    }
-    Ok(sae_core::atomic::write(path, &bytes)?)
+            panel
+        })
+        .collect();
+    Figure::new(title, panels).with_size(1100, 900)
+}
+
+/// Writes the side-by-side histograms as a PNG: title, a titled panel per score with labelled
+/// axes, and a legend of populations, means and floors.
+pub fn write_png(pops: &[Population], title: &str, path: &Path) -> crate::Result<()> {
+    sae_geometry_plot::write_png(&figure(pops, title), path)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -555,11 +577,8 @@ impl Comparison {
         )?;
         write("compare.csv", self.csv())?;
         write("scores.csv", self.unit_csv())?;
-        write_html(
-            &self.populations,
-            &format!("Detection scores of {} units per population", self.units),
-            &dir.join("compare.html"),
-        )?;
-        write_png(&self.populations, &dir.join("compare.png"))
+        let title = format!("Detection scores of {} units per population", self.units);
+        write_html(&self.populations, &title, &dir.join("compare.html"))?;
+        write_png(&self.populations, &title, &dir.join("compare.png"))
     }
 }

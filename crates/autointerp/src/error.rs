@@ -88,6 +88,9 @@ pub enum AutoInterpError {
     /// A configuration or summary could not be written as JSON.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A static figure could not be drawn or written.
+    #[error(transparent)]
+    Plot(#[from] sae_geometry_plot::PlotError),
 
     /// The async runtime the workflow runs its requests on could not be started.
     #[error("starting the async runtime: {0}")]

@@ -289,6 +289,9 @@ impl OpenAiBackend {
         if let Some(k) = &cfg.api_key {
             oa = oa.with_api_key(k.clone());
         }
+        // rustls's process-wide crypto provider: *ring* unless the embedding program installed
+        // one first (an `Err` here means it did, and that one is used).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(cfg.concurrency)
             .build()

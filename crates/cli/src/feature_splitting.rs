@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use gpt2_gemma_models::LanguageModel;
 use latent_geometry::neuronpedia::load_explanations;
-use latent_geometry::plot::{ColorBy, write_html, write_png};
+use latent_geometry::plot::{ColorBy, PlotLabels, write_html, write_png};
 use latent_geometry::table::{write_csv, write_json, write_parquet};
 use latent_geometry::{LogitLensConfig, SplittingConfig, SplittingSae, compute_sae_umap_data};
 use sae_core::SaeSource;
@@ -125,7 +125,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "Feature Splitting in SAEs"
     };
     write_html(&result.rows, by, title, &args.out.join("splitting.html"))?;
-    write_png(&result.rows, by, &args.out.join("splitting.png"))?;
+    write_png(
+        &result.rows,
+        by,
+        PlotLabels::umap(title),
+        &args.out.join("splitting.png"),
+    )?;
     let mut summary = serde_json::to_value(result.summary())?;
     summary["seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
     sae_core::atomic::write(

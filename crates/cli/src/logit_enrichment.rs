@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use gpt2_gemma_models::LanguageModel;
 use latent_geometry::logit_enrichment::{TokenSet, logit_enrichment};
-use latent_geometry::plot::{ColorBy, write_html, write_png};
+use latent_geometry::plot::{ColorBy, PlotLabels, write_html, write_png};
 use latent_geometry::splitting::SplittingRow;
 use sae_core::SaeSource;
 
@@ -127,13 +127,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     stats.commit()?;
     en.commit()?;
     jl.commit()?;
+    let title = "Latents by logit-weight skewness (x) and ln(1 + excess kurtosis) (y)";
     write_html(
         &rows,
         ColorBy::Width,
-        "Latents by logit-weight skewness (x) and ln(1 + excess kurtosis) (y)",
+        title,
         &args.out.join("skew_kurtosis.html"),
     )?;
-    write_png(&rows, ColorBy::Width, &args.out.join("skew_kurtosis.png"))?;
+    let labels = PlotLabels {
+        title,
+        x: "skewness of the latent's logit weights",
+        y: "ln(1 + excess kurtosis)",
+    };
+    write_png(
+        &rows,
+        ColorBy::Width,
+        labels,
+        &args.out.join("skew_kurtosis.png"),
+    )?;
     eprintln!(
         "{} latents × {} sets → {}",
         res.len(),

@@ -58,6 +58,9 @@ pub enum GeometryError {
     /// An error from sae-core (files, tensors).
     #[error(transparent)]
     Core(#[from] sae_core::SaeError),
+    /// A static figure could not be drawn or written.
+    #[error(transparent)]
+    Plot(#[from] sae_geometry_plot::PlotError),
 }
 
 /// `Result` with [`GeometryError`].

@@ -9,6 +9,8 @@
 
 use std::path::Path;
 
+use sae_geometry_plot::{Axis, Color, Figure, Layer, Panel};
+
 use crate::error::{GeometryError, Result};
 use crate::splitting::SplittingRow;
 
@@ -208,62 +210,105 @@ window.onerror = function () {{ document.body.dataset.errors = String(Number(doc
     Ok(sae_core::atomic::write(path, html.as_bytes())?)
 }
 
-/// Writes a PNG of the same scatter (1200 × 900, anti-aliased discs, no text: the legend and
-/// hover text live in the HTML).
-pub fn write_png(rows: &[SplittingRow], by: ColorBy, path: &Path) -> Result<()> {
-    let (w, h, m) = (1200usize, 900usize, 40.0f32);
+/// The words of a static scatter: its title and axis labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlotLabels<'a> {
+    /// The figure's title.
+    pub title: &'a str,
+    /// The horizontal axis.
+    pub x: &'a str,
+    /// The vertical axis.
+    pub y: &'a str,
+}
+
+impl<'a> PlotLabels<'a> {
+    /// A UMAP map: axes "UMAP 1" and "UMAP 2".
+    pub fn umap(title: &'a str) -> Self {
+        Self {
+            title,
+            x: "UMAP 1",
+            y: "UMAP 2",
+        }
+    }
+}
+
+/// Clusters named in the legend (the largest); the others are drawn but not listed.
+const LEGEND_CLUSTERS: usize = 10;
+
+/// The scatter as a figure: one layer per width (wider first, underneath, as the HTML) or per
+/// cluster (noise first, the largest clusters in the legend).
+pub fn figure(rows: &[SplittingRow], by: ColorBy, labels: PlotLabels<'_>) -> Figure {
     let ws = widths(rows);
     let pal = width_colors(ws.len());
-    let mut img = vec![255u8; w * h * 3];
-    let (x0, x1) = rows
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |a, r| {
-            (a.0.min(r.umap_x), a.1.max(r.umap_x))
-        });
-    let (y0, y1) = rows
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |a, r| {
-            (a.0.min(r.umap_y), a.1.max(r.umap_y))
-        });
-    let sx = |v: f32| m + (v - x0) / if x1 > x0 { x1 - x0 } else { 1.0 } * (w as f32 - 2.0 * m);
-    let sy = |v: f32| {
-        h as f32 - m - (v - y0) / if y1 > y0 { y1 - y0 } else { 1.0 } * (h as f32 - 2.0 * m)
-    };
-    for i in draw_order(rows) {
-        let r = &rows[i];
-        let c = color_of(r, by, &ws, &pal);
-        let (cx, cy, rad) = (sx(r.umap_x), sy(r.umap_y), radius(r, &ws, by));
-        let alpha0 = f32::from(c[3]) / 255.0;
-        let (xa, xb) = (
-            (cx - rad - 1.0).max(0.0) as usize,
-            ((cx + rad + 1.0) as usize).min(w - 1),
-        );
-        let (ya, yb) = (
-            (cy - rad - 1.0).max(0.0) as usize,
-            ((cy + rad + 1.0) as usize).min(h - 1),
-        );
-        for py in ya..=yb {
-            for px in xa..=xb {
-                let d = ((px as f32 + 0.5 - cx).powi(2) + (py as f32 + 0.5 - cy).powi(2)).sqrt();
-                let cover = (rad + 0.5 - d).clamp(0.0, 1.0) * alpha0;
-                if cover > 0.0 {
-                    let o = (py * w + px) * 3;
-                    for k in 0..3 {
-                        let bg = f32::from(img[o + k]);
-                        img[o + k] = (bg + (f32::from(c[k]) - bg) * cover).round() as u8;
-                    }
-                }
+    let xy = |r: &SplittingRow| (f64::from(r.umap_x), f64::from(r.umap_y));
+    let color = |c: [u8; 4]| Color::rgba(c[0], c[1], c[2], f64::from(c[3]) / 255.0);
+    let mut panel = Panel::new(Axis::new(labels.x), Axis::new(labels.y));
+    match by {
+        ColorBy::Width => {
+            for (i, &w) in ws.iter().enumerate().rev() {
+                let pts: Vec<_> = rows.iter().filter(|r| r.sae_width == w).map(xy).collect();
+                let r = rows
+                    .iter()
+                    .find(|r| r.sae_width == w)
+                    .map_or(2.0, |r| radius(r, &ws, by));
+                panel.layers.push(Layer::points(
+                    format!("width {w} ({} latents)", pts.len()),
+                    color(pal[i]),
+                    r.round().max(1.0) as u32,
+                    pts,
+                ));
+            }
+        }
+        ColorBy::Cluster => {
+            let mut sizes: std::collections::BTreeMap<i64, usize> = Default::default();
+            for r in rows {
+                *sizes.entry(r.cluster.unwrap_or(-1)).or_default() += 1;
+            }
+            let mut order: Vec<(i64, usize)> = sizes.into_iter().collect();
+            // Noise first (underneath), then clusters from the largest.
+            order.sort_by_key(|&(c, n)| (c >= 0, std::cmp::Reverse(n), c));
+            let n_clusters = order.iter().filter(|(c, _)| *c >= 0).count();
+            let mut listed = 0;
+            for (c, n) in &order {
+                let pts: Vec<_> = rows
+                    .iter()
+                    .filter(|r| r.cluster.unwrap_or(-1) == *c)
+                    .map(xy)
+                    .collect();
+                let label = if *c < 0 {
+                    format!("noise ({n})")
+                } else if listed < LEGEND_CLUSTERS {
+                    listed += 1;
+                    format!("cluster {c} ({n})")
+                } else {
+                    String::new()
+                };
+                panel
+                    .layers
+                    .push(Layer::points(label, color(cluster_color(*c)), 3, pts));
+            }
+            if n_clusters > LEGEND_CLUSTERS {
+                let title = format!(
+                    "{} ({n_clusters} clusters; the {LEGEND_CLUSTERS} largest in the legend)",
+                    labels.title
+                );
+                return Figure::new(title, vec![panel]);
             }
         }
     }
-    let mut bytes = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut bytes, w as u32, h as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut wr = enc.write_header().map_err(|e| io_err(path, e))?;
-        wr.write_image_data(&img).map_err(|e| io_err(path, e))?;
-        wr.finish().map_err(|e| io_err(path, e))?;
-    }
-    Ok(sae_core::atomic::write(path, &bytes)?)
+    Figure::new(labels.title, vec![panel])
+}
+
+/// Writes a PNG of the same scatter (1200 × 900): title, labelled axes with ticks, and a legend
+/// of widths or clusters (the hover text lives in the HTML).
+pub fn write_png(
+    rows: &[SplittingRow],
+    by: ColorBy,
+    labels: PlotLabels<'_>,
+    path: &Path,
+) -> Result<()> {
+    Ok(sae_geometry_plot::write_png(
+        &figure(rows, by, labels),
+        path,
+    )?)
 }

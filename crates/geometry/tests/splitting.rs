@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use latent_geometry::plot::{ColorBy, write_html, write_png};
+use latent_geometry::plot::{ColorBy, PlotLabels, figure, write_html, write_png};
 use latent_geometry::splitting::{SplittingConfig, SplittingInput, feature_splitting};
 use latent_geometry::table::{write_csv, write_parquet};
 use rand::rngs::StdRng;
@@ -141,12 +141,41 @@ fn feature_splitting_study_and_outputs() {
         assert_eq!(first.get_long(0).unwrap(), 40);
         assert_eq!(first.get_string(4).unwrap(), &r.rows[0].description);
     }
-    write_png(&r.rows, ColorBy::Width, &dir.path().join("t.png")).unwrap();
+    write_png(
+        &r.rows,
+        ColorBy::Width,
+        PlotLabels::umap("Feature Splitting in SAEs"),
+        &dir.path().join("t.png"),
+    )
+    .unwrap();
     assert!(
         std::fs::read(dir.path().join("t.png"))
             .unwrap()
             .starts_with(b"\x89PNG")
     );
+    // The static figure: axes named, one legend entry per width (widest drawn first), every
+    // latent drawn once.
+    let fig = figure(&r.rows, ColorBy::Width, PlotLabels::umap("t"));
+    let panel = &fig.panels[0];
+    assert_eq!(
+        (panel.x.label.as_str(), panel.y.label.as_str()),
+        ("UMAP 1", "UMAP 2")
+    );
+    let labels: Vec<&str> = panel.layers.iter().filter_map(|l| l.label()).collect();
+    let mut widths: Vec<usize> = r.rows.iter().map(|x| x.sae_width).collect();
+    widths.sort_unstable();
+    widths.dedup();
+    let want: Vec<String> = widths
+        .iter()
+        .rev()
+        .map(|w| {
+            format!(
+                "width {w} ({} latents)",
+                r.rows.iter().filter(|x| x.sae_width == *w).count()
+            )
+        })
+        .collect();
+    assert_eq!(labels, want);
     for by in [ColorBy::Width, ColorBy::Cluster] {
         let html = dir.path().join("t.html");
         write_html(&r.rows, by, "Feature Splitting in SAEs </script>", &html).unwrap();

@@ -42,6 +42,9 @@ pub enum ScopingError {
     /// Tensor plumbing failed.
     #[error(transparent)]
     Sae(#[from] sae_core::SaeError),
+    /// A static figure could not be drawn or written.
+    #[error(transparent)]
+    Plot(#[from] sae_geometry_plot::PlotError),
 }
 
 impl ScopingError {

@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::error::{Result, ScopingError};
+use sae_geometry_plot::{Axis, Color, Figure, Layer, Panel, Stroke};
+
+use crate::error::Result;
 use crate::metrics::ScaleMetrics;
 
 const W: usize = 800;
@@ -38,13 +40,6 @@ fn xy(metrics: &[ScaleMetrics], i: usize, y: f64) -> (f64, f64) {
     let x = M.0 + (f64::from(metrics[i].scale) - lo) / span * (W as f64 - M.0 - M.1);
     let y = M.2 + (1.0 - y) * (H as f64 - M.2 - M.3);
     (x, y)
-}
-
-fn io(path: &Path, e: impl std::fmt::Display) -> ScopingError {
-    ScopingError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
 }
 
 /// Writes the curves as a standalone HTML page.
@@ -122,68 +117,40 @@ pub fn write_html(metrics: &[ScaleMetrics], chosen: usize, title: &str, path: &P
     Ok(sae_core::atomic::write(path, html.as_bytes())?)
 }
 
-/// Writes the curves as a PNG.
-pub fn write_png(metrics: &[ScaleMetrics], chosen: usize, path: &Path) -> Result<()> {
-    let mut px = vec![255u8; W * H * 3];
-    let mut dot = |x: f64, y: f64, c: [u8; 3], r: f64| {
-        let (x0, y0) = ((x - r).floor() as i64, (y - r).floor() as i64);
-        for yy in y0..=(y + r).ceil() as i64 {
-            for xx in x0..=(x + r).ceil() as i64 {
-                if xx < 0 || yy < 0 || xx >= W as i64 || yy >= H as i64 {
-                    continue;
-                }
-                let d = ((xx as f64 - x).powi(2) + (yy as f64 - y).powi(2)).sqrt();
-                let a = (r + 0.5 - d).clamp(0.0, 1.0);
-                let o = (yy as usize * W + xx as usize) * 3;
-                for ch in 0..3 {
-                    let v = f64::from(px[o + ch]) * (1.0 - a) + f64::from(c[ch]) * a;
-                    px[o + ch] = v.round() as u8;
-                }
-            }
-        }
-    };
-    let mut line = |a: (f64, f64), b: (f64, f64), c: [u8; 3], r: f64, dash: bool| {
-        let n = ((b.0 - a.0).hypot(b.1 - a.1) * 2.0).ceil().max(1.0) as usize;
-        for k in 0..=n {
-            if dash && (k / 8) % 2 == 1 {
-                continue;
-            }
-            let t = k as f64 / n as f64;
-            dot(a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1), c, r);
-        }
-    };
-    line(
-        (M.0, H as f64 - M.3),
-        (W as f64 - M.1, H as f64 - M.3),
-        [0, 0, 0],
-        0.6,
-        false,
+/// The curves as a static figure: each min–max normalised (as in the HTML), the chosen scale a
+/// dashed vertical line.
+pub fn figure(metrics: &[ScaleMetrics], chosen: usize, title: &str) -> Figure {
+    let mut panel = Panel::new(
+        Axis::new("scale (norm of the patched vector)"),
+        Axis::new("value, min–max normalised per curve").with_range(-0.05, 1.05),
     );
-    line((M.0, M.2), (M.0, H as f64 - M.3), [0, 0, 0], 0.6, false);
-    if chosen < metrics.len() {
-        let (x, _) = xy(metrics, chosen, 0.0);
-        line((x, M.2), (x, H as f64 - M.3), [128, 128, 128], 0.8, true);
+    if let Some(c) = metrics.get(chosen) {
+        panel.layers.push(Layer::vline(
+            format!("chosen scale {:.2}", c.scale),
+            Color::rgb(128, 128, 128),
+            Stroke::Dashed,
+            f64::from(c.scale),
+        ));
     }
-    for (_, c, f) in SERIES {
+    for (name, [r, g, b], f) in SERIES {
         let ys = norm(&metrics.iter().map(f).collect::<Vec<_>>());
-        for i in 1..metrics.len() {
-            line(
-                xy(metrics, i - 1, ys[i - 1]),
-                xy(metrics, i, ys[i]),
-                c,
-                1.2,
-                false,
-            );
-        }
+        let pts = metrics
+            .iter()
+            .zip(ys)
+            .map(|(m, y)| (f64::from(m.scale), y))
+            .collect();
+        panel
+            .layers
+            .push(Layer::line(name, Color::rgb(r, g, b), pts));
     }
-    let mut bytes = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut bytes, W as u32, H as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut w = enc.write_header().map_err(|e| io(path, e))?;
-        w.write_image_data(&px).map_err(|e| io(path, e))?;
-        w.finish().map_err(|e| io(path, e))?;
-    }
-    Ok(sae_core::atomic::write(path, &bytes)?)
+    Figure::new(title, vec![panel]).with_size(1000, 640)
+}
+
+/// Writes the curves as a PNG: title, labelled axes with ticks, a legend of the curves and the
+/// chosen scale.
+pub fn write_png(metrics: &[ScaleMetrics], chosen: usize, title: &str, path: &Path) -> Result<()> {
+    Ok(sae_geometry_plot::write_png(
+        &figure(metrics, chosen, title),
+        path,
+    )?)
 }

@@ -288,7 +288,7 @@ impl Study {
                 )
             };
             crate::plot::write_html(m, *c, &title, &out.with_extension("html"))?;
-            crate::plot::write_png(m, *c, &out.with_extension("png"))?;
+            crate::plot::write_png(m, *c, &title, &out.with_extension("png"))?;
         }
         Ok(())
     }
