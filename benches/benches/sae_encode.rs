@@ -2,7 +2,7 @@
 //! feature-splitting SAE). `cargo xtask bench sae-encode` runs this and SAELens side by side.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sae_core::device::{cpu, tensor_from_vec};
+use sae_core::device::{cpu, tensor_from_vec, tensor_to_vec};
 use sae_geometry_benches::{SplitMix, random_standard_sae};
 
 fn bench(c: &mut Criterion) {
@@ -17,7 +17,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let f = sae.encode(x.clone()).expect("encode");
             // Force the computation (burn is lazy on some backends).
-            let _ = f.into_data();
+            let _ = tensor_to_vec(f).expect("read back");
         })
     });
     g.finish();

@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use sae_geometry::core::burn::tensor::{Int, Tensor, TensorData};
-use sae_geometry::core::device::{cpu, tensor_to_vec};
+use sae_geometry::core::device::{cpu, int_tensor_from_vec, tensor_to_vec};
 use sae_geometry::core::safetensors_io::HostTensor;
 use sae_geometry::core::{Architecture, Sae, SaeConfig};
 use sae_geometry::models::{CacheFilter, Gpt2, HookPoint, LanguageModel, Processing};
@@ -48,10 +47,7 @@ fn resid_pre_from_the_model_encodes_through_an_sae_at_its_hook() {
 
     let hook: HookPoint = sae.config().hook_name().unwrap().parse().unwrap();
     let layer = sae.config().hook_layer().unwrap();
-    let tokens = Tensor::<2, Int>::from_data(
-        TensorData::new(vec![1i64, 5, 9, 13, 200, 7], [2, 3]),
-        &cpu(),
-    );
+    let tokens = int_tensor_from_vec(vec![1i64, 5, 9, 13, 200, 7], [2, 3], &cpu());
     let (logits, cache) = model
         .run_with_cache(tokens, CacheFilter::Only(vec![hook]), Some(layer + 1))
         .unwrap();

@@ -302,9 +302,8 @@ pub(crate) fn measure_model<M: gpt2_gemma_models::LanguageModel>(
     n_dec: usize,
 ) -> anyhow::Result<ModelTimings> {
     use gpt2_gemma_models::{GenerateConfig, Hooks, generate};
-    use sae_core::burn::tensor::{Int, Tensor, TensorData};
     let vocab = model.vocab_size();
-    let x = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [b, t]), &model.device());
+    let x = sae_core::device::int_tensor_from_vec(ids.to_vec(), [b, t], &model.device());
     let _ = model.forward(x.clone())?;
     let mut times = Vec::new();
     let mut last_logits = Vec::new();

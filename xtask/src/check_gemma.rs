@@ -9,8 +9,7 @@ use anyhow::Context;
 use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::gguf::GgufFile;
 use gpt2_gemma_models::{CacheFilter, Gemma, GenerateConfig, HookPoint, Hooks, generate};
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::{cpu, tensor_to_vec};
+use sae_core::device::{cpu, int_tensor_from_vec, tensor_to_vec};
 use sae_core::safetensors_io::SafetensorsFile;
 
 /// Arguments of `check-gemma-gguf`.
@@ -64,7 +63,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             .filter_map(serde_json::Value::as_i64)
             .collect();
         let n = ids.len();
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &cpu());
+        let tokens = int_tensor_from_vec(ids, [1, n], &cpu());
         let filter = CacheFilter::Only((0..n_layers).map(HookPoint::ResidPre).collect());
         let t0 = Instant::now();
         let (logits, cache) = model.run_with_cache(tokens, filter, None)?;

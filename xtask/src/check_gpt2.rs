@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::{Activation, CacheFilter, Gpt2, HookPoint, Processing};
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::{cpu, tensor_to_vec};
+use sae_core::device::{cpu, int_tensor_from_vec, tensor_to_vec};
 use sae_core::safetensors_io::SafetensorsFile;
 
 /// Arguments of `check-gpt2`.
@@ -40,12 +39,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let io = SafetensorsFile::open(args.dir.join("io.safetensors"))?.read_all()?;
     let tok = &io["tokens"];
     let ids: Vec<i64> = tok.data.iter().map(|v| *v as i64).collect();
-    let tokens = || {
-        Tensor::<2, Int>::from_data(
-            TensorData::new(ids.clone(), [tok.shape[0], tok.shape[1]]),
-            &cpu(),
-        )
-    };
+    let tokens = || int_tensor_from_vec(ids.clone(), [tok.shape[0], tok.shape[1]], &cpu());
     let mut worst = 0.0f32;
     for (prefix, processing) in [
         ("tl", Processing::TransformerLens),

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use gpt2_gemma_models::{Activation, BosPolicy, CacheFilter, HookPoint, LanguageModel};
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
 use sae_core::device::tensor_to_vec;
 use sae_core::npy::write_f32;
 
@@ -84,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let b = rows.len();
     let dev = model.device();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat(), [b, width]), &dev);
+    let tokens = sae_core::device::int_tensor_from_vec(rows.concat(), [b, width], &dev);
     let (logits, cache) = model.run_with_cache(
         tokens,
         CacheFilter::Only(args.hooks.clone()),

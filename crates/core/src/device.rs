@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use crate::error::{CudaUnavailable, Result, SaeError};
 
@@ -265,6 +265,7 @@ pub fn cpu() -> Device {
 ///
 /// # Shapes
 /// `data.len()` must equal the product of `shape`; the caller guarantees it (checked in debug).
+#[allow(clippy::disallowed_methods)] // the one place host data meets burn
 pub fn tensor_from_vec<const D: usize>(
     data: Vec<f32>,
     shape: [usize; D],
@@ -275,6 +276,7 @@ pub fn tensor_from_vec<const D: usize>(
 }
 
 /// An int tensor from host data.
+#[allow(clippy::disallowed_methods)] // the one place host data meets burn
 pub fn int_tensor_from_vec<const D: usize>(
     data: Vec<i64>,
     shape: [usize; D],
@@ -284,7 +286,19 @@ pub fn int_tensor_from_vec<const D: usize>(
     Tensor::from_data(TensorData::new(data, shape), device)
 }
 
+/// A boolean tensor (masks) from row-major host data.
+#[allow(clippy::disallowed_methods)] // the one place host data meets burn
+pub fn bool_tensor_from_vec<const D: usize>(
+    data: Vec<bool>,
+    shape: [usize; D],
+    device: &Device,
+) -> Tensor<D, Bool> {
+    debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
 /// Reads a float tensor back to row-major host data.
+#[allow(clippy::disallowed_methods)] // the one place host data meets burn
 pub fn tensor_to_vec<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     tensor
         .into_data()
@@ -296,6 +310,7 @@ pub fn tensor_to_vec<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
 /// Reads several 1-D tensors (reductions, counts) back in one transfer: on a GPU every read is a
 /// synchronisation, so a training step reads its statistics together. Returns each tensor's
 /// values in order.
+#[allow(clippy::disallowed_methods)] // the one place host data meets burn
 pub fn tensors_to_vecs(parts: Vec<Tensor<1>>) -> Result<Vec<Vec<f32>>> {
     let lens: Vec<usize> = parts.iter().map(|t| t.dims()[0]).collect();
     if parts.is_empty() {
@@ -323,6 +338,7 @@ pub fn is_host_memory(device: &Device) -> bool {
 }
 
 /// Reads an int tensor back to host data.
+#[allow(clippy::disallowed_methods)] // the one place host data meets burn
 pub fn int_tensor_to_vec<const D: usize>(tensor: Tensor<D, Int>) -> Result<Vec<i64>> {
     tensor
         .into_data()

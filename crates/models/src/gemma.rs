@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use sae_core::burn::module::{Module, Param};
 use sae_core::burn::tensor::activation::softmax;
-use sae_core::burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use sae_core::burn::tensor::{Bool, Device, Int, Tensor};
 use sae_core::device::tensor_from_vec;
 use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 use serde::Deserialize;
@@ -905,7 +905,7 @@ fn attention_mask(t: usize, past: usize, window: Option<usize>, dev: &Device) ->
             })
         })
         .collect();
-    Tensor::from_data(TensorData::new(data, [t, total]), dev)
+    sae_core::device::bool_tensor_from_vec(data, [t, total], dev)
 }
 
 impl LanguageModel for Gemma {

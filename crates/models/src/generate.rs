@@ -1,7 +1,6 @@
 //! KV-cached generation: greedy or sampled, batched, with hooks that see the prompt on the
 //! prefill pass and one position per later step (as in TransformerLens).
 
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
 use sae_core::device::tensor_to_vec;
 
 use crate::error::{ModelError, Result};
@@ -66,7 +65,7 @@ pub fn generate<M: LanguageModel + ?Sized>(
     let mut input: Vec<i64> = prompts.iter().flatten().map(|&x| i64::from(x)).collect();
     let mut width = t;
     for step in 0..config.max_new_tokens {
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(input, [b, width]), &dev);
+        let tokens = sae_core::device::int_tensor_from_vec(input, [b, width], &dev);
         let pass = if step == 0 {
             Pass::Prefill
         } else {

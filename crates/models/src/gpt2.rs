@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use sae_core::burn::module::{Module, Param};
 use sae_core::burn::tensor::activation::softmax;
-use sae_core::burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use sae_core::burn::tensor::{Bool, Device, Int, Tensor};
 use sae_core::device::tensor_from_vec;
 use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 
@@ -562,7 +562,7 @@ fn causal_mask(t: usize, past: usize, dev: &Device) -> Tensor<2, Bool> {
     let data: Vec<bool> = (0..t)
         .flat_map(|i| (0..total).map(move |j| j > past + i))
         .collect();
-    Tensor::from_data(TensorData::new(data, [t, total]), dev)
+    sae_core::device::bool_tensor_from_vec(data, [t, total], dev)
 }
 
 trait ScalarI64 {

@@ -20,8 +20,7 @@ use gpt2_gemma_models::{
     CacheFilter, Gemma, GemmaVariant, GenerateConfig, HookPoint, Hooks, ModelError, generate,
 };
 use sae_core::StorageDtype;
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::{from_env, tensor_to_vec};
+use sae_core::device::{from_env, int_tensor_from_vec, tensor_to_vec};
 use sae_core::safetensors_io::{SafetensorsFile, write_safetensors};
 
 fn dir(name: &str) -> PathBuf {
@@ -38,7 +37,7 @@ fn check(model_dir: &Path, io_name: &str, variant: GemmaVariant) {
     let model = Gemma::load(model_dir, &from_env().unwrap()).unwrap();
     assert_eq!(model.variant(), variant);
     let ids: Vec<i64> = io["tokens"].data.iter().map(|v| *v as i64).collect();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 12]), &from_env().unwrap());
+    let tokens = int_tensor_from_vec(ids, [2, 12], &from_env().unwrap());
     let (logits, cache) = model
         .run_with_cache(
             tokens,

@@ -12,8 +12,7 @@ use gpt2_gemma_models::gguf::GgufFile;
 use gpt2_gemma_models::{
     BosPolicy, CacheFilter, Gemma, GemmaTokenizer, GenerateConfig, HookPoint, Hooks, generate,
 };
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::{from_env, tensor_to_vec};
+use sae_core::device::{from_env, int_tensor_from_vec, tensor_to_vec};
 use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 
 fn fixtures() -> PathBuf {
@@ -101,8 +100,7 @@ fn logits_and_every_resid_pre_match_transformers() {
     for (i, p) in meta["prompts"].as_array().unwrap().iter().enumerate() {
         let toks: Vec<i64> = ids(&p["ids"]).into_iter().map(i64::from).collect();
         let n = toks.len();
-        let tokens =
-            Tensor::<2, Int>::from_data(TensorData::new(toks, [1, n]), &from_env().unwrap());
+        let tokens = int_tensor_from_vec(toks, [1, n], &from_env().unwrap());
         let mut filter: Vec<HookPoint> = (0..n_layers).map(HookPoint::ResidPre).collect();
         filter.push(HookPoint::LnFinalNormalized);
         let (logits, cache) = model
@@ -149,11 +147,9 @@ fn paris_and_greedy_generation_equal_transformers() {
     let prompt = tok
         .encode_with("The capital of France is", BosPolicy::Prepend)
         .unwrap();
-    let tokens = Tensor::<2, Int>::from_data(
-        TensorData::new(
-            prompt.iter().map(|&v| i64::from(v)).collect::<Vec<_>>(),
-            [1, prompt.len()],
-        ),
+    let tokens = int_tensor_from_vec(
+        prompt.iter().map(|&v| i64::from(v)).collect::<Vec<_>>(),
+        [1, prompt.len()],
         &from_env().unwrap(),
     );
     let logits = model.forward(tokens).unwrap();

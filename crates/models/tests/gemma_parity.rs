@@ -11,8 +11,7 @@ use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::{
     CacheFilter, Gemma, GemmaVariant, GenerateConfig, HookPoint, Hooks, generate,
 };
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::{from_env, tensor_to_vec};
+use sae_core::device::{from_env, int_tensor_from_vec, tensor_to_vec};
 use sae_core::safetensors_io::SafetensorsFile;
 
 fn dir() -> PathBuf {
@@ -36,7 +35,7 @@ fn gemma3_logits_and_hidden_states_match_transformers() {
     assert!(!la[5].sliding && la[5].rope_theta == 1_000_000.0);
     let t = &io["tokens"];
     let ids: Vec<i64> = t.data.iter().map(|v| *v as i64).collect();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 12]), &from_env().unwrap());
+    let tokens = int_tensor_from_vec(ids, [2, 12], &from_env().unwrap());
     let filter = CacheFilter::Only((0..6).map(HookPoint::ResidPre).collect());
     let (logits, cache) = model.run_with_cache(tokens, filter, None).unwrap();
     let d = max_diff(&tensor_to_vec(logits.unwrap()).unwrap(), &io["logits"].data);
@@ -78,12 +77,7 @@ fn gemma3_greedy_generation_equals_transformers() {
 fn gemma_hooks_cache_edit_and_stop() {
     use gpt2_gemma_models::Activation;
     let model = Gemma::load(dir().join("model"), &from_env().unwrap()).unwrap();
-    let tokens = || {
-        Tensor::<2, Int>::from_data(
-            TensorData::new(vec![2i64, 5, 9, 13, 200, 7], [1, 6]),
-            &from_env().unwrap(),
-        )
-    };
+    let tokens = || int_tensor_from_vec(vec![2i64, 5, 9, 13, 200, 7], [1, 6], &from_env().unwrap());
     let (logits, cache) = model
         .run_with_cache(tokens(), CacheFilter::All, None)
         .unwrap();

@@ -11,8 +11,7 @@ use gpt2_gemma_models::{
     Activation, GenerateConfig, Gpt2, HookPoint, Hooks, Pass, Processing, SampleConfig, Sampling,
     generate, generate_many,
 };
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::{from_env, tensor_to_vec};
+use sae_core::device::{from_env, int_tensor_from_vec, tensor_to_vec};
 
 fn model(p: Processing) -> Gpt2 {
     Gpt2::load(
@@ -60,8 +59,9 @@ fn kv_cache_logits_equal_full_recomputation() {
     let gpt = model(Processing::TransformerLens);
     let seq: Vec<i64> = vec![5, 17, 300, 42, 999, 7, 8, 120];
     let full = gpt
-        .forward(Tensor::<2, Int>::from_data(
-            TensorData::new(seq.clone(), [1, 8]),
+        .forward(int_tensor_from_vec(
+            seq.clone(),
+            [1, 8],
             &from_env().unwrap(),
         ))
         .unwrap();
@@ -70,10 +70,7 @@ fn kv_cache_logits_equal_full_recomputation() {
     let mut hooks = Hooks::new();
     let first = gpt
         .run(
-            Tensor::from_data(
-                TensorData::new(seq[..5].to_vec(), [1, 5]),
-                &from_env().unwrap(),
-            ),
+            int_tensor_from_vec(seq[..5].to_vec(), [1, 5], &from_env().unwrap()),
             &mut hooks,
             None,
             Some(&mut kv),
@@ -85,7 +82,7 @@ fn kv_cache_logits_equal_full_recomputation() {
     for (i, tok) in seq[5..].iter().enumerate() {
         let step = gpt
             .run(
-                Tensor::from_data(TensorData::new(vec![*tok], [1, 1]), &from_env().unwrap()),
+                int_tensor_from_vec(vec![*tok], [1, 1], &from_env().unwrap()),
                 &mut hooks,
                 None,
                 Some(&mut kv),

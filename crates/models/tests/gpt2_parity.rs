@@ -18,8 +18,7 @@ use gpt2_gemma_models::LanguageModel;
 use gpt2_gemma_models::{
     Activation, CacheFilter, Gpt2, Gpt2Tokenizer, HookPoint, Hooks, ModelError, Processing,
 };
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::{from_env, tensor_to_vec};
+use sae_core::device::{from_env, int_tensor_from_vec, tensor_to_vec};
 use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 
 fn io() -> BTreeMap<String, HostTensor> {
@@ -275,9 +274,7 @@ fn bad_inputs_are_clear_errors() {
         &from_env().unwrap(),
     )
     .unwrap();
-    let t = |ids: Vec<i64>, n| {
-        Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &from_env().unwrap())
-    };
+    let t = |ids: Vec<i64>, n| int_tensor_from_vec(ids, [1, n], &from_env().unwrap());
     assert!(matches!(
         model.forward(t(vec![5, 1000], 2)),
         Err(ModelError::InvalidInput(_))

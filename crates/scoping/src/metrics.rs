@@ -15,8 +15,7 @@
 
 use gpt2_gemma_models::{Activation, CacheFilter, HookPoint, Hooks, LanguageModel, Pass};
 use sae_core::burn::tensor::activation::log_softmax;
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::tensor_to_vec;
+use sae_core::device::{int_tensor_from_vec, tensor_to_vec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ScopingError};
@@ -76,7 +75,7 @@ pub fn mean_token_embedding<M: LanguageModel + ?Sized>(model: &M) -> Result<Vec<
     for start in (0..v).step_by(chunk) {
         let n = chunk.min(v - start);
         let ids: Vec<i64> = (start..start + n).map(|i| i as i64).collect();
-        let t = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &dev);
+        let t = int_tensor_from_vec(ids, [1, n], &dev);
         let (_, cache) =
             model.run_with_cache(t, CacheFilter::Only(vec![HookPoint::Embed]), Some(0))?;
         let e = cache
@@ -120,7 +119,7 @@ fn probe<M: LanguageModel + ?Sized>(
     let ids: Vec<i64> = (0..s)
         .flat_map(|_| prompt.ids.iter().map(|&x| i64::from(x)))
         .collect();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [s, t]), &model.device());
+    let tokens = int_tensor_from_vec(ids, [s, t], &model.device());
     let logits = model
         .run(tokens, &mut hooks, None, None, Pass::Prefill)?
         .ok_or_else(|| ScopingError::invalid("forward", "logits", "none"))?;
@@ -239,7 +238,7 @@ pub fn residual_norm<M: LanguageModel + ?Sized>(
 ) -> Result<f32> {
     let t = prompt.ids.len();
     let ids: Vec<i64> = prompt.ids.iter().map(|&x| i64::from(x)).collect();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, t]), &model.device());
+    let tokens = int_tensor_from_vec(ids, [1, t], &model.device());
     let point = HookPoint::ResidPre(layer);
     let (_, cache) =
         model.run_with_cache(tokens, CacheFilter::Only(vec![point]), Some(layer + 1))?;

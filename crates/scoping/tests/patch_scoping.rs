@@ -15,8 +15,7 @@ use gpt2_gemma_models::{
 use patch_scoping::{
     PatchMode, PatchPrompt, ScaleKind, SweepConfig, TuningConfig, residual_norm, sweep, tune_scales,
 };
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::tensor_to_vec;
+use sae_core::device::{int_tensor_from_vec, tensor_to_vec};
 
 struct Loaded {
     model: Gemma,
@@ -204,7 +203,7 @@ fn patching_a_tokens_own_embedding_at_layer_0_is_writing_the_token() {
     // The token's own (scaled) embedding: hook_resid_pre of layer 0 at its position.
     let t = written.len();
     let ids: Vec<i64> = written.iter().map(|&x| i64::from(x)).collect();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, t]), &l.model.device());
+    let tokens = int_tensor_from_vec(ids, [1, t], &l.model.device());
     let (_, cache) = l
         .model
         .run_with_cache(

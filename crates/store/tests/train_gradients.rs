@@ -6,8 +6,8 @@ use activation_store::TrainArchitecture;
 use activation_store::train::step::{SaeTensors, loss_and_grads, loss_and_grads_with_residual};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use sae_core::burn::tensor::{Tensor, TensorData};
-use sae_core::device::{from_env, tensor_to_vec};
+use sae_core::burn::tensor::Tensor;
+use sae_core::device::{from_env, tensor_from_vec, tensor_to_vec};
 
 const B: usize = 6;
 const D: usize = 5;
@@ -20,10 +20,10 @@ fn rand_vec(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
 fn params(rng: &mut StdRng) -> SaeTensors {
     let d = from_env().unwrap();
     SaeTensors {
-        w_enc: Tensor::from_data(TensorData::new(rand_vec(rng, D * S, 0.8), [D, S]), &d),
-        b_enc: Tensor::from_data(TensorData::new(rand_vec(rng, S, 0.3), [S]), &d),
-        w_dec: Tensor::from_data(TensorData::new(rand_vec(rng, S * D, 0.8), [S, D]), &d),
-        b_dec: Tensor::from_data(TensorData::new(rand_vec(rng, D, 0.3), [D]), &d),
+        w_enc: tensor_from_vec(rand_vec(rng, D * S, 0.8), [D, S], &d),
+        b_enc: tensor_from_vec(rand_vec(rng, S, 0.3), [S], &d),
+        w_dec: tensor_from_vec(rand_vec(rng, S * D, 0.8), [S, D], &d),
+        b_dec: tensor_from_vec(rand_vec(rng, D, 0.3), [D], &d),
     }
 }
 
@@ -42,10 +42,10 @@ fn with(p: &SaeTensors, which: usize, i: usize, delta: f32) -> SaeTensors {
     let d = from_env().unwrap();
     let mut q = p.clone();
     match which {
-        0 => q.w_enc = Tensor::from_data(TensorData::new(v, [D, S]), &d),
-        1 => q.b_enc = Tensor::from_data(TensorData::new(v, [S]), &d),
-        2 => q.w_dec = Tensor::from_data(TensorData::new(v, [S, D]), &d),
-        _ => q.b_dec = Tensor::from_data(TensorData::new(v, [D]), &d),
+        0 => q.w_enc = tensor_from_vec(v, [D, S], &d),
+        1 => q.b_enc = tensor_from_vec(v, [S], &d),
+        2 => q.w_dec = tensor_from_vec(v, [S, D], &d),
+        _ => q.b_dec = tensor_from_vec(v, [D], &d),
     }
     q
 }
@@ -53,10 +53,8 @@ fn with(p: &SaeTensors, which: usize, i: usize, delta: f32) -> SaeTensors {
 fn check(arch: TrainArchitecture, l1: f64, apply_b_dec: bool, dead: Option<Vec<bool>>, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let p = params(&mut rng);
-    let x: Tensor<2> = Tensor::from_data(
-        TensorData::new(rand_vec(&mut rng, B * D, 1.0), [B, D]),
-        &from_env().unwrap(),
-    );
+    let x: Tensor<2> =
+        tensor_from_vec(rand_vec(&mut rng, B * D, 1.0), [B, D], &from_env().unwrap());
     let out = loss_and_grads(&p, x.clone(), arch, l1, apply_b_dec, dead.as_deref()).unwrap();
     let grads = [
         tensor_to_vec(out.grads.w_enc.clone()).unwrap(),

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use sae_core::burn::tensor::{Int, Tensor, TensorData};
-use sae_core::device::from_env;
+use sae_core::burn::tensor::{Int, Tensor};
+use sae_core::device::{from_env, int_tensor_from_vec};
 use sae_core::safetensors_io::HostTensor;
 
 /// `crates/models/tests/fixtures`.
@@ -26,8 +26,5 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 pub fn tokens(io: &BTreeMap<String, HostTensor>) -> Tensor<2, Int> {
     let t = &io["tokens"];
     let ids: Vec<i64> = t.data.iter().map(|v| *v as i64).collect();
-    Tensor::from_data(
-        TensorData::new(ids, [t.shape[0], t.shape[1]]),
-        &from_env().unwrap(),
-    )
+    int_tensor_from_vec(ids, [t.shape[0], t.shape[1]], &from_env().unwrap())
 }

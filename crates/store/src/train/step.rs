@@ -13,8 +13,8 @@
 
 use rayon::prelude::*;
 
-use sae_core::burn::tensor::{Tensor, TensorData};
-use sae_core::device::{is_host_memory, tensor_to_vec, tensors_to_vecs};
+use sae_core::burn::tensor::Tensor;
+use sae_core::device::{is_host_memory, tensor_from_vec, tensor_to_vec, tensors_to_vecs};
 
 use crate::error::Result;
 use crate::train::config::TrainArchitecture;
@@ -97,10 +97,7 @@ pub(crate) fn row_kth_largest_tensor(h: &Tensor<2>, k: usize) -> Result<Tensor<2
     if is_host_memory(&device) {
         let host = tensor_to_vec(h.clone())?;
         let thr = row_kth_largest(&host, cols, k, None);
-        return Ok(Tensor::<2>::from_data(
-            TensorData::new(thr, [rows, 1]),
-            &device,
-        ));
+        return Ok(tensor_from_vec(thr, [rows, 1], &device));
     }
     Ok(row_kth_largest_on_device(h.clone(), k))
 }
@@ -252,14 +249,12 @@ pub fn loss_and_grads_with_residual(
                     let k_aux = k_aux_full.min(n_dead).max(1);
                     let host = tensor_to_vec(h.clone())?;
                     let thr = row_kth_largest(&host, d_sae, k_aux, Some(dead));
-                    let thr = Tensor::<2>::from_data(TensorData::new(thr, [b, 1]), &device);
-                    let dead_t = Tensor::<1>::from_data(
-                        TensorData::new(
-                            dead.iter()
-                                .map(|&d| if d { 1.0f32 } else { 0.0 })
-                                .collect::<Vec<_>>(),
-                            [d_sae],
-                        ),
+                    let thr = tensor_from_vec(thr, [b, 1], &device);
+                    let dead_t = tensor_from_vec(
+                        dead.iter()
+                            .map(|&d| if d { 1.0f32 } else { 0.0 })
+                            .collect::<Vec<_>>(),
+                        [d_sae],
                         &device,
                     )
                     .unsqueeze_dim(0);

@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use sae_core::burn::tensor::{Device, Tensor, TensorData};
+use sae_core::burn::tensor::{Device, Tensor};
 use sae_core::device::{tensor_to_vec, tensors_to_vecs};
 use sae_core::safetensors_io::{SafetensorsFile, write_safetensors};
 use sae_core::{Architecture, HostTensor, Sae, SaeConfig, SaeMetadata, StorageDtype};
@@ -68,12 +68,12 @@ fn zeros_like(p: &SaeTensors) -> SaeTensors {
 }
 
 fn t2(data: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(data, shape), device)
+    sae_core::device::tensor_from_vec(data, shape, device)
 }
 
 fn t1(data: Vec<f32>, device: &Device) -> Tensor<1> {
     let n = data.len();
-    Tensor::from_data(TensorData::new(data, [n]), device)
+    sae_core::device::tensor_from_vec(data, [n], device)
 }
 
 fn row_normalised(w: Tensor<2>, norm: f64) -> Tensor<2> {
