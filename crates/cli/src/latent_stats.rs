@@ -1,6 +1,5 @@
 //! `sae-geometry latent-stats`.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use activation_store::cache::ActivationCacheDir;
@@ -98,22 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let range = args.shards.as_deref().map(parse_range).transpose()?;
         gather_from_cache(&cache, &sae, &latents, cfg, range, true)?
     };
-    stats.save(&args.out)?;
-    let csv = args.out.with_extension("csv");
-    let mut f = sae_core::atomic::AtomicFile::create(&csv)?;
-    writeln!(f, "latent,frequency,mean,mean_when_active,max,n_fired")?;
-    for (l, freq) in stats.latents.iter().zip(stats.frequencies()) {
-        let max = if l.max.is_finite() { l.max } else { 0.0 };
-        writeln!(
-            f,
-            "{},{freq},{},{},{max},{}",
-            l.latent,
-            l.mean(stats.n_tokens),
-            l.mean_when_active(),
-            l.n_fired
-        )?;
-    }
-    f.commit()?;
+    let csv = stats.save_with_csv(&args.out)?;
     eprintln!(
         "{} latents over {} tokens → {} and {}",
         stats.latents.len(),

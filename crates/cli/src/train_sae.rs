@@ -2,17 +2,9 @@
 
 use std::path::PathBuf;
 
-use activation_store::cache::ActivationCacheDir;
-use activation_store::eval::{EvalConfig, SaeEvaluation, evaluate_sae};
-use activation_store::train::family::{
-    FamilyOptions, FamilyRequest, start_or_resume_family, train_family,
-};
-use activation_store::{
-    CacheBatches, StepMetrics, TextSource, TokenWindows, TrainArchitecture, TrainConfig, Trainer,
-};
-use anyhow::Context;
-use gpt2_gemma_models::ModelSource;
-use sae_core::{ComputeDevice, SaeMetadata};
+use activation_store::train::{TrainEval, TrainRunConfig, train_from_cache};
+use activation_store::{StepMetrics, TrainArchitecture};
+use sae_core::ComputeDevice;
 
 /// The training objective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -124,148 +116,62 @@ fn arch(args: &Args) -> TrainArchitecture {
 /// Runs `train-sae`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let device = args.device.burn_device()?;
-    let cache = ActivationCacheDir::open(&args.cache)?;
-    let spec = cache.manifest().spec.clone();
-    let _lock = sae_core::lock::OutputLock::acquire(&args.out)?;
-    let run_dir = args.out.join("run");
-    let request = FamilyRequest {
-        configs: args
-            .widths
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| {
-                let mut c = TrainConfig::new(spec.d_in, w, arch(&args), args.steps);
-                c.lr = args.lr;
-                c.lr_warm_up_steps = args.lr_warm_up_steps;
-                c.lr_decay_steps = args.lr_decay_steps;
-                c.normalize_activations = args.normalize_activations;
-                c.apply_b_dec_to_input = args.apply_b_dec_to_input;
-                c.dead_feature_window = args.dead_feature_window;
-                c.seed = args.seed + i as u64;
-                c
-            })
-            .collect(),
-        data: serde_json::json!({
-            "cache_spec_hash": cache.manifest().spec_hash,
-            "batch_size": args.batch_size,
-            "buffer_batches": args.buffer_batches,
-            "seed": args.seed,
-        }),
-    };
-    let mut trainers = start_or_resume_family(&run_dir, &request, &device)?;
-    if let Some(step) = trainers.first().map(Trainer::steps).filter(|&s| s > 0) {
-        tracing::info!(step, "resuming from the last checkpoint");
-    }
-    let mut source = CacheBatches::new(
-        &cache,
-        args.batch_size,
-        args.batch_size * args.buffer_batches,
-        0.5,
-        args.seed,
-        usize::MAX,
-    )?;
-    let opts = FamilyOptions {
+    let config = TrainRunConfig {
+        architecture: arch(&args),
+        widths: args.widths.clone(),
         steps: args.steps,
-        run_dir: Some(run_dir),
+        batch_size: args.batch_size,
+        buffer_batches: args.buffer_batches,
+        lr: args.lr,
+        lr_warm_up_steps: args.lr_warm_up_steps,
+        lr_decay_steps: args.lr_decay_steps,
+        normalize_activations: args.normalize_activations,
+        apply_b_dec_to_input: args.apply_b_dec_to_input,
+        dead_feature_window: args.dead_feature_window,
         checkpoint_every: args.checkpoint_every,
+        seed: args.seed,
         log_every: 50,
         progress: true,
     };
-    let started = std::time::Instant::now();
-    let last = train_family(&mut source, &mut trainers, &opts, |m: &[StepMetrics]| {
-        for (t, m) in m.iter().enumerate() {
-            tracing::info!(
-                sae = t,
-                step = m.step,
-                mse = m.mse,
-                ev = m.explained_variance,
-                l0 = m.l0,
-                dead = m.dead_fraction
-            );
-        }
-    })?;
-    let secs = started.elapsed().as_secs_f64();
-    let metadata = SaeMetadata {
-        model_name: Some(spec.model.clone()),
-        hook_name: Some(spec.hook.to_string()),
-        prepend_bos: Some(spec.packing.begin_batch_token.is_some()),
-        context_size: Some(spec.packing.context_size),
-        dataset_path: Some(spec.dataset.clone()),
-        ..SaeMetadata::default()
-    };
-    let eval_model = match &args.eval_dataset {
-        Some(_) => {
-            let src: ModelSource = spec.model.parse().map_err(anyhow::Error::msg)?;
-            let hub = sae_core::HubClient::from_env().offline(true);
-            Some(src.load(
-                &hub,
-                gpt2_gemma_models::Processing::TransformerLens,
-                args.gguf.as_deref(),
-                &device,
-            )?)
-        }
-        None => None,
-    };
-    let mut summary = Vec::new();
-    if last.len() != trainers.len() {
-        anyhow::bail!("the cache yielded no training batch; nothing to save");
-    }
-    for (t, m) in trainers.iter().zip(&last) {
-        let sae = t.to_sae(metadata.clone())?;
-        let dir = args.out.join(format!(
-            "{}-{}",
-            t.config().architecture.as_str(),
-            t.config().d_sae
-        ));
-        sae.save(&dir)
-            .with_context(|| format!("saving {}", dir.display()))?;
-        let eval: Option<SaeEvaluation> = match (&eval_model, &args.eval_dataset) {
-            (Some((model, tok)), Some(path)) => {
-                let mut w =
-                    TokenWindows::new(TextSource::from_path(path, None)?, tok, spec.packing)?;
-                let mut windows = Vec::new();
-                while windows.len() < args.eval_windows {
-                    match w.next_window()? {
-                        Some(x) => windows.push(x),
-                        None => break,
-                    }
-                }
-                let config = EvalConfig {
-                    ignore_tokens: tok.special_ids(),
-                    ..EvalConfig::default()
-                };
-                Some(evaluate_sae(model, &sae, spec.hook, &windows, &config)?)
-            }
-            _ => None,
-        };
+    let eval = args.eval_dataset.as_ref().map(|dataset| TrainEval {
+        dataset: dataset.clone(),
+        windows: args.eval_windows,
+        gguf: args.gguf.clone(),
+    });
+    let run = train_from_cache(
+        &args.cache,
+        &config,
+        eval.as_ref(),
+        &device,
+        &args.out,
+        log_metrics,
+    )?;
+    for s in &run.saes {
+        let m = &s.last_batch;
         eprintln!(
             "d_sae {:>6}: mse {:.4}  explained variance {:.4}  L0 {:.1}  dead {:.3}{}  → {}",
-            t.config().d_sae,
+            s.d_sae,
             m.mse,
             m.explained_variance,
             m.l0,
             m.dead_fraction,
-            eval.as_ref().map(|e| format!("  CE recovered {:.4} (clean {:.3}, SAE {:.3}, zero {:.3}; eval EV {:.4}, L0 {:.1})", e.ce_loss_recovered, e.ce_clean, e.ce_with_sae, e.ce_zero_ablation, e.explained_variance, e.l0)).unwrap_or_default(),
-            dir.display()
+            s.eval.as_ref().map(|e| format!("  CE recovered {:.4} (clean {:.3}, SAE {:.3}, zero {:.3}; eval EV {:.4}, L0 {:.1})", e.ce_loss_recovered, e.ce_clean, e.ce_with_sae, e.ce_zero_ablation, e.explained_variance, e.l0)).unwrap_or_default(),
+            s.dir.display()
         );
-        summary.push(serde_json::json!({
-            "d_sae": t.config().d_sae,
-            "architecture": t.config().architecture.as_str(),
-            "steps": t.steps(),
-            "last_batch": m,
-            "eval": eval,
-            "dir": dir,
-        }));
     }
-    let s = serde_json::json!({
-        "cache": args.cache,
-        "seconds": secs,
-        "steps_per_second": last.first().map(|m| m.step).unwrap_or(0) as f64 / secs.max(1e-9),
-        "saes": summary,
-    });
-    sae_core::atomic::write(
-        args.out.join("summary.json"),
-        &serde_json::to_vec_pretty(&s)?,
-    )?;
     Ok(())
+}
+
+/// The per-step log lines (`--log info`).
+pub fn log_metrics(metrics: &[StepMetrics]) {
+    for (t, m) in metrics.iter().enumerate() {
+        tracing::info!(
+            sae = t,
+            step = m.step,
+            mse = m.mse,
+            ev = m.explained_variance,
+            l0 = m.l0,
+            dead = m.dead_fraction
+        );
+    }
 }

@@ -34,5 +34,6 @@ pub use hdbscan::{ClusterSelection, Hdbscan, HdbscanConfig, HdbscanResult};
 pub use logit_lens::{LatentTokens, LogitLensConfig, logit_lens};
 pub use splitting::{
     SplittingConfig, SplittingResult, SplittingSae, SplittingSummary, compute_sae_umap_data,
+    compute_sae_umap_data_from_exports,
 };
 pub use umap::{Umap, UmapConfig, UmapResult};

@@ -261,6 +261,46 @@ pub struct SplittingSae<'a> {
     pub descriptions: Option<&'a [String]>,
 }
 
+/// [`compute_sae_umap_data`] with each SAE's descriptions read from a Neuronpedia export
+/// ([`crate::neuronpedia::load_explanations`], joined by latent index): `explanations` is empty
+/// (no descriptions) or holds one file per SAE, in the same order.
+///
+/// # Errors
+/// [`GeometryError::InvalidInput`] when the counts differ or an export does not parse, and
+/// whatever [`compute_sae_umap_data`] reports.
+pub fn compute_sae_umap_data_from_exports<E>(
+    saes: &[sae_core::Sae],
+    explanations: &[std::path::PathBuf],
+    w_u: &sae_core::burn::tensor::Tensor<2>,
+    str_tokens: impl Fn(&[u32]) -> std::result::Result<Vec<String>, E>,
+    lens: crate::LogitLensConfig,
+    config: &SplittingConfig,
+) -> Result<SplittingResult>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    if !explanations.is_empty() && explanations.len() != saes.len() {
+        return Err(GeometryError::InvalidInput {
+            what: "explanations".into(),
+            message: format!("{} files for {} SAEs", explanations.len(), saes.len()),
+        });
+    }
+    let descriptions = explanations
+        .iter()
+        .zip(saes)
+        .map(|(p, sae)| Ok(crate::neuronpedia::load_explanations(p, sae.d_sae())?.descriptions))
+        .collect::<Result<Vec<_>>>()?;
+    let inputs: Vec<SplittingSae<'_>> = saes
+        .iter()
+        .enumerate()
+        .map(|(i, sae)| SplittingSae {
+            sae,
+            descriptions: descriptions.get(i).map(Vec::as_slice),
+        })
+        .collect();
+    compute_sae_umap_data(&inputs, w_u, str_tokens, lens, config)
+}
+
 /// The tutorial's `compute_sae_umap_data` from SAEs and a model's unembedding: each latent's
 /// top boosted tokens by the logit lens (`lens.k` of them, `lens.batch` latents per matmul: the
 /// tutorial's 10 and 1000), shown through `str_tokens` (the model's tokenizer), then
@@ -399,5 +439,41 @@ impl SplittingResult {
             umap_x_std: std(self.rows.iter().map(|r| f64::from(r.umap_x)).collect()),
             umap_y_std: std(self.rows.iter().map(|r| f64::from(r.umap_y)).collect()),
         }
+    }
+
+    /// Writes the study's files into `dir` (created if missing): `splitting.parquet` and
+    /// `splitting.csv` (the table), `families.json`, `splitting.html` (hover) and `splitting.png`,
+    /// coloured by width — or, when the result was clustered, by cluster with the tutorial's
+    /// titles — and `summary.json` (the [`SplittingSummary`], with `seconds` when given: the
+    /// time the caller spent, loading included).
+    pub fn save(&self, dir: &std::path::Path, seconds: Option<f64>) -> Result<SplittingSummary> {
+        use crate::plot::{ColorBy, PlotLabels, write_html, write_png};
+        std::fs::create_dir_all(dir).map_err(|e| crate::plot::io_err(dir, e))?;
+        crate::table::write_parquet(&self.rows, &dir.join("splitting.parquet"))?;
+        crate::table::write_csv(&self.rows, &dir.join("splitting.csv"))?;
+        crate::table::write_json(&self.families, &dir.join("families.json"))?;
+        let summary = self.summary();
+        let (by, title) = if summary.clustered {
+            (
+                ColorBy::Cluster,
+                "2D UMAP with HDBSCAN clusters from a 10D UMAP",
+            )
+        } else {
+            (ColorBy::Width, "Feature Splitting in SAEs")
+        };
+        write_html(&self.rows, by, title, &dir.join("splitting.html"))?;
+        write_png(
+            &self.rows,
+            by,
+            PlotLabels::umap(title),
+            &dir.join("splitting.png"),
+        )?;
+        let mut v = serde_json::to_value(&summary).map_err(|e| crate::plot::io_err(dir, e))?;
+        if let Some(s) = seconds {
+            v["seconds"] = serde_json::json!(s);
+        }
+        let text = serde_json::to_string_pretty(&v).map_err(|e| crate::plot::io_err(dir, e))?;
+        sae_core::atomic::write(dir.join("summary.json"), text)?;
+        Ok(summary)
     }
 }

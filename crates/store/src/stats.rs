@@ -540,6 +540,32 @@ impl LatentStats {
         Ok(())
     }
 
+    /// One row per latent: `latent,frequency,mean,mean_when_active,max,n_fired` (`max` 0 for a
+    /// latent that never fired), the table `sae-geometry latent-stats` writes beside its JSON.
+    pub fn csv(&self) -> String {
+        let mut out = String::from("latent,frequency,mean,mean_when_active,max,n_fired\n");
+        for (l, freq) in self.latents.iter().zip(self.frequencies()) {
+            let max = if l.max.is_finite() { l.max } else { 0.0 };
+            out.push_str(&format!(
+                "{},{freq},{},{},{max},{}\n",
+                l.latent,
+                l.mean(self.n_tokens),
+                l.mean_when_active(),
+                l.n_fired
+            ));
+        }
+        out
+    }
+
+    /// Writes the summary to `path` ([`LatentStats::save`]) and its [`LatentStats::csv`] beside
+    /// it (`path` with the extension `csv`); returns the CSV's path.
+    pub fn save_with_csv(&self, path: &std::path::Path) -> Result<std::path::PathBuf> {
+        self.save(path)?;
+        let csv = path.with_extension("csv");
+        sae_core::atomic::write(&csv, self.csv())?;
+        Ok(csv)
+    }
+
     /// Reads a summary written by [`LatentStats::save`], checking that it is self-consistent
     /// (window widths, latent slots and offsets, sizes) before anything indexes with it.
     pub fn load(path: &std::path::Path) -> Result<Self> {

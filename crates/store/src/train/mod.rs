@@ -4,9 +4,11 @@
 
 pub mod config;
 pub mod family;
+pub mod run;
 pub mod step;
 pub mod trainer;
 
 pub use config::{TrainArchitecture, TrainConfig};
 pub use family::{FamilyOptions, FamilyRequest, start_or_resume_family, train_family};
+pub use run::{TrainEval, TrainRun, TrainRunConfig, TrainedSae, train_from_cache};
 pub use trainer::{StepMetrics, Trainer};
