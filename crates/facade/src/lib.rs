@@ -15,6 +15,7 @@
 //! | [`geometry`] | `latent-geometry` | UMAP, HDBSCAN, logit lens, feature splitting |
 //! | [`autointerp`] | `autointerp` | explanation generation and scoring |
 //! | [`patch_scoping`] | `patch-scoping` | the model explains a latent in its own words |
+//! | [`plot`] | `sae-geometry-plot` | static figures: PNGs with title, labelled axes and legend |
 
 pub use activation_store as store;
 pub use autointerp;
@@ -22,5 +23,6 @@ pub use gpt2_gemma_models as models;
 pub use latent_geometry as geometry;
 pub use patch_scoping;
 pub use sae_core as core;
+pub use sae_geometry_plot as plot;
 
 pub use sae_core::{Result, Sae, SaeConfig, SaeError};
