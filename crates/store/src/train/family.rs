@@ -233,6 +233,14 @@ pub fn train_family(
             found: vec![t.config().d_in],
         });
     }
+    let device = first.device().clone();
+    if trainers.iter().any(|t| t.device() != &device) {
+        return Err(StoreError::invalid(
+            "trainers",
+            "one device for the whole family",
+            "trainers on different devices",
+        ));
+    }
     for _ in 0..start {
         if source.next_batch()?.is_none() {
             return Err(StoreError::invalid(
@@ -283,9 +291,20 @@ pub fn train_family(
             tracing::warn!(step, "the data ran out before the last step");
             break;
         };
+        // One upload per step for the whole family (the trainers share a device).
+        let d_in = source.d_in();
+        if batch.is_empty() || !batch.len().is_multiple_of(d_in) {
+            return Err(StoreError::Shape {
+                what: "training batch".into(),
+                expected: vec![batch.len() / d_in.max(1), d_in],
+                found: vec![batch.len()],
+            });
+        }
+        let x =
+            sae_core::device::tensor_from_vec(batch.clone(), [batch.len() / d_in, d_in], &device);
         last = trainers
             .iter_mut()
-            .map(|t| t.step(&batch))
+            .map(|t| t.step_uploaded(&batch, x.clone()))
             .collect::<Result<Vec<_>>>()?;
         let done = step + 1;
         if done % opts.log_every.max(1) == 0 || done == opts.steps {

@@ -161,8 +161,19 @@ impl Trainer {
         dead as f64 / self.cfg.d_sae as f64
     }
 
-    /// One optimisation step on a batch `[rows, d_in]` (row-major).
+    /// The device the parameters live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// One optimisation step on a batch `[rows, d_in]` (row-major), uploaded here.
     pub fn step(&mut self, batch: &[f32]) -> Result<StepMetrics> {
+        let rows = self.batch_rows(batch)?;
+        let x = t2(batch.to_vec(), [rows, self.cfg.d_in], &self.device);
+        self.step_uploaded(batch, x)
+    }
+
+    fn batch_rows(&self, batch: &[f32]) -> Result<usize> {
         let d_in = self.cfg.d_in;
         if batch.is_empty() || !batch.len().is_multiple_of(d_in) {
             return Err(StoreError::Shape {
@@ -171,7 +182,26 @@ impl Trainer {
                 found: vec![batch.len()],
             });
         }
-        let rows = batch.len() / d_in;
+        Ok(batch.len() / d_in)
+    }
+
+    /// One optimisation step on a batch already on this trainer's device: `x` is `batch`
+    /// (`[rows, d_in]`, row-major) uploaded, so that a width family trained from the same
+    /// batches uploads each batch once ([`crate::train::train_family`]); the host copy serves
+    /// the first batch's normalisation estimate.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch.len() / d_in, d_in]`.
+    pub fn step_uploaded(&mut self, batch: &[f32], x: Tensor<2>) -> Result<StepMetrics> {
+        let d_in = self.cfg.d_in;
+        let rows = self.batch_rows(batch)?;
+        if x.dims() != [rows, d_in] {
+            return Err(StoreError::Shape {
+                what: "uploaded training batch".into(),
+                expected: vec![rows, d_in],
+                found: x.dims().to_vec(),
+            });
+        }
         if self.cfg.normalize_activations && self.scaling_factor.is_none() {
             // SAELens's expected_average_only_in: √d_in / mean ‖x‖, here from the first batch.
             let mean_norm = batch
@@ -190,7 +220,7 @@ impl Trainer {
                 1.0
             });
         }
-        let mut x = t2(batch.to_vec(), [rows, d_in], &self.device);
+        let mut x = x;
         if let Some(s) = self.scaling_factor {
             x = x.mul_scalar(s);
         }
