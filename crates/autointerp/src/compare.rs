@@ -332,10 +332,23 @@ pub fn figure(pops: &[Population], title: &str) -> Figure {
     let bar = bin * 0.8 / pops.len().max(1) as f64;
     let panels = PANELS
         .iter()
-        .map(|(name, dist, floor)| {
+        .enumerate()
+        .map(|(k, (name, dist, floor))| {
+            let floor_name = if k == 0 {
+                "None floor"
+            } else {
+                "with another's explanation"
+            };
+            // Headroom above the tallest bar for the legend (up to nine entries, top right).
+            let tallest = pops
+                .iter()
+                .filter_map(|p| dist(p))
+                .flat_map(|d| d.histogram.iter().map(move |&c| c as f64 / d.n as f64))
+                .fold(0.0f64, f64::max);
             let mut panel = PlotPanel::new(
                 Axis::new("score").with_range(0.0, 1.0),
-                Axis::new("fraction of the population's units"),
+                Axis::new("fraction of the population's units")
+                    .with_range(0.0, (tallest * 2.6).max(0.1)),
             )
             .with_title(*name);
             for (pi, p) in pops.iter().enumerate() {
@@ -369,7 +382,7 @@ pub fn figure(pops: &[Population], title: &str) -> Figure {
                 }
                 if let Some(f) = floor(p) {
                     panel.layers.push(Layer::vline(
-                        format!("{} floor {f:.3}", p.label),
+                        format!("{} {floor_name} {f:.3}", p.label),
                         color,
                         Stroke::Dashed,
                         f,
