@@ -140,7 +140,7 @@ fn reexec_in_release() -> anyhow::Result<bool> {
     if !cfg!(debug_assertions) {
         return Ok(false);
     }
-    let st = Command::new(env!("CARGO"))
+    let st = crate::cargo::cargo()
         .args(["run", "--release", "--quiet", "-p", "xtask", "--"])
         .args(std::env::args_os().skip(1))
         .status()

@@ -205,8 +205,7 @@ pub(crate) fn offline_cuda_env(cmd: &mut Command) {
 /// One cargo invocation for the binaries and the parity tests, so that features unify once
 /// (a `cargo test -p <package>` per package resolves other features and rebuilds the CUDA stack).
 fn cargo_build(args: &Args) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(&cargo);
+    let mut cmd = crate::cargo::cargo();
     cmd.current_dir(workspace_root())
         .args(["build", "--profile", &args.profile, "--features", "cuda"])
         .args(["-p", "sae-geometry-cli", "-p", "xtask"])

@@ -6,7 +6,6 @@
 //! panics/aborts (which must be zero). CI runs the same test binary with a small fixed case count.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -64,7 +63,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
         a.minutes
     );
     let t0 = Instant::now();
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let output = crate::cargo::cargo()
         .current_dir(&root)
         .args([
             "test",

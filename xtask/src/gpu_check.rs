@@ -183,7 +183,7 @@ fn parity(args: &Args) -> anyhow::Result<Value> {
     let dir = match &args.test_bins {
         Some(d) => d.clone(),
         None => {
-            let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            let st = crate::cargo::cargo()
                 .current_dir(workspace_root())
                 .args([
                     "run",

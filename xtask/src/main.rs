@@ -13,6 +13,7 @@ mod bench_scoping;
 mod bench_store;
 mod bench_umap;
 mod build_cuda;
+mod cargo;
 mod check_gemma;
 mod check_gpt2;
 mod check_splitting;

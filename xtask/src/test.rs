@@ -90,8 +90,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     };
     eprintln!("headless Chromium: {version}");
     // 3. The suite.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
+    let st = crate::cargo::cargo()
         .current_dir(crate::bench::workspace_root())
         .args(["test", "--workspace"])
         .args(&a.cargo_args)
