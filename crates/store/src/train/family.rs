@@ -291,20 +291,16 @@ pub fn train_family(
             tracing::warn!(step, "the data ran out before the last step");
             break;
         };
-        // One upload per step for the whole family (the trainers share a device).
-        let d_in = source.d_in();
-        if batch.is_empty() || !batch.len().is_multiple_of(d_in) {
-            return Err(StoreError::Shape {
-                what: "training batch".into(),
-                expected: vec![batch.len() / d_in.max(1), d_in],
-                found: vec![batch.len()],
-            });
+        // One upload per step for the whole family (the trainers share a device), after each
+        // trainer has checked the host batch and, on the first, estimated its scaling.
+        let mut rows = 0;
+        for t in trainers.iter_mut() {
+            rows = t.prepare(&batch)?;
         }
-        let x =
-            sae_core::device::tensor_from_vec(batch.clone(), [batch.len() / d_in, d_in], &device);
+        let x = sae_core::device::tensor_from_vec(batch, [rows, source.d_in()], &device);
         last = trainers
             .iter_mut()
-            .map(|t| t.step_uploaded(&batch, x.clone()))
+            .map(|t| t.step_uploaded(x.clone()))
             .collect::<Result<Vec<_>>>()?;
         let done = step + 1;
         if done % opts.log_every.max(1) == 0 || done == opts.steps {

@@ -168,12 +168,16 @@ impl Trainer {
 
     /// One optimisation step on a batch `[rows, d_in]` (row-major), uploaded here.
     pub fn step(&mut self, batch: &[f32]) -> Result<StepMetrics> {
-        let rows = self.batch_rows(batch)?;
+        let rows = self.prepare(batch)?;
         let x = t2(batch.to_vec(), [rows, self.cfg.d_in], &self.device);
-        self.step_uploaded(batch, x)
+        self.step_uploaded(x)
     }
 
-    fn batch_rows(&self, batch: &[f32]) -> Result<usize> {
+    /// Checks a host batch (`[rows, d_in]`, row-major) and, on the first batch of a run with
+    /// `normalize_activations`, estimates the input scaling factor from it; returns its rows.
+    /// [`Trainer::step`] calls it; a width family calls it for each trainer before uploading the
+    /// batch once for all of them ([`Trainer::step_uploaded`]).
+    pub fn prepare(&mut self, batch: &[f32]) -> Result<usize> {
         let d_in = self.cfg.d_in;
         if batch.is_empty() || !batch.len().is_multiple_of(d_in) {
             return Err(StoreError::Shape {
@@ -182,26 +186,7 @@ impl Trainer {
                 found: vec![batch.len()],
             });
         }
-        Ok(batch.len() / d_in)
-    }
-
-    /// One optimisation step on a batch already on this trainer's device: `x` is `batch`
-    /// (`[rows, d_in]`, row-major) uploaded, so that a width family trained from the same
-    /// batches uploads each batch once ([`crate::train::train_family`]); the host copy serves
-    /// the first batch's normalisation estimate.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch.len() / d_in, d_in]`.
-    pub fn step_uploaded(&mut self, batch: &[f32], x: Tensor<2>) -> Result<StepMetrics> {
-        let d_in = self.cfg.d_in;
-        let rows = self.batch_rows(batch)?;
-        if x.dims() != [rows, d_in] {
-            return Err(StoreError::Shape {
-                what: "uploaded training batch".into(),
-                expected: vec![rows, d_in],
-                found: x.dims().to_vec(),
-            });
-        }
+        let rows = batch.len() / d_in;
         if self.cfg.normalize_activations && self.scaling_factor.is_none() {
             // SAELens's expected_average_only_in: √d_in / mean ‖x‖, here from the first batch.
             let mean_norm = batch
@@ -219,6 +204,31 @@ impl Trainer {
             } else {
                 1.0
             });
+        }
+        Ok(rows)
+    }
+
+    /// One optimisation step on a batch already on this trainer's device, after
+    /// [`Trainer::prepare`] saw its host copy: a width family trained from the same batches
+    /// uploads each batch once ([`crate::train::train_family`]).
+    ///
+    /// # Shapes
+    /// - `x`: `[rows, d_in]`.
+    pub fn step_uploaded(&mut self, x: Tensor<2>) -> Result<StepMetrics> {
+        let [rows, d_in] = x.dims();
+        if rows == 0 || d_in != self.cfg.d_in {
+            return Err(StoreError::Shape {
+                what: "uploaded training batch".into(),
+                expected: vec![rows.max(1), self.cfg.d_in],
+                found: x.dims().to_vec(),
+            });
+        }
+        if self.cfg.normalize_activations && self.scaling_factor.is_none() {
+            return Err(StoreError::invalid(
+                "scaling factor",
+                "estimated by Trainer::prepare from the first batch's host copy",
+                "none",
+            ));
         }
         let mut x = x;
         if let Some(s) = self.scaling_factor {
