@@ -47,6 +47,7 @@ pub fn random_standard_sae(d_in: usize, d_sae: usize, device: &Device) -> Sae {
         b_gate: None,
         b_mag: None,
         r_mag: None,
+        w_skip: None,
     };
     match Sae::from_parts(
         SaeConfig::new(d_in, d_sae, Architecture::Standard),

@@ -3,6 +3,7 @@
 
 pub mod hub_server;
 pub mod neuronpedia_server;
+pub mod npz;
 pub mod online_fixtures;
 mod serve;
 

@@ -68,6 +68,10 @@ pub(crate) enum Which {
     /// Feature absorption: the 26 class-balanced first-letter probes on 12 000 × 640 words
     /// beside scikit-learn (newton-cholesky and lbfgs), and one SAE's absorption metrics.
     Absorption,
+    /// Loading a converted release: Gemma Scope's `gemma-scope-2b-pt-res-canonical`
+    /// `layer_12/width_16k/canonical` (`params.npz`, 2304 × 16 384, random weights) from an
+    /// offline HF cache, beside SAELens's `SAE.from_pretrained` on the same cache.
+    Convert,
 }
 
 pub(crate) fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -108,6 +112,7 @@ pub(crate) fn random_sae_params(
         b_gate: None,
         b_mag: None,
         r_mag: None,
+        w_skip: None,
     }
 }
 
@@ -168,6 +173,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::PatchScoping => crate::bench_scoping::run(&args),
         Which::EvalSae => crate::bench_eval::run(&args),
         Which::Absorption => crate::bench_absorption::run(&args),
+        Which::Convert => convert(&args),
     }
 }
 
@@ -245,6 +251,88 @@ fn sae_encode(args: &Args) -> anyhow::Result<()> {
     let theirs = reference["median_s"].as_f64().unwrap_or(f64::NAN);
     println!(
         "reference ({}, {} threads): {theirs:.3} s; max |Δ| on {check_rows} rows = {}",
+        reference["impl"].as_str().unwrap_or("?"),
+        reference["threads"],
+        reference["max_abs_diff_vs_ours"]
+    );
+    println!("ratio (reference / ours): {:.2}×", theirs / ours);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+fn convert(args: &Args) -> anyhow::Result<()> {
+    let (d_in, d_sae) = (2304usize, 16_384usize);
+    let (release, sae_id) = (
+        "gemma-scope-2b-pt-res-canonical",
+        "layer_12/width_16k/canonical",
+    );
+    let tmp =
+        std::env::temp_dir().join(format!("sae-geometry-bench-convert-{}", std::process::id()));
+    let cache = tmp.join("hub");
+    let folder = sae_core::testing::hf_cache_snapshot(
+        &cache,
+        "google/gemma-scope-2b-pt-res",
+        "0000000000000000000000000000000000000001",
+    )?
+    .join("layer_12/width_16k/average_l0_82");
+    std::fs::create_dir_all(&folder)?;
+    let w_enc = splitmix(11, d_in * d_sae, 0.02);
+    let w_dec = splitmix(12, d_sae * d_in, 0.02);
+    let threshold: Vec<f32> = splitmix(13, d_sae, 0.05).iter().map(|v| v.abs()).collect();
+    sae_geometry_tests::npz::write_npz(
+        &folder.join("params.npz"),
+        &[
+            ("W_enc", vec![d_in, d_sae], &w_enc),
+            ("W_dec", vec![d_sae, d_in], &w_dec),
+            ("b_enc", vec![d_sae], &splitmix(14, d_sae, 0.01)),
+            ("b_dec", vec![d_in], &splitmix(15, d_in, 0.1)),
+            ("threshold", vec![d_sae], &threshold),
+        ],
+    )?;
+    drop((w_enc, w_dec));
+    let dev = args.device.burn_device()?;
+    let hub = sae_core::HubClient::from_env()
+        .with_cache_dir(&cache)
+        .offline(true);
+    let mut times = Vec::new();
+    let mut row0 = Vec::new();
+    for _ in 0..args.repeats.max(1) {
+        let t0 = Instant::now();
+        let sae = sae_core::from_pretrained(release, sae_id, &hub, &dev)?;
+        let _ = tensor_to_vec(sae.w_enc().slice([0..1, 0..d_sae]))?;
+        times.push(t0.elapsed().as_secs_f64());
+        row0 = tensor_to_vec(sae.w_enc().slice([0..1, 0..d_sae]))?;
+    }
+    let ours = median(times);
+    println!(
+        "convert {release}/{sae_id} ({d_in} x {d_sae}, params.npz): sae-geometry ({} device): {ours:.3} s",
+        args.device
+    );
+    let check = tmp.join("ours_row0.npy");
+    write_f32(&check, &[d_sae], &row0)?;
+    let Some(python) = &args.python else {
+        println!(
+            "reference skipped: pass --python or set SAE_GEOMETRY_PYTHON to a venv with sae-lens"
+        );
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok(());
+    };
+    let reference = run_reference(
+        Command::new(python)
+            .arg(workspace_root().join("benches/python/convert_ref.py"))
+            .arg("--cache")
+            .arg(&cache)
+            .args(["--release", release, "--sae-id", sae_id])
+            .arg("--threads")
+            .arg(args.threads.to_string())
+            .arg("--repeats")
+            .arg(args.repeats.max(1).to_string())
+            .arg("--check")
+            .arg(&check),
+    )?;
+    let theirs = reference["median_s"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "reference ({}, {} threads): {theirs:.3} s; max |Δ| of W_enc row 0 = {}",
         reference["impl"].as_str().unwrap_or("?"),
         reference["threads"],
         reference["max_abs_diff_vs_ours"]

@@ -14,16 +14,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let reg = Registry::get()?;
     match args.release {
         None => {
+            // name, repo, SAE count, layout: `saelens` or SAELens's converter for a
+            // third-party layout (marked when sae-core cannot load it).
             for (name, r) in &reg.releases {
-                println!("{name}\t{}\t{} SAEs", r.repo_id, r.saes.len());
+                let layout = match r.conversion_func {
+                    None => "saelens".to_string(),
+                    Some(c) if c.is_supported() => c.to_string(),
+                    Some(c) => format!("{c} (unsupported)"),
+                };
+                println!("{name}\t{}\t{} SAEs\t{layout}", r.repo_id, r.saes.len());
             }
         }
         Some(name) => {
             let r = reg.release(&name)?;
             println!(
-                "# {name}: {} ({})",
+                "# {name}: {} ({}; layout {})",
                 r.repo_id,
-                r.model.as_deref().unwrap_or("?")
+                r.model.as_deref().unwrap_or("?"),
+                r.conversion_func
+                    .map_or_else(|| "saelens".to_string(), |c| c.to_string())
             );
             println!("id\tpath\tneuronpedia\tl0\tvariance_explained");
             let fmt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();

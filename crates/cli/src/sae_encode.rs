@@ -20,7 +20,8 @@ pub struct Args {
     /// Where to write the latent activations: float32 .npy of shape [rows, d_sae].
     #[arg(long)]
     pub out: PathBuf,
-    /// Also write the reconstruction: float32 .npy of shape [rows, d_in].
+    /// Also write the reconstruction: float32 .npy of shape [rows, d_in] (for a transcoder,
+    /// its output at the other hook: [rows, d_out]).
     #[arg(long)]
     pub recon: Option<PathBuf>,
     /// Rows encoded at once (bounds memory: batch × d_sae floats).
@@ -49,7 +50,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(sae = %args.sae, architecture = %sae.config().architecture, d_in, d_sae, rows, "encoding");
     let mut feats_out = NpyStreamWriter::create(&args.out, &[rows, d_sae])?;
     let mut recon_out = match &args.recon {
-        Some(p) => Some(NpyStreamWriter::create(p, &[rows, d_in])?),
+        Some(p) => Some(NpyStreamWriter::create(
+            p,
+            &[rows, sae.config().output_width()],
+        )?),
         None => None,
     };
     let bar = ProgressBar::new(rows as u64).with_style(

@@ -38,15 +38,36 @@ pub enum Architecture {
     /// `gated`: f = [x′W_enc + b_gate > 0]·ReLU(x′(W_enc ⊙ exp(r_mag)) + b_mag).
     #[serde(rename = "gated")]
     Gated,
+    /// `transcoder`: encodes like `standard` from one hook, decodes to another (`d_out`); no
+    /// b_dec subtraction and no output de-normalisation.
+    #[serde(rename = "transcoder")]
+    Transcoder,
+    /// `skip_transcoder`: a `transcoder` whose forward adds the linear skip x·W_skipᵀ.
+    #[serde(rename = "skip_transcoder")]
+    SkipTranscoder,
+    /// `jumprelu_transcoder`: a `transcoder` with JumpReLU's thresholded activation.
+    #[serde(rename = "jumprelu_transcoder")]
+    JumpReluTranscoder,
+    /// `jumprelu_skip_transcoder`: a `jumprelu_transcoder` with the skip connection.
+    #[serde(rename = "jumprelu_skip_transcoder")]
+    JumpReluSkipTranscoder,
 }
 
 impl Architecture {
-    /// Every architecture sae-core implements.
+    /// Every SAE architecture sae-core implements (input and output on the same hook).
     pub const ALL: [Architecture; 4] = [
         Architecture::Standard,
         Architecture::TopK,
         Architecture::JumpRelu,
         Architecture::Gated,
+    ];
+
+    /// The transcoder architectures (read one hook, write another of width `d_out`).
+    pub const TRANSCODERS: [Architecture; 4] = [
+        Architecture::Transcoder,
+        Architecture::SkipTranscoder,
+        Architecture::JumpReluTranscoder,
+        Architecture::JumpReluSkipTranscoder,
     ];
 
     /// SAELens's name for it.
@@ -56,20 +77,60 @@ impl Architecture {
             Architecture::TopK => "topk",
             Architecture::JumpRelu => "jumprelu",
             Architecture::Gated => "gated",
+            Architecture::Transcoder => "transcoder",
+            Architecture::SkipTranscoder => "skip_transcoder",
+            Architecture::JumpReluTranscoder => "jumprelu_transcoder",
+            Architecture::JumpReluSkipTranscoder => "jumprelu_skip_transcoder",
         }
+    }
+
+    /// Whether this is a transcoder (decodes to `d_out` at another hook).
+    pub fn is_transcoder(self) -> bool {
+        Self::TRANSCODERS.contains(&self)
+    }
+
+    /// Whether the forward pass adds a skip connection (`W_skip`).
+    pub fn has_skip(self) -> bool {
+        matches!(
+            self,
+            Architecture::SkipTranscoder | Architecture::JumpReluSkipTranscoder
+        )
+    }
+
+    /// Whether the activation is JumpReLU's thresholded ReLU.
+    pub fn is_jumprelu(self) -> bool {
+        matches!(
+            self,
+            Architecture::JumpRelu
+                | Architecture::JumpReluTranscoder
+                | Architecture::JumpReluSkipTranscoder
+        )
     }
 
     /// The tensors of `sae_weights.safetensors` for this architecture, by SAELens's names.
     pub fn tensor_names(self) -> &'static [&'static str] {
         match self {
-            Architecture::Standard | Architecture::TopK => &["W_enc", "W_dec", "b_enc", "b_dec"],
-            Architecture::JumpRelu => &["W_enc", "W_dec", "b_enc", "b_dec", "threshold"],
+            Architecture::Standard | Architecture::TopK | Architecture::Transcoder => {
+                &["W_enc", "W_dec", "b_enc", "b_dec"]
+            }
+            Architecture::JumpRelu | Architecture::JumpReluTranscoder => {
+                &["W_enc", "W_dec", "b_enc", "b_dec", "threshold"]
+            }
             Architecture::Gated => &["W_enc", "W_dec", "b_dec", "b_gate", "b_mag", "r_mag"],
+            Architecture::SkipTranscoder => &["W_enc", "W_dec", "b_enc", "b_dec", "W_skip"],
+            Architecture::JumpReluSkipTranscoder => {
+                &["W_enc", "W_dec", "b_enc", "b_dec", "threshold", "W_skip"]
+            }
         }
     }
 
     fn supported_list() -> String {
-        Self::ALL.map(Self::as_str).join(", ")
+        Self::ALL
+            .into_iter()
+            .chain(Self::TRANSCODERS)
+            .map(Self::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -84,6 +145,7 @@ impl FromStr for Architecture {
     fn from_str(s: &str) -> Result<Self, String> {
         Self::ALL
             .into_iter()
+            .chain(Self::TRANSCODERS)
             .find(|a| a.as_str() == s)
             .ok_or_else(|| s.to_string())
     }
@@ -254,6 +316,9 @@ pub struct SaeConfig {
     pub d_in: usize,
     /// Number of latents.
     pub d_sae: usize,
+    /// Output width of a transcoder (`W_dec` is `[d_sae, d_out]`); `None` for SAEs, whose
+    /// output width is `d_in`.
+    pub d_out: Option<usize>,
     /// Storage dtype of the weights.
     pub dtype: StorageDtype,
     /// The architecture.
@@ -300,9 +365,10 @@ impl SaeConfig {
         Self {
             d_in,
             d_sae,
+            d_out: architecture.is_transcoder().then_some(d_in),
             dtype: StorageDtype::F32,
             architecture,
-            apply_b_dec_to_input: true,
+            apply_b_dec_to_input: !architecture.is_transcoder(),
             normalize_activations: NormalizeActivations::None,
             reshape_activations: ReshapeActivations::None,
             k: (architecture == Architecture::TopK).then_some(100),
@@ -353,6 +419,9 @@ impl SaeConfig {
         let mut obj = Map::new();
         obj.insert("d_in".into(), self.d_in.into());
         obj.insert("d_sae".into(), self.d_sae.into());
+        if self.architecture.is_transcoder() {
+            obj.insert("d_out".into(), self.output_width().into());
+        }
         obj.insert("dtype".into(), self.dtype.as_str().into());
         obj.insert("device".into(), "cpu".into());
         obj.insert(
@@ -402,6 +471,11 @@ impl SaeConfig {
     pub fn hook_layer(&self) -> Option<usize> {
         let rest = self.hook_name()?.strip_prefix("blocks.")?;
         rest.split('.').next()?.parse().ok()
+    }
+
+    /// The width the decoder writes: `d_out` for transcoders, `d_in` for SAEs.
+    pub fn output_width(&self) -> usize {
+        self.d_out.unwrap_or(self.d_in)
     }
 
     /// TopK's k, with SAELens's default of 100.
@@ -600,6 +674,21 @@ impl Parser {
             Some(v) => return Err(self.invalid("reshape_activations", "none or hook_z", v)),
         };
         let apply_b_dec_to_input = self.bool_field("apply_b_dec_to_input", true)?;
+        let d_out = if architecture.is_transcoder() {
+            // SAELens's TranscoderConfig: d_out defaults to 768 there; a transcoder's file
+            // always states it, and a missing one is an error here rather than a guess.
+            if apply_b_dec_to_input {
+                return Err(SaeError::InvalidConfigField {
+                    path: self.path.clone(),
+                    field: "apply_b_dec_to_input",
+                    expected: "false for a transcoder (b_dec has the output width)".into(),
+                    found: "true".into(),
+                });
+            }
+            Some(self.required_usize("d_out")?)
+        } else {
+            None
+        };
         let (k, rescale_acts_by_decoder_norm) = if architecture == Architecture::TopK {
             let k = self.usize_field("k")?.unwrap_or(100);
             if k > d_sae {
@@ -630,6 +719,7 @@ impl Parser {
         Ok(SaeConfig {
             d_in,
             d_sae,
+            d_out,
             dtype,
             architecture,
             apply_b_dec_to_input,

@@ -167,16 +167,28 @@ pub enum SaeError {
         valid: String,
     },
 
-    /// The release is stored in a third-party layout that SAELens converts on load and sae-core
-    /// does not read.
-    #[error(
-        "release `{release}` is stored in the `{conversion}` layout, which sae-core does not read"
-    )]
+    /// The release's SAEs have an architecture sae-core does not implement (SAELens's
+    /// `temporal` SAEs, whose encoder attends over earlier tokens).
+    #[error("release `{release}` (`{conversion}` layout) cannot be loaded: {why}")]
     UnsupportedRelease {
         /// The release.
         release: String,
         /// SAELens's name for its conversion function.
         conversion: String,
+        /// What is missing.
+        why: String,
+    },
+
+    /// A third-party SAE file or folder does not have the layout its converter expects (a
+    /// folder name without its layer or width, a checkpoint without an expected key, ...).
+    #[error("{path}: cannot convert from the `{conversion}` layout: {message}")]
+    Conversion {
+        /// The file or hub folder.
+        path: PathBuf,
+        /// SAELens's name for the conversion function.
+        conversion: String,
+        /// What was expected and what was found.
+        message: String,
     },
 
     /// A file is not in the local HuggingFace cache and the hub may not be asked

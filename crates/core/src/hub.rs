@@ -522,10 +522,13 @@ impl SaeSource {
     }
 }
 
-/// SAELens's `SAE.from_pretrained(release, sae_id)`: looks the SAE up in the registry, fetches
-/// `cfg.json`, `sae_weights.safetensors` and (if the repository has it) `sparsity.safetensors`
-/// through the cache or the hub, applies the release's config overrides, and folds the norm
-/// scaling factor of `expected_average_only_in` SAEs into the weights as SAELens does.
+/// SAELens's `SAE.from_pretrained(release, sae_id)`: looks the SAE up in the registry and reads
+/// it through the cache or the hub. Releases in SAELens's layout: `cfg.json`,
+/// `sae_weights.safetensors` and (if the repository has it) `sparsity.safetensors`, with the
+/// release's config overrides. Releases in third-party layouts (Gemma Scope, Llama Scope, ...):
+/// through their converter ([`crate::convert`]), with the overrides SAELens passes it. Either
+/// way the registry's norm scaling factor is folded into `expected_average_only_in` SAEs as
+/// SAELens does.
 pub fn from_pretrained(
     release: &str,
     sae_id: &str,
@@ -534,6 +537,47 @@ pub fn from_pretrained(
 ) -> Result<Sae> {
     let registry = Registry::get()?;
     let (rel, entry) = registry.lookup(release, sae_id)?;
+    let mut sae = match rel.conversion_func {
+        None => load_native(rel, entry, hub, device)?,
+        Some(conversion) => {
+            // SAELens's `get_config_overrides`, plus the device and dtype it adds.
+            let mut overrides: serde_json::Map<String, serde_json::Value> = rel
+                .config_overrides
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if let Some(np) = &entry.neuronpedia {
+                overrides.insert("neuronpedia_id".into(), np.clone().into());
+            }
+            overrides.insert("device".into(), "cpu".into());
+            overrides.insert("dtype".into(), "float32".into());
+            let source = crate::convert::Source::new(hub, &rel.repo_id, &entry.path, conversion);
+            crate::convert::load(&source, &overrides, device)?
+        }
+    };
+    if sae.config().normalize_activations
+        == crate::config::NormalizeActivations::ExpectedAverageOnlyIn
+    {
+        match entry.norm_scaling_factor {
+            Some(f) => sae.fold_activation_norm_scaling_factor(f as f32),
+            None => tracing::warn!(
+                release,
+                sae_id,
+                "normalize_activations is expected_average_only_in but the registry has no norm_scaling_factor: not folded"
+            ),
+        }
+    }
+    Ok(sae)
+}
+
+/// A release in SAELens's own layout.
+fn load_native(
+    rel: &crate::registry::Release,
+    entry: &crate::registry::PretrainedSae,
+    hub: &HubClient,
+    device: &Device,
+) -> Result<Sae> {
     let repo = HubRepo::model(rel.repo_id.clone());
     let folder = entry.path.trim_end_matches('/');
     let cfg = hub.get(&repo, &format!("{folder}/{CFG_FILENAME}"))?;
@@ -563,16 +607,6 @@ pub fn from_pretrained(
     }
     if cfg.metadata.neuronpedia_id.is_none() {
         cfg.metadata.neuronpedia_id = entry.neuronpedia.clone();
-    }
-    if cfg.normalize_activations == crate::config::NormalizeActivations::ExpectedAverageOnlyIn {
-        match entry.norm_scaling_factor {
-            Some(f) => sae.fold_activation_norm_scaling_factor(f as f32),
-            None => tracing::warn!(
-                release,
-                sae_id,
-                "normalize_activations is expected_average_only_in but the registry has no norm_scaling_factor: not folded"
-            ),
-        }
     }
     Ok(sae)
 }

@@ -4,11 +4,13 @@
 //!
 //! - [`SaeConfig`]: SAELens's `cfg.json` (the v6 layout and the older flat ones), typed.
 //! - [`Sae`]: load `sae_weights.safetensors` (f32, f16, bf16) for the `standard`, `topk`,
-//!   `jumprelu` and `gated` architectures; [`Sae::encode`], [`Sae::decode`] and
+//!   `jumprelu` and `gated` architectures and the four transcoder architectures; [`Sae::encode`], [`Sae::decode`] and
 //!   [`Sae::forward`] with SAELens's semantics, every normalisation mode included;
 //!   [`Sae::save`] writes files SAELens loads.
 //! - [`Registry`]: SAELens's pretrained registry as data; [`from_pretrained`] through the HF cache
-//!   and (feature `hub`) the hub, honouring `HF_HUB_OFFLINE`.
+//!   and (feature `hub`) the hub, honouring `HF_HUB_OFFLINE`, for every release: those in
+//!   third-party layouts (Gemma Scope's `params.npz`, Llama Scope, dictionary_learning's `ae.pt`,
+//!   ...) through [`convert`], as SAELens's converters do.
 //! - [`device`]: the one place that touches burn's devices and host data; [`npy`] and
 //!   [`safetensors_io`] for files; [`atomic`], the one file writer (temporary sibling, `fsync`,
 //!   `rename`) every output goes through; [`lock`], one run per output directory.
@@ -25,6 +27,7 @@
 
 pub mod atomic;
 pub mod config;
+pub mod convert;
 pub mod device;
 pub mod diff;
 pub mod error;

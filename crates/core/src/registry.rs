@@ -1,5 +1,7 @@
 //! SAELens's pretrained SAE registry, as data: `data/pretrained_saes.yaml` (generated from the
-//! copy inside the sae-lens wheel by `data/gen_registry.py`), parsed once into types.
+//! copy inside the sae-lens wheel by `data/gen_registry.py`), parsed once into types. Every
+//! release is listed, those SAELens converts from third-party layouts with their
+//! [`Conversion`].
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -7,6 +9,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::convert::Conversion;
 use crate::error::{Result, SaeError};
 
 const REGISTRY_YAML: &str = include_str!("../data/pretrained_saes.yaml");
@@ -32,11 +35,15 @@ pub struct PretrainedSae {
     pub norm_scaling_factor: Option<f64>,
 }
 
-/// A release: a hub repository holding a set of SAEs in SAELens's layout.
+/// A release: a hub repository holding a set of SAEs, in SAELens's layout or in a third-party
+/// layout that [`crate::convert`] converts on load.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Release {
     /// The HuggingFace repository.
     pub repo_id: String,
+    /// SAELens's conversion function for a third-party layout; `None` for SAELens's own.
+    #[serde(default)]
+    pub conversion_func: Option<Conversion>,
     /// The model the SAEs read (TransformerLens name), e.g. `gpt2-small`.
     #[serde(default)]
     pub model: Option<String>,
@@ -69,25 +76,13 @@ impl Release {
     }
 }
 
-/// A release SAELens converts from a third-party layout; listed so that asking for it gives a
-/// precise error.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ConvertedRelease {
-    /// The HuggingFace repository.
-    pub repo_id: String,
-    /// SAELens's conversion function.
-    pub conversion_func: String,
-}
-
 /// The whole registry.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Registry {
     /// Where the data came from (the SAELens version).
     pub source: String,
-    /// Releases in SAELens's own layout, which sae-core loads.
+    /// Every release of SAELens's registry, by name.
     pub releases: BTreeMap<String, Release>,
-    /// Releases in other layouts.
-    pub converted_releases: BTreeMap<String, ConvertedRelease>,
 }
 
 static REGISTRY: OnceLock<std::result::Result<Registry, String>> = OnceLock::new();
@@ -105,12 +100,6 @@ impl Registry {
     pub fn release(&self, name: &str) -> Result<&Release> {
         if let Some(r) = self.releases.get(name) {
             return Ok(r);
-        }
-        if let Some(c) = self.converted_releases.get(name) {
-            return Err(SaeError::UnsupportedRelease {
-                release: name.to_string(),
-                conversion: c.conversion_func.clone(),
-            });
         }
         Err(SaeError::UnknownRelease {
             release: name.to_string(),

@@ -21,11 +21,11 @@ use crate::safetensors_io::{HostTensor, SafetensorsFile, write_safetensors};
 pub struct SaeParams {
     /// `W_enc`, `[d_in, d_sae]`.
     pub w_enc: Param<Tensor<2>>,
-    /// `W_dec`, `[d_sae, d_in]`.
+    /// `W_dec`, `[d_sae, d_in]` (`[d_sae, d_out]` for transcoders).
     pub w_dec: Param<Tensor<2>>,
     /// `b_enc`, `[d_sae]` (all but gated).
     pub b_enc: Option<Param<Tensor<1>>>,
-    /// `b_dec`, `[d_in]`.
+    /// `b_dec`, `[d_in]` (`[d_out]` for transcoders).
     pub b_dec: Param<Tensor<1>>,
     /// `threshold`, `[d_sae]` (jumprelu).
     pub threshold: Option<Param<Tensor<1>>>,
@@ -35,6 +35,8 @@ pub struct SaeParams {
     pub b_mag: Option<Param<Tensor<1>>>,
     /// `r_mag`, `[d_sae]` (gated).
     pub r_mag: Option<Param<Tensor<1>>>,
+    /// `W_skip`, `[d_out, d_in]` (skip transcoders).
+    pub w_skip: Option<Param<Tensor<2>>>,
 }
 
 /// An SAE: its config, its parameters on a device, and optionally its latents' log10 firing
@@ -121,7 +123,7 @@ impl Sae {
                 architecture: arch.to_string(),
             });
         }
-        let (d_in, d_sae) = (config.d_in, config.d_sae);
+        let (d_in, d_sae, d_out) = (config.d_in, config.d_sae, config.output_width());
         let mut take = |name: &str| -> Result<HostTensor> {
             let t = tensors
                 .remove(name)
@@ -132,8 +134,9 @@ impl Sae {
                 })?;
             let expected = match name {
                 "W_enc" => vec![d_in, d_sae],
-                "W_dec" => vec![d_sae, d_in],
-                "b_dec" => vec![d_in],
+                "W_dec" => vec![d_sae, d_out],
+                "b_dec" => vec![d_out],
+                "W_skip" => vec![d_out, d_in],
                 _ => vec![d_sae],
             };
             if t.shape != expected {
@@ -173,6 +176,11 @@ impl Sae {
             b_gate: opt("b_gate")?,
             b_mag: opt("b_mag")?,
             r_mag: opt("r_mag")?,
+            w_skip: if names.contains(&"W_skip") {
+                Some(p2(take("W_skip")?))
+            } else {
+                None
+            },
         };
         Ok((
             Self {
@@ -192,7 +200,7 @@ impl Sae {
         log_sparsity: Option<Vec<f32>>,
     ) -> Result<Self> {
         let path = Path::new(INPUT_PATH);
-        let (d_in, d_sae) = (config.d_in, config.d_sae);
+        let (d_in, d_sae, d_out) = (config.d_in, config.d_sae, config.output_width());
         let check2 = |name: &str, t: &Param<Tensor<2>>, expected: [usize; 2]| {
             let found = t.val().dims();
             if found == expected {
@@ -202,10 +210,29 @@ impl Sae {
             }
         };
         check2("W_enc", &params.w_enc, [d_in, d_sae])?;
-        check2("W_dec", &params.w_dec, [d_sae, d_in])?;
+        check2("W_dec", &params.w_dec, [d_sae, d_out])?;
         let b_dec = params.b_dec.val().dims();
-        if b_dec != [d_in] {
-            return Err(shape_err(path, "b_dec", vec![d_in], b_dec.to_vec()));
+        if b_dec != [d_out] {
+            return Err(shape_err(path, "b_dec", vec![d_out], b_dec.to_vec()));
+        }
+        let arch_name = || config.architecture.to_string();
+        match (config.architecture.has_skip(), &params.w_skip) {
+            (true, Some(w)) => check2("W_skip", w, [d_out, d_in])?,
+            (true, None) => {
+                return Err(SaeError::MissingTensor {
+                    path: path.to_path_buf(),
+                    tensor: "W_skip".into(),
+                    architecture: arch_name(),
+                });
+            }
+            (false, Some(_)) => {
+                return Err(SaeError::UnexpectedTensor {
+                    path: path.to_path_buf(),
+                    tensor: "W_skip".into(),
+                    architecture: arch_name(),
+                });
+            }
+            (false, None) => {}
         }
         let names = config.architecture.tensor_names();
         let optional: [(&str, &Option<Param<Tensor<1>>>); 5] = [
@@ -329,7 +356,7 @@ impl Sae {
     /// SAELens's `process_sae_in`: normalise, then subtract b_dec when `apply_b_dec_to_input`.
     fn process_in(&self, x: Tensor<2>) -> (Tensor<2>, NormState) {
         let (x, state) = normalize_in(self.config.normalize_activations, x);
-        let x = if self.config.apply_b_dec_to_input {
+        let x = if self.config.apply_b_dec_to_input && !self.config.architecture.is_transcoder() {
             x - self.params.b_dec.val().unsqueeze::<2>()
         } else {
             x
@@ -376,8 +403,12 @@ impl Sae {
     pub fn activate(&self, pre: Tensor<2>, sae_in: Tensor<2>) -> Tensor<2> {
         let p = &self.params;
         match self.config.architecture {
-            Architecture::Standard => relu(pre),
-            Architecture::JumpRelu => {
+            Architecture::Standard | Architecture::Transcoder | Architecture::SkipTranscoder => {
+                relu(pre)
+            }
+            Architecture::JumpRelu
+            | Architecture::JumpReluTranscoder
+            | Architecture::JumpReluSkipTranscoder => {
                 let threshold = opt_val(&p.threshold).unsqueeze::<2>();
                 let mask = pre.clone().greater(threshold.expand(pre.dims()));
                 relu(pre).mask_fill(mask.bool_not(), 0.0)
@@ -438,11 +469,16 @@ impl Sae {
     }
 
     /// Undoes the input normalisation on a reconstruction from [`Sae::decode_affine`].
+    /// Transcoders write another hook, so their output is never de-normalised (as SAELens).
     ///
     /// # Shapes
-    /// - `y`: `[n, d_in]` → `[n, d_in]`.
+    /// - `y`: `[n, d_in]` → `[n, d_in]` (`[n, d_out]` for transcoders).
     pub fn denormalize(&self, y: Tensor<2>, state: &NormState) -> Tensor<2> {
-        normalize_out(y, state)
+        if self.config.architecture.is_transcoder() {
+            y
+        } else {
+            normalize_out(y, state)
+        }
     }
 
     /// Encodes activations into latent activations (`SAE.encode`), keeping the normalisation
@@ -480,7 +516,7 @@ impl Sae {
     /// # Shapes
     /// - `features`: `[n, d_sae]` → `[n, d_in]`.
     pub fn decode_with_state(&self, features: Tensor<2>, state: &NormState) -> Result<Tensor<2>> {
-        Ok(normalize_out(self.decode_affine(features)?, state))
+        Ok(self.denormalize(self.decode_affine(features)?, state))
     }
 
     /// Decodes latent activations (`SAE.decode`). For SAEs whose normalisation is per input
@@ -491,7 +527,7 @@ impl Sae {
     /// - `features`: `[n, d_sae]` → `[n, d_in]`.
     pub fn decode(&self, features: Tensor<2>) -> Result<Tensor<2>> {
         let mode = self.config.normalize_activations;
-        if mode.is_per_input() {
+        if mode.is_per_input() && !self.config.architecture.is_transcoder() {
             return Err(SaeError::NormStateRequired {
                 mode: mode.to_string(),
             });
@@ -499,23 +535,34 @@ impl Sae {
         self.decode_with_state(features, &NormState::Identity)
     }
 
-    /// Encode then decode (`SAE.forward` without the error term).
+    /// Encode then decode (`SAE.forward` without the error term); skip transcoders add their
+    /// skip connection x·W_skipᵀ of the raw input, as SAELens's `SkipTranscoder.forward`.
     ///
     /// # Shapes
-    /// - `x`: `[n, d_in]` → `[n, d_in]`.
+    /// - `x`: `[n, d_in]` → `[n, d_in]` (`[n, d_out]` for transcoders).
     pub fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>> {
-        let (f, state) = self.encode_with_state(x)?;
-        self.decode_with_state(f, &state)
+        self.encode_decode(x).map(|(_, recon)| recon)
     }
 
-    /// Encode and decode at once, returning both.
+    /// Encode and decode at once, returning both (the reconstruction as [`Sae::forward`]).
     ///
     /// # Shapes
-    /// - `x`: `[n, d_in]` → (`[n, d_sae]`, `[n, d_in]`).
+    /// - `x`: `[n, d_in]` → (`[n, d_sae]`, `[n, d_in]` or `[n, d_out]`).
     pub fn encode_decode(&self, x: Tensor<2>) -> Result<(Tensor<2>, Tensor<2>)> {
+        let skip = self
+            .params
+            .w_skip
+            .as_ref()
+            .map(|w| x.clone().matmul(w.val().transpose()));
         let (f, state) = self.encode_with_state(x)?;
         let recon = self.decode_with_state(f.clone(), &state)?;
-        Ok((f, recon))
+        Ok((
+            f,
+            match skip {
+                Some(s) => recon + s,
+                None => recon,
+            },
+        ))
     }
 
     /// The parameters as host tensors named as in `sae_weights.safetensors`.
@@ -529,6 +576,9 @@ impl Sae {
         };
         put2("W_enc", p.w_enc.val())?;
         put2("W_dec", p.w_dec.val())?;
+        if let Some(w) = &p.w_skip {
+            put2("W_skip", w.val())?;
+        }
         let ones: [(&str, &Option<Param<Tensor<1>>>); 5] = [
             ("b_enc", &p.b_enc),
             ("threshold", &p.threshold),

@@ -35,13 +35,14 @@ impl Lcg {
 /// ±0.5, `b_dec` in ±0.2, other vectors in ±0.2, thresholds positive.
 pub fn random_sae(config: SaeConfig, seed: u64, device: &Device) -> Result<Sae> {
     let mut rng = Lcg(seed);
-    let (d_in, d_sae) = (config.d_in, config.d_sae);
+    let (d_in, d_sae, d_out) = (config.d_in, config.d_sae, config.output_width());
     let mut m = BTreeMap::new();
     for name in config.architecture.tensor_names() {
         let (shape, scale) = match *name {
             "W_enc" => (vec![d_in, d_sae], 0.5),
-            "W_dec" => (vec![d_sae, d_in], 0.5),
-            "b_dec" => (vec![d_in], 0.2),
+            "W_dec" => (vec![d_sae, d_out], 0.5),
+            "W_skip" => (vec![d_out, d_in], 0.3),
+            "b_dec" => (vec![d_out], 0.2),
             "threshold" => (vec![d_sae], 0.3),
             _ => (vec![d_sae], 0.2),
         };
@@ -53,4 +54,18 @@ pub fn random_sae(config: SaeConfig, seed: u64, device: &Device) -> Result<Sae> 
         m.insert(name.to_string(), HostTensor::new(shape, data));
     }
     Ok(Sae::from_host_tensors(config, m, Path::new("<random>"), device)?.0)
+}
+
+/// A snapshot directory of `repo_id` (a model repository) in an HF cache rooted at `cache`, laid
+/// out as huggingface_hub writes it (`models--owner--name/refs/main` holding `commit`,
+/// `snapshots/<commit>/`), created empty: files copied into it are what
+/// [`crate::HubClient`] finds offline with that cache.
+pub fn hf_cache_snapshot(cache: &Path, repo_id: &str, commit: &str) -> Result<std::path::PathBuf> {
+    let repo = cache.join(format!("models--{}", repo_id.replace('/', "--")));
+    let snap = repo.join("snapshots").join(commit);
+    for dir in [&snap, &repo.join("refs")] {
+        std::fs::create_dir_all(dir).map_err(|e| crate::error::SaeError::io(dir, e))?;
+    }
+    crate::atomic::write(repo.join("refs/main"), commit.as_bytes())?;
+    Ok(snap)
 }

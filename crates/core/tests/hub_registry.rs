@@ -62,10 +62,13 @@ fn unknown_release_and_id_list_valid_ones() {
         SaeError::UnknownSaeId { valid, .. } => assert!(valid.contains("blocks.8.hook_resid_pre")),
         e => panic!("{e}"),
     }
-    assert!(matches!(
-        reg.release("gemma-scope-2b-pt-res").unwrap_err(),
-        SaeError::UnsupportedRelease { .. }
-    ));
+    // Releases in third-party layouts are listed with their converter.
+    assert_eq!(
+        reg.release("gemma-scope-2b-pt-res")
+            .unwrap()
+            .conversion_func,
+        Some(sae_core::convert::Conversion::Gemma2)
+    );
 }
 
 /// Lays a fixture SAE out as huggingface_hub does: `models--owner--name/refs/main` holds the
