@@ -1,6 +1,6 @@
 //! Model configs: serde mirrors of HF `config.json`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -180,4 +180,27 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str)
         path: path.to_path_buf(),
         message: format!("malformed {what}: {e}"),
     })
+}
+
+/// The weight files of an HF model directory: the shards named by
+/// `model.safetensors.index.json` when it exists, else `model.safetensors`.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if !index.exists() {
+        return Ok(vec![dir.join("model.safetensors")]);
+    }
+    let v: serde_json::Value = read_json(&index, "safetensors index")?;
+    let mut shards: Vec<String> = v
+        .get("weight_map")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.values()
+                .filter_map(serde_json::Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    shards.sort();
+    shards.dedup();
+    Ok(shards.into_iter().map(|s| dir.join(s)).collect())
 }

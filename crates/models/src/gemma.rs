@@ -1,42 +1,38 @@
-//! Gemma 1, 2 and 3 (text) on burn with TransformerLens-style hook points, from HF safetensors
-//! or GGUF.
+//! Gemma 1, 2 and 3 (text) from HF safetensors or GGUF: the config mirror, the checkpoint-name
+//! table and the loaders; the forward pass is the shared [`crate::decoder`].
 //!
 //! One code path, switched by [`GemmaVariant`]:
 //! - Gemma 1: RMSNorm before attention and MLP, one RoPE base, scaling 1/√head_dim.
 //! - Gemma 2: also post-attention and post-MLP norms, attention and final-logit soft-capping,
 //!   alternating sliding-window layers, `query_pre_attn_scalar`.
 //! - Gemma 3: Gemma 2's norms, q/k RMSNorm before RoPE, RoPE base per layer type (local 10 000 on
-//!   sliding layers, global `rope_theta` on full-attention layers), no soft-capping.
+//!   sliding layers, global `rope_theta` on full-attention layers, with the global layers'
+//!   `linear` RoPE scaling of the 4B+ models), no soft-capping.
 //!
 //! All: embeddings scaled by √d_model, tied unembedding, GeGLU with tanh-approximate GELU, and
 //! RMSNorm weights in the (1 + w) convention (GGUF files store 1 + w already).
-//!
-//! Hook points (TransformerLens names): `hook_embed` is the scaled embedding;
-//! `blocks.{L}.hook_resid_pre` equals transformers' `hidden_states[L]`; `attn.hook_q`/`hook_k`
-//! are after the q/k norm and before RoPE; `hook_attn_out` and `hook_mlp_out` are what is added
-//! to the residual stream (after the post norms in Gemma 2/3); `mlp.hook_pre` is the gate
-//! pre-activation and `mlp.hook_post` is gelu(gate)·up; `ln_final.hook_normalized` is the final
-//! norm before its weight.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use sae_core::burn::module::{Module, Param};
-use sae_core::burn::tensor::activation::softmax;
-use sae_core::burn::tensor::{Bool, Device, Int, Tensor};
+use sae_core::burn::module::Param;
+use sae_core::burn::tensor::{Device, Int, Tensor};
 use sae_core::device::tensor_from_vec;
 use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use crate::decoder::LayerAttention;
+use crate::decoder::{
+    Decoder, DecoderBlock, DecoderSpec, DecoderWeights, MlpActivation, NormScale, RopeScaling,
+    WeightSource,
+};
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
-use crate::hook::HookPoint;
 use crate::hooks::{Hooks, Pass};
 use crate::kv::KvCache;
 use crate::model::LanguageModel;
 use crate::ops::transpose_host as transpose;
-use crate::ops::{gelu_tanh, matmul3};
 
 /// Gemma generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +91,9 @@ pub struct GemmaConfig {
     /// Older Gemma 3 layout: the local RoPE base.
     #[serde(default)]
     pub rope_local_base_freq: Option<f64>,
+    /// Older layout: RoPE scaling of the global layers (`{"rope_type": "linear", "factor": 8}`).
+    #[serde(default)]
+    pub rope_scaling: Option<Value>,
     /// Gemma 2: tanh soft-capping of attention scores.
     #[serde(default)]
     pub attn_logit_softcapping: Option<f64>,
@@ -120,15 +119,6 @@ fn default_ctx() -> usize {
 }
 fn default_bos() -> u32 {
     2
-}
-
-/// Per-layer attention facts derived from the config.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LayerAttention {
-    /// Local (sliding-window) attention.
-    pub sliding: bool,
-    /// RoPE base.
-    pub rope_theta: f64,
 }
 
 impl GemmaConfig {
@@ -245,8 +235,25 @@ impl GemmaConfig {
             .as_f64()
     }
 
+    /// The global layers' RoPE scaling: `rope_parameters.full_attention` (transformers 5) or
+    /// `rope_scaling` (older configs; Gemma 3 applies it to global layers only).
+    pub fn global_rope_scaling(&self, path: &Path) -> Result<RopeScaling> {
+        let v = self
+            .rope_parameters
+            .as_ref()
+            .and_then(|p| p.get("full_attention"))
+            .or(self.rope_scaling.as_ref());
+        match v {
+            Some(v) => crate::decoder::parse_rope_scaling(v, path),
+            None => Ok(RopeScaling::None),
+        }
+    }
+
     /// Each layer's attention: sliding or global, and its RoPE base.
     pub fn layer_attention(&self, variant: GemmaVariant) -> Vec<LayerAttention> {
+        let global_scaling = self
+            .global_rope_scaling(Path::new(""))
+            .unwrap_or(RopeScaling::None);
         let global_theta = self
             .rope_base("full_attention")
             .or(self.rope_theta)
@@ -272,68 +279,26 @@ impl GemmaConfig {
                 LayerAttention {
                     sliding,
                     rope_theta: if sliding { local_theta } else { global_theta },
+                    rope_scaling: if sliding {
+                        RopeScaling::None
+                    } else {
+                        global_scaling
+                    },
                 }
             })
             .collect()
     }
 }
 
-/// RMSNorm scale (already 1 + w).
-#[derive(Module, Debug)]
-pub struct NormScale {
-    /// The multiplier of the normalised input.
-    pub scale: Param<Tensor<1>>,
-}
-
-/// One Gemma block. Weights are stored `[in, out]`.
-#[derive(Module, Debug)]
-pub struct GemmaBlock {
-    /// Norm before attention.
-    pub input_norm: NormScale,
-    /// Query weights, `[d_model, n_heads·head_dim]`.
-    pub w_q: Param<Tensor<2>>,
-    /// Key weights, `[d_model, n_kv_heads·head_dim]`.
-    pub w_k: Param<Tensor<2>>,
-    /// Value weights.
-    pub w_v: Param<Tensor<2>>,
-    /// Output weights, `[n_heads·head_dim, d_model]`.
-    pub w_o: Param<Tensor<2>>,
-    /// Gemma 3: per-head query norm.
-    pub q_norm: Option<NormScale>,
-    /// Gemma 3: per-head key norm.
-    pub k_norm: Option<NormScale>,
-    /// Gemma 2/3: norm of the attention output.
-    pub post_attn_norm: Option<NormScale>,
-    /// Norm before the MLP.
-    pub pre_mlp_norm: NormScale,
-    /// Gemma 2/3: norm of the MLP output.
-    pub post_mlp_norm: Option<NormScale>,
-    /// Gate projection.
-    pub w_gate: Param<Tensor<2>>,
-    /// Up projection.
-    pub w_up: Param<Tensor<2>>,
-    /// Down projection.
-    pub w_down: Param<Tensor<2>>,
-}
-
-/// Gemma's parameters.
-#[derive(Module, Debug)]
-pub struct GemmaWeights {
-    /// Token embeddings `[vocab, d_model]` (tied to the unembedding).
-    pub w_e: Param<Tensor<2>>,
-    /// Blocks.
-    pub blocks: Vec<GemmaBlock>,
-    /// Final norm.
-    pub final_norm: NormScale,
-}
+/// Gemma's parameters (the shared decoder's).
+pub type GemmaWeights = DecoderWeights;
 
 /// A Gemma model.
 #[derive(Debug, Clone)]
 pub struct Gemma {
     config: GemmaConfig,
     variant: GemmaVariant,
-    layers: Vec<LayerAttention>,
-    weights: GemmaWeights,
+    decoder: Decoder,
 }
 
 /// Checkpoint names → ours, for HF safetensors and GGUF, in one place. `{L}` is the layer.
@@ -409,82 +374,6 @@ pub const GEMMA_CHECKPOINT_TABLE: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Where tensors come from while loading.
-enum Source<'a> {
-    Hf {
-        path: PathBuf,
-        tensors: BTreeMap<String, HostTensor>,
-    },
-    Gguf(&'a GgufFile),
-}
-
-impl Source<'_> {
-    fn path(&self) -> PathBuf {
-        match self {
-            Source::Hf { path, .. } => path.clone(),
-            Source::Gguf(f) => f.path().to_path_buf(),
-        }
-    }
-
-    /// The tensor for our name `ours` at layer `l`, row-major `[out, in]` as stored.
-    fn take(&mut self, ours: &str, l: usize, expected: &[usize]) -> Result<HostTensor> {
-        let (hf, gguf) = GEMMA_CHECKPOINT_TABLE
-            .iter()
-            .find(|(o, _, _)| *o == ours)
-            .map(|(_, h, g)| {
-                (
-                    h.replace("{L}", &l.to_string()),
-                    g.replace("{L}", &l.to_string()),
-                )
-            })
-            .ok_or_else(|| ModelError::InvalidInput(format!("no checkpoint name for {ours}")))?;
-        let path = self.path();
-        let t = match self {
-            Source::Hf { tensors, .. } => {
-                let prefixed = format!("language_model.{hf}");
-                let key = [hf.as_str(), prefixed.as_str()]
-                    .into_iter()
-                    .find(|k| tensors.contains_key(*k))
-                    .map(str::to_string);
-                key.and_then(|k| tensors.remove(&k))
-                    .ok_or_else(|| ModelError::MissingTensor {
-                        path: path.clone(),
-                        tensor: hf.clone(),
-                        tried: format!("{hf}, {prefixed}"),
-                    })?
-            }
-            Source::Gguf(f) => f.dequantize(&gguf)?,
-        };
-        if t.shape != expected {
-            return Err(ModelError::ShapeMismatch {
-                path,
-                tensor: match self {
-                    Source::Hf { .. } => hf,
-                    Source::Gguf(_) => gguf,
-                },
-                expected: expected.to_vec(),
-                found: t.shape,
-            });
-        }
-        Ok(t)
-    }
-}
-
-/// RMSNorm: x · rsqrt(mean(x²) + eps) over the last dim; returns (normalised, scaled).
-fn rms_norm<const D: usize>(
-    x: Tensor<D>,
-    norm: Option<&NormScale>,
-    eps: f64,
-) -> (Tensor<D>, Tensor<D>) {
-    let ms = (x.clone() * x.clone()).mean_dim(D - 1);
-    let normalized = x / ms.add_scalar(eps).sqrt();
-    let out = match norm {
-        Some(n) => normalized.clone() * n.scale.val().unsqueeze::<D>(),
-        None => normalized.clone(),
-    };
-    (normalized, out)
-}
-
 impl Gemma {
     /// Loads a Gemma model from a directory with `config.json` and `model.safetensors` (or a
     /// sharded `model.safetensors.index.json`).
@@ -492,30 +381,12 @@ impl Gemma {
         let dir = dir.as_ref();
         let config = GemmaConfig::from_file(dir.join("config.json"))?;
         let mut tensors = BTreeMap::new();
-        let index = dir.join("model.safetensors.index.json");
-        let files: Vec<PathBuf> = if index.exists() {
-            let v: Value = crate::config::read_json(&index, "safetensors index")?;
-            let mut shards: Vec<String> = v
-                .get("weight_map")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.values()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
-            shards.sort();
-            shards.dedup();
-            shards.into_iter().map(|s| dir.join(s)).collect()
-        } else {
-            vec![dir.join("model.safetensors")]
-        };
+        let files = crate::config::safetensors_files(dir)?;
         for f in &files {
             tensors.extend(SafetensorsFile::open(f)?.read_all()?);
         }
         let path = files.first().cloned().unwrap_or_else(|| dir.to_path_buf());
-        Self::build(config, Source::Hf { path, tensors }, device)
+        Self::build(config, WeightSource::Hf { path, tensors }, device)
     }
 
     /// Loads Gemma 3 from a GGUF file. The config comes from the file's metadata plus the
@@ -565,6 +436,7 @@ impl Gemma {
             rope_parameters: None,
             rope_theta: Some(f("rope.freq_base").unwrap_or(1_000_000.0)),
             rope_local_base_freq: Some(10_000.0),
+            rope_scaling: None,
             attn_logit_softcapping: None,
             final_logit_softcapping: None,
             max_position_embeddings: u("context_length")?,
@@ -577,14 +449,15 @@ impl Gemma {
                 .and_then(|v| v.as_u64())
                 .map(Value::from),
         };
-        Self::build(config, Source::Gguf(file), device)
+        Self::build(config, WeightSource::Gguf(file), device)
     }
 
-    fn build(config: GemmaConfig, mut src: Source<'_>, device: &Device) -> Result<Self> {
+    fn build(config: GemmaConfig, mut src: WeightSource<'_>, device: &Device) -> Result<Self> {
         let path = src.path();
         config.validate(&path)?;
+        config.global_rope_scaling(&path)?;
         let variant = config.variant(&path)?;
-        let is_gguf = matches!(src, Source::Gguf(_));
+        let is_gguf = src.is_gguf();
         let (d, v, dm) = (
             config.hidden_size,
             config.vocab_size,
@@ -595,6 +468,7 @@ impl Gemma {
             config.n_kv_heads(),
             config.head_dim(),
         );
+        let table = GEMMA_CHECKPOINT_TABLE;
         let p2 = |t: HostTensor| {
             let t = transpose(&t);
             Param::from_tensor(tensor_from_vec(t.data, [t.shape[0], t.shape[1]], device))
@@ -611,64 +485,84 @@ impl Gemma {
                 scale: Param::from_tensor(tensor_from_vec(data, [n], device)),
             }
         };
-        let emb = src.take("w_e", 0, &[v, d])?;
+        let emb = src.take(table, "w_e", 0, &[v, d])?;
         let w_e = Param::from_tensor(tensor_from_vec(emb.data, [v, d], device));
         let mut blocks = Vec::with_capacity(config.num_hidden_layers);
         let sandwich = variant != GemmaVariant::Gemma1;
         for l in 0..config.num_hidden_layers {
-            let input_norm = norm(src.take("blocks.{L}.input_norm", l, &[d])?);
-            let w_q = p2(src.take("blocks.{L}.w_q", l, &[h * hd, d])?);
-            let w_k = p2(src.take("blocks.{L}.w_k", l, &[kvh * hd, d])?);
-            let w_v = p2(src.take("blocks.{L}.w_v", l, &[kvh * hd, d])?);
-            let w_o = p2(src.take("blocks.{L}.w_o", l, &[d, h * hd])?);
+            let mut take = |ours: &str, shape: &[usize]| src.take(table, ours, l, shape);
+            let input_norm = norm(take("blocks.{L}.input_norm", &[d])?);
+            let w_q = p2(take("blocks.{L}.w_q", &[h * hd, d])?);
+            let w_k = p2(take("blocks.{L}.w_k", &[kvh * hd, d])?);
+            let w_v = p2(take("blocks.{L}.w_v", &[kvh * hd, d])?);
+            let w_o = p2(take("blocks.{L}.w_o", &[d, h * hd])?);
             let (q_norm, k_norm) = if variant == GemmaVariant::Gemma3 {
                 (
-                    Some(norm(src.take("blocks.{L}.q_norm", l, &[hd])?)),
-                    Some(norm(src.take("blocks.{L}.k_norm", l, &[hd])?)),
+                    Some(norm(take("blocks.{L}.q_norm", &[hd])?)),
+                    Some(norm(take("blocks.{L}.k_norm", &[hd])?)),
                 )
             } else {
                 (None, None)
             };
             let (post_attn_norm, pre_mlp_norm, post_mlp_norm) = if sandwich {
                 (
-                    Some(norm(src.take("blocks.{L}.post_attn_norm", l, &[d])?)),
-                    norm(src.take("blocks.{L}.pre_mlp_norm", l, &[d])?),
-                    Some(norm(src.take("blocks.{L}.post_mlp_norm", l, &[d])?)),
+                    Some(norm(take("blocks.{L}.post_attn_norm", &[d])?)),
+                    norm(take("blocks.{L}.pre_mlp_norm", &[d])?),
+                    Some(norm(take("blocks.{L}.post_mlp_norm", &[d])?)),
                 )
             } else {
                 // Gemma 1's `post_attention_layernorm` is its pre-MLP norm.
-                (
-                    None,
-                    norm(src.take("blocks.{L}.post_attn_norm", l, &[d])?),
-                    None,
-                )
+                (None, norm(take("blocks.{L}.post_attn_norm", &[d])?), None)
             };
-            blocks.push(GemmaBlock {
+            blocks.push(DecoderBlock {
                 input_norm,
                 w_q,
                 w_k,
                 w_v,
                 w_o,
+                b_q: None,
+                b_k: None,
+                b_v: None,
+                b_o: None,
                 q_norm,
                 k_norm,
                 post_attn_norm,
                 pre_mlp_norm,
                 post_mlp_norm,
-                w_gate: p2(src.take("blocks.{L}.w_gate", l, &[dm, d])?),
-                w_up: p2(src.take("blocks.{L}.w_up", l, &[dm, d])?),
-                w_down: p2(src.take("blocks.{L}.w_down", l, &[d, dm])?),
+                w_gate: p2(take("blocks.{L}.w_gate", &[dm, d])?),
+                w_up: p2(take("blocks.{L}.w_up", &[dm, d])?),
+                w_down: p2(take("blocks.{L}.w_down", &[d, dm])?),
             });
         }
-        let final_norm = norm(src.take("final_norm", 0, &[d])?);
-        let layers = config.layer_attention(variant);
+        let final_norm = norm(src.take(table, "final_norm", 0, &[d])?);
+        let spec = DecoderSpec {
+            vocab_size: v,
+            d_model: d,
+            d_mlp: dm,
+            n_layers: config.num_hidden_layers,
+            n_heads: h,
+            n_kv_heads: kvh,
+            head_dim: hd,
+            eps: config.rms_norm_eps,
+            embed_scale: Some((d as f64).sqrt() as f32),
+            activation: MlpActivation::GeluTanh,
+            attn_scale: config.query_pre_attn_scalar.unwrap_or(hd as f64).powf(-0.5),
+            attn_softcap: config.attn_logit_softcapping,
+            final_softcap: config.final_logit_softcapping,
+            sliding_window: config.sliding_window,
+            layers: config.layer_attention(variant),
+        };
         Ok(Self {
             config,
             variant,
-            layers,
-            weights: GemmaWeights {
-                w_e,
-                blocks,
-                final_norm,
+            decoder: Decoder {
+                spec,
+                weights: DecoderWeights {
+                    w_e,
+                    w_u: None,
+                    blocks,
+                    final_norm,
+                },
             },
         })
     }
@@ -685,45 +579,17 @@ impl Gemma {
 
     /// Each layer's attention kind and RoPE base.
     pub fn layer_attention(&self) -> &[LayerAttention] {
-        &self.layers
+        &self.decoder.spec.layers
     }
 
     /// The weights.
     pub fn weights(&self) -> &GemmaWeights {
-        &self.weights
+        &self.decoder.weights
     }
 
     /// The unembedding, `[d_model, vocab]` (the embeddings transposed).
     pub fn w_u(&self) -> Tensor<2> {
-        self.weights.w_e.val().transpose()
-    }
-
-    fn rope_tables(
-        &self,
-        theta: f64,
-        past: usize,
-        t: usize,
-        dev: &Device,
-    ) -> (Tensor<2>, Tensor<2>) {
-        let hd = self.config.head_dim();
-        let half = hd / 2;
-        // As transformers: inverse frequencies and angles in float32.
-        let inv: Vec<f32> = (0..half)
-            .map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / hd as f32))
-            .collect();
-        let mut cos = Vec::with_capacity(t * hd);
-        let mut sin = Vec::with_capacity(t * hd);
-        for p in past..past + t {
-            for k in 0..hd {
-                let a = p as f32 * inv[k % half];
-                cos.push(a.cos());
-                sin.push(a.sin());
-            }
-        }
-        (
-            tensor_from_vec(cos, [t, hd], dev),
-            tensor_from_vec(sin, [t, hd], dev),
-        )
+        self.decoder.w_u()
     }
 
     /// The hooked forward pass (see [`LanguageModel::run`]).
@@ -732,180 +598,16 @@ impl Gemma {
         tokens: Tensor<2, Int>,
         hooks: &mut Hooks<'_>,
         stop_at_layer: Option<usize>,
-        mut kv: Option<&mut KvCache>,
+        kv: Option<&mut KvCache>,
         pass: Pass,
     ) -> Result<Option<Tensor<3>>> {
-        let cfg = &self.config;
-        let past = kv.as_ref().map_or(0, |c| c.len());
-        let [b, t] = tokens.dims();
-        if b == 0 || t == 0 {
-            return Err(ModelError::InvalidInput(format!(
-                "empty token batch [{b}, {t}]"
-            )));
-        }
-        let ids = sae_core::device::int_tensor_to_vec(tokens.clone())?;
-        if let Some(bad) = ids.iter().find(|&&i| i < 0 || i as usize >= cfg.vocab_size) {
-            return Err(ModelError::InvalidInput(format!(
-                "token id {bad} outside [0, {})",
-                cfg.vocab_size
-            )));
-        }
-        let d = cfg.hidden_size;
-        let dev = self.device();
-        let w = &self.weights;
-        let embed = w
-            .w_e
-            .val()
-            .select(0, tokens.reshape([b * t]))
-            .reshape([b, t, d]);
-        let embed = embed.mul_scalar((d as f64).sqrt() as f32);
-        let mut resid = hooks.apply3(HookPoint::Embed, pass, embed);
-        let n_layers = cfg.num_hidden_layers;
-        let stop = stop_at_layer.unwrap_or(n_layers).min(n_layers);
-        if let Some(c) = kv.as_deref_mut()
-            && c.layers.len() < n_layers
-        {
-            c.layers.resize(n_layers, None);
-        }
-        let eps = cfg.rms_norm_eps;
-        for l in 0..stop {
-            let blk = &w.blocks[l];
-            resid = hooks.apply3(HookPoint::ResidPre(l), pass, resid);
-            let (_, x) = rms_norm(resid.clone(), Some(&blk.input_norm), eps);
-            let layer_kv = kv.as_deref_mut().map(|c| &mut c.layers[l]);
-            let attn = self.attention(l, blk, x, hooks, pass, layer_kv, past, &dev);
-            let attn = match &blk.post_attn_norm {
-                Some(n) => rms_norm(attn, Some(n), eps).1,
-                None => attn,
-            };
-            let attn = hooks.apply3(HookPoint::AttnOut(l), pass, attn);
-            resid = hooks.apply3(HookPoint::ResidMid(l), pass, resid + attn);
-            let (_, x) = rms_norm(resid.clone(), Some(&blk.pre_mlp_norm), eps);
-            let gate = hooks.apply3(HookPoint::MlpPre(l), pass, matmul3(x.clone(), &blk.w_gate));
-            let up = matmul3(x, &blk.w_up);
-            let post = hooks.apply3(HookPoint::MlpPost(l), pass, gelu_tanh(gate) * up);
-            let out = matmul3(post, &blk.w_down);
-            let out = match &blk.post_mlp_norm {
-                Some(n) => rms_norm(out, Some(n), eps).1,
-                None => out,
-            };
-            let out = hooks.apply3(HookPoint::MlpOut(l), pass, out);
-            resid = hooks.apply3(HookPoint::ResidPost(l), pass, resid + out);
-        }
-        if let Some(e) = hooks.take_error() {
-            return Err(e);
-        }
-        if stop_at_layer.is_some() {
-            return Ok(None);
-        }
-        let (normalized, _) = rms_norm(resid, None, eps);
-        let normalized = hooks.apply3(HookPoint::LnFinalNormalized, pass, normalized);
-        let out = normalized * w.final_norm.scale.val().unsqueeze::<3>();
-        let [_, _, dd] = out.dims();
-        let mut logits = out
-            .reshape([b * t, dd])
-            .matmul(w.w_e.val().transpose())
-            .reshape([b, t, cfg.vocab_size]);
-        if let Some(cap) = cfg.final_logit_softcapping {
-            logits = logits.div_scalar(cap as f32).tanh().mul_scalar(cap as f32);
-        }
-        if let Some(e) = hooks.take_error() {
-            return Err(e);
-        }
-        Ok(Some(logits))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        l: usize,
-        blk: &GemmaBlock,
-        x: Tensor<3>,
-        hooks: &mut Hooks<'_>,
-        pass: Pass,
-        kv: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
-        past: usize,
-        dev: &Device,
-    ) -> Tensor<3> {
-        let cfg = &self.config;
-        let [b, t, _] = x.dims();
-        let (h, kvh, hd) = (cfg.num_attention_heads, cfg.n_kv_heads(), cfg.head_dim());
-        let eps = cfg.rms_norm_eps;
-        let mut q = matmul3(x.clone(), &blk.w_q).reshape([b, t, h, hd]);
-        let mut k = matmul3(x.clone(), &blk.w_k).reshape([b, t, kvh, hd]);
-        let v = matmul3(x, &blk.w_v).reshape([b, t, kvh, hd]);
-        if let Some(n) = &blk.q_norm {
-            q = rms_norm(q, Some(n), eps).1;
-        }
-        if let Some(n) = &blk.k_norm {
-            k = rms_norm(k, Some(n), eps).1;
-        }
-        let q = hooks.apply4(HookPoint::AttnQ(l), pass, q);
-        let k = hooks.apply4(HookPoint::AttnK(l), pass, k);
-        let v = hooks.apply4(HookPoint::AttnV(l), pass, v);
-        let la = self.layers[l];
-        let (cos, sin) = self.rope_tables(la.rope_theta, past, t, dev);
-        let rope = |x: Tensor<4>| {
-            let half = hd / 2;
-            let x1 = x.clone().narrow(3, 0, half);
-            let x2 = x.clone().narrow(3, half, half);
-            let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-            let c = cos.clone().unsqueeze_dim::<3>(1).unsqueeze::<4>();
-            let s = sin.clone().unsqueeze_dim::<3>(1).unsqueeze::<4>();
-            x * c + rotated * s
-        };
-        let q = rope(q);
-        let k = rope(k);
-        let (k, v) = crate::kv::append(kv, k, v);
-        let total = k.dims()[1];
-        let rep = h / kvh;
-        let expand = |x: Tensor<4>| {
-            // [b, T, kvh, hd] → [b, h, T, hd], each KV head shared by `rep` query heads.
-            let x = x.swap_dims(1, 2); // [b, kvh, T, hd]
-            x.unsqueeze_dim::<5>(2)
-                .expand([b, kvh, rep, total, hd])
-                .reshape([b, h, total, hd])
-        };
-        let kh = expand(k);
-        let vh = expand(v);
-        let qh = q.swap_dims(1, 2);
-        let scale = cfg.query_pre_attn_scalar.unwrap_or(hd as f64).powf(-0.5);
-        let mut scores = qh.matmul(kh.swap_dims(2, 3)).mul_scalar(scale as f32);
-        if let Some(cap) = cfg.attn_logit_softcapping {
-            scores = scores.div_scalar(cap as f32).tanh().mul_scalar(cap as f32);
-        }
-        let window = if la.sliding { cfg.sliding_window } else { None };
-        let mask = attention_mask(t, past, window, dev);
-        let scores = scores.mask_fill(
-            mask.unsqueeze::<4>().expand([b, h, t, total]),
-            f32::NEG_INFINITY,
-        );
-        let scores = hooks.apply4(HookPoint::AttnScores(l), pass, scores);
-        let pattern = hooks.apply4(HookPoint::AttnPattern(l), pass, softmax(scores, 3));
-        let z = pattern.matmul(vh).swap_dims(1, 2); // [b, t, h, hd]
-        let z = hooks.apply4(HookPoint::AttnZ(l), pass, z);
-        matmul3(z.reshape([b, t, h * hd]), &blk.w_o)
+        self.decoder.run(tokens, hooks, stop_at_layer, kv, pass)
     }
 
     /// The device the weights live on.
     pub fn device(&self) -> Device {
-        self.weights.w_e.val().device()
+        self.decoder.device()
     }
-}
-
-/// `mask[i, j]` is true where query `past + i` may not see key `j`: the future, and for
-/// sliding layers keys `window` or more positions back.
-fn attention_mask(t: usize, past: usize, window: Option<usize>, dev: &Device) -> Tensor<2, Bool> {
-    let total = past + t;
-    let data: Vec<bool> = (0..t)
-        .flat_map(|i| {
-            (0..total).map(move |j| {
-                let q = past + i;
-                j > q || window.is_some_and(|w| q - j >= w)
-            })
-        })
-        .collect();
-    sae_core::device::bool_tensor_from_vec(data, [t, total], dev)
 }
 
 impl LanguageModel for Gemma {

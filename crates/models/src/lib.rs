@@ -16,10 +16,13 @@
 //!   Q5_0, Q4_K, Q6_K) bit for bit as the `gguf` Python package.
 //!
 //! - [`Gemma`]: Gemma 1/2/3 from HF safetensors or GGUF.
+//! - [`Llama`]: Llama 3.x, Qwen 2.5 and Qwen 3 from HF safetensors or GGUF.
+//! - [`decoder`]: the forward pass those two families share.
 //! - [`Splice`]: SAEs spliced into the forward pass with their `hook_sae_*` points
 //!   ([`LanguageModel::run_with_saes`], [`LanguageModel::run_with_cache_with_saes`]).
 
 pub mod config;
+pub mod decoder;
 pub mod error;
 pub mod gemma;
 pub mod generate;
@@ -28,6 +31,7 @@ pub mod gpt2;
 pub mod hook;
 pub mod hooks;
 pub mod kv;
+pub mod llama;
 pub mod model;
 pub mod offline;
 mod ops;
@@ -37,6 +41,7 @@ pub mod splice;
 pub mod testing;
 pub mod tokenizer;
 pub mod tokenizer_gemma;
+pub mod tokenizer_hf;
 
 pub use config::Gpt2Config;
 pub use error::{ModelError, Result};
@@ -46,9 +51,11 @@ pub use gpt2::{BosPolicy, GPT2_CHECKPOINT_TABLE, Gpt2, Gpt2LoadReport, Processin
 pub use hook::{HookPoint, SaeHook, SaeHookPoint};
 pub use hooks::{Activation, ActivationCache, CacheFilter, Hooks, Pass};
 pub use kv::KvCache;
+pub use llama::{LLAMA_CHECKPOINT_TABLE, Llama, LlamaConfig, LlamaVariant};
 pub use model::LanguageModel;
 pub use sampling::{SampleConfig, Sampler, Sampling};
 pub use source::{AnyModel, AnyTokenizer, ModelSource};
 pub use splice::{Splice, SpliceOutput};
 pub use tokenizer::Gpt2Tokenizer;
 pub use tokenizer_gemma::GemmaTokenizer;
+pub use tokenizer_hf::HfTokenizer;

@@ -15,9 +15,11 @@ use crate::gguf::GgufFile;
 use crate::gpt2::{BosPolicy, Gpt2, Processing};
 use crate::hooks::{Hooks, Pass};
 use crate::kv::KvCache;
+use crate::llama::{Llama, LlamaConfig};
 use crate::model::LanguageModel;
 use crate::tokenizer::Gpt2Tokenizer;
 use crate::tokenizer_gemma::GemmaTokenizer;
+use crate::tokenizer_hf::HfTokenizer;
 
 /// A model by name or directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +141,8 @@ pub enum AnyModel {
     Gpt2(Gpt2),
     /// Gemma 1/2/3.
     Gemma(Gemma),
+    /// Llama 3.x, Qwen 2.5, Qwen 3.
+    Llama(Llama),
 }
 
 /// The matching tokenizer.
@@ -149,6 +153,8 @@ pub enum AnyTokenizer {
     Gpt2(Gpt2Tokenizer),
     /// Gemma's.
     Gemma(GemmaTokenizer),
+    /// A model directory's `tokenizer.json` (Llama, Qwen).
+    Hf(HfTokenizer),
 }
 
 impl LanguageModel for AnyModel {
@@ -163,6 +169,7 @@ impl LanguageModel for AnyModel {
         match self {
             AnyModel::Gpt2(m) => m.run(tokens, hooks, stop_at_layer, kv, pass),
             AnyModel::Gemma(m) => m.run(tokens, hooks, stop_at_layer, kv, pass),
+            AnyModel::Llama(m) => m.run(tokens, hooks, stop_at_layer, kv, pass),
         }
     }
 
@@ -170,6 +177,7 @@ impl LanguageModel for AnyModel {
         match self {
             AnyModel::Gpt2(m) => LanguageModel::vocab_size(m),
             AnyModel::Gemma(m) => LanguageModel::vocab_size(m),
+            AnyModel::Llama(m) => LanguageModel::vocab_size(m),
         }
     }
 
@@ -177,6 +185,7 @@ impl LanguageModel for AnyModel {
         match self {
             AnyModel::Gpt2(m) => m.n_layers(),
             AnyModel::Gemma(m) => m.n_layers(),
+            AnyModel::Llama(m) => m.n_layers(),
         }
     }
 
@@ -184,6 +193,7 @@ impl LanguageModel for AnyModel {
         match self {
             AnyModel::Gpt2(m) => m.d_model(),
             AnyModel::Gemma(m) => m.d_model(),
+            AnyModel::Llama(m) => m.d_model(),
         }
     }
 
@@ -191,6 +201,7 @@ impl LanguageModel for AnyModel {
         match self {
             AnyModel::Gpt2(m) => LanguageModel::device(m),
             AnyModel::Gemma(m) => LanguageModel::device(m),
+            AnyModel::Llama(m) => LanguageModel::device(m),
         }
     }
 
@@ -198,6 +209,7 @@ impl LanguageModel for AnyModel {
         match self {
             AnyModel::Gpt2(m) => m.w_u(),
             AnyModel::Gemma(m) => m.w_u(),
+            AnyModel::Llama(m) => m.w_u(),
         }
     }
 }
@@ -208,6 +220,7 @@ impl AnyTokenizer {
         match self {
             AnyTokenizer::Gpt2(t) => t.encode_with(text, bos),
             AnyTokenizer::Gemma(t) => t.encode_with(text, bos),
+            AnyTokenizer::Hf(t) => t.encode_with(text, bos),
         }
     }
 
@@ -216,6 +229,7 @@ impl AnyTokenizer {
         match self {
             AnyTokenizer::Gpt2(t) => t.decode(ids),
             AnyTokenizer::Gemma(t) => t.decode(ids),
+            AnyTokenizer::Hf(t) => t.decode(ids),
         }
     }
 
@@ -224,6 +238,8 @@ impl AnyTokenizer {
         match self {
             AnyTokenizer::Gpt2(t) => t.bos_id(),
             AnyTokenizer::Gemma(t) => t.bos_id(),
+            // Qwen has no BOS: its `<|endoftext|>` (the EOS) stands in, as TransformerLens does.
+            AnyTokenizer::Hf(t) => t.bos_id().or(t.eos_id()).unwrap_or(0),
         }
     }
 
@@ -232,6 +248,7 @@ impl AnyTokenizer {
         match self {
             AnyTokenizer::Gpt2(_) => None,
             AnyTokenizer::Gemma(t) => Some(t.unk_id()),
+            AnyTokenizer::Hf(_) => None,
         }
     }
 
@@ -245,6 +262,7 @@ impl AnyTokenizer {
         match self {
             AnyTokenizer::Gpt2(t) => t.bos_id(),
             AnyTokenizer::Gemma(t) => t.eos_id(),
+            AnyTokenizer::Hf(t) => t.eos_id().or(t.bos_id()).unwrap_or(0),
         }
     }
 
@@ -287,9 +305,17 @@ impl ModelSource {
             )?));
         }
         let dir = self.resolve_dir(hub)?;
-        if model_type(&dir)?.starts_with("gemma") {
+        let mt = model_type(&dir)?;
+        if mt.starts_with("gemma") {
             Ok(AnyTokenizer::Gemma(GemmaTokenizer::from_tokenizer_json(
                 dir.join("tokenizer.json"),
+            )?))
+        } else if matches!(mt.as_str(), "llama" | "qwen2" | "qwen3") {
+            let cfg = LlamaConfig::from_file(dir.join("config.json"))?;
+            Ok(AnyTokenizer::Hf(HfTokenizer::from_tokenizer_json(
+                dir.join("tokenizer.json"),
+                cfg.bos(),
+                cfg.eos(),
             )?))
         } else {
             Ok(AnyTokenizer::Gpt2(Gpt2Tokenizer::from_dir(&dir)?))
@@ -332,6 +358,12 @@ impl ModelSource {
             let model = Gemma::load(&dir, device)?;
             let tok = GemmaTokenizer::from_tokenizer_json(dir.join("tokenizer.json"))?;
             Ok((AnyModel::Gemma(model), AnyTokenizer::Gemma(tok)))
+        } else if matches!(mt.as_str(), "llama" | "qwen2" | "qwen3") {
+            let model = Llama::load(&dir, device)?;
+            let cfg: &LlamaConfig = model.config();
+            let tok =
+                HfTokenizer::from_tokenizer_json(dir.join("tokenizer.json"), cfg.bos(), cfg.eos())?;
+            Ok((AnyModel::Llama(model), AnyTokenizer::Hf(tok)))
         } else {
             let (m, t) = self.load_gpt2(hub, processing, device)?;
             Ok((AnyModel::Gpt2(m), AnyTokenizer::Gpt2(t)))
