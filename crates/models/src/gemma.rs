@@ -389,27 +389,28 @@ impl Gemma {
         Self::build(config, WeightSource::Hf { path, tensors }, device)
     }
 
-    /// Loads Gemma 3 from a GGUF file. The config comes from the file's metadata plus the
-    /// architecture's known defaults that GGUF does not store (local RoPE base 10 000, a global
-    /// layer every 6th, `query_pre_attn_scalar` = head_dim).
+    /// Loads Gemma 2 or Gemma 3 from a GGUF file (architecture `gemma2` or `gemma3`). The config
+    /// comes from the file's metadata plus what llama.cpp assumes and GGUF does not store: Gemma 3's
+    /// local RoPE base 10 000 and a global layer every 6th, Gemma 2's alternating sliding layers,
+    /// and `query_pre_attn_scalar` = head_dim (d_model / heads for the 27B Gemma 2, as llama.cpp).
     pub fn load_gguf(file: &GgufFile, device: &Device) -> Result<Self> {
-        let arch = file.architecture().unwrap_or("");
-        if arch != "gemma3" {
+        let arch = file.architecture().unwrap_or("").to_string();
+        if !matches!(arch.as_str(), "gemma2" | "gemma3") {
             return Err(ModelError::Config {
                 path: file.path().to_path_buf(),
-                message: format!("GGUF architecture `{arch}` is not gemma3"),
+                message: format!("GGUF architecture `{arch}` is not gemma2 or gemma3"),
             });
         }
         let u = |k: &str| -> Result<usize> {
-            file.get(&format!("gemma3.{k}"))
+            file.get(&format!("{arch}.{k}"))
                 .and_then(|v| v.as_u64())
                 .map(|v| v as usize)
                 .ok_or_else(|| ModelError::Config {
                     path: file.path().to_path_buf(),
-                    message: format!("GGUF metadata lacks gemma3.{k}"),
+                    message: format!("GGUF metadata lacks {arch}.{k}"),
                 })
         };
-        let f = |k: &str| file.get(&format!("gemma3.{k}")).and_then(|v| v.as_f64());
+        let f = |k: &str| file.get(&format!("{arch}.{k}")).and_then(|v| v.as_f64());
         let vocab = file
             .get("tokenizer.ggml.tokens")
             .and_then(|v| v.as_array())
@@ -419,26 +420,54 @@ impl Gemma {
                 message: "GGUF metadata lacks tokenizer.ggml.tokens".into(),
             })?;
         let head_dim = u("attention.key_length")?;
+        let (d, heads) = (u("embedding_length")?, u("attention.head_count")?);
+        let gemma3 = arch == "gemma3";
+        let query_pre_attn_scalar = if !gemma3 && d == 4608 {
+            d / heads.max(1)
+        } else {
+            head_dim
+        };
         let config = GemmaConfig {
-            model_type: "gemma3_text".into(),
+            model_type: if gemma3 { "gemma3_text" } else { "gemma2" }.into(),
             vocab_size: vocab,
-            hidden_size: u("embedding_length")?,
+            hidden_size: d,
             intermediate_size: u("feed_forward_length")?,
             num_hidden_layers: u("block_count")?,
-            num_attention_heads: u("attention.head_count")?,
+            num_attention_heads: heads,
             num_key_value_heads: Some(u("attention.head_count_kv")?),
             head_dim: Some(head_dim),
             rms_norm_eps: f("attention.layer_norm_rms_epsilon").unwrap_or(1e-6),
-            query_pre_attn_scalar: Some(head_dim as f64),
+            query_pre_attn_scalar: Some(query_pre_attn_scalar as f64),
             sliding_window: Some(u("attention.sliding_window")?),
             layer_types: None,
-            sliding_window_pattern: Some(6),
+            sliding_window_pattern: gemma3.then_some(6),
             rope_parameters: None,
-            rope_theta: Some(f("rope.freq_base").unwrap_or(1_000_000.0)),
-            rope_local_base_freq: Some(10_000.0),
-            rope_scaling: None,
-            attn_logit_softcapping: None,
-            final_logit_softcapping: None,
+            rope_theta: Some(f("rope.freq_base").unwrap_or(if gemma3 {
+                1_000_000.0
+            } else {
+                10_000.0
+            })),
+            rope_local_base_freq: gemma3.then_some(10_000.0),
+            rope_scaling: match (
+                f("rope.scaling.factor"),
+                file.get(&format!("{arch}.rope.scaling.type"))
+                    .and_then(|v| v.as_str()),
+            ) {
+                (Some(factor), Some("linear")) => {
+                    Some(serde_json::json!({"rope_type": "linear", "factor": factor}))
+                }
+                _ => None,
+            },
+            attn_logit_softcapping: if gemma3 {
+                None
+            } else {
+                f("attn_logit_softcapping")
+            },
+            final_logit_softcapping: if gemma3 {
+                None
+            } else {
+                f("final_logit_softcapping")
+            },
             max_position_embeddings: u("context_length")?,
             bos_token_id: file
                 .get("tokenizer.ggml.bos_token_id")

@@ -157,6 +157,23 @@ pub enum AnyTokenizer {
     Hf(HfTokenizer),
 }
 
+impl AnyModel {
+    /// The model of a GGUF file, by its `general.architecture`: `gemma2`/`gemma3` as [`Gemma`],
+    /// `llama`/`qwen2`/`qwen3` as [`Llama`]; any other architecture is a typed error naming it.
+    pub fn from_gguf(file: &GgufFile, device: &Device) -> Result<Self> {
+        match file.architecture().unwrap_or("") {
+            "gemma2" | "gemma3" => Ok(AnyModel::Gemma(Gemma::load_gguf(file, device)?)),
+            "llama" | "qwen2" | "qwen3" => Ok(AnyModel::Llama(Llama::load_gguf(file, device)?)),
+            other => Err(ModelError::Config {
+                path: file.path().to_path_buf(),
+                message: format!(
+                    "GGUF architecture `{other}` is not supported (gemma2, gemma3, llama, qwen2, qwen3)"
+                ),
+            }),
+        }
+    }
+}
+
 impl LanguageModel for AnyModel {
     fn run(
         &self,
