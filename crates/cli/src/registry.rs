@@ -15,12 +15,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.release {
         None => {
             // name, repo, SAE count, layout: `saelens` or SAELens's converter for a
-            // third-party layout (marked when sae-core cannot load it).
+            // third-party layout (every one loads; `temporal` SAEs encode sequences).
             for (name, r) in &reg.releases {
                 let layout = match r.conversion_func {
                     None => "saelens".to_string(),
-                    Some(c) if c.is_supported() => c.to_string(),
-                    Some(c) => format!("{c} (unsupported)"),
+                    Some(c) => c.to_string(),
                 };
                 println!("{name}\t{}\t{} SAEs\t{layout}", r.repo_id, r.saes.len());
             }

@@ -11,7 +11,10 @@ use sae_core::{ComputeDevice, HubClient, SaeSource, device};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The SAE: a directory in SAELens's layout (cfg.json + sae_weights.safetensors) or
-    /// RELEASE/SAE_ID from the pretrained registry (e.g. gpt2-small-res-jb/blocks.8.hook_resid_pre).
+    /// RELEASE/SAE_ID from the pretrained registry, any layout (e.g.
+    /// gpt2-small-res-jb/blocks.8.hook_resid_pre,
+    /// gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical). A temporal SAE
+    /// (temporal-sae-*) reads the input's rows as one sequence, in order.
     #[arg(long)]
     pub sae: SaeSource,
     /// Input activations: float32 (or float64) .npy of shape [rows, d_in].
@@ -40,6 +43,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be positive");
     let dev = args.device.burn_device()?;
     let hub = HubClient::from_env().offline(args.offline || HubClient::from_env().is_offline());
+    if let SaeSource::Pretrained { release, sae_id } = &args.sae
+        && sae_core::Registry::get()?
+            .release(release)?
+            .conversion_func
+            .is_some_and(|c| !c.is_per_position())
+    {
+        return run_temporal(&args, release, sae_id, &hub, &dev);
+    }
     let sae = args
         .sae
         .load(&hub, &dev)
@@ -80,5 +91,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         w.finish()?;
     }
     tracing::info!(out = %args.out.display(), "wrote latent activations");
+    Ok(())
+}
+
+/// A temporal SAE reads the input's rows as one sequence (positions in order): features are its
+/// novel codes, `--recon` its full reconstruction (novel + predicted codes decoded).
+fn run_temporal(
+    args: &Args,
+    release: &str,
+    sae_id: &str,
+    hub: &HubClient,
+    dev: &sae_core::burn::tensor::Device,
+) -> anyhow::Result<()> {
+    let sae = sae_core::temporal_from_pretrained(release, sae_id, hub, dev)
+        .with_context(|| format!("loading temporal SAE {release}/{sae_id}"))?;
+    let (d_in, d_sae) = (sae.config().d_in, sae.config().d_sae);
+    let x = read_f32_matrix(&args.input, Some(d_in))?;
+    let rows = x.shape[0];
+    tracing::info!(
+        release,
+        sae_id,
+        d_in,
+        d_sae,
+        rows,
+        "encoding one sequence with a temporal SAE"
+    );
+    let t = device::tensor_from_vec(x.data, [1, rows, d_in], dev);
+    let (novel, pred) = sae.encode_with_predictions(t)?;
+    let mut out = NpyStreamWriter::create(&args.out, &[rows, d_sae])?;
+    out.push(&device::tensor_to_vec(novel.clone())?)?;
+    out.finish()?;
+    if let Some(p) = &args.recon {
+        let recon = sae.decode(novel + pred)?;
+        let mut w = NpyStreamWriter::create(p, &[rows, d_in])?;
+        w.push(&device::tensor_to_vec(recon)?)?;
+        w.finish()?;
+    }
     Ok(())
 }

@@ -118,12 +118,84 @@ fn sae_encode_reads_a_gemma_scope_release_from_the_hf_cache() {
         .find(|l| l.starts_with("gemma-scope-2b-pt-res-canonical\t"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.ends_with("\tgemma_2"), "{line}");
-    // Only the two temporal releases are marked: their encoder is a sequence model.
-    let unsupported: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("(unsupported)"))
-        .collect();
-    assert_eq!(unsupported.len(), 2, "{unsupported:?}");
-    assert!(unsupported.iter().all(|l| l.contains("temporal")));
+    // Every release is listed and none is marked unsupported.
     assert_eq!(text.lines().count(), 170);
+    assert!(!text.contains("unsupported"), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.ends_with("\ttemporal")).count(),
+        2
+    );
+}
+
+#[test]
+fn sae_encode_runs_a_temporal_sae_over_the_rows_as_one_sequence() {
+    use sae_core::safetensors_io::SafetensorsFile;
+    let case = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/fixtures/converters/temporal_untied");
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let snap = sae_core::testing::hf_cache_snapshot(
+        &cache,
+        "canrager/temporalSAEs",
+        "0123456789012345678901234567890123456789",
+    )
+    .unwrap();
+    let dst = snap.join("gemma-2-2B/layer_12/temporal");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in ["conf.yaml", "latest_ckpt.safetensors"] {
+        std::fs::copy(
+            case.join("repo/gemma-2-2B/layer_12/temporal").join(f),
+            dst.join(f),
+        )
+        .unwrap();
+    }
+    let io = SafetensorsFile::open(case.join("io_temporal.safetensors"))
+        .unwrap()
+        .read_all()
+        .unwrap();
+    // The fixture's first sequence: [7, 16].
+    let (l, d) = (io["x"].shape[1], io["x"].shape[2]);
+    write_f32(tmp.path().join("x.npy"), &[l, d], &io["x"].data[..l * d]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sae-geometry"))
+        .args([
+            "sae-encode",
+            "--sae",
+            "temporal-sae-gemma-2-2b/blocks.12.hook_resid_post",
+            "--input",
+        ])
+        .arg(tmp.path().join("x.npy"))
+        .arg("--out")
+        .arg(tmp.path().join("f.npy"))
+        .arg("--recon")
+        .arg(tmp.path().join("r.npy"))
+        .arg("--offline")
+        .env("HF_HUB_CACHE", &cache)
+        .env_remove("HF_ENDPOINT")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f = read_f32(tmp.path().join("f.npy")).unwrap();
+    let d_sae = io["novel"].shape[2];
+    assert_eq!(f.shape, vec![l, d_sae]);
+    let want = &io["novel"].data[..l * d_sae];
+    let diff = f
+        .data
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-5, "novel codes differ by {diff}");
+    let r = read_f32(tmp.path().join("r.npy")).unwrap();
+    let want = &io["forward"].data[..l * d];
+    let diff = r
+        .data
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-5, "reconstruction differs by {diff}");
 }

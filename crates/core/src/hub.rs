@@ -540,20 +540,8 @@ pub fn from_pretrained(
     let mut sae = match rel.conversion_func {
         None => load_native(rel, entry, hub, device)?,
         Some(conversion) => {
-            // SAELens's `get_config_overrides`, plus the device and dtype it adds.
-            let mut overrides: serde_json::Map<String, serde_json::Value> = rel
-                .config_overrides
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            if let Some(np) = &entry.neuronpedia {
-                overrides.insert("neuronpedia_id".into(), np.clone().into());
-            }
-            overrides.insert("device".into(), "cpu".into());
-            overrides.insert("dtype".into(), "float32".into());
             let source = crate::convert::Source::new(hub, &rel.repo_id, &entry.path, conversion);
-            crate::convert::load(&source, &overrides, device)?
+            crate::convert::load(&source, &converter_overrides(rel, entry), device)?
         }
     };
     if sae.config().normalize_activations
@@ -569,6 +557,50 @@ pub fn from_pretrained(
         }
     }
     Ok(sae)
+}
+
+/// SAELens's `get_config_overrides` for a converted release, plus the device and dtype
+/// `from_pretrained` adds.
+fn converter_overrides(
+    rel: &crate::registry::Release,
+    entry: &crate::registry::PretrainedSae,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut overrides: serde_json::Map<String, serde_json::Value> = rel
+        .config_overrides
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(np) = &entry.neuronpedia {
+        overrides.insert("neuronpedia_id".into(), np.clone().into());
+    }
+    overrides.insert("device".into(), "cpu".into());
+    overrides.insert("dtype".into(), "float32".into());
+    overrides
+}
+
+/// A temporal SAE of the registry (`conversion_func: temporal`), which encodes sequences and so
+/// is a [`crate::temporal::TemporalSae`] rather than a [`Sae`]; any other release is an error
+/// naming its layout.
+pub fn temporal_from_pretrained(
+    release: &str,
+    sae_id: &str,
+    hub: &HubClient,
+    device: &Device,
+) -> Result<crate::temporal::TemporalSae> {
+    let registry = Registry::get()?;
+    let (rel, entry) = registry.lookup(release, sae_id)?;
+    match rel.conversion_func {
+        Some(c @ crate::convert::Conversion::Temporal) => {
+            let source = crate::convert::Source::new(hub, &rel.repo_id, &entry.path, c);
+            crate::convert::load_temporal(&source, &converter_overrides(rel, entry), device)
+        }
+        other => Err(SaeError::UnsupportedRelease {
+            release: release.to_string(),
+            conversion: other.map_or_else(|| "saelens".to_string(), |c| c.to_string()),
+            why: "not a temporal SAE: load it with from_pretrained".into(),
+        }),
+    }
 }
 
 /// A release in SAELens's own layout.

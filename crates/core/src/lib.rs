@@ -39,6 +39,7 @@ pub mod npy;
 pub mod registry;
 pub mod sae;
 pub mod safetensors_io;
+pub mod temporal;
 pub mod testing;
 
 pub use config::{
@@ -46,7 +47,10 @@ pub use config::{
 };
 pub use device::{ComputeDevice, DeviceConfig, Precision};
 pub use error::{CudaUnavailable, Result, SaeError};
-pub use hub::{HubClient, HubRepo, HubRepoKind, SaeSource, from_pretrained, token_from_env};
+pub use hub::{
+    HubClient, HubRepo, HubRepoKind, SaeSource, from_pretrained, temporal_from_pretrained,
+    token_from_env,
+};
 pub use normalization::NormState;
 pub use registry::{PretrainedSae, Registry, Release};
 pub use sae::{LoadReport, Sae, SaeParams};

@@ -177,12 +177,10 @@ fn every_converter_matches_saelens_loader() {
             );
         }
     }
-    // Every conversion of the registry but `temporal` has a case.
+    // Every conversion of the registry has a case.
     let reg = Registry::get().unwrap();
     for r in reg.releases.values() {
-        if let Some(c) = r.conversion_func
-            && c.is_supported()
-        {
+        if let Some(c) = r.conversion_func {
             assert!(seen.contains(&c), "no fixture for {c}");
         }
     }
@@ -231,16 +229,64 @@ fn from_pretrained_loads_a_converted_release_through_the_registry() {
     let w_enc = sae.to_host_tensors().unwrap().remove("W_enc").unwrap();
     let want: Vec<f32> = state["W_enc"].data.iter().map(|v| v * nsf).collect();
     assert!(common::max_abs_diff(&w_enc.data, &want) <= 1e-6);
+}
 
-    // A temporal release is a typed error naming what is missing.
-    match sae_core::from_pretrained(
-        "temporal-sae-gemma-2-2b",
-        "blocks.12.hook_resid_post",
-        &hub,
-        &from_env().unwrap(),
-    ) {
-        Err(SaeError::UnsupportedRelease { why, .. }) => assert!(why.contains("temporal")),
-        other => panic!("{other:?}"),
+#[test]
+fn temporal_saes_match_saelens_over_sequences() {
+    // Both the tied and the untied layout: novel codes, predicted codes and the full
+    // reconstruction over [batch, positions, d_in] against SAELens's TemporalSAE (float64).
+    let dev = from_env().unwrap();
+    for case in ["temporal_tied", "temporal_untied"] {
+        let dir = fixtures().join(case);
+        let tmp = tempfile::tempdir().unwrap();
+        hf_cache(tmp.path(), "canrager/temporalSAEs", &dir.join("repo"));
+        let hub = HubClient::from_env()
+            .with_cache_dir(tmp.path())
+            .offline(true);
+        // Through the registry: release temporal-sae-gemma-2-2b is this repo and folder.
+        let sae = sae_core::temporal_from_pretrained(
+            "temporal-sae-gemma-2-2b",
+            "blocks.12.hook_resid_post",
+            &hub,
+            &dev,
+        )
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(sae.config().tied_weights, case == "temporal_tied");
+        let io = SafetensorsFile::open(dir.join("io_temporal.safetensors"))
+            .unwrap()
+            .read_all()
+            .unwrap();
+        let t3 = |t: &HostTensor| {
+            sae_core::device::tensor_from_vec(
+                t.data.clone(),
+                [t.shape[0], t.shape[1], t.shape[2]],
+                &dev,
+            )
+        };
+        let (novel, pred) = sae.encode_with_predictions(t3(&io["x"])).unwrap();
+        let host = |t| sae_core::device::tensor_to_vec(t).unwrap();
+        for (name, ours) in [
+            ("novel", host(novel)),
+            ("pred", host(pred)),
+            ("forward", host(sae.forward(t3(&io["x"])).unwrap())),
+        ] {
+            let d = max_rel(&ours, &io[name].data);
+            assert!(d <= 1e-5, "{case}: {name} differs by {d}");
+        }
+        let fired = io["novel"].data.iter().filter(|v| **v > 0.0).count();
+        assert!(fired > 0 && fired < io["novel"].data.len());
+        // from_pretrained (per-position SAEs) names the right entry point.
+        match sae_core::from_pretrained(
+            "temporal-sae-gemma-2-2b",
+            "blocks.12.hook_resid_post",
+            &hub,
+            &dev,
+        ) {
+            Err(SaeError::UnsupportedRelease { why, .. }) => {
+                assert!(why.contains("temporal_from_pretrained"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod files;
 mod gemma_scope;
 mod gemma_scope_2;
 mod llama_scope;
+mod temporal;
 mod torch_checkpoints;
 mod transcoders;
 
@@ -68,7 +69,8 @@ pub enum Conversion {
     DeepseekR1,
     /// `qwen_scope`: Qwen Scope TopK SAEs, `layer{n}.sae.pt`.
     QwenScope,
-    /// `temporal`: temporal SAEs (attention over earlier tokens in the encoder).
+    /// `temporal`: temporal SAEs (attention over earlier positions in the encoder), loaded as
+    /// [`crate::temporal::TemporalSae`].
     Temporal,
 }
 
@@ -92,9 +94,9 @@ impl Conversion {
         }
     }
 
-    /// Whether sae-core loads this layout (all but `temporal`, whose encoder is a sequence
-    /// model rather than an SAE over one position).
-    pub fn is_supported(self) -> bool {
+    /// Whether SAEs of this layout load as a per-position [`Sae`]; `temporal` ones encode
+    /// sequences and load as [`crate::temporal::TemporalSae`] instead.
+    pub fn is_per_position(self) -> bool {
         self != Conversion::Temporal
     }
 }
@@ -181,6 +183,15 @@ pub struct Converted {
 /// and the shape-checked load. Folding of `norm_scaling_factor` is the caller's (it is the same
 /// for every layout).
 pub fn load(source: &Source<'_>, overrides: &Map<String, Value>, device: &Device) -> Result<Sae> {
+    if !source.conversion.is_per_position() {
+        return Err(SaeError::UnsupportedRelease {
+            release: source.repo_id.to_string(),
+            conversion: source.conversion.to_string(),
+            why: "a temporal SAE encodes whole sequences: load it with \
+                  sae_core::temporal_from_pretrained (the CLI's sae-encode does)"
+                .into(),
+        });
+    }
     let Converted {
         mut cfg,
         tensors,
@@ -191,6 +202,24 @@ pub fn load(source: &Source<'_>, overrides: &Map<String, Value>, device: &Device
     }
     let config = SaeConfig::from_json_value(Value::Object(cfg), &weights)?;
     Ok(Sae::from_host_tensors(config, tensors, &weights, device)?.0)
+}
+
+/// Reads one temporal SAE (`temporal` layout), with the overrides SAELens passes.
+pub fn load_temporal(
+    source: &Source<'_>,
+    overrides: &Map<String, Value>,
+    device: &Device,
+) -> Result<crate::temporal::TemporalSae> {
+    let Converted {
+        mut cfg,
+        tensors,
+        weights,
+    } = convert(source)?;
+    for (k, v) in overrides {
+        cfg.insert(k.clone(), v.clone());
+    }
+    let config = crate::temporal::TemporalConfig::from_json(&cfg, &weights)?;
+    crate::temporal::TemporalSae::from_host_tensors(config, tensors, &weights, device)
 }
 
 /// Runs the converter of `source.conversion`.
@@ -208,13 +237,7 @@ pub fn convert(source: &Source<'_>) -> Result<Converted> {
         Conversion::Goodfire => torch_checkpoints::goodfire(source),
         Conversion::DeepseekR1 => torch_checkpoints::deepseek_r1(source),
         Conversion::QwenScope => torch_checkpoints::qwen_scope(source),
-        Conversion::Temporal => Err(SaeError::UnsupportedRelease {
-            release: source.repo_id.to_string(),
-            conversion: source.conversion.to_string(),
-            why: "temporal SAEs encode with attention over earlier positions; sae-core \
-                  implements SAEs and transcoders that read one position"
-                .into(),
-        }),
+        Conversion::Temporal => temporal::temporal(source),
     }
 }
 
