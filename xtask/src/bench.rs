@@ -32,6 +32,9 @@ pub(crate) struct Args {
     /// Timed repetitions (median reported).
     #[arg(long, default_value_t = 5)]
     pub(crate) repeats: usize,
+    /// `gemma`: how the model's weight matrices are held (float32, float16, bfloat16).
+    #[arg(long, default_value = "float32")]
+    pub(crate) weight_dtype: sae_core::StorageDtype,
 }
 
 /// Benchmarks.

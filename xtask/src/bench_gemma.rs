@@ -16,7 +16,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let dev = args.device.burn_device()?;
     let t0 = Instant::now();
     let file = GgufFile::open(&gguf)?;
-    let model = Gemma::load_gguf(&file, &dev).context("loading gemma-3-270m")?;
+    let opts = gpt2_gemma_models::LoadOptions {
+        weight_dtype: args.weight_dtype,
+    };
+    let model = Gemma::load_gguf_with(&file, &opts, &dev).context("loading gemma-3-270m")?;
     let load_s = t0.elapsed().as_secs_f64();
     let (b, t) = (8usize, 128usize);
     let ids: Vec<i64> = splitmix(13, b * t, 1.0)
@@ -29,7 +32,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let ours_greedy = [m.greedy];
     let rss = peak_rss_mib();
     println!(
-        "gemma-3-270m (Q4_K_M GGUF → f32), sae-geometry (burn {} device, {} threads): load {load_s:.2} s, forward [{b}×{t}] {:.0} tokens/s, decode {dec:.1} tokens/s, peak RSS {rss:.0} MiB",
+        "gemma-3-270m (Q4_K_M GGUF → weights {}), sae-geometry (burn {} device, {} threads): load {load_s:.2} s, forward [{b}×{t}] {:.0} tokens/s, decode {dec:.1} tokens/s, peak RSS {rss:.0} MiB",
+        args.weight_dtype.as_str(),
         args.device,
         args.threads,
         (b * t) as f64 / fwd

@@ -31,6 +31,10 @@ pub struct ModelArgs {
     /// Never use the network (same as HF_HUB_OFFLINE=1).
     #[arg(long)]
     pub offline: bool,
+    /// How Gemma/Llama/Qwen weight matrices are held in memory: float32, or float16 / bfloat16
+    /// to halve it (each is read as f32 for its matmul; activations stay f32).
+    #[arg(long, default_value = "float32")]
+    pub weight_dtype: sae_core::StorageDtype,
 }
 
 impl ModelArgs {
@@ -56,8 +60,17 @@ impl ModelArgs {
             Processing::TransformerLens
         };
         let dev = self.device.burn_device()?;
+        let options = gpt2_gemma_models::LoadOptions {
+            weight_dtype: self.weight_dtype,
+        };
         self.model
-            .load(&self.hub(), processing, self.gguf.as_deref(), &dev)
+            .load_with(
+                &self.hub(),
+                processing,
+                self.gguf.as_deref(),
+                &options,
+                &dev,
+            )
             .with_context(|| format!("loading model {}", self.model))
     }
 

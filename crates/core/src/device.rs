@@ -297,9 +297,31 @@ pub fn bool_tensor_from_vec<const D: usize>(
     Tensor::from_data(TensorData::new(data, shape), device)
 }
 
-/// Reads a float tensor back to row-major host data.
+/// A float tensor stored in `dtype` (f16 or bf16 halve a weight's memory; F32 and F64 keep
+/// f32, the precision every computation here runs in). Read it back with [`as_f32`].
+pub fn store_as<const D: usize>(
+    tensor: Tensor<D>,
+    dtype: crate::config::StorageDtype,
+) -> Tensor<D> {
+    use crate::config::StorageDtype;
+    match dtype {
+        StorageDtype::F16 => tensor.cast(burn::tensor::FloatDType::F16),
+        StorageDtype::Bf16 => tensor.cast(burn::tensor::FloatDType::BF16),
+        StorageDtype::F32 | StorageDtype::F64 => tensor,
+    }
+}
+
+/// The tensor in f32 (a no-op when it already is): what a weight stored by [`store_as`] is
+/// read as before a matmul.
+pub fn as_f32<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
+    tensor.cast(burn::tensor::FloatDType::F32)
+}
+
+/// Reads a float tensor back to row-major host data (f32; a weight stored in f16/bf16 is read
+/// as f32).
 #[allow(clippy::disallowed_methods)] // the one place host data meets burn
 pub fn tensor_to_vec<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    let tensor = as_f32(tensor);
     tensor
         .into_data()
         .convert::<f32>()

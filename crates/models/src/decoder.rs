@@ -14,10 +14,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use sae_core::StorageDtype;
 use sae_core::burn::module::{Module, Param};
 use sae_core::burn::tensor::activation::{silu, softmax};
 use sae_core::burn::tensor::{Bool, Device, Int, Tensor};
-use sae_core::safetensors_io::HostTensor;
+use sae_core::device::as_f32;
+use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
@@ -167,14 +169,26 @@ pub struct DecoderWeights {
     pub final_norm: NormScale,
 }
 
-/// Where tensors come from while loading: HF safetensors (already read) or a GGUF file.
+/// How a model's weights are held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoadOptions {
+    /// Storage of the projection and embedding matrices: `F32` (default), or `F16`/`Bf16` to
+    /// halve their memory (each is read back as f32 for its matmul, one at a time; norms and
+    /// biases stay f32; activations are f32 throughout).
+    pub weight_dtype: StorageDtype,
+}
+
+/// Where tensors come from while loading: HF safetensors (memory-mapped, each tensor converted
+/// to f32 only when taken, so loading never holds a second full copy) or a GGUF file.
 pub(crate) enum WeightSource<'a> {
-    /// HF tensors by name, and the file they came from (for errors).
+    /// HF safetensors files (single or shards).
     Hf {
-        /// The (first) weights file.
+        /// The (first) weights file, for errors.
         path: PathBuf,
-        /// Every tensor.
-        tensors: BTreeMap<String, HostTensor>,
+        /// The files.
+        files: Vec<SafetensorsFile>,
+        /// Tensor name → index into `files`.
+        index: BTreeMap<String, usize>,
     },
     /// A GGUF file.
     Gguf(&'a GgufFile),
@@ -184,6 +198,24 @@ pub(crate) enum WeightSource<'a> {
 pub(crate) type CheckpointTable = [(&'static str, &'static str, &'static str)];
 
 impl WeightSource<'_> {
+    /// Opens the safetensors files (memory-mapped) and indexes their tensors by name.
+    pub(crate) fn hf(paths: &[PathBuf]) -> Result<Self> {
+        let mut files = Vec::with_capacity(paths.len());
+        let mut index = BTreeMap::new();
+        for (i, p) in paths.iter().enumerate() {
+            let f = SafetensorsFile::open(p)?;
+            for name in f.tensors()?.names() {
+                index.insert(name.to_string(), i);
+            }
+            files.push(f);
+        }
+        Ok(WeightSource::Hf {
+            path: paths.first().cloned().unwrap_or_default(),
+            files,
+            index,
+        })
+    }
+
     pub(crate) fn path(&self) -> PathBuf {
         match self {
             WeightSource::Hf { path, .. } => path.clone(),
@@ -220,18 +252,19 @@ impl WeightSource<'_> {
         let (hf, gguf) = Self::names(table, ours, l)?;
         let path = self.path();
         let t = match self {
-            WeightSource::Hf { tensors, .. } => {
+            WeightSource::Hf { files, index, .. } => {
                 let prefixed = format!("language_model.{hf}");
                 let key = [hf.as_str(), prefixed.as_str()]
                     .into_iter()
-                    .find(|k| tensors.contains_key(*k))
-                    .map(str::to_string);
-                key.and_then(|k| tensors.remove(&k))
+                    .find(|k| index.contains_key(*k))
+                    .map(str::to_string)
                     .ok_or_else(|| ModelError::MissingTensor {
                         path: path.clone(),
                         tensor: hf.clone(),
                         tried: format!("{hf}, {prefixed}"),
-                    })?
+                    })?;
+                let file = index.remove(&key).unwrap_or(0);
+                files[file].tensor_f32(&key)?
             }
             WeightSource::Gguf(f) => f.dequantize(&gguf)?,
         };
@@ -328,12 +361,39 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// The unembedding, `[d_model, vocab]`.
-    pub fn w_u(&self) -> Tensor<2> {
+    /// The unembedding as stored (f16/bf16 under [`LoadOptions::weight_dtype`]), `[d_model, vocab]`.
+    fn w_u_stored(&self) -> Tensor<2> {
         match &self.weights.w_u {
             Some(w) => w.val(),
             None => self.weights.w_e.val().transpose(),
         }
+    }
+
+    /// The unembedding in f32, `[d_model, vocab]`.
+    pub fn w_u(&self) -> Tensor<2> {
+        as_f32(self.w_u_stored())
+    }
+
+    /// `x · W_U`; a half-precision unembedding is read as f32 in column blocks, so the forward
+    /// pass never holds a full f32 copy of it.
+    ///
+    /// # Shapes
+    /// - `x`: `[n, d_model]` → `[n, vocab]`.
+    fn unembed(&self, x: Tensor<2>) -> Tensor<2> {
+        const BLOCK: usize = 16_384;
+        let w = self.w_u_stored();
+        let vocab = w.dims()[1];
+        if w.dtype() == sae_core::burn::tensor::DType::F32 || vocab <= BLOCK {
+            return x.matmul(as_f32(w));
+        }
+        let parts: Vec<Tensor<2>> = (0..vocab)
+            .step_by(BLOCK)
+            .map(|start| {
+                let n = BLOCK.min(vocab - start);
+                x.clone().matmul(as_f32(w.clone().narrow(1, start, n)))
+            })
+            .collect();
+        Tensor::cat(parts, 1)
     }
 
     /// The device the weights live on.
@@ -399,11 +459,7 @@ impl Decoder {
         let d = spec.d_model;
         let dev = self.device();
         let w = &self.weights;
-        let mut embed = w
-            .w_e
-            .val()
-            .select(0, tokens.reshape([b * t]))
-            .reshape([b, t, d]);
+        let mut embed = as_f32(w.w_e.val().select(0, tokens.reshape([b * t]))).reshape([b, t, d]);
         if let Some(s) = spec.embed_scale {
             embed = embed.mul_scalar(s);
         }
@@ -454,10 +510,9 @@ impl Decoder {
         let normalized = hooks.apply3(HookPoint::LnFinalNormalized, pass, normalized);
         let out = normalized * w.final_norm.scale.val().unsqueeze::<3>();
         let [_, _, dd] = out.dims();
-        let mut logits =
-            out.reshape([b * t, dd])
-                .matmul(self.w_u())
-                .reshape([b, t, spec.vocab_size]);
+        let mut logits = self
+            .unembed(out.reshape([b * t, dd]))
+            .reshape([b, t, spec.vocab_size]);
         if let Some(cap) = spec.final_softcap {
             logits = logits.div_scalar(cap as f32).tanh().mul_scalar(cap as f32);
         }

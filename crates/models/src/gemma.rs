@@ -12,20 +12,19 @@
 //! All: embeddings scaled by √d_model, tied unembedding, GeGLU with tanh-approximate GELU, and
 //! RMSNorm weights in the (1 + w) convention (GGUF files store 1 + w already).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use sae_core::burn::module::Param;
 use sae_core::burn::tensor::{Device, Int, Tensor};
-use sae_core::device::tensor_from_vec;
-use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
+use sae_core::device::{store_as, tensor_from_vec};
+use sae_core::safetensors_io::HostTensor;
 use serde::Deserialize;
 use serde_json::Value;
 
 pub use crate::decoder::LayerAttention;
 use crate::decoder::{
-    Decoder, DecoderBlock, DecoderSpec, DecoderWeights, MlpActivation, NormScale, RopeScaling,
-    WeightSource,
+    Decoder, DecoderBlock, DecoderSpec, DecoderWeights, LoadOptions, MlpActivation, NormScale,
+    RopeScaling, WeightSource,
 };
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
@@ -378,15 +377,19 @@ impl Gemma {
     /// Loads a Gemma model from a directory with `config.json` and `model.safetensors` (or a
     /// sharded `model.safetensors.index.json`).
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::load_with(dir, &LoadOptions::default(), device)
+    }
+
+    /// [`Self::load`] with the weights held as `options` says (f16/bf16 halve their memory).
+    pub fn load_with(
+        dir: impl AsRef<Path>,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<Self> {
         let dir = dir.as_ref();
         let config = GemmaConfig::from_file(dir.join("config.json"))?;
-        let mut tensors = BTreeMap::new();
         let files = crate::config::safetensors_files(dir)?;
-        for f in &files {
-            tensors.extend(SafetensorsFile::open(f)?.read_all()?);
-        }
-        let path = files.first().cloned().unwrap_or_else(|| dir.to_path_buf());
-        Self::build(config, WeightSource::Hf { path, tensors }, device)
+        Self::build(config, WeightSource::hf(&files)?, options, device)
     }
 
     /// Loads Gemma 2 or Gemma 3 from a GGUF file (architecture `gemma2` or `gemma3`). The config
@@ -394,6 +397,12 @@ impl Gemma {
     /// local RoPE base 10 000 and a global layer every 6th, Gemma 2's alternating sliding layers,
     /// and `query_pre_attn_scalar` = head_dim (d_model / heads for the 27B Gemma 2, as llama.cpp).
     pub fn load_gguf(file: &GgufFile, device: &Device) -> Result<Self> {
+        Self::load_gguf_with(file, &LoadOptions::default(), device)
+    }
+
+    /// [`Self::load_gguf`] with the weights held as `options` says (each tensor is
+    /// dequantised to f32, then stored in `options.weight_dtype`).
+    pub fn load_gguf_with(file: &GgufFile, options: &LoadOptions, device: &Device) -> Result<Self> {
         let arch = file.architecture().unwrap_or("").to_string();
         if !matches!(arch.as_str(), "gemma2" | "gemma3") {
             return Err(ModelError::Config {
@@ -478,10 +487,15 @@ impl Gemma {
                 .and_then(|v| v.as_u64())
                 .map(Value::from),
         };
-        Self::build(config, WeightSource::Gguf(file), device)
+        Self::build(config, WeightSource::Gguf(file), options, device)
     }
 
-    fn build(config: GemmaConfig, mut src: WeightSource<'_>, device: &Device) -> Result<Self> {
+    fn build(
+        config: GemmaConfig,
+        mut src: WeightSource<'_>,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<Self> {
         let path = src.path();
         config.validate(&path)?;
         config.global_rope_scaling(&path)?;
@@ -498,9 +512,14 @@ impl Gemma {
             config.head_dim(),
         );
         let table = GEMMA_CHECKPOINT_TABLE;
+        let store = |t: Tensor<2>| store_as(t, options.weight_dtype);
         let p2 = |t: HostTensor| {
             let t = transpose(&t);
-            Param::from_tensor(tensor_from_vec(t.data, [t.shape[0], t.shape[1]], device))
+            Param::from_tensor(store(tensor_from_vec(
+                t.data,
+                [t.shape[0], t.shape[1]],
+                device,
+            )))
         };
         // HF stores w (scale 1 + w); GGUF stores 1 + w.
         let norm = |t: HostTensor| {
@@ -515,7 +534,7 @@ impl Gemma {
             }
         };
         let emb = src.take(table, "w_e", 0, &[v, d])?;
-        let w_e = Param::from_tensor(tensor_from_vec(emb.data, [v, d], device));
+        let w_e = Param::from_tensor(store(tensor_from_vec(emb.data, [v, d], device)));
         let mut blocks = Vec::with_capacity(config.num_hidden_layers);
         let sandwich = variant != GemmaVariant::Gemma1;
         for l in 0..config.num_hidden_layers {

@@ -44,6 +44,7 @@ pub mod tokenizer_gemma;
 pub mod tokenizer_hf;
 
 pub use config::Gpt2Config;
+pub use decoder::LoadOptions;
 pub use error::{ModelError, Result};
 pub use gemma::{GEMMA_CHECKPOINT_TABLE, Gemma, GemmaConfig, GemmaVariant};
 pub use generate::{GenerateConfig, generate, generate_many};

@@ -12,19 +12,18 @@
 //! GGUF files of the `llama` architecture store q/k rows permuted for llama.cpp's interleaved
 //! RoPE; they are permuted back here, so both sources run the same half-split RoPE.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sae_core::burn::module::Param;
 use sae_core::burn::tensor::{Device, Int, Tensor};
-use sae_core::device::tensor_from_vec;
-use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
+use sae_core::device::{store_as, tensor_from_vec};
+use sae_core::safetensors_io::HostTensor;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::decoder::{
     CheckpointTable, Decoder, DecoderBlock, DecoderSpec, DecoderWeights, LayerAttention,
-    MlpActivation, NormScale, RopeScaling, WeightSource, parse_rope_scaling,
+    LoadOptions, MlpActivation, NormScale, RopeScaling, WeightSource, parse_rope_scaling,
 };
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
@@ -354,20 +353,30 @@ impl Llama {
     /// Loads a model from a directory with `config.json` and `model.safetensors` (or a sharded
     /// `model.safetensors.index.json`).
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::load_with(dir, &LoadOptions::default(), device)
+    }
+
+    /// [`Self::load`] with the weights held as `options` says (f16/bf16 halve their memory).
+    pub fn load_with(
+        dir: impl AsRef<Path>,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<Self> {
         let dir = dir.as_ref();
         let config = LlamaConfig::from_file(dir.join("config.json"))?;
         let files = crate::config::safetensors_files(dir)?;
-        let mut tensors = BTreeMap::new();
-        for f in &files {
-            tensors.extend(SafetensorsFile::open(f)?.read_all()?);
-        }
-        let path = files.first().cloned().unwrap_or_else(|| dir.to_path_buf());
-        Self::build(config, WeightSource::Hf { path, tensors }, device)
+        Self::build(config, WeightSource::hf(&files)?, options, device)
     }
 
     /// Loads a model from a GGUF file of architecture `llama`, `qwen2` or `qwen3`; the config
     /// comes from the file's metadata.
     pub fn load_gguf(file: &GgufFile, device: &Device) -> Result<Self> {
+        Self::load_gguf_with(file, &LoadOptions::default(), device)
+    }
+
+    /// [`Self::load_gguf`] with the weights held as `options` says (each tensor is
+    /// dequantised to f32, then stored in `options.weight_dtype`).
+    pub fn load_gguf_with(file: &GgufFile, options: &LoadOptions, device: &Device) -> Result<Self> {
         let arch = file.architecture().unwrap_or("").to_string();
         if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3") {
             return Err(ModelError::Config {
@@ -436,10 +445,15 @@ impl Llama {
                 .and_then(|v| v.as_u64())
                 .map(Value::from),
         };
-        Self::build(config, WeightSource::Gguf(file), device)
+        Self::build(config, WeightSource::Gguf(file), options, device)
     }
 
-    fn build(config: LlamaConfig, mut src: WeightSource<'_>, device: &Device) -> Result<Self> {
+    fn build(
+        config: LlamaConfig,
+        mut src: WeightSource<'_>,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<Self> {
         let path = src.path();
         config.validate(&path)?;
         let variant = config.variant(&path)?;
@@ -457,9 +471,14 @@ impl Llama {
         let table: &CheckpointTable = LLAMA_CHECKPOINT_TABLE;
         // llama.cpp permutes q/k rows of `llama` GGUFs for its interleaved RoPE.
         let permuted = src.is_gguf() && variant == LlamaVariant::Llama;
+        let store = |t: Tensor<2>| store_as(t, options.weight_dtype);
         let p2 = |t: HostTensor| {
             let t = transpose(&t);
-            Param::from_tensor(tensor_from_vec(t.data, [t.shape[0], t.shape[1]], device))
+            Param::from_tensor(store(tensor_from_vec(
+                t.data,
+                [t.shape[0], t.shape[1]],
+                device,
+            )))
         };
         let p1 = |t: HostTensor| {
             let n = t.shape[0];
@@ -474,7 +493,7 @@ impl Llama {
             }
         };
         let emb = src.take(table, "w_e", 0, &[v, d])?;
-        let w_e = Param::from_tensor(tensor_from_vec(emb.data, [v, d], device));
+        let w_e = Param::from_tensor(store(tensor_from_vec(emb.data, [v, d], device)));
         // Some tied checkpoints still carry lm_head; a GGUF without `output.weight` is tied.
         let w_u = if config.tie_word_embeddings {
             None

@@ -25,13 +25,14 @@ pub(crate) fn gelu_tanh(x: Tensor<3>) -> Tensor<3> {
     x * sae_core::burn::tensor::activation::sigmoid(y2)
 }
 
-/// `x·W` over the last dimension (no bias).
+/// `x·W` over the last dimension (no bias). A weight stored in f16/bf16 is read as f32 here
+/// (one matrix at a time), so the product is f32.
 ///
 /// # Shapes
 /// - `x`: `[b, t, d_in]`, `w`: `[d_in, d_out]` → `[b, t, d_out]`.
 pub(crate) fn matmul3(x: Tensor<3>, w: &Param<Tensor<2>>) -> Tensor<3> {
     let [bs, t, d] = x.dims();
-    let w = w.val();
+    let w = sae_core::device::as_f32(w.val());
     let d_out = w.dims()[1];
     x.reshape([bs * t, d]).matmul(w).reshape([bs, t, d_out])
 }

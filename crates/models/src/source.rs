@@ -9,6 +9,7 @@ use sae_core::{HubClient, HubRepo};
 
 use sae_core::burn::tensor::{Int, Tensor};
 
+use crate::decoder::LoadOptions;
 use crate::error::{ModelError, Result};
 use crate::gemma::Gemma;
 use crate::gguf::GgufFile;
@@ -172,9 +173,18 @@ impl AnyModel {
     /// The model of a GGUF file, by its `general.architecture`: `gemma2`/`gemma3` as [`Gemma`],
     /// `llama`/`qwen2`/`qwen3` as [`Llama`]; any other architecture is a typed error naming it.
     pub fn from_gguf(file: &GgufFile, device: &Device) -> Result<Self> {
+        Self::from_gguf_with(file, &LoadOptions::default(), device)
+    }
+
+    /// [`Self::from_gguf`] with the weights held as `options` says.
+    pub fn from_gguf_with(file: &GgufFile, options: &LoadOptions, device: &Device) -> Result<Self> {
         match file.architecture().unwrap_or("") {
-            "gemma2" | "gemma3" => Ok(AnyModel::Gemma(Gemma::load_gguf(file, device)?)),
-            "llama" | "qwen2" | "qwen3" => Ok(AnyModel::Llama(Llama::load_gguf(file, device)?)),
+            "gemma2" | "gemma3" => Ok(AnyModel::Gemma(Gemma::load_gguf_with(
+                file, options, device,
+            )?)),
+            "llama" | "qwen2" | "qwen3" => Ok(AnyModel::Llama(Llama::load_gguf_with(
+                file, options, device,
+            )?)),
             other => Err(ModelError::Config {
                 path: file.path().to_path_buf(),
                 message: format!(
@@ -376,9 +386,22 @@ impl ModelSource {
         gguf: Option<&Path>,
         device: &Device,
     ) -> Result<(AnyModel, AnyTokenizer)> {
+        self.load_with(hub, processing, gguf, &LoadOptions::default(), device)
+    }
+
+    /// [`Self::load`], with Gemma/Llama/Qwen weights held as `options` says (f16/bf16 halve
+    /// their memory; GPT-2 always keeps f32).
+    pub fn load_with(
+        &self,
+        hub: &HubClient,
+        processing: Processing,
+        gguf: Option<&Path>,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<(AnyModel, AnyTokenizer)> {
         if let ModelSource::GgufFile(p) = self {
             let file = GgufFile::open(p)?;
-            let model = AnyModel::from_gguf(&file, device)?;
+            let model = AnyModel::from_gguf_with(&file, options, device)?;
             return Ok((model, gguf_tokenizer(&file)?));
         }
         if let ModelSource::Gemma3_270m = self {
@@ -393,7 +416,7 @@ impl ModelSource {
                 })?,
             };
             let file = GgufFile::open(&path)?;
-            let model = Gemma::load_gguf(&file, device)?;
+            let model = Gemma::load_gguf_with(&file, options, device)?;
             let tok = GemmaTokenizer::from_gguf(&file)?;
             return Ok((AnyModel::Gemma(model), AnyTokenizer::Gemma(tok)));
         }
@@ -405,11 +428,11 @@ impl ModelSource {
         let dir = self.resolve_dir(hub)?;
         let mt = model_type(&dir)?;
         if mt.starts_with("gemma") {
-            let model = Gemma::load(&dir, device)?;
+            let model = Gemma::load_with(&dir, options, device)?;
             let tok = GemmaTokenizer::from_tokenizer_json(dir.join("tokenizer.json"))?;
             Ok((AnyModel::Gemma(model), AnyTokenizer::Gemma(tok)))
         } else if matches!(mt.as_str(), "llama" | "qwen2" | "qwen3") {
-            let model = Llama::load(&dir, device)?;
+            let model = Llama::load_with(&dir, options, device)?;
             let cfg: &LlamaConfig = model.config();
             let tok =
                 HfTokenizer::from_tokenizer_json(dir.join("tokenizer.json"), cfg.bos(), cfg.eos())?;

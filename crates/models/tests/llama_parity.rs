@@ -163,3 +163,74 @@ fn unsupported_configs_are_typed_errors() {
         }
     }
 }
+
+#[test]
+fn half_precision_weights_halve_memory_and_compute_in_f32() {
+    use gpt2_gemma_models::LoadOptions;
+    use sae_core::StorageDtype;
+    use sae_core::burn::tensor::DType;
+    use sae_core::safetensors_io::write_safetensors;
+    let dev = from_env().unwrap();
+    let io = SafetensorsFile::open(dir("llama3").join("io.safetensors"))
+        .unwrap()
+        .read_all()
+        .unwrap();
+    for (dtype, burn_dtype, round) in [
+        (
+            StorageDtype::Bf16,
+            DType::BF16,
+            (|v: f32| half::bf16::from_f32(v).to_f32()) as fn(f32) -> f32,
+        ),
+        (
+            StorageDtype::F16,
+            DType::F16,
+            (|v: f32| half::f16::from_f32(v).to_f32()) as fn(f32) -> f32,
+        ),
+    ] {
+        let opts = LoadOptions {
+            weight_dtype: dtype,
+        };
+        let half_model = Llama::load_with(dir("llama3"), &opts, &dev).unwrap();
+        let w = &half_model.weights().blocks[0];
+        assert_eq!(w.w_q.val().dtype(), burn_dtype);
+        assert_eq!(half_model.weights().w_e.val().dtype(), burn_dtype);
+        assert_eq!(w.input_norm.scale.val().dtype(), DType::F32, "norms stay f32");
+        // The same computation as an f32 model whose matrices were rounded to that precision.
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            dir("llama3").join("config.json"),
+            tmp.path().join("config.json"),
+        )
+        .unwrap();
+        let mut all = SafetensorsFile::open(dir("llama3").join("model.safetensors"))
+            .unwrap()
+            .read_all()
+            .unwrap();
+        for t in all.values_mut() {
+            if t.shape.len() == 2 {
+                t.data.iter_mut().for_each(|v| *v = round(*v));
+            }
+        }
+        write_safetensors(
+            tmp.path().join("model.safetensors"),
+            &all,
+            StorageDtype::F32,
+        )
+        .unwrap();
+        let rounded = Llama::load(tmp.path(), &dev).unwrap();
+        let run = |m: &Llama| {
+            tensor_to_vec(
+                m.run(common::tokens(&io), &mut Hooks::new(), None, None, gpt2_gemma_models::Pass::Prefill)
+                    .unwrap()
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let (ours, want) = (run(&half_model), run(&rounded));
+        let d = rel(&ours, &want);
+        assert!(d <= 1e-5, "{dtype:?}: differs from the rounded f32 model by {d}");
+        // And close to transformers' f32 logits (the rounding of the weights only).
+        let d = rel(&ours, &io["logits"].data);
+        assert!(d <= 2e-2, "{dtype:?}: {d} from the f32 reference");
+    }
+}
