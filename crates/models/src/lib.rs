@@ -12,8 +12,8 @@
 //! - [`generate`]: KV-cached generation, greedy or sampled with TransformerLens's
 //!   `freq_penalty`, seeded; hooks see the prompt on the prefill pass and one position per step.
 //!
-//! - [`gguf`]: GGUF files: metadata, tensor table, dequantisation (F32, F16, BF16, Q8_0, Q4_0,
-//!   Q5_0, Q4_K, Q6_K) bit for bit as the `gguf` Python package.
+//! - [`gguf`]: GGUF files: metadata, tensor table, dequantisation (F32, F16, BF16, Q4_0, Q4_1,
+//!   Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) bit for bit as the `gguf` Python package.
 //!
 //! - [`Gemma`]: Gemma 1/2/3 from HF safetensors or GGUF.
 //! - [`Llama`]: Llama 3.x, Qwen 2.5 and Qwen 3 from HF safetensors or GGUF.

@@ -194,7 +194,11 @@ fn half_precision_weights_halve_memory_and_compute_in_f32() {
         let w = &half_model.weights().blocks[0];
         assert_eq!(w.w_q.val().dtype(), burn_dtype);
         assert_eq!(half_model.weights().w_e.val().dtype(), burn_dtype);
-        assert_eq!(w.input_norm.scale.val().dtype(), DType::F32, "norms stay f32");
+        assert_eq!(
+            w.input_norm.scale.val().dtype(),
+            DType::F32,
+            "norms stay f32"
+        );
         // The same computation as an f32 model whose matrices were rounded to that precision.
         let tmp = tempfile::tempdir().unwrap();
         std::fs::copy(
@@ -220,15 +224,24 @@ fn half_precision_weights_halve_memory_and_compute_in_f32() {
         let rounded = Llama::load(tmp.path(), &dev).unwrap();
         let run = |m: &Llama| {
             tensor_to_vec(
-                m.run(common::tokens(&io), &mut Hooks::new(), None, None, gpt2_gemma_models::Pass::Prefill)
-                    .unwrap()
-                    .unwrap(),
+                m.run(
+                    common::tokens(&io),
+                    &mut Hooks::new(),
+                    None,
+                    None,
+                    gpt2_gemma_models::Pass::Prefill,
+                )
+                .unwrap()
+                .unwrap(),
             )
             .unwrap()
         };
         let (ours, want) = (run(&half_model), run(&rounded));
         let d = rel(&ours, &want);
-        assert!(d <= 1e-5, "{dtype:?}: differs from the rounded f32 model by {d}");
+        assert!(
+            d <= 1e-5,
+            "{dtype:?}: differs from the rounded f32 model by {d}"
+        );
         // And close to transformers' f32 logits (the rounding of the weights only).
         let d = rel(&ours, &io["logits"].data);
         assert!(d <= 2e-2, "{dtype:?}: {d} from the f32 reference");
