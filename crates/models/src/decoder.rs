@@ -6,7 +6,7 @@
 //!
 //! Hook points (TransformerLens names): `hook_embed` is the (scaled, for Gemma) embedding;
 //! `blocks.{L}.hook_resid_pre` equals transformers' `hidden_states[L]`; `attn.hook_q`/`hook_k`
-//! are after the q/k bias and q/k norm and before RoPE; `hook_attn_out` and `hook_mlp_out` are
+//! are the projections (with bias), before the q/k norm and RoPE, as TransformerLens's; `hook_attn_out` and `hook_mlp_out` are
 //! what is added to the residual stream (after Gemma 2/3's post norms); `mlp.hook_pre` is the
 //! gate pre-activation and `mlp.hook_post` is act(gate)·up; `ln_final.hook_normalized` is the
 //! final norm before its weight.
@@ -545,18 +545,29 @@ impl Decoder {
                 None => y,
             }
         };
-        let mut q = proj(&blk.w_q, &blk.b_q).reshape([b, t, h, hd]);
-        let mut k = proj(&blk.w_k, &blk.b_k).reshape([b, t, kvh, hd]);
-        let v = proj(&blk.w_v, &blk.b_v).reshape([b, t, kvh, hd]);
+        // TransformerLens's order: hook_q/hook_k see the projections; the q/k norms (Gemma 3,
+        // Qwen 3) come after the hooks, before RoPE.
+        let mut q = hooks.apply4(
+            HookPoint::AttnQ(l),
+            pass,
+            proj(&blk.w_q, &blk.b_q).reshape([b, t, h, hd]),
+        );
+        let mut k = hooks.apply4(
+            HookPoint::AttnK(l),
+            pass,
+            proj(&blk.w_k, &blk.b_k).reshape([b, t, kvh, hd]),
+        );
+        let v = hooks.apply4(
+            HookPoint::AttnV(l),
+            pass,
+            proj(&blk.w_v, &blk.b_v).reshape([b, t, kvh, hd]),
+        );
         if let Some(n) = &blk.q_norm {
             q = rms_norm(q, Some(n), eps).1;
         }
         if let Some(n) = &blk.k_norm {
             k = rms_norm(k, Some(n), eps).1;
         }
-        let q = hooks.apply4(HookPoint::AttnQ(l), pass, q);
-        let k = hooks.apply4(HookPoint::AttnK(l), pass, k);
-        let v = hooks.apply4(HookPoint::AttnV(l), pass, v);
         let la = spec.layers[l];
         let (cos, sin) = self.rope_tables(&la, past, t, dev);
         let rope = |x: Tensor<4>| {

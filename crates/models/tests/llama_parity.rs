@@ -247,3 +247,57 @@ fn half_precision_weights_halve_memory_and_compute_in_f32() {
         assert!(d <= 2e-2, "{dtype:?}: {d} from the f32 reference");
     }
 }
+
+#[test]
+fn every_hook_equals_transformer_lens() {
+    // TransformerLens 3.9's HookedTransformer on the same checkpoints (no weight processing):
+    // every hook name we implement, parsed from TransformerLens's own strings.
+    let dev = from_env().unwrap();
+    for (name, n_points) in [("llama3", 3), ("qwen2", 3), ("qwen3", 3)] {
+        let tl = SafetensorsFile::open(dir(name).join("tl_io.safetensors"))
+            .unwrap()
+            .read_all()
+            .unwrap();
+        let model = Llama::load(dir(name), &dev).unwrap();
+        let points: Vec<(HookPoint, &str)> = tl
+            .keys()
+            .filter(|k| *k != "tokens" && *k != "logits")
+            .map(|k| {
+                (
+                    k.parse::<HookPoint>()
+                        .unwrap_or_else(|e| panic!("{k}: {e}")),
+                    k.as_str(),
+                )
+            })
+            .collect();
+        assert!(
+            points.len() >= 12 * n_points,
+            "{name}: {} hooks",
+            points.len()
+        );
+        let (logits, cache) = model
+            .run_with_cache(
+                common::tokens(&tl),
+                CacheFilter::Only(points.iter().map(|(p, _)| *p).collect()),
+                None,
+            )
+            .unwrap();
+        let d = rel(&tensor_to_vec(logits.unwrap()).unwrap(), &tl["logits"].data);
+        assert!(
+            d <= 1e-4,
+            "{name}: logits differ from TransformerLens by {d}"
+        );
+        for (p, key) in points {
+            let ours = match cache.get(p).unwrap() {
+                gpt2_gemma_models::Activation::Rank3(t) => tensor_to_vec(t.clone()).unwrap(),
+                gpt2_gemma_models::Activation::Rank4(t) => tensor_to_vec(t.clone()).unwrap(),
+                other => panic!("{other:?}"),
+            };
+            let d = rel(&ours, &tl[key].data);
+            assert!(
+                d <= 1e-4,
+                "{name}: {key} differs from TransformerLens by {d}"
+            );
+        }
+    }
+}
