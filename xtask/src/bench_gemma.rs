@@ -21,6 +21,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     };
     let model = Gemma::load_gguf_with(&file, &opts, &dev).context("loading gemma-3-270m")?;
     let load_s = t0.elapsed().as_secs_f64();
+    let rss_load = peak_rss_mib();
     let (b, t) = (8usize, 128usize);
     let ids: Vec<i64> = splitmix(13, b * t, 1.0)
         .into_iter()
@@ -32,11 +33,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let ours_greedy = [m.greedy];
     let rss = peak_rss_mib();
     println!(
-        "gemma-3-270m (Q4_K_M GGUF → weights {}), sae-geometry (burn {} device, {} threads): load {load_s:.2} s, forward [{b}×{t}] {:.0} tokens/s, decode {dec:.1} tokens/s, peak RSS {rss:.0} MiB",
+        "gemma-3-270m (Q4_K_M GGUF → weights {}), sae-geometry (burn {} device, {} threads): load {load_s:.2} s, forward [{b}×{t}] {:.0} tokens/s, decode {dec:.1} tokens/s, peak RSS {rss_load:.0} MiB after loading, {rss:.0} MiB after the [{b}×{t}] forward (its logits alone are {:.0} MiB)",
         args.weight_dtype.as_str(),
         args.device,
         args.threads,
-        (b * t) as f64 / fwd
+        (b * t) as f64 / fwd,
+        (b * t * model.config().vocab_size * 4) as f64 / (1024.0 * 1024.0)
     );
     let Some(python) = &args.python else {
         println!("reference skipped: pass --python (a venv with transformers, torch, gguf)");

@@ -380,20 +380,7 @@ impl Decoder {
     /// # Shapes
     /// - `x`: `[n, d_model]` → `[n, vocab]`.
     fn unembed(&self, x: Tensor<2>) -> Tensor<2> {
-        const BLOCK: usize = 16_384;
-        let w = self.w_u_stored();
-        let vocab = w.dims()[1];
-        if w.dtype() == sae_core::burn::tensor::DType::F32 || vocab <= BLOCK {
-            return x.matmul(as_f32(w));
-        }
-        let parts: Vec<Tensor<2>> = (0..vocab)
-            .step_by(BLOCK)
-            .map(|start| {
-                let n = BLOCK.min(vocab - start);
-                x.clone().matmul(as_f32(w.clone().narrow(1, start, n)))
-            })
-            .collect();
-        Tensor::cat(parts, 1)
+        unembed_blocked(x, self.w_u_stored(), 16_384)
     }
 
     /// The device the weights live on.
@@ -622,6 +609,26 @@ impl Decoder {
     }
 }
 
+/// `x · w` with `w` read as f32 in column blocks of `block` when it is stored in half precision,
+/// written block by block into one output (a concatenation would hold the logits twice).
+///
+/// # Shapes
+/// - `x`: `[n, d]`, `w`: `[d, vocab]` → `[n, vocab]`.
+fn unembed_blocked(x: Tensor<2>, w: Tensor<2>, block: usize) -> Tensor<2> {
+    let vocab = w.dims()[1];
+    if w.dtype() == sae_core::burn::tensor::DType::F32 || vocab <= block {
+        return x.matmul(as_f32(w));
+    }
+    let rows = x.dims()[0];
+    let mut out = Tensor::<2>::zeros([rows, vocab], &x.device());
+    for start in (0..vocab).step_by(block) {
+        let n = block.min(vocab - start);
+        let part = x.clone().matmul(as_f32(w.clone().narrow(1, start, n)));
+        out = out.slice_assign([0..rows, start..start + n], part);
+    }
+    out
+}
+
 /// Parses an HF RoPE-scaling object (`rope_scaling`, or one entry of transformers 5's
 /// `rope_parameters`): `default`, `linear` and `llama3`; other types (`dynamic`, `yarn`,
 /// `longrope`, ...) are a typed error naming the type.
@@ -674,5 +681,32 @@ pub fn parse_rope_scaling(v: &serde_json::Value, path: &std::path::Path) -> Resu
                 "RoPE scaling type `{other}` is not implemented (default, linear, llama3)"
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sae_core::device::{cpu, store_as, tensor_from_vec, tensor_to_vec};
+
+    #[test]
+    fn blocked_unembedding_equals_one_matmul() {
+        let dev = cpu();
+        let (n, d, vocab) = (3, 5, 23);
+        let x: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.37).sin()).collect();
+        let w: Vec<f32> = (0..d * vocab).map(|i| (i as f32 * 0.11).cos()).collect();
+        let x = tensor_from_vec(x, [n, d], &dev);
+        let w = store_as(tensor_from_vec(w, [d, vocab], &dev), StorageDtype::Bf16);
+        let direct = tensor_to_vec(x.clone().matmul(as_f32(w.clone()))).unwrap();
+        for block in [1, 4, 7, 23, 64] {
+            let blocked = tensor_to_vec(unembed_blocked(x.clone(), w.clone(), block)).unwrap();
+            // The same products; only the GEMM's summation order may differ with the width.
+            let d = blocked
+                .iter()
+                .zip(&direct)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(d < 1e-5, "block {block}: {d}");
+        }
     }
 }
