@@ -311,6 +311,54 @@ pub fn store_as<const D: usize>(
     }
 }
 
+/// Builds a tensor stored in `dtype` from f32 values produced in pieces by `fill` (which calls
+/// its sink with consecutive runs of values, `shape`'s product in all): half-precision storage
+/// is converted run by run, so a large weight never exists in f32 as a whole. A count that does
+/// not match `shape` is an error.
+#[allow(clippy::disallowed_methods)] // the one place host data meets burn
+pub fn tensor_from_f32_runs<const D: usize>(
+    shape: [usize; D],
+    dtype: crate::config::StorageDtype,
+    device: &Device,
+    fill: impl FnOnce(&mut dyn FnMut(&[f32])) -> Result<()>,
+) -> Result<Tensor<D>> {
+    use crate::config::StorageDtype;
+    let n: usize = shape.iter().product();
+    let check = |got: usize| {
+        if got == n {
+            Ok(())
+        } else {
+            Err(SaeError::Backend(format!(
+                "{got} values produced for a tensor of shape {shape:?} ({n})"
+            )))
+        }
+    };
+    match dtype {
+        StorageDtype::Bf16 => {
+            let mut v: Vec<half::bf16> = Vec::with_capacity(n);
+            fill(&mut |run: &[f32]| v.extend(run.iter().map(|x| half::bf16::from_f32(*x))))?;
+            check(v.len())?;
+            let opts = burn::tensor::TensorCreationOptions::new(device.clone())
+                .with_dtype(burn::tensor::DType::BF16);
+            Ok(Tensor::from_data(TensorData::new(v, shape), opts))
+        }
+        StorageDtype::F16 => {
+            let mut v: Vec<half::f16> = Vec::with_capacity(n);
+            fill(&mut |run: &[f32]| v.extend(run.iter().map(|x| half::f16::from_f32(*x))))?;
+            check(v.len())?;
+            let opts = burn::tensor::TensorCreationOptions::new(device.clone())
+                .with_dtype(burn::tensor::DType::F16);
+            Ok(Tensor::from_data(TensorData::new(v, shape), opts))
+        }
+        StorageDtype::F32 | StorageDtype::F64 => {
+            let mut v: Vec<f32> = Vec::with_capacity(n);
+            fill(&mut |run: &[f32]| v.extend_from_slice(run))?;
+            check(v.len())?;
+            Ok(tensor_from_vec(v, shape, device))
+        }
+    }
+}
+
 /// The tensor in f32 (a no-op when it already is): what a weight stored by [`store_as`] is
 /// read as before a matmul.
 pub fn as_f32<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {

@@ -161,7 +161,8 @@ pub struct DecoderBlock {
 pub struct DecoderWeights {
     /// Token embeddings `[vocab, d_model]`.
     pub w_e: Param<Tensor<2>>,
-    /// Untied unembedding `[d_model, vocab]` (`lm_head`); `None` when tied to `w_e`.
+    /// Untied unembedding as the checkpoint stores it (`lm_head`), `[vocab, d_model]`; `None`
+    /// when tied to `w_e`. Either way it is used transposed, without a copy.
     pub w_u: Option<Param<Tensor<2>>>,
     /// Blocks.
     pub blocks: Vec<DecoderBlock>,
@@ -238,6 +239,57 @@ impl WeightSource<'_> {
                 )
             })
             .ok_or_else(|| ModelError::InvalidInput(format!("no checkpoint name for {ours}")))
+    }
+
+    /// A `[rows, cols]` matrix kept in the checkpoint's orientation (embeddings, `lm_head`),
+    /// stored in `dtype` as it is read: GGUF tensors are dequantised and converted in runs, so
+    /// the largest matrices never exist whole in f32.
+    pub(crate) fn take_stored(
+        &mut self,
+        table: &CheckpointTable,
+        ours: &str,
+        expected: [usize; 2],
+        dtype: StorageDtype,
+        device: &sae_core::burn::tensor::Device,
+    ) -> Result<Tensor<2>> {
+        let (hf, gguf) = Self::names(table, ours, 0)?;
+        match self {
+            WeightSource::Gguf(f) => {
+                let info = f.tensor_info(&gguf)?;
+                if info.shape() != expected {
+                    return Err(ModelError::ShapeMismatch {
+                        path: f.path().to_path_buf(),
+                        tensor: gguf,
+                        expected: expected.to_vec(),
+                        found: info.shape(),
+                    });
+                }
+                let file: &GgufFile = f;
+                Ok(sae_core::device::tensor_from_f32_runs(
+                    expected,
+                    dtype,
+                    device,
+                    |sink| {
+                        file.dequantize_runs(&gguf, sink)
+                            .map(|_| ())
+                            .map_err(|e| sae_core::SaeError::Backend(e.to_string()))
+                    },
+                )?)
+            }
+            WeightSource::Hf { .. } => {
+                let _ = hf;
+                let t = self.take(table, ours, 0, &expected)?;
+                Ok(sae_core::device::tensor_from_f32_runs(
+                    expected,
+                    dtype,
+                    device,
+                    |sink| {
+                        sink(&t.data);
+                        Ok(())
+                    },
+                )?)
+            }
+        }
     }
 
     /// The tensor for our name `ours` at layer `l`, row-major as stored (`[out, in]`), checked
@@ -364,7 +416,7 @@ impl Decoder {
     /// The unembedding as stored (f16/bf16 under [`LoadOptions::weight_dtype`]), `[d_model, vocab]`.
     fn w_u_stored(&self) -> Tensor<2> {
         match &self.weights.w_u {
-            Some(w) => w.val(),
+            Some(w) => w.val().transpose(),
             None => self.weights.w_e.val().transpose(),
         }
     }

@@ -533,8 +533,13 @@ impl Gemma {
                 scale: Param::from_tensor(tensor_from_vec(data, [n], device)),
             }
         };
-        let emb = src.take(table, "w_e", 0, &[v, d])?;
-        let w_e = Param::from_tensor(store(tensor_from_vec(emb.data, [v, d], device)));
+        let w_e = Param::from_tensor(src.take_stored(
+            table,
+            "w_e",
+            [v, d],
+            options.weight_dtype,
+            device,
+        )?);
         let mut blocks = Vec::with_capacity(config.num_hidden_layers);
         let sandwich = variant != GemmaVariant::Gemma1;
         for l in 0..config.num_hidden_layers {

@@ -589,6 +589,27 @@ impl GgufFile {
         let data = dequantize_bytes(t.ggml_type, bytes);
         Ok(HostTensor::new(t.shape(), data))
     }
+
+    /// A tensor dequantised in runs of about a million values, each handed to `sink` in order
+    /// (what [`GgufFile::dequantize`] would return, without holding it all in f32 at once).
+    /// Returns the row-major shape.
+    pub fn dequantize_runs(&self, name: &str, sink: &mut dyn FnMut(&[f32])) -> Result<Vec<usize>> {
+        let t = self.tensor_info(name)?;
+        if !t.ggml_type.is_dequantizable() {
+            return Err(ModelError::UnsupportedQuantization {
+                path: self.path.clone(),
+                tensor: t.name.clone(),
+                ggml_type: t.ggml_type.to_string(),
+            });
+        }
+        let bytes = self.tensor_bytes(t)?;
+        let (block, size) = t.ggml_type.block_layout().unwrap_or((1, 4));
+        let blocks_per_run = (1 << 20) / block.max(1);
+        for run in bytes.chunks(blocks_per_run.max(1) * size) {
+            sink(&dequantize_bytes(t.ggml_type, run));
+        }
+        Ok(t.shape())
+    }
 }
 
 fn f16_at(b: &[u8], i: usize) -> f32 {

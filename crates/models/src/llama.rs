@@ -492,13 +492,24 @@ impl Llama {
                 t
             }
         };
-        let emb = src.take(table, "w_e", 0, &[v, d])?;
-        let w_e = Param::from_tensor(store(tensor_from_vec(emb.data, [v, d], device)));
+        let w_e = Param::from_tensor(src.take_stored(
+            table,
+            "w_e",
+            [v, d],
+            options.weight_dtype,
+            device,
+        )?);
         // Some tied checkpoints still carry lm_head; a GGUF without `output.weight` is tied.
         let w_u = if config.tie_word_embeddings {
             None
         } else {
-            Some(p2(src.take(table, "w_u", 0, &[v, d])?))
+            Some(Param::from_tensor(src.take_stored(
+                table,
+                "w_u",
+                [v, d],
+                options.weight_dtype,
+                device,
+            )?))
         };
         let qkv_bias = variant == LlamaVariant::Qwen2 || config.attention_bias;
         let o_bias = variant != LlamaVariant::Qwen2 && config.attention_bias;
