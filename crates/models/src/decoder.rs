@@ -661,6 +661,46 @@ impl Decoder {
     }
 }
 
+/// [`crate::LanguageModel`] for a model type whose `decoder` field is a [`Decoder`] (Gemma,
+/// Llama): the trait's facts come from the resolved spec, the forward pass from the decoder.
+macro_rules! language_model_via_decoder {
+    ($t:ty) => {
+        impl $crate::model::LanguageModel for $t {
+            fn run(
+                &self,
+                tokens: sae_core::burn::tensor::Tensor<2, sae_core::burn::tensor::Int>,
+                hooks: &mut $crate::hooks::Hooks<'_>,
+                stop_at_layer: Option<usize>,
+                kv: Option<&mut $crate::kv::KvCache>,
+                pass: $crate::hooks::Pass,
+            ) -> $crate::error::Result<Option<sae_core::burn::tensor::Tensor<3>>> {
+                self.decoder.run(tokens, hooks, stop_at_layer, kv, pass)
+            }
+
+            fn vocab_size(&self) -> usize {
+                self.decoder.spec.vocab_size
+            }
+
+            fn n_layers(&self) -> usize {
+                self.decoder.spec.n_layers
+            }
+
+            fn d_model(&self) -> usize {
+                self.decoder.spec.d_model
+            }
+
+            fn device(&self) -> sae_core::burn::tensor::Device {
+                self.decoder.device()
+            }
+
+            fn unembed(&self) -> sae_core::burn::tensor::Tensor<2> {
+                self.decoder.w_u()
+            }
+        }
+    };
+}
+pub(crate) use language_model_via_decoder;
+
 /// `x · w` with `w` read as f32 in column blocks of `block` when it is stored in half precision,
 /// written block by block into one output (a concatenation would hold the logits twice).
 ///

@@ -30,7 +30,6 @@ use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 use crate::hooks::{Hooks, Pass};
 use crate::kv::KvCache;
-use crate::model::LanguageModel;
 use crate::ops::transpose_host as transpose;
 
 /// Gemma generation.
@@ -645,7 +644,7 @@ impl Gemma {
         self.decoder.w_u()
     }
 
-    /// The hooked forward pass (see [`LanguageModel::run`]).
+    /// The hooked forward pass (see [`crate::LanguageModel::run`]).
     pub fn run(
         &self,
         tokens: Tensor<2, Int>,
@@ -663,35 +662,4 @@ impl Gemma {
     }
 }
 
-impl LanguageModel for Gemma {
-    fn run(
-        &self,
-        tokens: Tensor<2, Int>,
-        hooks: &mut Hooks<'_>,
-        stop_at_layer: Option<usize>,
-        kv: Option<&mut KvCache>,
-        pass: Pass,
-    ) -> Result<Option<Tensor<3>>> {
-        Gemma::run(self, tokens, hooks, stop_at_layer, kv, pass)
-    }
-
-    fn vocab_size(&self) -> usize {
-        self.config.vocab_size
-    }
-
-    fn n_layers(&self) -> usize {
-        self.config.num_hidden_layers
-    }
-
-    fn d_model(&self) -> usize {
-        self.config.hidden_size
-    }
-
-    fn device(&self) -> Device {
-        Gemma::device(self)
-    }
-
-    fn unembed(&self) -> Tensor<2> {
-        self.w_u()
-    }
-}
+crate::decoder::language_model_via_decoder!(Gemma);
