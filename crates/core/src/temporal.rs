@@ -241,17 +241,6 @@ impl TemporalSae {
         let p2 = |t: HostTensor| {
             Param::from_tensor(tensor_from_vec(t.data, [t.shape[0], t.shape[1]], device))
         };
-        // nn.Linear stores [out, in]; we multiply by [in, out].
-        let p2t = |t: HostTensor| {
-            let (r, c) = (t.shape[0], t.shape[1]);
-            let mut d = vec![0f32; r * c];
-            for i in 0..r {
-                for j in 0..c {
-                    d[j * r + i] = t.data[i * c + j];
-                }
-            }
-            Param::from_tensor(tensor_from_vec(d, [c, r], device))
-        };
         let p1 = |t: HostTensor| Param::from_tensor(tensor_from_vec(t.data, [t.shape[0]], device));
         let (d_in, d_sae) = (config.d_in, config.d_sae);
         let e = d_sae / config.bottleneck_factor;
@@ -266,9 +255,12 @@ impl TemporalSae {
         for i in 0..config.n_attn_layers {
             let mut lin =
                 |name: &str, out: usize| -> Result<(Param<Tensor<2>>, Param<Tensor<1>>)> {
-                    let w = take(&format!("attn_layers.{i}.{name}.weight"), vec![out, d_sae])?;
+                    let key = format!("attn_layers.{i}.{name}.weight");
+                    let w = take(&key, vec![out, d_sae])?;
                     let b = take(&format!("attn_layers.{i}.{name}.bias"), vec![out])?;
-                    Ok((p2t(w), p1(b)))
+                    // nn.Linear stores [out, in]; we multiply by [in, out].
+                    let w = crate::convert::files::transpose(w, &key, path, "temporal")?;
+                    Ok((p2(w), p1(b)))
                 };
             let (w_k, b_k) = lin("k_ctx", e)?;
             let (w_q, b_q) = lin("q_target", e)?;

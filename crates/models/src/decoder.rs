@@ -252,9 +252,9 @@ impl WeightSource<'_> {
         dtype: StorageDtype,
         device: &sae_core::burn::tensor::Device,
     ) -> Result<Tensor<2>> {
-        let (hf, gguf) = Self::names(table, ours, 0)?;
         match self {
             WeightSource::Gguf(f) => {
+                let (_, gguf) = Self::names(table, ours, 0)?;
                 let info = f.tensor_info(&gguf)?;
                 if info.shape() != expected {
                     return Err(ModelError::ShapeMismatch {
@@ -277,17 +277,12 @@ impl WeightSource<'_> {
                 )?)
             }
             WeightSource::Hf { .. } => {
-                let _ = hf;
+                // The f32 values exist already (read from the mmap): upload them, then store.
                 let t = self.take(table, ours, 0, &expected)?;
-                Ok(sae_core::device::tensor_from_f32_runs(
-                    expected,
+                Ok(sae_core::device::store_as(
+                    sae_core::device::tensor_from_vec(t.data, expected, device),
                     dtype,
-                    device,
-                    |sink| {
-                        sink(&t.data);
-                        Ok(())
-                    },
-                )?)
+                ))
             }
         }
     }
@@ -330,6 +325,29 @@ impl WeightSource<'_> {
         }
         Ok(t)
     }
+}
+
+/// A checkpoint matrix (`[out, in]`) as our `[in, out]` parameter, stored in `dtype`.
+pub(crate) fn matrix_param(
+    t: HostTensor,
+    dtype: StorageDtype,
+    device: &sae_core::burn::tensor::Device,
+) -> Param<Tensor<2>> {
+    let t = crate::ops::transpose_host(&t);
+    let [rows, cols] = [t.shape[0], t.shape[1]];
+    Param::from_tensor(sae_core::device::store_as(
+        sae_core::device::tensor_from_vec(t.data, [rows, cols], device),
+        dtype,
+    ))
+}
+
+/// A checkpoint vector (bias, norm scale) as an f32 parameter.
+pub(crate) fn vector_param(
+    t: HostTensor,
+    device: &sae_core::burn::tensor::Device,
+) -> Param<Tensor<1>> {
+    let n = t.shape[0];
+    Param::from_tensor(sae_core::device::tensor_from_vec(t.data, [n], device))
 }
 
 /// RMSNorm: x · rsqrt(mean(x²) + eps) over the last dim; returns (normalised, scaled).

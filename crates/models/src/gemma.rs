@@ -16,7 +16,7 @@ use std::path::Path;
 
 use sae_core::burn::module::Param;
 use sae_core::burn::tensor::{Device, Int, Tensor};
-use sae_core::device::{store_as, tensor_from_vec};
+use sae_core::device::tensor_from_vec;
 use sae_core::safetensors_io::HostTensor;
 use serde::Deserialize;
 use serde_json::Value;
@@ -24,13 +24,12 @@ use serde_json::Value;
 pub use crate::decoder::LayerAttention;
 use crate::decoder::{
     Decoder, DecoderBlock, DecoderSpec, DecoderWeights, LoadOptions, MlpActivation, NormScale,
-    RopeScaling, WeightSource,
+    RopeScaling, WeightSource, matrix_param,
 };
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 use crate::hooks::{Hooks, Pass};
 use crate::kv::KvCache;
-use crate::ops::transpose_host as transpose;
 
 /// Gemma generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -409,16 +408,8 @@ impl Gemma {
                 message: format!("GGUF architecture `{arch}` is not gemma2 or gemma3"),
             });
         }
-        let u = |k: &str| -> Result<usize> {
-            file.get(&format!("{arch}.{k}"))
-                .and_then(|v| v.as_u64())
-                .map(|v| v as usize)
-                .ok_or_else(|| ModelError::Config {
-                    path: file.path().to_path_buf(),
-                    message: format!("GGUF metadata lacks {arch}.{k}"),
-                })
-        };
-        let f = |k: &str| file.get(&format!("{arch}.{k}")).and_then(|v| v.as_f64());
+        let u = |k: &str| file.arch_usize(k);
+        let f = |k: &str| file.arch_f64(k);
         let vocab = file
             .get("tokenizer.ggml.tokens")
             .and_then(|v| v.as_array())
@@ -511,15 +502,7 @@ impl Gemma {
             config.head_dim(),
         );
         let table = GEMMA_CHECKPOINT_TABLE;
-        let store = |t: Tensor<2>| store_as(t, options.weight_dtype);
-        let p2 = |t: HostTensor| {
-            let t = transpose(&t);
-            Param::from_tensor(store(tensor_from_vec(
-                t.data,
-                [t.shape[0], t.shape[1]],
-                device,
-            )))
-        };
+        let p2 = |t: HostTensor| matrix_param(t, options.weight_dtype, device);
         // HF stores w (scale 1 + w); GGUF stores 1 + w.
         let norm = |t: HostTensor| {
             let n = t.shape[0];

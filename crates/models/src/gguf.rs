@@ -520,6 +520,26 @@ impl GgufFile {
         self.get("general.architecture").and_then(GgufValue::as_str)
     }
 
+    /// `{general.architecture}.{key}` as a count (e.g. `block_count`), or a config error naming
+    /// the key the file lacks.
+    pub fn arch_usize(&self, key: &str) -> Result<usize> {
+        let arch = self.architecture().unwrap_or("");
+        self.get(&format!("{arch}.{key}"))
+            .and_then(GgufValue::as_u64)
+            .map(|v| v as usize)
+            .ok_or_else(|| ModelError::Config {
+                path: self.path.clone(),
+                message: format!("GGUF metadata lacks {arch}.{key}"),
+            })
+    }
+
+    /// `{general.architecture}.{key}` as a number, if present (e.g. `rope.freq_base`).
+    pub fn arch_f64(&self, key: &str) -> Option<f64> {
+        let arch = self.architecture().unwrap_or("");
+        self.get(&format!("{arch}.{key}"))
+            .and_then(GgufValue::as_f64)
+    }
+
     /// The tensor table, in file order.
     pub fn tensors(&self) -> &[GgufTensorInfo] {
         &self.tensors

@@ -16,20 +16,19 @@ use std::path::{Path, PathBuf};
 
 use sae_core::burn::module::Param;
 use sae_core::burn::tensor::{Device, Int, Tensor};
-use sae_core::device::{store_as, tensor_from_vec};
 use sae_core::safetensors_io::HostTensor;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::decoder::{
     CheckpointTable, Decoder, DecoderBlock, DecoderSpec, DecoderWeights, LayerAttention,
-    LoadOptions, MlpActivation, NormScale, RopeScaling, WeightSource, parse_rope_scaling,
+    LoadOptions, MlpActivation, NormScale, RopeScaling, WeightSource, matrix_param,
+    parse_rope_scaling, vector_param,
 };
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 use crate::hooks::{Hooks, Pass};
 use crate::kv::KvCache;
-use crate::ops::transpose_host as transpose;
 
 /// The family member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,24 +382,20 @@ impl Llama {
                 message: format!("GGUF architecture `{arch}` is not llama, qwen2 or qwen3"),
             });
         }
-        let missing = |k: &str| ModelError::Config {
-            path: file.path().to_path_buf(),
-            message: format!("GGUF metadata lacks {arch}.{k}"),
-        };
-        let u = |k: &str| -> Result<usize> {
-            file.get(&format!("{arch}.{k}"))
-                .and_then(|v| v.as_u64())
-                .map(|v| v as usize)
-                .ok_or_else(|| missing(k))
-        };
-        let f = |k: &str| file.get(&format!("{arch}.{k}")).and_then(|v| v.as_f64());
+        let u = |k: &str| file.arch_usize(k);
+        let f = |k: &str| file.arch_f64(k);
         let vocab = match u("vocab_size") {
             Ok(v) => v,
             Err(_) => file
                 .get("tokenizer.ggml.tokens")
                 .and_then(|v| v.as_array())
                 .map(<[_]>::len)
-                .ok_or_else(|| missing("vocab_size (or tokenizer.ggml.tokens)"))?,
+                .ok_or_else(|| ModelError::Config {
+                    path: file.path().to_path_buf(),
+                    message: format!(
+                        "GGUF metadata lacks {arch}.vocab_size (or tokenizer.ggml.tokens)"
+                    ),
+                })?,
         };
         let n_heads = u("attention.head_count")?;
         let d = u("embedding_length")?;
@@ -470,19 +465,8 @@ impl Llama {
         let table: &CheckpointTable = LLAMA_CHECKPOINT_TABLE;
         // llama.cpp permutes q/k rows of `llama` GGUFs for its interleaved RoPE.
         let permuted = src.is_gguf() && variant == LlamaVariant::Llama;
-        let store = |t: Tensor<2>| store_as(t, options.weight_dtype);
-        let p2 = |t: HostTensor| {
-            let t = transpose(&t);
-            Param::from_tensor(store(tensor_from_vec(
-                t.data,
-                [t.shape[0], t.shape[1]],
-                device,
-            )))
-        };
-        let p1 = |t: HostTensor| {
-            let n = t.shape[0];
-            Param::from_tensor(tensor_from_vec(t.data, [n], device))
-        };
+        let p2 = |t: HostTensor| matrix_param(t, options.weight_dtype, device);
+        let p1 = |t: HostTensor| vector_param(t, device);
         let norm = |t: HostTensor| NormScale { scale: p1(t) };
         let qk = |t: HostTensor, heads: usize| {
             if permuted {

@@ -30,7 +30,8 @@ impl std::fmt::Debug for Gpt2Tokenizer {
     }
 }
 
-fn tok_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
+/// A tokenizer error naming the file it came from (shared by every tokenizer here).
+pub(crate) fn tok_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
     ModelError::Tokenizer {
         path: path.to_path_buf(),
         message: e.to_string(),

@@ -14,9 +14,10 @@ use tokenizers::normalizers::replace::Replace;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, DecoderWrapper, SplitDelimiterBehavior, Tokenizer};
 
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::gguf::{GgufFile, GgufValue};
 use crate::gpt2::BosPolicy;
+use crate::tokenizer::tok_err;
 
 /// SentencePiece's word-boundary mark.
 const SPIECE: char = '\u{2581}';
@@ -38,13 +39,6 @@ impl std::fmt::Debug for GemmaTokenizer {
             .field("source", &self.source)
             .field("vocab_size", &self.inner.get_vocab_size(true))
             .finish()
-    }
-}
-
-fn tok_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
-    ModelError::Tokenizer {
-        path: path.to_path_buf(),
-        message: e.to_string(),
     }
 }
 

@@ -17,6 +17,7 @@ use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokeni
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgufFile, GgufValue};
 use crate::gpt2::BosPolicy;
+use crate::tokenizer::tok_err;
 
 /// Llama 3's split regex (`llama-bpe`, `llama3`, ... in `tokenizer.ggml.pre`).
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -67,13 +68,6 @@ impl std::fmt::Debug for HfTokenizer {
             .field("source", &self.source)
             .field("vocab_size", &self.inner.get_vocab_size(true))
             .finish()
-    }
-}
-
-fn tok_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
-    ModelError::Tokenizer {
-        path: path.to_path_buf(),
-        message: e.to_string(),
     }
 }
 
