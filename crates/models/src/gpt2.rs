@@ -2,12 +2,11 @@
 //! processing as an explicit option, and a KV cache.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sae_core::burn::module::{Module, Param};
 use sae_core::burn::tensor::activation::softmax;
 use sae_core::burn::tensor::{Bool, Device, Int, Tensor};
-use sae_core::device::tensor_from_vec;
 use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 
 use crate::config::Gpt2Config;
@@ -17,7 +16,7 @@ use crate::hooks::{Hooks, Pass};
 use crate::kv::KvCache;
 use crate::model::LanguageModel;
 use crate::ops::transpose_host as transpose;
-use crate::ops::{gelu_tanh, linear};
+use crate::ops::{Checkpoint, gelu_tanh, linear, p1, p2};
 
 /// Which weights the model runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -152,55 +151,6 @@ pub struct Gpt2LoadReport {
     pub unused: Vec<String>,
 }
 
-struct Checkpoint {
-    path: PathBuf,
-    tensors: BTreeMap<String, HostTensor>,
-    used: Vec<String>,
-}
-
-impl Checkpoint {
-    fn take(&mut self, name: &str, expected: &[usize]) -> Result<HostTensor> {
-        let prefixed = format!("transformer.{name}");
-        let key = [name, prefixed.as_str()]
-            .into_iter()
-            .find(|k| self.tensors.contains_key(*k))
-            .map(str::to_string)
-            .ok_or_else(|| ModelError::MissingTensor {
-                path: self.path.clone(),
-                tensor: name.to_string(),
-                tried: format!("{name}, {prefixed}"),
-            })?;
-        let t = self
-            .tensors
-            .remove(&key)
-            .ok_or_else(|| ModelError::MissingTensor {
-                path: self.path.clone(),
-                tensor: name.to_string(),
-                tried: key.clone(),
-            })?;
-        if t.shape != expected {
-            return Err(ModelError::ShapeMismatch {
-                path: self.path.clone(),
-                tensor: key,
-                expected: expected.to_vec(),
-                found: t.shape,
-            });
-        }
-        self.used.push(key);
-        Ok(t)
-    }
-}
-
-fn p1(t: HostTensor, dev: &Device) -> Param<Tensor<1>> {
-    let n = t.shape[0];
-    Param::from_tensor(tensor_from_vec(t.data, [n], dev))
-}
-
-fn p2(t: HostTensor, dev: &Device) -> Param<Tensor<2>> {
-    let (r, c) = (t.shape[0], t.shape[1]);
-    Param::from_tensor(tensor_from_vec(t.data, [r, c], dev))
-}
-
 /// Columns `[start, start + width)` of a row-major `[rows, cols]` matrix.
 fn columns(t: &HostTensor, start: usize, width: usize) -> HostTensor {
     let (rows, cols) = (t.shape[0], t.shape[1]);
@@ -213,7 +163,11 @@ fn columns(t: &HostTensor, start: usize, width: usize) -> HostTensor {
 
 /// TransformerLens's LayerNorm: centre, divide by √(mean(x²) + eps), then the affine weights if
 /// any. Returns (normalized before the weights, output).
-fn layer_norm(x: Tensor<3>, ln: Option<&LayerNormParams>, eps: f64) -> (Tensor<3>, Tensor<3>) {
+pub(crate) fn layer_norm(
+    x: Tensor<3>,
+    ln: Option<&LayerNormParams>,
+    eps: f64,
+) -> (Tensor<3>, Tensor<3>) {
     let x = x.clone() - x.mean_dim(2);
     let scale = ((x.clone() * x.clone()).mean_dim(2).add_scalar(eps)).sqrt();
     let normalized = x / scale;
@@ -257,11 +211,7 @@ impl Gpt2 {
             config.n_positions,
             config.d_mlp(),
         );
-        let mut ck = Checkpoint {
-            path: path.to_path_buf(),
-            tensors,
-            used: Vec::new(),
-        };
+        let mut ck = Checkpoint::new(path, tensors, "transformer.");
         let w_e_host = ck.take("wte.weight", &[v, d])?;
         let w_u_host = transpose(&w_e_host);
         let w_e = p2(w_e_host, device);

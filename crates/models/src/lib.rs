@@ -18,9 +18,13 @@
 //! - [`Gemma`]: Gemma 1/2/3 from HF safetensors or GGUF.
 //! - [`Llama`]: Llama 3.x, Qwen 2.5 and Qwen 3 from HF safetensors or GGUF.
 //! - [`decoder`]: the forward pass those two families share.
+//! - [`SentenceEmbedder`]: sentence-transformers models (a [`Bert`] encoder, pooling,
+//!   normalisation) from a model directory or a zip of one — e.g. all-MiniLM-L6-v2, which
+//!   [`offline::install_minilm_l6_v2`] finds or installs.
 //! - [`Splice`]: SAEs spliced into the forward pass with their `hook_sae_*` points
 //!   ([`LanguageModel::run_with_saes`], [`LanguageModel::run_with_cache_with_saes`]).
 
+pub mod bert;
 pub mod config;
 pub mod decoder;
 pub mod error;
@@ -36,6 +40,7 @@ pub mod model;
 pub mod offline;
 mod ops;
 pub mod sampling;
+pub mod sentence;
 pub mod source;
 pub mod splice;
 pub mod testing;
@@ -43,6 +48,7 @@ pub mod tokenizer;
 pub mod tokenizer_gemma;
 pub mod tokenizer_hf;
 
+pub use bert::{BERT_CHECKPOINT_TABLE, Bert, BertConfig, BertLoadReport};
 pub use config::Gpt2Config;
 pub use decoder::LoadOptions;
 pub use error::{ModelError, Result};
@@ -55,6 +61,7 @@ pub use kv::KvCache;
 pub use llama::{LLAMA_CHECKPOINT_TABLE, Llama, LlamaConfig, LlamaVariant};
 pub use model::LanguageModel;
 pub use sampling::{SampleConfig, Sampler, Sampling};
+pub use sentence::{Pooling, SentenceEmbedder};
 pub use source::{AnyModel, AnyTokenizer, ModelSource};
 pub use splice::{Splice, SpliceOutput};
 pub use tokenizer::Gpt2Tokenizer;

