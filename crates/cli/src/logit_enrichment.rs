@@ -122,6 +122,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ),
             top_token_strs: String::new(),
             cluster: None,
+            family: None,
+            family_evidence: None,
         });
     }
     stats.commit()?;

@@ -16,6 +16,11 @@
 //! | [`autointerp`] | `autointerp` | explanation generation and scoring |
 //! | [`patch_scoping`] | `patch-scoping` | the model explains a latent in its own words |
 //! | [`plot`] | `sae-geometry-plot` | static figures: PNGs with title, labelled axes and legend |
+//!
+//! [`evidence`] joins them where one analysis needs another's measurements: cross-width families
+//! weighed by co-firing (`store`) and description embeddings (`models`) in `geometry`.
+
+pub mod evidence;
 
 pub use activation_store as store;
 pub use autointerp;

@@ -7,6 +7,9 @@
 //!   linkage, condensed tree, excess-of-mass or leaf selection, labels (−1 = noise), membership
 //!   probabilities and GLOSH outlier scores.
 //!
+//! - [`families`]: cross-width families with evidence (decoder cosine, co-firing, description
+//!   similarity), thresholded, each member with its scores.
+//!
 //! - [`absorption`]: feature absorption on the first-letter task (probes, k-sparse probing,
 //!   SAEBench's full-absorption rate and absorption fraction).
 //!
@@ -18,6 +21,7 @@
 pub mod absorption;
 pub mod dashboard;
 pub mod error;
+pub mod families;
 pub mod hdbscan;
 pub mod headless;
 pub mod logit_enrichment;
@@ -30,6 +34,10 @@ pub mod table;
 pub mod umap;
 
 pub use error::{GeometryError, Result};
+pub use families::{
+    CoFiringScores, Evidence, EvidenceFamily, FamilyInputs, FamilyMember, FamilyThresholds,
+    Recovery, families, recovery,
+};
 pub use hdbscan::{ClusterSelection, Hdbscan, HdbscanConfig, HdbscanResult};
 pub use logit_lens::{LatentTokens, LogitLensConfig, logit_lens};
 pub use splitting::{

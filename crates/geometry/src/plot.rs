@@ -128,7 +128,9 @@ pub fn write_html(rows: &[SplittingRow], by: ColorBy, title: &str, path: &Path) 
                 r.latent_idx,
                 r.description,
                 r.top_token_strs,
-                r.cluster
+                r.cluster,
+                r.family,
+                r.family_evidence
             ])
         })
         .collect();
@@ -145,6 +147,12 @@ pub fn write_html(rows: &[SplittingRow], by: ColorBy, title: &str, path: &Path) 
             .collect(),
         ColorBy::Cluster => Vec::new(),
     };
+    // Segments from each family member to its parent, drawn under the points.
+    let segments: Vec<[f32; 4]> = family_segments(rows)
+        .into_iter()
+        .flat_map(|(p, ms)| ms.into_iter().map(move |m| [p.0, p.1, m.0, m.1]))
+        .collect();
+    let segments = serde_json::to_string(&segments).map_err(|e| io_err(path, e))?;
     // `</` cannot appear inside the inline script.
     let data = serde_json::to_string(&points)
         .map_err(|e| io_err(path, e))?
@@ -173,6 +181,7 @@ window.onerror = function () {{ document.body.dataset.errors = String(Number(doc
 (function () {{
   var pts = {data};
   var legend = {legend};
+  var segs = {segments};
   var svg = document.getElementById('plot'), tip = document.getElementById('tip');
   var W = 1200, H = 900, M = 40, NS = 'http://www.w3.org/2000/svg';
   var xs = pts.map(function (p) {{ return p[0]; }}), ys = pts.map(function (p) {{ return p[1]; }});
@@ -181,6 +190,13 @@ window.onerror = function () {{ document.body.dataset.errors = String(Number(doc
   var sy = function (v) {{ return H - M - (v - y0) / ((y1 - y0) || 1) * (H - 2 * M); }};
   var esc = function (s) {{ return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;'); }};
   var frag = document.createDocumentFragment();
+  segs.forEach(function (s) {{
+    var l = document.createElementNS(NS, 'line');
+    l.setAttribute('x1', sx(s[0]).toFixed(2)); l.setAttribute('y1', sy(s[1]).toFixed(2));
+    l.setAttribute('x2', sx(s[2]).toFixed(2)); l.setAttribute('y2', sy(s[3]).toFixed(2));
+    l.setAttribute('stroke', 'rgba(170,40,40,0.35)'); l.setAttribute('stroke-width', '0.8');
+    frag.appendChild(l);
+  }});
   pts.forEach(function (p, i) {{
     var c = document.createElementNS(NS, 'circle');
     c.setAttribute('cx', sx(p[0]).toFixed(2)); c.setAttribute('cy', sy(p[1]).toFixed(2));
@@ -194,7 +210,8 @@ window.onerror = function () {{ document.body.dataset.errors = String(Number(doc
     if (i === null || i === undefined) {{ tip.style.display = 'none'; return; }}
     var p = pts[Number(i)];
     tip.innerHTML = '<b>width ' + p[4] + ', latent ' + p[5] + '</b>' + (p[8] !== null ? ' (cluster ' + p[8] + ')' : '') +
-      '<br>' + esc(p[6] || '(no description)') + '<br><i>top tokens:</i> ' + esc(p[7]);
+      '<br>' + esc(p[6] || '(no description)') + '<br><i>top tokens:</i> ' + esc(p[7]) +
+      (p[9] ? '<br><i>family ' + esc(p[9]) + ':</i> ' + esc(p[10] || '') : '');
     tip.style.left = (e.clientX + 12) + 'px'; tip.style.top = (e.clientY + 12) + 'px'; tip.style.display = 'block';
   }});
   var lg = document.getElementById('legend');
@@ -232,6 +249,26 @@ impl<'a> PlotLabels<'a> {
     }
 }
 
+/// Each family's parent position and its members' positions (rows whose `family` names another
+/// row), parents in row order.
+fn family_segments(rows: &[SplittingRow]) -> Vec<((f32, f32), Vec<(f32, f32)>)> {
+    let at: std::collections::HashMap<String, (f32, f32)> = rows
+        .iter()
+        .map(|r| (format!("{}/{}", r.sae_width, r.latent_idx), (r.umap_x, r.umap_y)))
+        .collect();
+    let mut fams: std::collections::BTreeMap<String, Vec<(f32, f32)>> = Default::default();
+    for r in rows {
+        if let Some(f) = &r.family
+            && *f != format!("{}/{}", r.sae_width, r.latent_idx)
+        {
+            fams.entry(f.clone()).or_default().push((r.umap_x, r.umap_y));
+        }
+    }
+    fams.into_iter()
+        .filter_map(|(f, ms)| at.get(&f).map(|p| (*p, ms)))
+        .collect()
+}
+
 /// Clusters named in the legend (the largest); the others are drawn but not listed.
 const LEGEND_CLUSTERS: usize = 10;
 
@@ -243,6 +280,28 @@ pub fn figure(rows: &[SplittingRow], by: ColorBy, labels: PlotLabels<'_>) -> Fig
     let xy = |r: &SplittingRow| (f64::from(r.umap_x), f64::from(r.umap_y));
     let color = |c: [u8; 4]| Color::rgba(c[0], c[1], c[2], f64::from(c[3]) / 255.0);
     let mut panel = Panel::new(Axis::new(labels.x), Axis::new(labels.y));
+    // Family members joined to their parents, underneath the points (one star per family).
+    let fams = family_segments(rows);
+    let n_fams = fams.len();
+    for (k, (p, ms)) in fams.into_iter().enumerate() {
+        let pp = (f64::from(p.0), f64::from(p.1));
+        let mut pts = vec![pp];
+        for m in ms {
+            pts.push((f64::from(m.0), f64::from(m.1)));
+            pts.push(pp);
+        }
+        panel.layers.push(Layer::Line {
+            label: if k == 0 {
+                format!("family member → parent ({n_fams} families)")
+            } else {
+                String::new()
+            },
+            color: Color::rgba(170, 40, 40, 0.35),
+            stroke: sae_geometry_plot::Stroke::Solid,
+            markers: false,
+            points: pts,
+        });
+    }
     match by {
         ColorBy::Width => {
             for (i, &w) in ws.iter().enumerate().rev() {

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GeometryError, Result};
+use crate::families::{EvidenceFamily, FamilyInputs, FamilyThresholds, families};
 use crate::hdbscan::{Hdbscan, HdbscanConfig};
 use crate::umap::knn::{Points, dot};
 use crate::umap::{Metric, Umap, UmapConfig};
@@ -43,6 +44,8 @@ pub struct SplittingConfig {
     pub n_matches: usize,
     /// `Some(seed)`: deterministic UMAPs.
     pub random_state: Option<u64>,
+    /// When a wider latent belongs to a narrower one's family ([`crate::families`]).
+    pub families: FamilyThresholds,
 }
 
 impl Default for SplittingConfig {
@@ -56,6 +59,7 @@ impl Default for SplittingConfig {
             min_cluster_size: 3,
             n_matches: 3,
             random_state: None,
+            families: FamilyThresholds::default(),
         }
     }
 }
@@ -77,6 +81,12 @@ pub struct SplittingRow {
     pub top_token_strs: String,
     /// HDBSCAN cluster on the 10-D UMAP (−1 noise), when clustering was asked for.
     pub cluster: Option<i64>,
+    /// The family the latent belongs to, as `WIDTH/LATENT` of its narrower parent (a parent
+    /// names itself), when it is in one ([`SplittingResult::evidence_families`]).
+    pub family: Option<String>,
+    /// A member's evidence for its family ("cos 0.71 · J 0.43 · r 0.62 · desc 0.81"); for a
+    /// parent, its number of members.
+    pub family_evidence: Option<String>,
 }
 
 /// A latent of a narrower SAE and its nearest latents in the next wider one.
@@ -97,8 +107,15 @@ pub struct SplitFamily {
 pub struct SplittingResult {
     /// One row per latent of every SAE, in input order.
     pub rows: Vec<SplittingRow>,
-    /// Cross-width matches between consecutive widths (sorted by width).
+    /// Cross-width matches between consecutive widths (sorted by width): the nearest by decoder
+    /// cosine, as the tutorial (no threshold).
     pub families: Vec<SplitFamily>,
+    /// Families with evidence between consecutive widths: members that pass
+    /// [`SplittingConfig::families`]'s thresholds, each with its scores. [`feature_splitting`]
+    /// fills them from decoders alone; [`SplittingResult::set_evidence_families`] replaces them
+    /// with families that also weigh co-firing and descriptions.
+    #[serde(default)]
+    pub evidence_families: Vec<EvidenceFamily>,
 }
 
 /// For each of `latents` (rows of `w`, `[_, d]` row-major), the `n` nearest latents by cosine:
@@ -228,20 +245,33 @@ pub fn feature_splitting(
                 description: s.descriptions[i].clone(),
                 top_token_strs: s.top_token_strs[i].clone(),
                 cluster: clusters.as_ref().map(|c| c[g]),
+                family: None,
+                family_evidence: None,
             });
             g += 1;
         }
     }
     let mut order: Vec<&SplittingInput> = saes.iter().collect();
     order.sort_by_key(|s| s.width);
-    let mut families = Vec::new();
+    let mut nearest = Vec::new();
+    let mut evidence = Vec::new();
     for pair in order.windows(2) {
         let (narrow, wide) = (pair[0], pair[1]);
+        evidence.extend(families(
+            &FamilyInputs {
+                d,
+                narrow: (narrow.width, &narrow.w_dec),
+                wide: (wide.width, &wide.w_dec),
+                cofiring: None,
+                descriptions: None,
+            },
+            &cfg.families,
+        )?);
         for (i, children) in match_latents(&narrow.w_dec, &wide.w_dec, d, cfg.n_matches)
             .into_iter()
             .enumerate()
         {
-            families.push(SplitFamily {
+            nearest.push(SplitFamily {
                 narrow_width: narrow.width,
                 latent_idx: i,
                 wide_width: wide.width,
@@ -249,7 +279,13 @@ pub fn feature_splitting(
             });
         }
     }
-    Ok(SplittingResult { rows, families })
+    let mut result = SplittingResult {
+        rows,
+        families: nearest,
+        evidence_families: Vec::new(),
+    };
+    result.set_evidence_families(evidence);
+    Ok(result)
 }
 
 /// One SAE of [`compute_sae_umap_data`], with what describes its latents.
@@ -393,8 +429,14 @@ pub struct SplittingSummary {
     pub clusters: usize,
     /// Rows HDBSCAN left as noise (label −1).
     pub noise: usize,
-    /// Cross-width families.
+    /// Cross-width families (nearest matches, one per narrower latent).
     pub families: usize,
+    /// Families with evidence (narrower latents with at least one member).
+    #[serde(default)]
+    pub evidence_families: usize,
+    /// Members of those families.
+    #[serde(default)]
+    pub family_members: usize,
     /// Whether every UMAP coordinate is finite.
     pub embedding_finite: bool,
     /// Population standard deviation of the x coordinates.
@@ -404,6 +446,46 @@ pub struct SplittingSummary {
 }
 
 impl SplittingResult {
+    /// Replaces the families with evidence and marks the rows: each member's `family` is its
+    /// parent's `WIDTH/LATENT` and `family_evidence` its scores; each parent's `family` is itself
+    /// and `family_evidence` its member count. A latent in several families keeps the one where
+    /// it has the most evidence (then the larger decoder cosine).
+    pub fn set_evidence_families(&mut self, families: Vec<EvidenceFamily>) {
+        use std::collections::HashMap;
+        let index: HashMap<(usize, usize), usize> = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(k, r)| ((r.sae_width, r.latent_idx), k))
+            .collect();
+        for r in &mut self.rows {
+            r.family = None;
+            r.family_evidence = None;
+        }
+        // (evidence count, cosine) of the family each member row holds now.
+        let mut held: HashMap<usize, (usize, f32)> = HashMap::new();
+        for f in &families {
+            let name = format!("{}/{}", f.narrow_width, f.parent);
+            if let Some(&k) = index.get(&(f.narrow_width, f.parent)) {
+                self.rows[k].family = Some(name.clone());
+                self.rows[k].family_evidence = Some(format!("parent of {}", f.members.len()));
+            }
+            for m in &f.members {
+                let Some(&k) = index.get(&(f.wide_width, m.latent)) else {
+                    continue;
+                };
+                let strength = (m.evidence.len(), m.decoder_cosine);
+                if held.get(&k).is_some_and(|h| (h.0, h.1) >= strength) {
+                    continue;
+                }
+                held.insert(k, strength);
+                self.rows[k].family = Some(name.clone());
+                self.rows[k].family_evidence = Some(m.describe());
+            }
+        }
+        self.evidence_families = families;
+    }
+
     /// The result's [`SplittingSummary`].
     pub fn summary(&self) -> SplittingSummary {
         let mut rows_per_width = std::collections::BTreeMap::<usize, usize>::new();
@@ -432,6 +514,8 @@ impl SplittingResult {
                 .len(),
             noise: labels.iter().filter(|&&c| c < 0).count(),
             families: self.families.len(),
+            evidence_families: self.evidence_families.len(),
+            family_members: self.evidence_families.iter().map(|f| f.members.len()).sum(),
             embedding_finite: self
                 .rows
                 .iter()
@@ -442,7 +526,9 @@ impl SplittingResult {
     }
 
     /// Writes the study's files into `dir` (created if missing): `splitting.parquet` and
-    /// `splitting.csv` (the table), `families.json`, `splitting.html` (hover) and `splitting.png`,
+    /// `splitting.csv` (the table), `families.json` (nearest matches), `evidence_families.json`
+    /// and `families.csv` (families with evidence, one row per member with its scores),
+    /// `splitting.html` (hover) and `splitting.png` (family members joined to their parents),
     /// coloured by width — or, when the result was clustered, by cluster with the tutorial's
     /// titles — and `summary.json` (the [`SplittingSummary`], with `seconds` when given: the
     /// time the caller spent, loading included).
@@ -452,6 +538,8 @@ impl SplittingResult {
         crate::table::write_parquet(&self.rows, &dir.join("splitting.parquet"))?;
         crate::table::write_csv(&self.rows, &dir.join("splitting.csv"))?;
         crate::table::write_json(&self.families, &dir.join("families.json"))?;
+        crate::table::write_json(&self.evidence_families, &dir.join("evidence_families.json"))?;
+        crate::table::write_families_csv(&self.evidence_families, &dir.join("families.csv"))?;
         let summary = self.summary();
         let (by, title) = if summary.clustered {
             (

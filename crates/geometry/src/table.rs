@@ -28,15 +28,19 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// `sae_width,latent_idx,umap_x,umap_y,description,top_token_strs[,cluster]` (RFC 4180 quoting).
+/// `sae_width,latent_idx,umap_x,umap_y,description,top_token_strs[,cluster][,family,family_evidence]`
+/// (RFC 4180 quoting; the optional columns when any row has them).
 pub fn write_csv(rows: &[SplittingRow], path: &Path) -> Result<()> {
     let with_cluster = rows.iter().any(|r| r.cluster.is_some());
+    let with_family = rows.iter().any(|r| r.family.is_some());
     let mut w = sae_core::atomic::AtomicFile::create(path)?;
-    let header = if with_cluster {
-        "sae_width,latent_idx,umap_x,umap_y,description,top_token_strs,cluster"
-    } else {
-        "sae_width,latent_idx,umap_x,umap_y,description,top_token_strs"
-    };
+    let mut header = String::from("sae_width,latent_idx,umap_x,umap_y,description,top_token_strs");
+    if with_cluster {
+        header.push_str(",cluster");
+    }
+    if with_family {
+        header.push_str(",family,family_evidence");
+    }
     writeln!(w, "{header}").map_err(|e| io_err(path, e))?;
     for r in rows {
         write!(
@@ -58,7 +62,57 @@ pub fn write_csv(rows: &[SplittingRow], path: &Path) -> Result<()> {
             )
             .map_err(|e| io_err(path, e))?;
         }
+        if with_family {
+            write!(
+                w,
+                ",{},{}",
+                csv_field(r.family.as_deref().unwrap_or("")),
+                csv_field(r.family_evidence.as_deref().unwrap_or(""))
+            )
+            .map_err(|e| io_err(path, e))?;
+        }
         writeln!(w).map_err(|e| io_err(path, e))?;
+    }
+    Ok(w.commit()?)
+}
+
+/// One row per family member: `narrow_width,parent,wide_width,member,decoder_cosine,jaccard,
+/// correlation,description_similarity,evidence` (absent measures empty; evidence `|`-joined).
+pub fn write_families_csv(families: &[crate::families::EvidenceFamily], path: &Path) -> Result<()> {
+    let mut w = sae_core::atomic::AtomicFile::create(path)?;
+    writeln!(
+        w,
+        "narrow_width,parent,wide_width,member,decoder_cosine,jaccard,correlation,description_similarity,evidence"
+    )
+    .map_err(|e| io_err(path, e))?;
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
+    for f in families {
+        for m in &f.members {
+            let evidence: Vec<String> = m
+                .evidence
+                .iter()
+                .map(|e| {
+                    serde_json::to_value(e)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                })
+                .collect();
+            writeln!(
+                w,
+                "{},{},{},{},{:.6},{},{},{},{}",
+                f.narrow_width,
+                f.parent,
+                f.wide_width,
+                m.latent,
+                m.decoder_cosine,
+                opt(m.jaccard),
+                opt(m.correlation),
+                opt(m.description_similarity),
+                evidence.join("|")
+            )
+            .map_err(|e| io_err(path, e))?;
+        }
     }
     Ok(w.commit()?)
 }
@@ -75,6 +129,8 @@ pub fn write_parquet(rows: &[SplittingRow], path: &Path) -> Result<()> {
                 REQUIRED BYTE_ARRAY description (UTF8);
                 REQUIRED BYTE_ARRAY top_token_strs (UTF8);
                 OPTIONAL INT64 cluster;
+                OPTIONAL BYTE_ARRAY family (UTF8);
+                OPTIONAL BYTE_ARRAY family_evidence (UTF8);
             }",
         )
         .map_err(|e| io_err(path, e))?,
@@ -126,6 +182,27 @@ pub fn write_parquet(rows: &[SplittingRow], path: &Path) -> Result<()> {
                 None,
                 None,
             ),
+            7 | 8 => {
+                fn get(r: &SplittingRow, family: bool) -> Option<&str> {
+                    if family {
+                        r.family.as_deref()
+                    } else {
+                        r.family_evidence.as_deref()
+                    }
+                }
+                let fam = col_idx == 7;
+                let vals: Vec<ByteArray> = rows
+                    .iter()
+                    .filter_map(|r| get(r, fam))
+                    .map(ByteArray::from)
+                    .collect();
+                let defs: Vec<i16> = rows
+                    .iter()
+                    .map(|r| i16::from(get(r, fam).is_some()))
+                    .collect();
+                col.typed::<ByteArrayType>()
+                    .write_batch(&vals, Some(&defs), None)
+            }
             _ => {
                 let vals: Vec<i64> = rows.iter().filter_map(|r| r.cluster).collect();
                 let defs: Vec<i16> = rows
