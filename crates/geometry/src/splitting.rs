@@ -81,8 +81,8 @@ pub struct SplittingRow {
     pub top_token_strs: String,
     /// HDBSCAN cluster on the 10-D UMAP (−1 noise), when clustering was asked for.
     pub cluster: Option<i64>,
-    /// The family the latent belongs to, as `WIDTH/LATENT` of its narrower parent (a parent
-    /// names itself), when it is in one ([`SplittingResult::evidence_families`]).
+    /// The family the latent belongs to, as `WIDTH/LATENT` of its narrower parent (a parent that
+    /// is no member names itself), when it is in one ([`SplittingResult::evidence_families`]).
     pub family: Option<String>,
     /// A member's evidence for its family ("cos 0.71 · J 0.43 · r 0.62 · desc 0.81"); for a
     /// parent, its number of members.
@@ -447,9 +447,9 @@ pub struct SplittingSummary {
 
 impl SplittingResult {
     /// Replaces the families with evidence and marks the rows: each member's `family` is its
-    /// parent's `WIDTH/LATENT` and `family_evidence` its scores; each parent's `family` is itself
-    /// and `family_evidence` its member count. A latent in several families keeps the one where
-    /// it has the most evidence (then the larger decoder cosine).
+    /// parent's `WIDTH/LATENT` and `family_evidence` its scores; a parent that is no member
+    /// names itself, with its member count. A latent in several families keeps the one where it
+    /// has the most evidence (then the larger decoder cosine).
     pub fn set_evidence_families(&mut self, families: Vec<EvidenceFamily>) {
         use std::collections::HashMap;
         let index: HashMap<(usize, usize), usize> = self
@@ -464,12 +464,16 @@ impl SplittingResult {
         }
         // (evidence count, cosine) of the family each member row holds now.
         let mut held: HashMap<usize, (usize, f32)> = HashMap::new();
+        // Parents name themselves; membership, written second, takes precedence (a latent of a
+        // middle width is both a member and a parent: the row shows where it came from).
         for f in &families {
-            let name = format!("{}/{}", f.narrow_width, f.parent);
             if let Some(&k) = index.get(&(f.narrow_width, f.parent)) {
-                self.rows[k].family = Some(name.clone());
+                self.rows[k].family = Some(format!("{}/{}", f.narrow_width, f.parent));
                 self.rows[k].family_evidence = Some(format!("parent of {}", f.members.len()));
             }
+        }
+        for f in &families {
+            let name = format!("{}/{}", f.narrow_width, f.parent);
             for m in &f.members {
                 let Some(&k) = index.get(&(f.wide_width, m.latent)) else {
                     continue;

@@ -100,6 +100,26 @@ fn feature_splitting_study_and_outputs() {
         kids.contains(&(2 * f.latent_idx)) && kids.contains(&(2 * f.latent_idx + 1))
     });
     assert!(hits.count() >= 36);
+    // Families with evidence (decoder cosine alone here): each latent of width 40 has its two
+    // planted children first (at this small d, a chance neighbour may pass the threshold
+    // behind them), and the rows say so.
+    let ev: Vec<_> = r
+        .evidence_families
+        .iter()
+        .filter(|f| f.narrow_width == 40)
+        .collect();
+    assert_eq!(ev.len(), 40);
+    for f in &ev {
+        let mut kids: Vec<usize> = f.members.iter().take(2).map(|m| m.latent).collect();
+        kids.sort_unstable();
+        assert_eq!(kids, [2 * f.parent, 2 * f.parent + 1], "{f:?}");
+        assert!(f.members.iter().all(|m| m.decoder_cosine >= 0.4 && m.jaccard.is_none()));
+    }
+    let row = |w: usize, i: usize| r.rows.iter().find(|x| x.sae_width == w && x.latent_idx == i).unwrap();
+    assert_eq!(row(40, 3).family.as_deref(), Some("40/3"));
+    assert_eq!(row(40, 3).family_evidence.as_deref(), Some("parent of 2"));
+    assert_eq!(row(80, 7).family.as_deref(), Some("40/3"));
+    assert!(row(80, 7).family_evidence.as_deref().unwrap().starts_with("cos 0."));
     // Same seed, same table.
     assert_eq!(feature_splitting(&inputs, D, &cfg).unwrap(), r);
 
@@ -107,7 +127,9 @@ fn feature_splitting_study_and_outputs() {
     write_csv(&r.rows, &dir.path().join("t.csv")).unwrap();
     let csv = std::fs::read_to_string(dir.path().join("t.csv")).unwrap();
     assert!(
-        csv.starts_with("sae_width,latent_idx,umap_x,umap_y,description,top_token_strs,cluster\n")
+        csv.starts_with(
+            "sae_width,latent_idx,umap_x,umap_y,description,top_token_strs,cluster,family,family_evidence\n"
+        )
     );
     assert!(csv.contains("\"latent 0 of \"\"40\"\", with <b>markup</b>\""));
     write_parquet(&r.rows, &dir.path().join("t.parquet")).unwrap();
@@ -134,7 +156,9 @@ fn feature_splitting_study_and_outputs() {
                 "umap_y",
                 "description",
                 "top_token_strs",
-                "cluster"
+                "cluster",
+                "family",
+                "family_evidence"
             ]
         );
         let first = reader.get_row_iter(None).unwrap().next().unwrap().unwrap();
@@ -161,7 +185,12 @@ fn feature_splitting_study_and_outputs() {
         (panel.x.label.as_str(), panel.y.label.as_str()),
         ("UMAP 1", "UMAP 2")
     );
-    let labels: Vec<&str> = panel.layers.iter().filter_map(|l| l.label()).collect();
+    let mut labels: Vec<&str> = panel.layers.iter().filter_map(|l| l.label()).collect();
+    let n_fams = r.evidence_families.len();
+    assert_eq!(
+        labels.remove(0),
+        format!("family member → parent ({n_fams} families)")
+    );
     let mut widths: Vec<usize> = r.rows.iter().map(|x| x.sae_width).collect();
     widths.sort_unstable();
     widths.dedup();
