@@ -193,18 +193,17 @@ fn evidence_families(
         let (narrow, wide) = (order[k], order[k + 1]);
         let cofiring = match &cache {
             Some(cache) => {
-                let file = args.out.join(format!(
-                    "cofiring-{}-{}.json",
-                    narrow.d_sae(),
-                    wide.d_sae()
-                ));
+                let file =
+                    args.out
+                        .join(format!("cofiring-{}-{}.json", narrow.d_sae(), wide.d_sae()));
                 let stats = match activation_store::CoFiring::load(&file) {
                     Ok(s) if s.n_narrow() == narrow.d_sae() && s.n_wide() == wide.d_sae() => {
                         tracing::info!(file = %file.display(), "co-firing reused");
                         s
                     }
                     _ => {
-                        let s = activation_store::cofiring_from_cache(cache, narrow, wide, None, true)?;
+                        let s =
+                            activation_store::cofiring_from_cache(cache, narrow, wide, None, true)?;
                         std::fs::create_dir_all(&args.out)?;
                         s.save(&file)?;
                         s

@@ -15,6 +15,12 @@ pub enum ArchitectureArg {
     Topk,
     /// k·batch largest pre-activations per batch, saved as JumpReLU (SAELens `batchtopk`).
     Batchtopk,
+    /// JumpReLU with trained thresholds, L0 penalty through a straight-through estimator
+    /// (SAELens `jumprelu`, sparsity loss `step`).
+    Jumprelu,
+    /// BatchTopK with nested prefix reconstructions (SAELens `matryoshka_batchtopk`), saved as
+    /// JumpReLU.
+    MatryoshkaBatchtopk,
 }
 
 /// Arguments of `train-sae`.
@@ -30,7 +36,7 @@ pub struct Args {
     /// (e.g. 640,1280,2560,5120,10240).
     #[arg(long, value_delimiter = ',', required = true)]
     pub widths: Vec<usize>,
-    /// Active latents per token (topk, batchtopk).
+    /// Active latents per token (topk, batchtopk, matryoshka-batchtopk).
     #[arg(long, default_value_t = 32.0)]
     pub k: f64,
     /// L1 coefficient (standard).
@@ -39,7 +45,23 @@ pub struct Args {
     /// Steps over which the L1 coefficient warms up (standard).
     #[arg(long, default_value_t = 0)]
     pub l1_warm_up_steps: usize,
-    /// AuxK loss weight for dead latents (topk, batchtopk).
+    /// L0 coefficient (jumprelu).
+    #[arg(long, default_value_t = 1.0)]
+    pub l0_coefficient: f64,
+    /// Steps over which the L0 coefficient warms up (jumprelu).
+    #[arg(long, default_value_t = 0)]
+    pub l0_warm_up_steps: usize,
+    /// Width of the straight-through estimator's rectangle kernel (jumprelu).
+    #[arg(long, default_value_t = 0.05)]
+    pub jumprelu_bandwidth: f64,
+    /// Initial threshold (jumprelu).
+    #[arg(long, default_value_t = 0.01)]
+    pub jumprelu_init_threshold: f64,
+    /// Matryoshka levels, comma-separated and increasing (matryoshka-batchtopk); default: the
+    /// family's narrower widths.
+    #[arg(long, value_delimiter = ',')]
+    pub matryoshka_widths: Vec<usize>,
+    /// AuxK loss weight for dead latents (topk, batchtopk, matryoshka-batchtopk).
     #[arg(long, default_value_t = 1.0 / 32.0)]
     pub aux_coefficient: f64,
     /// Adam learning rate.
@@ -110,6 +132,17 @@ fn arch(args: &Args) -> TrainArchitecture {
             aux_coefficient: args.aux_coefficient,
             threshold_lr: 0.01,
         },
+        ArchitectureArg::Jumprelu => TrainArchitecture::JumpRelu {
+            l0_coefficient: args.l0_coefficient,
+            l0_warm_up_steps: args.l0_warm_up_steps,
+            bandwidth: args.jumprelu_bandwidth,
+            init_threshold: args.jumprelu_init_threshold,
+        },
+        ArchitectureArg::MatryoshkaBatchtopk => TrainArchitecture::MatryoshkaBatchTopK {
+            k: args.k,
+            aux_coefficient: args.aux_coefficient,
+            threshold_lr: 0.01,
+        },
     }
 }
 
@@ -132,6 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         log_every: 50,
         progress: true,
+        matryoshka_widths: args.matryoshka_widths.clone(),
     };
     let eval = args.eval_dataset.as_ref().map(|dataset| TrainEval {
         dataset: dataset.clone(),

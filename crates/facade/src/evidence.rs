@@ -14,7 +14,11 @@ pub struct CoFired<'a>(pub &'a CoFiring);
 
 impl CoFiringScores for CoFired<'_> {
     fn cofiring_candidates(&self, i: usize) -> Vec<usize> {
-        self.0.cofiring_with(i).into_iter().map(|s| s.wide).collect()
+        self.0
+            .cofiring_with(i)
+            .into_iter()
+            .map(|s| s.wide)
+            .collect()
     }
 
     fn cofiring_score(&self, i: usize, j: usize) -> (f64, f64) {

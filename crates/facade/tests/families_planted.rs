@@ -13,8 +13,22 @@ use sae_geometry::evidence::{FamilySae, description_embeddings, families_between
 
 const D: usize = 64;
 const TOPICS: [&str; 16] = [
-    "cooking", "football", "astronomy", "law", "music", "chemistry", "weather", "finance",
-    "medicine", "poetry", "computers", "gardening", "religion", "travel", "animals", "politics",
+    "cooking",
+    "football",
+    "astronomy",
+    "law",
+    "music",
+    "chemistry",
+    "weather",
+    "finance",
+    "medicine",
+    "poetry",
+    "computers",
+    "gardening",
+    "religion",
+    "travel",
+    "animals",
+    "politics",
 ];
 const CONTEXTS: [&str; 4] = [
     "{t} words at the start of a sentence",
@@ -226,7 +240,10 @@ fn families_recover_planted_splits() {
     // Every measure helps where the others fail: the far children are found only with
     // co-firing and descriptions; unthresholded nearest matches are mostly wrong.
     assert!(all.precision >= 0.95 && all.recall >= 0.95, "{all:?}");
-    assert!(all.recall > decoder_only.recall + 0.2, "{all:?} vs {decoder_only:?}");
+    assert!(
+        all.recall > decoder_only.recall + 0.2,
+        "{all:?} vs {decoder_only:?}"
+    );
     assert!(all.precision > nearest.precision + 0.2, "{nearest:?}");
     // Each member names the evidence that admitted it, and at least two measures pass.
     for f in &fams {

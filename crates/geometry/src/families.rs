@@ -194,11 +194,15 @@ pub fn families(inputs: &FamilyInputs<'_>, t: &FamilyThresholds) -> Result<Vec<E
     {
         return Err(bad(
             "description embeddings",
-            format!("{} and {} for SAEs of {n} and {m} latents", a.len(), b.len()),
+            format!(
+                "{} and {} for SAEs of {n} and {m} latents",
+                a.len(),
+                b.len()
+            ),
         ));
     }
-    let available = 1 + usize::from(inputs.cofiring.is_some())
-        + usize::from(inputs.descriptions.is_some());
+    let available =
+        1 + usize::from(inputs.cofiring.is_some()) + usize::from(inputs.descriptions.is_some());
     let need = t.min_agreeing.clamp(1, available);
     let by_decoder = match_latents(wn, ww, d, t.candidates.min(m));
     // Nearest by description, among latents with one.

@@ -254,14 +254,21 @@ impl<'a> PlotLabels<'a> {
 fn family_segments(rows: &[SplittingRow]) -> Vec<((f32, f32), Vec<(f32, f32)>)> {
     let at: std::collections::HashMap<String, (f32, f32)> = rows
         .iter()
-        .map(|r| (format!("{}/{}", r.sae_width, r.latent_idx), (r.umap_x, r.umap_y)))
+        .map(|r| {
+            (
+                format!("{}/{}", r.sae_width, r.latent_idx),
+                (r.umap_x, r.umap_y),
+            )
+        })
         .collect();
     let mut fams: std::collections::BTreeMap<String, Vec<(f32, f32)>> = Default::default();
     for r in rows {
         if let Some(f) = &r.family
             && *f != format!("{}/{}", r.sae_width, r.latent_idx)
         {
-            fams.entry(f.clone()).or_default().push((r.umap_x, r.umap_y));
+            fams.entry(f.clone())
+                .or_default()
+                .push((r.umap_x, r.umap_y));
         }
     }
     fams.into_iter()

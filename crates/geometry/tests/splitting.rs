@@ -113,13 +113,28 @@ fn feature_splitting_study_and_outputs() {
         let mut kids: Vec<usize> = f.members.iter().take(2).map(|m| m.latent).collect();
         kids.sort_unstable();
         assert_eq!(kids, [2 * f.parent, 2 * f.parent + 1], "{f:?}");
-        assert!(f.members.iter().all(|m| m.decoder_cosine >= 0.4 && m.jaccard.is_none()));
+        assert!(
+            f.members
+                .iter()
+                .all(|m| m.decoder_cosine >= 0.4 && m.jaccard.is_none())
+        );
     }
-    let row = |w: usize, i: usize| r.rows.iter().find(|x| x.sae_width == w && x.latent_idx == i).unwrap();
+    let row = |w: usize, i: usize| {
+        r.rows
+            .iter()
+            .find(|x| x.sae_width == w && x.latent_idx == i)
+            .unwrap()
+    };
     assert_eq!(row(40, 3).family.as_deref(), Some("40/3"));
     assert_eq!(row(40, 3).family_evidence.as_deref(), Some("parent of 2"));
     assert_eq!(row(80, 7).family.as_deref(), Some("40/3"));
-    assert!(row(80, 7).family_evidence.as_deref().unwrap().starts_with("cos 0."));
+    assert!(
+        row(80, 7)
+            .family_evidence
+            .as_deref()
+            .unwrap()
+            .starts_with("cos 0.")
+    );
     // Same seed, same table.
     assert_eq!(feature_splitting(&inputs, D, &cfg).unwrap(), r);
 

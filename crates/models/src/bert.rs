@@ -112,26 +112,74 @@ impl BertConfig {
 /// `pooler.*` is BERT's classification pooler, which sentence embeddings do not use: both ignored.
 pub const BERT_CHECKPOINT_TABLE: &[(&str, &str)] = &[
     ("word_embeddings", "embeddings.word_embeddings.weight"),
-    ("position_embeddings", "embeddings.position_embeddings.weight"),
-    ("token_type_embeddings", "embeddings.token_type_embeddings.weight"),
+    (
+        "position_embeddings",
+        "embeddings.position_embeddings.weight",
+    ),
+    (
+        "token_type_embeddings",
+        "embeddings.token_type_embeddings.weight",
+    ),
     ("embeddings_ln.w", "embeddings.LayerNorm.weight"),
     ("embeddings_ln.b", "embeddings.LayerNorm.bias"),
-    ("blocks.{L}.w_q", "encoder.layer.{L}.attention.self.query.weight"),
-    ("blocks.{L}.b_q", "encoder.layer.{L}.attention.self.query.bias"),
-    ("blocks.{L}.w_k", "encoder.layer.{L}.attention.self.key.weight"),
-    ("blocks.{L}.b_k", "encoder.layer.{L}.attention.self.key.bias"),
-    ("blocks.{L}.w_v", "encoder.layer.{L}.attention.self.value.weight"),
-    ("blocks.{L}.b_v", "encoder.layer.{L}.attention.self.value.bias"),
-    ("blocks.{L}.w_o", "encoder.layer.{L}.attention.output.dense.weight"),
-    ("blocks.{L}.b_o", "encoder.layer.{L}.attention.output.dense.bias"),
-    ("blocks.{L}.ln_attn.w", "encoder.layer.{L}.attention.output.LayerNorm.weight"),
-    ("blocks.{L}.ln_attn.b", "encoder.layer.{L}.attention.output.LayerNorm.bias"),
-    ("blocks.{L}.w_in", "encoder.layer.{L}.intermediate.dense.weight"),
-    ("blocks.{L}.b_in", "encoder.layer.{L}.intermediate.dense.bias"),
+    (
+        "blocks.{L}.w_q",
+        "encoder.layer.{L}.attention.self.query.weight",
+    ),
+    (
+        "blocks.{L}.b_q",
+        "encoder.layer.{L}.attention.self.query.bias",
+    ),
+    (
+        "blocks.{L}.w_k",
+        "encoder.layer.{L}.attention.self.key.weight",
+    ),
+    (
+        "blocks.{L}.b_k",
+        "encoder.layer.{L}.attention.self.key.bias",
+    ),
+    (
+        "blocks.{L}.w_v",
+        "encoder.layer.{L}.attention.self.value.weight",
+    ),
+    (
+        "blocks.{L}.b_v",
+        "encoder.layer.{L}.attention.self.value.bias",
+    ),
+    (
+        "blocks.{L}.w_o",
+        "encoder.layer.{L}.attention.output.dense.weight",
+    ),
+    (
+        "blocks.{L}.b_o",
+        "encoder.layer.{L}.attention.output.dense.bias",
+    ),
+    (
+        "blocks.{L}.ln_attn.w",
+        "encoder.layer.{L}.attention.output.LayerNorm.weight",
+    ),
+    (
+        "blocks.{L}.ln_attn.b",
+        "encoder.layer.{L}.attention.output.LayerNorm.bias",
+    ),
+    (
+        "blocks.{L}.w_in",
+        "encoder.layer.{L}.intermediate.dense.weight",
+    ),
+    (
+        "blocks.{L}.b_in",
+        "encoder.layer.{L}.intermediate.dense.bias",
+    ),
     ("blocks.{L}.w_out", "encoder.layer.{L}.output.dense.weight"),
     ("blocks.{L}.b_out", "encoder.layer.{L}.output.dense.bias"),
-    ("blocks.{L}.ln_out.w", "encoder.layer.{L}.output.LayerNorm.weight"),
-    ("blocks.{L}.ln_out.b", "encoder.layer.{L}.output.LayerNorm.bias"),
+    (
+        "blocks.{L}.ln_out.w",
+        "encoder.layer.{L}.output.LayerNorm.weight",
+    ),
+    (
+        "blocks.{L}.ln_out.b",
+        "encoder.layer.{L}.output.LayerNorm.bias",
+    ),
 ];
 
 /// One encoder block (weights `[in, out]`).
@@ -228,7 +276,10 @@ impl Bert {
                 b: p1(ck.take(&hf(&format!("{ours}.b"), l), &[d])?, device),
             })
         };
-        let word_embeddings = p2(ck.take(&hf("word_embeddings", 0), &[c.vocab_size, d])?, device);
+        let word_embeddings = p2(
+            ck.take(&hf("word_embeddings", 0), &[c.vocab_size, d])?,
+            device,
+        );
         let position_embeddings = p2(
             ck.take(
                 &hf("position_embeddings", 0),
@@ -349,7 +400,8 @@ impl Bert {
         let w = &self.weights;
         let d = c.hidden_size;
         let (h, dh) = (c.num_attention_heads, c.d_head());
-        let tokens = int_tensor_from_vec(ids.iter().map(|&i| i64::from(i)).collect(), [b * t], &dev);
+        let tokens =
+            int_tensor_from_vec(ids.iter().map(|&i| i64::from(i)).collect(), [b * t], &dev);
         let x = w.word_embeddings.val().select(0, tokens).reshape([b, t, d])
             + w.position_embeddings
                 .val()
@@ -379,7 +431,11 @@ impl Bert {
                 .reshape([b, t, d]);
             let attn = linear(z, &blk.w_o, &blk.b_o);
             let (_, y) = layer_norm(attn + x, Some(&blk.ln_attn), c.layer_norm_eps);
-            let mlp = linear(gelu(linear(y.clone(), &blk.w_in, &blk.b_in)), &blk.w_out, &blk.b_out);
+            let mlp = linear(
+                gelu(linear(y.clone(), &blk.w_in, &blk.b_in)),
+                &blk.w_out,
+                &blk.b_out,
+            );
             let (_, out) = layer_norm(mlp + y, Some(&blk.ln_out), c.layer_norm_eps);
             x = out;
         }

@@ -21,7 +21,11 @@ pub(crate) struct Checkpoint {
 }
 
 impl Checkpoint {
-    pub(crate) fn new(path: &Path, tensors: BTreeMap<String, HostTensor>, prefix: &'static str) -> Self {
+    pub(crate) fn new(
+        path: &Path,
+        tensors: BTreeMap<String, HostTensor>,
+        prefix: &'static str,
+    ) -> Self {
         Self {
             path: path.to_path_buf(),
             tensors,

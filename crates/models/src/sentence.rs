@@ -186,12 +186,17 @@ impl SentenceEmbedder {
                 other => {
                     return Err(ModelError::Config {
                         path: files.display("modules.json"),
-                        message: format!("module {other:?} is not supported (Transformer, Pooling, Normalize are)"),
+                        message: format!(
+                            "module {other:?} is not supported (Transformer, Pooling, Normalize are)"
+                        ),
                     });
                 }
             }
         }
-        let pooling_name = format!("{}/config.json", pooling_dir.as_deref().unwrap_or("1_Pooling"));
+        let pooling_name = format!(
+            "{}/config.json",
+            pooling_dir.as_deref().unwrap_or("1_Pooling")
+        );
         let pooling = match files.json::<PoolingFile>(&pooling_name)? {
             None => Pooling::Mean,
             Some(p) => {
@@ -207,7 +212,10 @@ impl SentenceEmbedder {
                     _ => {
                         return Err(ModelError::Config {
                             path: files.display(&pooling_name),
-                            message: format!("{} pooling modes on; exactly one is supported", on.len()),
+                            message: format!(
+                                "{} pooling modes on; exactly one is supported",
+                                on.len()
+                            ),
                         });
                     }
                 }
@@ -255,7 +263,10 @@ impl SentenceEmbedder {
         })?;
         let mut tensors: BTreeMap<String, HostTensor> = BTreeMap::new();
         for (name, view) in st.tensors() {
-            if matches!(view.dtype(), safetensors::Dtype::I64 | safetensors::Dtype::I32) {
+            if matches!(
+                view.dtype(),
+                safetensors::Dtype::I64 | safetensors::Dtype::I32
+            ) {
                 // Buffers such as position_ids: listed as ignored by the encoder's report.
                 tensors.insert(name, HostTensor::new(vec![0], Vec::new()));
                 continue;
@@ -330,7 +341,12 @@ impl SentenceEmbedder {
         let mut out = vec![Vec::new(); ids.len()];
         let d = self.dim();
         for chunk in order.chunks(SENTENCE_BATCH) {
-            let t = chunk.iter().map(|&i| ids[i].len()).max().unwrap_or(0).max(1);
+            let t = chunk
+                .iter()
+                .map(|&i| ids[i].len())
+                .max()
+                .unwrap_or(0)
+                .max(1);
             let b = chunk.len();
             let mut flat = vec![0u32; b * t];
             let mut mask = vec![false; b * t];
@@ -363,10 +379,7 @@ impl SentenceEmbedder {
                 .sum_dim(1)
                 .reshape([b, d])
                 .div(counts.clamp_min(1e-9)),
-            Pooling::MeanSqrtLen => (hidden * m)
-                .sum_dim(1)
-                .reshape([b, d])
-                .div(counts.sqrt()),
+            Pooling::MeanSqrtLen => (hidden * m).sum_dim(1).reshape([b, d]).div(counts.sqrt()),
             Pooling::Max => {
                 // Padding set to a large negative value first (sentence-transformers: -1e9).
                 let neg = m.clone().neg().add_scalar(1.0).mul_scalar(-1e9);
@@ -374,12 +387,7 @@ impl SentenceEmbedder {
             }
         };
         let pooled = if self.normalize {
-            let norm = pooled
-                .clone()
-                .square()
-                .sum_dim(1)
-                .sqrt()
-                .clamp_min(1e-12);
+            let norm = pooled.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
             pooled.div(norm)
         } else {
             pooled

@@ -42,7 +42,11 @@ fn embedder() -> &'static SentenceEmbedder {
         assert!(report.unused.is_empty(), "{:?}", report.unused);
         assert_eq!(
             report.ignored,
-            ["embeddings.position_ids", "pooler.dense.bias", "pooler.dense.weight"]
+            [
+                "embeddings.position_ids",
+                "pooler.dense.bias",
+                "pooler.dense.weight"
+            ]
         );
         e
     })
@@ -81,7 +85,10 @@ fn embeddings_and_ids_match_sentence_transformers() {
     let f = fixture();
     let e = embedder();
     assert_eq!(e.max_seq_length(), f.max_seq_length);
-    assert_eq!((e.dim(), e.pooling(), e.normalizes()), (384, Pooling::Mean, true));
+    assert_eq!(
+        (e.dim(), e.pooling(), e.normalizes()),
+        (384, Pooling::Mean, true)
+    );
     // The truncated sentence really is truncated.
     assert!(f.cases.iter().any(|c| c.ids.len() == f.max_seq_length));
     check(e, &f);
@@ -124,7 +131,11 @@ fn bad_model_files_are_typed_errors() {
         .write_all(b"not a zip")
         .unwrap();
     let e = SentenceEmbedder::load(&not_zip, &dev).unwrap_err();
-    assert!(e.to_string().contains("neither a model directory nor a zip"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("neither a model directory nor a zip"),
+        "{e}"
+    );
     // A directory without the weights names the missing file.
     std::fs::write(
         dir.path().join("config.json"),

@@ -324,9 +324,11 @@ impl CoFiring {
             message: e.to_string(),
         })?;
         if s.pairs.len() != s.narrow.len()
-            || s.pairs
-                .iter()
-                .any(|p| p.keys().next_back().is_some_and(|&j| j as usize >= s.wide.len()))
+            || s.pairs.iter().any(|p| {
+                p.keys()
+                    .next_back()
+                    .is_some_and(|&j| j as usize >= s.wide.len())
+            })
         {
             return Err(StoreError::Shape {
                 what: format!("co-firing statistics {}", path.display()),

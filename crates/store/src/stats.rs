@@ -690,7 +690,12 @@ pub(crate) struct LatentEncoder<'s> {
 impl<'s> LatentEncoder<'s> {
     /// An encoder for `latents` of `sae`, checking them and that the SAE reads `d_in`-wide
     /// activations (`what` names the comparison in the error).
-    pub(crate) fn new(sae: &'s sae_core::Sae, latents: &[usize], d_in: usize, what: &str) -> Result<Self> {
+    pub(crate) fn new(
+        sae: &'s sae_core::Sae,
+        latents: &[usize],
+        d_in: usize,
+        what: &str,
+    ) -> Result<Self> {
         if sae.config().d_in != d_in {
             return Err(StoreError::Shape {
                 what: what.into(),

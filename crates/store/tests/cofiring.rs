@@ -94,7 +94,9 @@ proptest! {
 fn bad_input_is_a_typed_error() {
     let mut c = CoFiring::new(2, 3);
     // 2 narrow rows but 3 wide values: not the same tokens.
-    let e = c.update(&[1.0, 0.0, 0.0, 2.0], &[1.0, 0.0, 0.0]).unwrap_err();
+    let e = c
+        .update(&[1.0, 0.0, 0.0, 2.0], &[1.0, 0.0, 0.0])
+        .unwrap_err();
     assert!(e.to_string().contains("wide SAE activations"), "{e}");
     let e = c.update(&[1.0, -0.5], &[1.0, 0.0, 0.0]).unwrap_err();
     assert!(e.to_string().contains("non-negative"), "{e}");

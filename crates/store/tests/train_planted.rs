@@ -84,8 +84,13 @@ fn recovered(atoms: &[f32], w_dec: Tensor<2>) -> f64 {
 }
 
 fn train(arch: TrainArchitecture, lr: f64, steps: usize) -> (f64, f64) {
+    train_with(arch, lr, steps, Vec::new())
+}
+
+fn train_with(arch: TrainArchitecture, lr: f64, steps: usize, levels: Vec<usize>) -> (f64, f64) {
     let mut cfg = TrainConfig::new(D, 2 * ATOMS, arch, steps);
     cfg.lr = lr;
+    cfg.matryoshka_widths = levels;
     cfg.dead_feature_window = 200;
     let mut trainers = vec![Trainer::new(cfg, &from_env().unwrap()).unwrap()];
     let mut src = Planted::new(7, 512);
@@ -124,6 +129,32 @@ fn batch_topk_recovers_planted_atoms() {
         threshold_lr: 0.01,
     };
     let (frac, ev) = train(arch, 2e-3, 1500);
+    assert!(frac >= 0.9, "recovered {frac}");
+    assert!(ev > 0.9, "explained variance {ev}");
+}
+
+#[test]
+fn jumprelu_recovers_planted_atoms() {
+    let arch = TrainArchitecture::JumpRelu {
+        l0_coefficient: 0.05,
+        l0_warm_up_steps: 100,
+        bandwidth: 0.05,
+        init_threshold: 0.01,
+    };
+    let (frac, ev) = train(arch, 2e-3, 2000);
+    assert!(frac >= 0.9, "recovered {frac}");
+    assert!(ev > 0.9, "explained variance {ev}");
+}
+
+#[test]
+fn matryoshka_batch_topk_recovers_planted_atoms() {
+    let arch = TrainArchitecture::MatryoshkaBatchTopK {
+        k: ACTIVE as f64,
+        aux_coefficient: 1.0 / 32.0,
+        threshold_lr: 0.01,
+    };
+    // An inner level as wide as the dictionary: the first 64 latents alone must reconstruct.
+    let (frac, ev) = train_with(arch, 2e-3, 2500, vec![64]);
     assert!(frac >= 0.9, "recovered {frac}");
     assert!(ev > 0.9, "explained variance {ev}");
 }

@@ -1,5 +1,6 @@
 //! What the trainer saves is a SAELens-format SAE: sae-core loads it back and encodes as the
-//! trainer's own parameters do. `fixtures/trained/` holds three such SAEs with the record of
+//! trainer's own parameters do. `fixtures/trained/` holds five such SAEs (standard, TopK, and
+//! BatchTopK, JumpReLU and Matryoshka BatchTopK, the last three saved as JumpReLU) with the record of
 //! SAELens loading them (`saelens_check.json`, by `check_saelens_loads.py`); this test keeps
 //! that record in step with the files (rerun with SAE_GEOMETRY_WRITE_TRAINED=1 and the script to
 //! refresh both).
@@ -66,6 +67,23 @@ fn saved_saes_load_and_encode_like_the_trainer() {
                 threshold_lr: 0.05,
             },
         ),
+        (
+            "jumprelu-trained-48",
+            TrainArchitecture::JumpRelu {
+                l0_coefficient: 0.05,
+                l0_warm_up_steps: 0,
+                bandwidth: 0.05,
+                init_threshold: 0.01,
+            },
+        ),
+        (
+            "matryoshka-48",
+            TrainArchitecture::MatryoshkaBatchTopK {
+                k: 4.0,
+                aux_coefficient: 0.03,
+                threshold_lr: 0.05,
+            },
+        ),
     ];
     let x = Noise(99).next_batch().unwrap().unwrap()[..32 * D].to_vec();
     let tmp = tempfile::tempdir().unwrap();
@@ -73,6 +91,7 @@ fn saved_saes_load_and_encode_like_the_trainer() {
         let mut cfg = TrainConfig::new(D, 48, arch, 60);
         cfg.normalize_activations = true;
         cfg.lr = 3e-3;
+        cfg.matryoshka_widths = vec![12, 24];
         let mut t = vec![Trainer::new(cfg, &from_env().unwrap()).unwrap()];
         train_family(
             &mut Noise(1),
@@ -132,6 +151,8 @@ fn saved_saes_load_and_encode_like_the_trainer() {
         )
         .unwrap();
         assert_eq!(check["all_ok"], true, "{check}");
-        assert_eq!(check["saes"]["jumprelu-48"]["architecture"], "jumprelu");
+        for name in ["jumprelu-48", "jumprelu-trained-48", "matryoshka-48"] {
+            assert_eq!(check["saes"][name]["architecture"], "jumprelu", "{name}");
+        }
     }
 }

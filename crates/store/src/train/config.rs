@@ -37,6 +37,32 @@ pub enum TrainArchitecture {
         /// Learning rate of the threshold's moving average.
         threshold_lr: f64,
     },
+    /// JumpReLU with a trained per-latent threshold θ (SAELens's `jumprelu`, DeepMind's
+    /// recipe): `f = h · H(h − θ)`, the L0 penalty `l0_coefficient · mean_b Σ_j H(h_bj − θ_j)`
+    /// (SAELens's `step` sparsity loss), and the straight-through estimator with a rectangle
+    /// kernel of width `bandwidth` for θ's gradient (none to the pre-activations). θ starts at
+    /// `init_threshold` and is kept ≥ 0.
+    JumpRelu {
+        /// The L0 coefficient.
+        l0_coefficient: f64,
+        /// Steps over which the coefficient rises from 0.
+        l0_warm_up_steps: usize,
+        /// Width of the rectangle kernel (SAELens: 0.05).
+        bandwidth: f64,
+        /// θ at the start (SAELens: 0.01).
+        init_threshold: f64,
+    },
+    /// BatchTopK with nested reconstruction losses (SAELens's `matryoshka_batchtopk`): every
+    /// prefix of the latents up to each width of [`TrainConfig::matryoshka_widths`] also
+    /// reconstructs the input, its MSE added to the loss. Saved, as BatchTopK, as a JumpReLU SAE.
+    MatryoshkaBatchTopK {
+        /// Mean active latents per row.
+        k: f64,
+        /// Weight of the AuxK loss.
+        aux_coefficient: f64,
+        /// Learning rate of the threshold's moving average.
+        threshold_lr: f64,
+    },
 }
 
 impl TrainArchitecture {
@@ -46,7 +72,29 @@ impl TrainArchitecture {
             TrainArchitecture::Standard { .. } => "standard",
             TrainArchitecture::TopK { .. } => "topk",
             TrainArchitecture::BatchTopK { .. } => "batchtopk",
+            TrainArchitecture::JumpRelu { .. } => "jumprelu",
+            TrainArchitecture::MatryoshkaBatchTopK { .. } => "matryoshka_batchtopk",
         }
+    }
+
+    /// Whether the SAE keeps the k largest pre-activations (of a row or of the batch).
+    pub fn is_topk(&self) -> bool {
+        matches!(
+            self,
+            TrainArchitecture::TopK { .. }
+                | TrainArchitecture::BatchTopK { .. }
+                | TrainArchitecture::MatryoshkaBatchTopK { .. }
+        )
+    }
+
+    /// Whether it is saved as a JumpReLU SAE (a threshold per latent).
+    pub fn saves_as_jumprelu(&self) -> bool {
+        matches!(
+            self,
+            TrainArchitecture::BatchTopK { .. }
+                | TrainArchitecture::JumpRelu { .. }
+                | TrainArchitecture::MatryoshkaBatchTopK { .. }
+        )
     }
 }
 
@@ -87,6 +135,12 @@ pub struct TrainConfig {
     pub dead_feature_window: usize,
     /// Seed of the initialisation.
     pub seed: u64,
+    /// Matryoshka levels (SAELens's `matryoshka_widths`): the nested prefix widths whose
+    /// reconstructions also enter the loss, strictly increasing. Widths at or above `d_sae` are
+    /// dropped and `d_sae` is the last level (SAELens appends it too). Only
+    /// [`TrainArchitecture::MatryoshkaBatchTopK`] reads it.
+    #[serde(default)]
+    pub matryoshka_widths: Vec<usize>,
 }
 
 impl TrainConfig {
@@ -97,7 +151,7 @@ impl TrainConfig {
         architecture: TrainArchitecture,
         total_steps: usize,
     ) -> Self {
-        let topk = !matches!(architecture, TrainArchitecture::Standard { .. });
+        let topk = architecture.is_topk();
         Self {
             d_in,
             d_sae,
@@ -117,6 +171,7 @@ impl TrainConfig {
             normalize_activations: false,
             dead_feature_window: 1000,
             seed: 42,
+            matryoshka_widths: Vec::new(),
         }
     }
 
@@ -140,7 +195,10 @@ impl TrainConfig {
                     k,
                 ));
             }
-            TrainArchitecture::BatchTopK { k, .. } if !(k > 0.0 && k <= self.d_sae as f64) => {
+            TrainArchitecture::BatchTopK { k, .. }
+            | TrainArchitecture::MatryoshkaBatchTopK { k, .. }
+                if !(k > 0.0 && k <= self.d_sae as f64) =>
+            {
                 return Err(StoreError::invalid(
                     "k",
                     format!("in (0, {}]", self.d_sae),
@@ -154,7 +212,41 @@ impl TrainConfig {
                     l1_coefficient,
                 ));
             }
+            TrainArchitecture::JumpRelu {
+                l0_coefficient,
+                bandwidth,
+                init_threshold,
+                ..
+            } => {
+                if !(l0_coefficient >= 0.0 && l0_coefficient.is_finite()) {
+                    return Err(StoreError::invalid(
+                        "l0_coefficient",
+                        "non-negative",
+                        l0_coefficient,
+                    ));
+                }
+                if !(bandwidth > 0.0 && bandwidth.is_finite()) {
+                    return Err(StoreError::invalid("bandwidth", "positive", bandwidth));
+                }
+                if !(init_threshold >= 0.0 && init_threshold.is_finite()) {
+                    return Err(StoreError::invalid(
+                        "init_threshold",
+                        "non-negative",
+                        init_threshold,
+                    ));
+                }
+            }
             _ => {}
+        }
+        if let TrainArchitecture::MatryoshkaBatchTopK { .. } = self.architecture {
+            let w = &self.matryoshka_widths;
+            if w.contains(&0) || w.windows(2).any(|p| p[0] >= p[1]) {
+                return Err(StoreError::invalid(
+                    "matryoshka_widths",
+                    "positive and strictly increasing",
+                    format!("{w:?}"),
+                ));
+            }
         }
         if self.lr_warm_up_steps + self.lr_decay_steps > self.total_steps.max(1) {
             return Err(StoreError::invalid(
@@ -185,20 +277,39 @@ impl TrainConfig {
         self.lr
     }
 
-    /// The L1 coefficient at `step` (linear warm-up).
+    /// The sparsity coefficient at `step` (linear warm-up): the L1 coefficient of a standard
+    /// SAE, the L0 coefficient of a JumpReLU SAE, 0 for the top-k ones.
     pub fn l1_at(&self, step: usize) -> f64 {
-        match self.architecture {
+        let (c, warm_up) = match self.architecture {
             TrainArchitecture::Standard {
                 l1_coefficient,
                 l1_warm_up_steps,
-            } => {
-                if l1_warm_up_steps == 0 {
-                    l1_coefficient
-                } else {
-                    l1_coefficient * ((step + 1) as f64 / l1_warm_up_steps as f64).min(1.0)
-                }
-            }
-            _ => 0.0,
+            } => (l1_coefficient, l1_warm_up_steps),
+            TrainArchitecture::JumpRelu {
+                l0_coefficient,
+                l0_warm_up_steps,
+                ..
+            } => (l0_coefficient, l0_warm_up_steps),
+            _ => return 0.0,
+        };
+        if warm_up == 0 {
+            c
+        } else {
+            c * ((step + 1) as f64 / warm_up as f64).min(1.0)
+        }
+    }
+
+    /// The Matryoshka levels below `d_sae` (the inner reconstructions), for the architecture
+    /// that has them; empty otherwise.
+    pub fn inner_levels(&self) -> Vec<usize> {
+        match self.architecture {
+            TrainArchitecture::MatryoshkaBatchTopK { .. } => self
+                .matryoshka_widths
+                .iter()
+                .copied()
+                .filter(|&w| w < self.d_sae)
+                .collect(),
+            _ => Vec::new(),
         }
     }
 }

@@ -48,6 +48,10 @@ pub struct TrainRunConfig {
     pub log_every: usize,
     /// Draw a progress bar.
     pub progress: bool,
+    /// Matryoshka levels of every SAE ([`TrainConfig::matryoshka_widths`]); empty: each SAE's
+    /// levels are the family's narrower widths, so the width-2560 SAE of a 640/1280/2560 family
+    /// nests 640 and 1280 prefixes.
+    pub matryoshka_widths: Vec<usize>,
 }
 
 impl TrainRunConfig {
@@ -69,6 +73,7 @@ impl TrainRunConfig {
             seed: 42,
             log_every: 50,
             progress: false,
+            matryoshka_widths: Vec::new(),
         }
     }
 
@@ -86,6 +91,13 @@ impl TrainRunConfig {
                 c.apply_b_dec_to_input = self.apply_b_dec_to_input;
                 c.dead_feature_window = self.dead_feature_window;
                 c.seed = self.seed + i as u64;
+                c.matryoshka_widths = if self.matryoshka_widths.is_empty() {
+                    self.widths.iter().copied().filter(|&v| v < w).collect()
+                } else {
+                    self.matryoshka_widths.clone()
+                };
+                c.matryoshka_widths.sort_unstable();
+                c.matryoshka_widths.dedup();
                 c
             })
             .collect()

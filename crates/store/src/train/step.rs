@@ -30,6 +30,21 @@ pub struct SaeTensors {
     pub w_dec: Tensor<2>,
     /// `[d_in]`.
     pub b_dec: Tensor<1>,
+    /// JumpReLU's threshold θ, `[d_sae]` (trained); `None` for the other architectures.
+    pub threshold: Option<Tensor<1>>,
+}
+
+impl SaeTensors {
+    /// The same tensors with every value 0 (Adam's moments at the start).
+    pub fn zeros_like(&self) -> Self {
+        Self {
+            w_enc: self.w_enc.zeros_like(),
+            b_enc: self.b_enc.zeros_like(),
+            w_dec: self.w_dec.zeros_like(),
+            b_dec: self.b_dec.zeros_like(),
+            threshold: self.threshold.as_ref().map(Tensor::zeros_like),
+        }
+    }
 }
 
 /// What a step computed.
@@ -41,8 +56,10 @@ pub struct StepOutput {
     pub loss: f64,
     /// Σ e² / B.
     pub mse: f64,
-    /// The sparsity (standard) or AuxK (top-k) term.
+    /// The sparsity (standard: L1; JumpReLU: L0) or AuxK (top-k) term.
     pub aux: f64,
+    /// The Matryoshka inner reconstructions' MSE, summed over the inner levels (0 without).
+    pub inner_mse: f64,
     /// Mean active latents per row.
     pub l0: f64,
     /// 1 − mean ‖e‖² / mean ‖x − x̄‖².
@@ -118,6 +135,21 @@ pub(crate) fn kth_largest(data: &[f32], k: usize) -> f32 {
     *kth
 }
 
+/// What a step's loss is made of besides the parameters and the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct LossSpec<'a> {
+    /// The architecture.
+    pub arch: TrainArchitecture,
+    /// The sparsity coefficient now (L1 of a standard SAE, L0 of a JumpReLU SAE).
+    pub coefficient: f64,
+    /// Subtract `b_dec` from the input before encoding.
+    pub apply_b_dec_to_input: bool,
+    /// Latents counted as dead (`[d_sae]`), for AuxK.
+    pub dead: Option<&'a [bool]>,
+    /// Matryoshka inner levels (prefix widths below d_sae, increasing); empty without.
+    pub inner_levels: &'a [usize],
+}
+
 /// Loss and gradients for one batch.
 ///
 /// # Shapes
@@ -130,7 +162,33 @@ pub fn loss_and_grads(
     apply_b_dec_to_input: bool,
     dead: Option<&[bool]>,
 ) -> Result<StepOutput> {
-    loss_and_grads_with_residual(p, x, arch, l1_coefficient, apply_b_dec_to_input, dead, None)
+    loss_and_grads_for(
+        p,
+        x,
+        &LossSpec {
+            arch,
+            coefficient: l1_coefficient,
+            apply_b_dec_to_input,
+            dead,
+            inner_levels: &[],
+        },
+        None,
+    )
+}
+
+/// [`loss_and_grads`] for any [`LossSpec`] (JumpReLU's coefficient, Matryoshka's levels), with
+/// the AuxK residual given or computed (see [`loss_and_grads_with_residual`]).
+///
+/// # Errors
+/// [`StoreError::InvalidOption`](crate::StoreError::InvalidOption) when a JumpReLU step has no
+/// threshold tensor or a Matryoshka level is not below d_sae; device read errors.
+pub fn loss_and_grads_for(
+    p: &SaeTensors,
+    x: Tensor<2>,
+    spec: &LossSpec<'_>,
+    residual: Option<Tensor<2>>,
+) -> Result<StepOutput> {
+    step_impl(p, x, spec, residual)
 }
 
 /// [`loss_and_grads`] with the AuxK target residual given (`e = x̂ − x` from other
@@ -145,6 +203,33 @@ pub fn loss_and_grads_with_residual(
     dead: Option<&[bool]>,
     residual: Option<Tensor<2>>,
 ) -> Result<StepOutput> {
+    step_impl(
+        p,
+        x,
+        &LossSpec {
+            arch,
+            coefficient: l1_coefficient,
+            apply_b_dec_to_input,
+            dead,
+            inner_levels: &[],
+        },
+        residual,
+    )
+}
+
+fn step_impl(
+    p: &SaeTensors,
+    x: Tensor<2>,
+    spec: &LossSpec<'_>,
+    residual: Option<Tensor<2>>,
+) -> Result<StepOutput> {
+    let LossSpec {
+        arch,
+        coefficient: l1_coefficient,
+        apply_b_dec_to_input,
+        dead,
+        inner_levels,
+    } = *spec;
     let device = x.device();
     let [b, d_in] = x.dims();
     let d_sae = p.w_enc.dims()[1];
@@ -166,7 +251,15 @@ pub fn loss_and_grads_with_residual(
             let top = h.clone().sub(thr).greater_equal_elem(0.0);
             (positive.bool_and(top), None)
         }
-        TrainArchitecture::BatchTopK { k, .. } => {
+        TrainArchitecture::JumpRelu { .. } => {
+            let theta = jumprelu_threshold(p)?;
+            (
+                h.clone().sub(theta.unsqueeze_dim(0)).greater_elem(0.0),
+                None,
+            )
+        }
+        TrainArchitecture::BatchTopK { k, .. }
+        | TrainArchitecture::MatryoshkaBatchTopK { k, .. } => {
             let host = tensor_to_vec(h.clone().clamp_min(0.0))?;
             let n_keep = ((k * bf) as usize).min(host.len());
             let thr = kth_largest(&host, n_keep);
@@ -209,6 +302,23 @@ pub fn loss_and_grads_with_residual(
     let mut g_f = g_out.matmul(p.w_dec.clone().transpose());
     let mut aux = 0.0;
     let mut g_h_extra: Option<Tensor<2>> = None;
+    let mut g_threshold: Option<Tensor<1>> = None;
+    let mut inner_mse = 0.0;
+
+    if !inner_levels.is_empty() {
+        inner_mse = matryoshka_levels(
+            MatryoshkaInputs {
+                f: &f,
+                x: &x,
+                w_dec: &p.w_dec,
+                b_dec: &p.b_dec,
+                levels: inner_levels,
+            },
+            &mut g_f,
+            &mut g_w_dec,
+            &mut g_b_dec,
+        )?;
+    }
 
     match arch {
         TrainArchitecture::Standard { .. } => {
@@ -234,10 +344,42 @@ pub fn loss_and_grads_with_residual(
                 );
             }
         }
+        TrainArchitecture::JumpRelu { bandwidth, .. } => {
+            // L0 = c · mean_b Σ_j H(h_bj − θ_j): c · l0 in value. Its gradient and the MSE's
+            // with respect to θ go through the straight-through estimator (SAELens's `Step` and
+            // `JumpReLU` backward): with the rectangle window w = 1{|h − θ| < ε/2},
+            // ∂/∂θ_j = −(1/ε) Σ_b w_bj (θ_j · ∂L/∂f_bj + c/B). The pre-activations get the plain
+            // JumpReLU gradient (mask · ∂L/∂f) and nothing from the L0 term.
+            let theta = jumprelu_threshold(p)?;
+            aux = l1_coefficient * l0;
+            let window = h
+                .clone()
+                .sub(theta.clone().unsqueeze_dim(0))
+                .div_scalar(bandwidth);
+            let window = window
+                .clone()
+                .greater_elem(-0.5)
+                .bool_and(window.lower_elem(0.5))
+                .float();
+            let per = g_f
+                .clone()
+                .mul(theta.unsqueeze_dim(0))
+                .add_scalar(l1_coefficient / bf);
+            g_threshold = Some(
+                window
+                    .mul(per)
+                    .sum_dim(0)
+                    .reshape([d_sae])
+                    .mul_scalar(-1.0 / bandwidth),
+            );
+        }
         TrainArchitecture::TopK {
             aux_coefficient, ..
         }
         | TrainArchitecture::BatchTopK {
+            aux_coefficient, ..
+        }
+        | TrainArchitecture::MatryoshkaBatchTopK {
             aux_coefficient, ..
         } => {
             if let Some(dead) = dead {
@@ -297,16 +439,115 @@ pub fn loss_and_grads_with_residual(
             b_enc: g_b_enc,
             w_dec: g_w_dec,
             b_dec: g_b_dec,
+            threshold: g_threshold,
         },
-        loss: mse + aux,
+        loss: mse + aux + inner_mse,
         mse,
         aux,
+        inner_mse,
         l0,
         explained_variance,
         fired,
         min_active,
         residual: e,
     })
+}
+
+/// JumpReLU's threshold, or an error naming what is missing.
+fn jumprelu_threshold(p: &SaeTensors) -> Result<Tensor<1>> {
+    p.threshold.clone().ok_or_else(|| {
+        crate::error::StoreError::invalid(
+            "JumpReLU parameters",
+            "a threshold tensor [d_sae]",
+            "none",
+        )
+    })
+}
+
+/// What the Matryoshka levels read.
+struct MatryoshkaInputs<'a> {
+    f: &'a Tensor<2>,
+    x: &'a Tensor<2>,
+    w_dec: &'a Tensor<2>,
+    b_dec: &'a Tensor<1>,
+    levels: &'a [usize],
+}
+
+/// The inner levels' reconstructions: for each level `w`, `x̂_w = f[:, :w]·W_dec[:w] + b_dec`
+/// and its MSE `Σ (x̂_w − x)² / B`, added to the loss (returned, summed). Their gradients are
+/// added to `g_f`, `g_w_dec` and `g_b_dec`: the latents of segment `s` (between levels s−1 and
+/// s) are in every level from s on, so they receive the sum `G_s` of those levels' output
+/// gradients `2(x̂_w − x)/B`.
+fn matryoshka_levels(
+    m: MatryoshkaInputs<'_>,
+    g_f: &mut Tensor<2>,
+    g_w_dec: &mut Tensor<2>,
+    g_b_dec: &mut Tensor<1>,
+) -> Result<f64> {
+    let [b, d_in] = m.x.dims();
+    let d_sae = m.w_dec.dims()[0];
+    let bf = b as f64;
+    if m.levels.windows(2).any(|w| w[0] >= w[1]) || m.levels.iter().any(|&w| w == 0 || w >= d_sae) {
+        return Err(crate::error::StoreError::invalid(
+            "Matryoshka inner levels",
+            format!("increasing, in 1..{d_sae}"),
+            format!("{:?}", m.levels),
+        ));
+    }
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(m.levels);
+    let mut recon = m.b_dec.clone().unsqueeze_dim(0).repeat_dim(0, b);
+    let mut g_outs = Vec::with_capacity(m.levels.len());
+    let mut sums = Vec::with_capacity(m.levels.len());
+    for s in 0..m.levels.len() {
+        let (lo, hi) = (bounds[s], bounds[s + 1]);
+        recon = recon.add(
+            m.f.clone()
+                .slice([0..b, lo..hi])
+                .matmul(m.w_dec.clone().slice([lo..hi, 0..d_in])),
+        );
+        let e = recon.clone().sub(m.x.clone());
+        sums.push(e.clone().square().sum());
+        g_outs.push(e.mul_scalar(2.0 / bf));
+    }
+    let inner: f64 = tensors_to_vecs(sums)?
+        .iter()
+        .map(|v| f64::from(v.first().copied().unwrap_or(0.0)))
+        .sum::<f64>()
+        / bf;
+    // Suffix sums: G_s = Σ_{l ≥ s} g_out_l for the segments below the last level.
+    let mut acc: Option<Tensor<2>> = None;
+    let mut g_seg: Vec<Tensor<2>> = vec![Tensor::zeros([b, d_in], &m.x.device()); m.levels.len()];
+    for s in (0..m.levels.len()).rev() {
+        let next = match acc {
+            Some(a) => a.add(g_outs[s].clone()),
+            None => g_outs[s].clone(),
+        };
+        g_seg[s] = next.clone();
+        acc = Some(next);
+    }
+    let mut f_parts = Vec::with_capacity(m.levels.len() + 1);
+    let mut w_parts = Vec::with_capacity(m.levels.len() + 1);
+    for (s, g) in g_seg.iter().enumerate() {
+        let (lo, hi) = (bounds[s], bounds[s + 1]);
+        let w_seg = m.w_dec.clone().slice([lo..hi, 0..d_in]);
+        f_parts.push(g.clone().matmul(w_seg.transpose()));
+        w_parts.push(
+            m.f.clone()
+                .slice([0..b, lo..hi])
+                .transpose()
+                .matmul(g.clone()),
+        );
+    }
+    let last = bounds[m.levels.len()];
+    f_parts.push(Tensor::zeros([b, d_sae - last], &m.x.device()));
+    w_parts.push(Tensor::zeros([d_sae - last, d_in], &m.x.device()));
+    *g_f = g_f.clone().add(Tensor::cat(f_parts, 1));
+    *g_w_dec = g_w_dec.clone().add(Tensor::cat(w_parts, 0));
+    if let Some(a) = acc {
+        *g_b_dec = g_b_dec.clone().add(a.sum_dim(0).reshape([d_in]));
+    }
+    Ok(inner)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use sae_core::{Architecture, HostTensor, Sae, SaeConfig, SaeMetadata, StorageDty
 
 use crate::error::{Result, StoreError};
 use crate::train::config::{TrainArchitecture, TrainConfig};
-use crate::train::step::{SaeTensors, loss_and_grads};
+use crate::train::step::{LossSpec, SaeTensors, loss_and_grads_for};
 
 /// Metrics of one step (SAELens's names).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -59,12 +59,7 @@ pub struct Trainer {
 }
 
 fn zeros_like(p: &SaeTensors) -> SaeTensors {
-    SaeTensors {
-        w_enc: p.w_enc.zeros_like(),
-        b_enc: p.b_enc.zeros_like(),
-        w_dec: p.w_dec.zeros_like(),
-        b_dec: p.b_dec.zeros_like(),
-    }
+    p.zeros_like()
 }
 
 fn t2(data: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
@@ -103,6 +98,12 @@ impl Trainer {
             b_enc: Tensor::zeros([d_sae], device),
             w_dec,
             b_dec: Tensor::zeros([d_in], device),
+            threshold: match cfg.architecture {
+                TrainArchitecture::JumpRelu { init_threshold, .. } => {
+                    Some(Tensor::full([d_sae], init_threshold, device))
+                }
+                _ => None,
+            },
         };
         let moments = Moments {
             m: zeros_like(&params),
@@ -119,6 +120,66 @@ impl Trainer {
             last: None,
             device: device.clone(),
         })
+    }
+
+    /// A trainer starting from given parameters instead of the seeded initialisation (e.g. to
+    /// continue from another tool's weights, or to compare one step with SAELens's on the same
+    /// weights). Adam's moments start at zero.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidOption`] for a bad config; [`StoreError::Shape`] when a tensor does
+    /// not match it, or the threshold is missing (JumpReLU) or present (the others).
+    pub fn with_params(cfg: TrainConfig, params: SaeTensors, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
+        let check = |what: &str, found: Vec<usize>, expected: Vec<usize>| {
+            if found == expected {
+                Ok(())
+            } else {
+                Err(StoreError::Shape {
+                    what: format!("initial {what}"),
+                    expected,
+                    found,
+                })
+            }
+        };
+        check("W_enc", params.w_enc.dims().to_vec(), vec![d_in, d_sae])?;
+        check("b_enc", params.b_enc.dims().to_vec(), vec![d_sae])?;
+        check("W_dec", params.w_dec.dims().to_vec(), vec![d_sae, d_in])?;
+        check("b_dec", params.b_dec.dims().to_vec(), vec![d_in])?;
+        let wants_threshold = matches!(cfg.architecture, TrainArchitecture::JumpRelu { .. });
+        match (&params.threshold, wants_threshold) {
+            (Some(t), true) => check("threshold", t.dims().to_vec(), vec![d_sae])?,
+            (None, false) => {}
+            (t, _) => {
+                return Err(StoreError::Shape {
+                    what: format!("initial threshold of a {} SAE", cfg.architecture.as_str()),
+                    expected: if wants_threshold { vec![d_sae] } else { vec![] },
+                    found: t.as_ref().map(|t| t.dims().to_vec()).unwrap_or_default(),
+                });
+            }
+        }
+        let moments = Moments {
+            m: params.zeros_like(),
+            v: params.zeros_like(),
+        };
+        Ok(Self {
+            since_fired: vec![0; d_sae],
+            cfg,
+            params,
+            moments,
+            step: 0,
+            threshold: 0.0,
+            scaling_factor: None,
+            last: None,
+            device: device.clone(),
+        })
+    }
+
+    /// BatchTopK's (and Matryoshka's) running threshold: the moving average of the smallest
+    /// kept activation, saved as every latent's JumpReLU threshold.
+    pub fn batch_topk_threshold(&self) -> f64 {
+        self.threshold
     }
 
     /// The configuration.
@@ -236,13 +297,22 @@ impl Trainer {
         }
         let dead = self.dead_mask();
         let l1 = self.cfg.l1_at(self.step);
-        let out = loss_and_grads(
+        // SAELens keeps θ ≥ 0 by projecting it before each forward pass.
+        if let Some(t) = &self.params.threshold {
+            self.params.threshold = Some(t.clone().clamp_min(0.0));
+        }
+        let levels = self.cfg.inner_levels();
+        let out = loss_and_grads_for(
             &self.params,
             x,
-            self.cfg.architecture,
-            l1,
-            self.cfg.apply_b_dec_to_input,
-            Some(&dead),
+            &LossSpec {
+                arch: self.cfg.architecture,
+                coefficient: l1,
+                apply_b_dec_to_input: self.cfg.apply_b_dec_to_input,
+                dead: Some(&dead),
+                inner_levels: &levels,
+            },
+            None,
         )?;
         if !out.loss.is_finite() {
             return Err(StoreError::Diverged {
@@ -254,8 +324,11 @@ impl Trainer {
         for (s, fired) in self.since_fired.iter_mut().zip(&out.fired) {
             *s = if *fired { 0 } else { *s + 1 };
         }
-        if let (TrainArchitecture::BatchTopK { threshold_lr, .. }, Some(m)) =
-            (self.cfg.architecture, out.min_active)
+        if let (
+            TrainArchitecture::BatchTopK { threshold_lr, .. }
+            | TrainArchitecture::MatryoshkaBatchTopK { threshold_lr, .. },
+            Some(m),
+        ) = (self.cfg.architecture, out.min_active)
         {
             self.threshold = (1.0 - threshold_lr) * self.threshold + threshold_lr * m;
         }
@@ -284,17 +357,21 @@ impl Trainer {
             let along = g.w_dec.clone().mul(w.clone()).sum_dim(1);
             g.w_dec = g.w_dec.sub(w.mul(along));
         }
-        // One read for the four squared norms (each read is a synchronisation on a GPU).
-        let total = tensors_to_vecs(vec![
+        // One read for the squared norms (each read is a synchronisation on a GPU).
+        let mut norms = vec![
             g.w_enc.clone().square().sum(),
             g.b_enc.clone().square().sum(),
             g.w_dec.clone().square().sum(),
             g.b_dec.clone().square().sum(),
-        ])?
-        .iter()
-        .map(|v| f64::from(v.first().copied().unwrap_or(0.0)))
-        .sum::<f64>()
-        .sqrt();
+        ];
+        if let Some(t) = &g.threshold {
+            norms.push(t.clone().square().sum());
+        }
+        let total = tensors_to_vecs(norms)?
+            .iter()
+            .map(|v| f64::from(v.first().copied().unwrap_or(0.0)))
+            .sum::<f64>()
+            .sqrt();
         if !total.is_finite() {
             return Err(StoreError::Diverged {
                 step: self.step,
@@ -309,6 +386,7 @@ impl Trainer {
                 b_enc: g.b_enc.mul_scalar(clip),
                 w_dec: g.w_dec.mul_scalar(clip),
                 b_dec: g.b_dec.mul_scalar(clip),
+                threshold: g.threshold.map(|t| t.mul_scalar(clip)),
             };
         }
         let t = (self.step + 1) as i32;
@@ -345,6 +423,19 @@ impl Trainer {
         adam!(b_enc);
         adam!(w_dec);
         adam!(b_dec);
+        if let (Some(gt), Some(pt), Some(mt), Some(vt)) = (
+            g.threshold.clone(),
+            self.params.threshold.clone(),
+            self.moments.m.threshold.clone(),
+            self.moments.v.threshold.clone(),
+        ) {
+            let m = mt.mul_scalar(b1).add(gt.clone().mul_scalar(1.0 - b1));
+            let v = vt.mul_scalar(b2).add(gt.square().mul_scalar(1.0 - b2));
+            let denom = v.clone().sqrt().div_scalar(bc2).add_scalar(1e-8);
+            self.params.threshold = Some(pt.sub(m.clone().div(denom).mul_scalar(step_size)));
+            self.moments.m.threshold = Some(m);
+            self.moments.v.threshold = Some(v);
+        }
         if self.cfg.normalize_decoder {
             self.params.w_dec = row_normalised(self.params.w_dec.clone(), 1.0);
         }
@@ -359,7 +450,9 @@ impl Trainer {
         let arch = match self.cfg.architecture {
             TrainArchitecture::Standard { .. } => Architecture::Standard,
             TrainArchitecture::TopK { .. } => Architecture::TopK,
-            TrainArchitecture::BatchTopK { .. } => Architecture::JumpRelu,
+            TrainArchitecture::BatchTopK { .. }
+            | TrainArchitecture::JumpRelu { .. }
+            | TrainArchitecture::MatryoshkaBatchTopK { .. } => Architecture::JumpRelu,
         };
         let mut config = SaeConfig::new(d_in, d_sae, arch);
         config.apply_b_dec_to_input = self.cfg.apply_b_dec_to_input;
@@ -394,11 +487,22 @@ impl Trainer {
         ]
         .into_iter()
         .collect();
-        if let TrainArchitecture::BatchTopK { .. } = self.cfg.architecture {
-            tensors.insert(
-                "threshold".into(),
-                HostTensor::new(vec![d_sae], vec![self.threshold as f32; d_sae]),
-            );
+        match (&self.params.threshold, self.cfg.architecture) {
+            (Some(t), _) => {
+                // JumpReLU: its trained θ, kept ≥ 0 as in training.
+                let t = tensor_to_vec(t.clone().clamp_min(0.0))?;
+                tensors.insert("threshold".into(), HostTensor::new(vec![d_sae], t));
+            }
+            (
+                None,
+                TrainArchitecture::BatchTopK { .. } | TrainArchitecture::MatryoshkaBatchTopK { .. },
+            ) => {
+                tensors.insert(
+                    "threshold".into(),
+                    HostTensor::new(vec![d_sae], vec![self.threshold as f32; d_sae]),
+                );
+            }
+            _ => {}
         }
         let (mut sae, _) =
             Sae::from_host_tensors(config, tensors, Path::new("<trainer>"), &self.device)?;
@@ -436,6 +540,12 @@ impl Trainer {
                 format!("{prefix}.b_dec"),
                 HostTensor::new(set.b_dec.dims().to_vec(), tensor_to_vec(set.b_dec.clone())?),
             );
+            if let Some(t) = &set.threshold {
+                tensors.insert(
+                    format!("{prefix}.threshold"),
+                    HostTensor::new(t.dims().to_vec(), tensor_to_vec(t.clone())?),
+                );
+            }
         }
         write_safetensors(
             dir.join("trainer_state.safetensors"),
@@ -509,6 +619,12 @@ impl Trainer {
                 b_enc: load1(&format!("{prefix}.b_enc"), d_sae)?,
                 w_dec: load2(&format!("{prefix}.W_dec"), [d_sae, d_in])?,
                 b_dec: load1(&format!("{prefix}.b_dec"), d_in)?,
+                threshold: match state.config.architecture {
+                    TrainArchitecture::JumpRelu { .. } => {
+                        Some(load1(&format!("{prefix}.threshold"), d_sae)?)
+                    }
+                    _ => None,
+                },
             })
         };
         Ok(Self {
