@@ -123,6 +123,9 @@ pub struct EvidenceFamily {
     pub members: Vec<FamilyMember>,
 }
 
+/// Description embeddings of a narrower and a wider SAE's latents.
+pub type DescriptionPair<'a> = (&'a [Vec<f32>], &'a [Vec<f32>]);
+
 /// What one pair of SAEs brings to [`families`].
 #[derive(Clone, Copy)]
 pub struct FamilyInputs<'a> {
@@ -136,7 +139,7 @@ pub struct FamilyInputs<'a> {
     pub cofiring: Option<&'a dyn CoFiringScores>,
     /// Description embeddings of the narrower and the wider SAE's latents (one per latent,
     /// empty for a latent without a description), if computed.
-    pub descriptions: Option<(&'a [Vec<f32>], &'a [Vec<f32>])>,
+    pub descriptions: Option<DescriptionPair<'a>>,
 }
 
 fn cos(a: &[f32], b: &[f32]) -> f64 {

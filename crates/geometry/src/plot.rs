@@ -249,9 +249,12 @@ impl<'a> PlotLabels<'a> {
     }
 }
 
+/// A parent's position and its members' positions.
+type FamilyStar = ((f32, f32), Vec<(f32, f32)>);
+
 /// Each family's parent position and its members' positions (rows whose `family` names another
 /// row), parents in row order.
-fn family_segments(rows: &[SplittingRow]) -> Vec<((f32, f32), Vec<(f32, f32)>)> {
+fn family_segments(rows: &[SplittingRow]) -> Vec<FamilyStar> {
     let at: std::collections::HashMap<String, (f32, f32)> = rows
         .iter()
         .map(|r| {

@@ -4,7 +4,6 @@
 //! sae-geometry's venv on first use) by `gpt2_gemma_models::offline`.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -126,10 +125,7 @@ fn bad_model_files_are_typed_errors() {
     let dev = from_env().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let not_zip = dir.path().join("model.zip");
-    std::fs::File::create(&not_zip)
-        .unwrap()
-        .write_all(b"not a zip")
-        .unwrap();
+    sae_core::atomic::write(&not_zip, b"not a zip").unwrap();
     let e = SentenceEmbedder::load(&not_zip, &dev).unwrap_err();
     assert!(
         e.to_string()
@@ -137,7 +133,7 @@ fn bad_model_files_are_typed_errors() {
         "{e}"
     );
     // A directory without the weights names the missing file.
-    std::fs::write(
+    sae_core::atomic::write(
         dir.path().join("config.json"),
         r#"{"vocab_size": 10, "hidden_size": 4, "num_hidden_layers": 1, "num_attention_heads": 2,
             "intermediate_size": 8, "max_position_embeddings": 16, "model_type": "bert"}"#,
@@ -146,7 +142,7 @@ fn bad_model_files_are_typed_errors() {
     let e = SentenceEmbedder::load(dir.path(), &dev).unwrap_err();
     assert!(e.to_string().contains("tokenizer.json"), "{e}");
     // Not BERT.
-    std::fs::write(
+    sae_core::atomic::write(
         dir.path().join("config.json"),
         r#"{"vocab_size": 10, "hidden_size": 4, "num_hidden_layers": 1, "num_attention_heads": 2,
             "intermediate_size": 8, "max_position_embeddings": 16, "model_type": "roberta"}"#,

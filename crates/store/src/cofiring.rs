@@ -124,7 +124,7 @@ impl CoFiring {
     /// non-negative; the sparse pair sums rely on it).
     pub fn update(&mut self, narrow: &[f32], wide: &[f32]) -> Result<()> {
         let (n, m) = (self.narrow.len(), self.wide.len());
-        if n == 0 || m == 0 || narrow.len() % n != 0 {
+        if n == 0 || m == 0 || !narrow.len().is_multiple_of(n) {
             return Err(StoreError::Shape {
                 what: "narrow SAE activations".into(),
                 expected: vec![narrow.len() / n.max(1), n],
