@@ -75,6 +75,10 @@ pub(crate) enum Which {
     /// `layer_12/width_16k/canonical` (`params.npz`, 2304 × 16 384, random weights) from an
     /// offline HF cache, beside SAELens's `SAE.from_pretrained` on the same cache.
     Convert,
+    /// Families with evidence: sentence embeddings of 512 latent descriptions (all-MiniLM-L6-v2)
+    /// beside sentence-transformers, and co-firing of 640 × 2560 latents over 16 384 tokens
+    /// beside numpy's dense products, with their agreement.
+    Families,
 }
 
 pub(crate) fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -177,6 +181,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::EvalSae => crate::bench_eval::run(&args),
         Which::Absorption => crate::bench_absorption::run(&args),
         Which::Convert => convert(&args),
+        Which::Families => crate::bench_families::run(&args),
     }
 }
 

@@ -6,6 +6,7 @@ mod bench;
 mod bench_absorption;
 mod bench_autointerp;
 mod bench_eval;
+mod bench_families;
 mod bench_gemma;
 mod bench_gpt2;
 mod bench_hdbscan;
