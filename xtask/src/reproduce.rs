@@ -262,6 +262,16 @@ struct Study {
     explanations: Vec<PathBuf>,
     widest: (String, PathBuf),
     profile: &'static str,
+    /// The activation cache at the SAEs' hook, for co-firing (offline runs).
+    cache: Option<PathBuf>,
+}
+
+/// The evidence a splitting stage weighs besides decoder cosine.
+struct Evidence<'a> {
+    /// Co-firing on this cache's tokens.
+    cache: Option<&'a Path>,
+    /// Description similarity (all-MiniLM-L6-v2).
+    descriptions: bool,
 }
 
 /// `compute_sae_umap_data` on `saes` (parsed now: a trained directory exists only after
@@ -271,6 +281,7 @@ fn splitting_stage(
     saes: &[String],
     explanations: &[PathBuf],
     config: &latent_geometry::SplittingConfig,
+    evidence: &Evidence<'_>,
     out: &Path,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -284,7 +295,7 @@ fn splitting_stage(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let lens = latent_geometry::LogitLensConfig { k: 10, batch: 1000 };
-    let result = latent_geometry::compute_sae_umap_data_from_exports(
+    let mut result = latent_geometry::compute_sae_umap_data_from_exports(
         &saes,
         explanations,
         &m.unembed(),
@@ -292,6 +303,32 @@ fn splitting_stage(
         lens,
         config,
     )?;
+    if saes.len() > 1 && (evidence.cache.is_some() || evidence.descriptions) {
+        let embedder = if evidence.descriptions {
+            let zip = gpt2_gemma_models::offline::install_minilm_l6_v2()?;
+            Some(gpt2_gemma_models::SentenceEmbedder::load(&zip, &m.device())?.0)
+        } else {
+            None
+        };
+        let cache = evidence
+            .cache
+            .map(activation_store::cache::ActivationCacheDir::open)
+            .transpose()?;
+        let families = sae_geometry::evidence::splitting_families(
+            &saes,
+            &result,
+            cache
+                .as_ref()
+                .map(|cache| sae_geometry::evidence::CoFiringSource {
+                    cache,
+                    dir: out,
+                    progress: true,
+                }),
+            embedder.as_ref(),
+            &config.families,
+        )?;
+        result.set_evidence_families(families);
+    }
     result.save(out, Some(started.elapsed().as_secs_f64()))?;
     eprintln!("{} latents → {}", result.rows.len(), out.display());
     Ok(())
@@ -340,7 +377,12 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
         explanations,
         widest,
         profile,
+        cache,
     } = &study;
+    let evidence = Evidence {
+        cache: cache.as_deref(),
+        descriptions: true,
+    };
     // 2-D UMAP of every width. Each stage's fingerprint is the equivalent `sae-geometry
     // feature-splitting` command line.
     let splitting = a.out.clone();
@@ -361,7 +403,11 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
             .join(","),
         s("--seed"),
         s(a.seed),
+        s("--embed-descriptions"),
     ]);
+    if let Some(c) = cache {
+        args.extend([s("--cofiring-cache"), p(c)]);
+    }
     args.extend([s("--out"), p(&splitting)]);
     st.run(
         "splitting",
@@ -370,7 +416,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
             splitting.join("splitting.csv"),
             splitting.join("splitting.html"),
         ],
-        || splitting_stage(model, saes, explanations, &config, &splitting),
+        || splitting_stage(model, saes, explanations, &config, &evidence, &splitting),
     )?;
     // HDBSCAN on a 10-D UMAP of the widest SAE.
     let clusters = a.out.join("clusters");
@@ -401,6 +447,10 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
                 std::slice::from_ref(&widest.0),
                 std::slice::from_ref(&widest.1),
                 &config,
+                &Evidence {
+                    cache: None,
+                    descriptions: false,
+                },
                 &clusters,
             )
         },
@@ -487,6 +537,7 @@ fn online_inputs(a: &Args, st: &mut Stages) -> anyhow::Result<Study> {
             Profile::Quick => "online quick",
             Profile::Smoke => "online smoke",
         },
+        cache: None,
     })
 }
 
@@ -689,6 +740,7 @@ fn offline_inputs(a: &Args, work: &Path, st: &mut Stages) -> anyhow::Result<Stud
         explanations: expl,
         widest,
         profile: profile.name(),
+        cache: Some(cache),
     })
 }
 

@@ -8,7 +8,7 @@ use latent_geometry::{
     FamilyThresholds, LogitLensConfig, SplittingConfig, compute_sae_umap_data_from_exports,
 };
 use sae_core::SaeSource;
-use sae_geometry::evidence::{FamilySae, description_embeddings, families_between};
+use sae_geometry::evidence::{CoFiringSource, splitting_families};
 
 use super::model_args::ModelArgs;
 
@@ -154,32 +154,16 @@ fn evidence_families(
     result: &latent_geometry::SplittingResult,
     thresholds: &FamilyThresholds,
 ) -> anyhow::Result<Vec<latent_geometry::EvidenceFamily>> {
-    let mut order: Vec<&sae_core::Sae> = saes.iter().collect();
-    order.sort_by_key(|s| s.d_sae());
-    let d = order.first().map_or(0, |s| s.config().d_in);
-    let decoders = order
-        .iter()
-        .map(|s| Ok(sae_core::device::tensor_to_vec(s.w_dec())?))
-        .collect::<anyhow::Result<Vec<Vec<f32>>>>()?;
-    let embeddings: Option<Vec<Vec<Vec<f32>>>> = if args.embed_descriptions {
+    let embedder = if args.embed_descriptions {
         let path = match &args.sentence_model {
             Some(p) => p.clone(),
             None => gpt2_gemma_models::offline::install_minilm_l6_v2()
                 .context("--embed-descriptions needs a sentence model (--sentence-model)")?,
         };
-        let (embedder, _) = gpt2_gemma_models::SentenceEmbedder::load(&path, &saes[0].device())
+        let device = saes.first().map(sae_core::Sae::device).context("no SAE")?;
+        let (e, _) = gpt2_gemma_models::SentenceEmbedder::load(&path, &device)
             .with_context(|| format!("loading the sentence model {}", path.display()))?;
-        let mut out = Vec::new();
-        for s in &order {
-            let w = s.d_sae();
-            let mut desc = vec![String::new(); w];
-            for r in result.rows.iter().filter(|r| r.sae_width == w) {
-                desc[r.latent_idx] = r.description.clone();
-            }
-            tracing::info!(width = w, "embedding descriptions");
-            out.push(description_embeddings(&embedder, &desc)?);
-        }
-        Some(out)
+        Some(e)
     } else {
         None
     };
@@ -188,43 +172,15 @@ fn evidence_families(
         .as_ref()
         .map(activation_store::cache::ActivationCacheDir::open)
         .transpose()?;
-    let mut families = Vec::new();
-    for k in 0..order.len().saturating_sub(1) {
-        let (narrow, wide) = (order[k], order[k + 1]);
-        let cofiring = match &cache {
-            Some(cache) => {
-                let file =
-                    args.out
-                        .join(format!("cofiring-{}-{}.json", narrow.d_sae(), wide.d_sae()));
-                let stats = match activation_store::CoFiring::load(&file) {
-                    Ok(s) if s.n_narrow() == narrow.d_sae() && s.n_wide() == wide.d_sae() => {
-                        tracing::info!(file = %file.display(), "co-firing reused");
-                        s
-                    }
-                    _ => {
-                        let s =
-                            activation_store::cofiring_from_cache(cache, narrow, wide, None, true)?;
-                        std::fs::create_dir_all(&args.out)?;
-                        s.save(&file)?;
-                        s
-                    }
-                };
-                Some(stats)
-            }
-            None => None,
-        };
-        let sae = |i: usize| FamilySae {
-            width: order[i].d_sae(),
-            w_dec: &decoders[i],
-            descriptions: embeddings.as_ref().map(|e| e[i].as_slice()),
-        };
-        families.extend(families_between(
-            d,
-            sae(k),
-            sae(k + 1),
-            cofiring.as_ref(),
-            thresholds,
-        )?);
-    }
-    Ok(families)
+    Ok(splitting_families(
+        saes,
+        result,
+        cache.as_ref().map(|cache| CoFiringSource {
+            cache,
+            dir: &args.out,
+            progress: true,
+        }),
+        embedder.as_ref(),
+        thresholds,
+    )?)
 }
