@@ -23,6 +23,7 @@ mod fuzz;
 mod gpu_check;
 mod reproduce;
 mod reproduce_analyses;
+mod study_architectures;
 mod test;
 mod train_family;
 
@@ -65,6 +66,11 @@ enum Command {
     /// residual norm, with scale tuning (online: gemma-2b-it + gemma-2b-res-jb; offline:
     /// gemma-3-270m and an SAE trained here).
     ReproducePatchScoping(reproduce_analyses::ScopingArgs),
+    /// Standard, TopK, BatchTopK, JumpReLU and Matryoshka BatchTopK SAE families trained on the
+    /// same activations of the offline model, side by side: CE loss recovered, explained
+    /// variance, L0, dead latents, absorption, cross-width families, autointerp detection
+    /// (table + PNGs; every stage cached).
+    StudyArchitectures(study_architectures::Args),
     /// Check a reproduction's outputs (rows, embedding, clusters, the HTML in headless Chromium).
     CheckSplitting(check_splitting::Args),
     /// Build the CUDA-enabled CLI, xtask (and with --tests the GPU parity test binaries) without
@@ -97,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         Command::TrainGemmaFamily(a) => train_family::run(a),
         Command::ReproduceSplitting(a) => reproduce::run(a),
         Command::CheckSplitting(a) => check_splitting::run(a),
+        Command::StudyArchitectures(a) => study_architectures::run(a),
         Command::ReproduceAutointerp(a) => reproduce_analyses::autointerp(a),
         Command::ReproducePatchScoping(a) => reproduce_analyses::patch_scoping(a),
         Command::BuildCuda(a) => build_cuda::run(a),
