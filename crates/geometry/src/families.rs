@@ -61,6 +61,11 @@ pub struct FamilyThresholds {
     pub candidates: usize,
     /// Members kept per family (the best by evidence, then decoder cosine).
     pub max_members: usize,
+    /// Raise the description threshold to this quantile of the similarity of random pairs of
+    /// the study's own descriptions (templated descriptions — "the token X" — are alike whatever
+    /// X is; the threshold must clear what unrelated descriptions reach here). `None`: the
+    /// fixed threshold alone.
+    pub description_null_quantile: Option<f64>,
 }
 
 impl Default for FamilyThresholds {
@@ -75,6 +80,7 @@ impl Default for FamilyThresholds {
             min_agreeing: 2,
             candidates: 16,
             max_members: 8,
+            description_null_quantile: Some(0.9),
         }
     }
 }
@@ -204,6 +210,12 @@ pub fn families(inputs: &FamilyInputs<'_>, t: &FamilyThresholds) -> Result<Vec<E
             ),
         ));
     }
+    let desc_threshold = match (inputs.descriptions, t.description_null_quantile) {
+        (Some((a, b)), Some(q)) => t
+            .min_description_similarity
+            .max(description_null(a, b, q).unwrap_or(f64::NEG_INFINITY)),
+        _ => t.min_description_similarity,
+    };
     let available =
         1 + usize::from(inputs.cofiring.is_some()) + usize::from(inputs.descriptions.is_some());
     let need = t.min_agreeing.clamp(1, available);
@@ -271,7 +283,7 @@ pub fn families(inputs: &FamilyInputs<'_>, t: &FamilyThresholds) -> Result<Vec<E
                     let description_similarity = inputs.descriptions.and_then(|(a, b)| {
                         (!a[i].is_empty() && !b[j].is_empty()).then(|| cos(&a[i], &b[j]))
                     });
-                    if description_similarity.is_some_and(|s| s >= t.min_description_similarity) {
+                    if description_similarity.is_some_and(|s| s >= desc_threshold) {
                         evidence.push(Evidence::Description);
                     }
                     (evidence.len() >= need).then_some(FamilyMember {
@@ -304,6 +316,30 @@ pub fn families(inputs: &FamilyInputs<'_>, t: &FamilyThresholds) -> Result<Vec<E
         })
         .collect();
     Ok(out)
+}
+
+/// The `q`-quantile of the cosine between the embeddings of random (narrow, wide) pairs of
+/// described latents: 4096 pairs drawn by a fixed generator (`None` with no described latent on
+/// either side).
+pub fn description_null(a: &[Vec<f32>], b: &[Vec<f32>], q: f64) -> Option<f64> {
+    let da: Vec<&Vec<f32>> = a.iter().filter(|e| !e.is_empty()).collect();
+    let db: Vec<&Vec<f32>> = b.iter().filter(|e| !e.is_empty()).collect();
+    if da.is_empty() || db.is_empty() {
+        return None;
+    }
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = |n: usize| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s % n as u64) as usize
+    };
+    let mut v: Vec<f64> = (0..4096)
+        .map(|_| cos(da[next(da.len())], db[next(db.len())]))
+        .collect();
+    v.sort_by(f64::total_cmp);
+    let k = ((q.clamp(0.0, 1.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1);
+    Some(v[k])
 }
 
 /// Precision and recall of found parent→member pairs against a planted map (`planted[i]`: the
