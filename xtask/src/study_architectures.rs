@@ -459,9 +459,12 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A plotted measure: file stem, axis label, and how to read it from a row.
+type Measure = (&'static str, &'static str, fn(&Row) -> Option<f64>);
+
 /// One PNG per measure: grouped bars, one group per width, one colour per architecture.
 fn plots(rows: &[Row], widths: &[usize], out: &Path) -> anyhow::Result<()> {
-    let measures: [(&str, &str, fn(&Row) -> Option<f64>); 5] = [
+    let measures: [Measure; 5] = [
         ("ce_loss_recovered", "CE loss recovered", |r| {
             Some(r.ce_loss_recovered)
         }),
