@@ -323,6 +323,7 @@ fn splitting_stage(
                     cache,
                     dir: out,
                     progress: true,
+                    shards: None,
                 }),
             embedder.as_ref(),
             &config.families,

@@ -310,6 +310,11 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     }
     // 4. Families between consecutive widths (decoder cosine and co-firing on the cache).
     for (name, _, _) in &archs {
+        // Co-firing of SAEs far denser than k = 32 costs L0² per token: left out (the table
+        // says "–"), as their L0 says enough.
+        if rows.iter().any(|r| r.architecture == *name && r.l0 > 128.0) {
+            continue;
+        }
         let out = work.join(format!("families-{name}"));
         let fp = vec![s("families"), format!("{:?}", z.widths), p(&cache)];
         st.run(
@@ -336,6 +341,9 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
                         cache: &cache,
                         dir: &out,
                         progress: true,
+                        // One shard (16 384 tokens): the sparse pass costs L0_narrow × L0_wide
+                        // per token, which dense SAEs make large.
+                        shards: Some(0..1),
                     }),
                     None,
                     &latent_geometry::FamilyThresholds::default(),

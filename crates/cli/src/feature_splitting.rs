@@ -179,6 +179,7 @@ fn evidence_families(
             cache,
             dir: &args.out,
             progress: true,
+            shards: None,
         }),
         embedder.as_ref(),
         thresholds,

@@ -126,7 +126,7 @@ pub fn families_between(
 /// Where co-firing comes from: an activation cache at the SAEs' hook, and a folder where each
 /// pair's statistics are saved (`cofiring-NARROW-WIDE.json`) and reused when present, so an
 /// interrupted study does not recompute them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CoFiringSource<'a> {
     /// The cache.
     pub cache: &'a ActivationCacheDir,
@@ -134,6 +134,8 @@ pub struct CoFiringSource<'a> {
     pub dir: &'a Path,
     /// Draw progress bars.
     pub progress: bool,
+    /// Shards of the cache to use (all when `None`).
+    pub shards: Option<std::ops::Range<usize>>,
 }
 
 /// Co-firing of `narrow` and `wide` on the cache's tokens, loaded from `dir` when a previous run
@@ -155,7 +157,13 @@ pub fn cofiring_cached(
     {
         return Ok(s);
     }
-    let s = activation_store::cofiring_from_cache(src.cache, narrow, wide, None, src.progress)?;
+    let s = activation_store::cofiring_from_cache(
+        src.cache,
+        narrow,
+        wide,
+        src.shards.clone(),
+        src.progress,
+    )?;
     std::fs::create_dir_all(src.dir).map_err(|e| activation_store::StoreError::Io {
         path: src.dir.to_path_buf(),
         source: e,
@@ -204,8 +212,8 @@ pub fn splitting_families(
     };
     let mut all = Vec::new();
     for k in 0..order.len().saturating_sub(1) {
-        let co = match cofiring {
-            Some(src) => Some(cofiring_cached(src, order[k], order[k + 1])?),
+        let co = match &cofiring {
+            Some(src) => Some(cofiring_cached(src.clone(), order[k], order[k + 1])?),
             None => None,
         };
         let sae = |i: usize| FamilySae {
