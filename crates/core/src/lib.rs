@@ -39,6 +39,7 @@ pub mod npy;
 pub mod registry;
 pub mod sae;
 pub mod safetensors_io;
+pub mod similarity;
 pub mod temporal;
 pub mod testing;
 

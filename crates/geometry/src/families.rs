@@ -14,6 +14,7 @@
 //! found by co-firing alone is not missed for a low decoder cosine.
 
 use rayon::prelude::*;
+use sae_core::similarity::cosine as cos;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GeometryError, Result};
@@ -146,21 +147,6 @@ pub struct FamilyInputs<'a> {
     /// Description embeddings of the narrower and the wider SAE's latents (one per latent,
     /// empty for a latent without a description), if computed.
     pub descriptions: Option<DescriptionPair<'a>>,
-}
-
-fn cos(a: &[f32], b: &[f32]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
-    for (x, y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(*x), f64::from(*y));
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 || bb == 0.0 {
-        0.0
-    } else {
-        ab / (aa.sqrt() * bb.sqrt())
-    }
 }
 
 /// The families of every latent of the narrower SAE (those with no member are left out).

@@ -58,10 +58,6 @@ pub struct Trainer {
     device: Device,
 }
 
-fn zeros_like(p: &SaeTensors) -> SaeTensors {
-    p.zeros_like()
-}
-
 fn t2(data: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
     sae_core::device::tensor_from_vec(data, shape, device)
 }
@@ -105,21 +101,7 @@ impl Trainer {
                 _ => None,
             },
         };
-        let moments = Moments {
-            m: zeros_like(&params),
-            v: zeros_like(&params),
-        };
-        Ok(Self {
-            since_fired: vec![0; d_sae],
-            cfg,
-            params,
-            moments,
-            step: 0,
-            threshold: 0.0,
-            scaling_factor: None,
-            last: None,
-            device: device.clone(),
-        })
+        Self::with_params(cfg, params, device)
     }
 
     /// A trainer starting from given parameters instead of the seeded initialisation (e.g. to
