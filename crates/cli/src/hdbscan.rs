@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use latent_geometry::{ClusterSelection, Hdbscan, HdbscanConfig};
+use latent_geometry::{ClusterSelection, Hdbscan, HdbscanConfig, Ties};
 use sae_core::npy::{read_f32_matrix, write_f32, write_i64};
 
 /// Cluster-selection method.
@@ -12,6 +12,15 @@ pub enum Selection {
     Eom,
     /// Leaves of the condensed tree.
     Leaf,
+}
+
+/// How merges at equal distances are taken.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TiesArg {
+    /// All at once: HDBSCAN*'s hierarchy, independent of the order of equal weights (default).
+    Simultaneous,
+    /// One at a time in sorted order: the hdbscan library's binary dendrogram.
+    Sequential,
 }
 
 /// Arguments of `hdbscan`.
@@ -36,6 +45,10 @@ pub struct Args {
     /// Allow the root to be the single cluster.
     #[arg(long)]
     pub allow_single_cluster: bool,
+    /// Merges at equal mutual-reachability distances (common: many edges equal a core distance):
+    /// all at once (order-free) or one at a time as the hdbscan library does.
+    #[arg(long, value_enum, default_value = "simultaneous")]
+    pub ties: TiesArg,
     /// Output: int64 .npy of labels (−1 = noise).
     #[arg(long)]
     pub out: PathBuf,
@@ -60,6 +73,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Selection::Leaf => ClusterSelection::Leaf,
         },
         allow_single_cluster: args.allow_single_cluster,
+        ties: match args.ties {
+            TiesArg::Simultaneous => Ties::Simultaneous,
+            TiesArg::Sequential => Ties::Sequential,
+        },
     };
     let t0 = std::time::Instant::now();
     let r = Hdbscan::new(config).fit(&x.data, n, dim)?;

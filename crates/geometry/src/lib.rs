@@ -38,7 +38,7 @@ pub use families::{
     CoFiringScores, Evidence, EvidenceFamily, FamilyInputs, FamilyMember, FamilyThresholds,
     Recovery, families, recovery,
 };
-pub use hdbscan::{ClusterSelection, Hdbscan, HdbscanConfig, HdbscanResult};
+pub use hdbscan::{ClusterSelection, Hdbscan, HdbscanConfig, HdbscanResult, Ties};
 pub use logit_lens::{LatentTokens, LogitLensConfig, logit_lens};
 pub use splitting::{
     SplittingConfig, SplittingResult, SplittingSae, SplittingSummary, compute_sae_umap_data,

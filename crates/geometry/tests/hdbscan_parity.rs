@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use latent_geometry::hdbscan::mst::{core_distances, prim_mst};
-use latent_geometry::hdbscan::tree::{condense, extract, single_linkage};
-use latent_geometry::{ClusterSelection, Hdbscan, HdbscanConfig};
+use latent_geometry::hdbscan::tree::{condense, condense_simultaneous, extract, single_linkage};
+use latent_geometry::{ClusterSelection, Hdbscan, HdbscanConfig, Ties};
 use proptest::prelude::*;
 use sae_core::npy::read_f32_matrix;
 
@@ -58,7 +58,8 @@ fn as_f64(v: &serde_json::Value) -> Vec<f64> {
         .collect()
 }
 
-/// The library's parameters as our configuration.
+/// The library's parameters as our configuration, with the library's sequential merging of
+/// equal weights.
 fn config(p: &serde_json::Value) -> HdbscanConfig {
     HdbscanConfig {
         min_cluster_size: p["min_cluster_size"].as_u64().unwrap() as usize,
@@ -78,6 +79,7 @@ fn config(p: &serde_json::Value) -> HdbscanConfig {
             _ => ClusterSelection::ExcessOfMass,
         },
         allow_single_cluster: false,
+        ties: Ties::Sequential,
     }
 }
 
@@ -248,6 +250,96 @@ fn matches_the_hdbscan_library() {
     }
 }
 
+/// Simultaneous merging of equal weights (the default) gives one clustering whatever the order of
+/// the tied edges: on the tie-heavy library trees, under 8 random orders each, the same partition
+/// (ARI exactly 1), the same probabilities and GLOSH scores per point. (How close it stays to
+/// the library's labels depends on the data: `simultaneous_ties_match_the_reference` checks it
+/// against the library with simultaneous condensing, docs/BENCHMARKS.md measures the rest.)
+#[test]
+fn simultaneous_ties_do_not_depend_on_the_order() {
+    let cases = library_trees();
+    let mut state = 20261206u64;
+    let mut rnd = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    };
+    for case in cases["cases"].as_array().unwrap() {
+        let what = format!("{} {}", case["dataset"], case["params"]);
+        let n = case["n"].as_u64().unwrap() as usize;
+        let cfg = HdbscanConfig {
+            ties: Ties::Simultaneous,
+            ..config(&case["params"])
+        };
+        let run = |edges: Vec<(usize, usize, f64)>| {
+            let linkage = single_linkage(edges, n);
+            extract(
+                condense_simultaneous(&linkage, n, cfg.min_cluster_size),
+                n,
+                &cfg,
+            )
+        };
+        let first = run(mst_edges(case));
+        for _ in 0..8 {
+            let mut edges = mst_edges(case);
+            for i in (1..edges.len()).rev() {
+                edges.swap(i, rnd() % (i + 1));
+            }
+            let r = run(edges);
+            assert_eq!(ari(&r.labels, &first.labels), 1.0, "{what}: labels");
+            assert_eq!(r.n_clusters, first.n_clusters, "{what}");
+            assert_eq!(
+                r.probabilities, first.probabilities,
+                "{what}: probabilities"
+            );
+            assert_eq!(r.outlier_scores, first.outlier_scores, "{what}: GLOSH");
+        }
+    }
+}
+
+/// Ours by default against the library's exact run with simultaneous merging of equal distances
+/// (`fixtures/hdbscan/gen_simultaneous.py`: the library with only its condensing replaced):
+/// the same partition on every point, probabilities and GLOSH scores to 1e-9.
+#[test]
+fn simultaneous_ties_match_the_reference() {
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("simultaneous.json")).unwrap())
+            .unwrap();
+    let mut checked = 0;
+    for case in cases["cases"].as_array().unwrap() {
+        let name = case["dataset"].as_str().unwrap();
+        let what = format!("{name} {}", case["params"]);
+        let x = read_f32_matrix(dir().join(format!("{name}.npy")), None).unwrap();
+        let cfg = HdbscanConfig {
+            ties: Ties::default(),
+            ..config(&case["params"])
+        };
+        assert_eq!(cfg.ties, Ties::Simultaneous);
+        let r = Hdbscan::new(cfg)
+            .fit(&x.data, x.shape[0], x.shape[1])
+            .unwrap();
+        let want = as_i64(&case["labels"]);
+        assert_eq!(ari(&r.labels, &want), 1.0, "{what}: labels");
+        assert_eq!(
+            r.n_clusters as i64,
+            want.iter().max().unwrap() + 1,
+            "{what}: clusters"
+        );
+        for (key, ours) in [
+            ("probabilities", &r.probabilities),
+            ("outlier_scores", &r.outlier_scores),
+        ] {
+            let theirs = as_f64(&case[key]);
+            for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                assert!((a - b).abs() <= 1e-9, "{what}: {key}[{i}] {a} vs {b}");
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 6);
+}
+
 #[test]
 fn bad_parameters_are_errors() {
     let data = vec![0.0f32; 20];
@@ -284,6 +376,27 @@ fn bad_parameters_are_errors() {
 proptest! {
     // A fixed seed: CI runs the same cases every time (and records no flaky failures).
     #![proptest_config(ProptestConfig { cases: 32, rng_seed: proptest::test_runner::RngSeed::Fixed(20261125), ..ProptestConfig::default() })]
+
+    /// Without equal weights the two ways of merging ties are one: the same condensed tree, rows
+    /// and cluster numbers included.
+    #[test]
+    fn without_ties_simultaneous_is_sequential(seed in any::<u64>(), n in 2usize..200) {
+        let mut s = seed;
+        let mut rnd = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); s >> 11 };
+        // A random tree: each point joins an earlier one, with a distinct random weight.
+        let edges: Vec<(usize, usize, f64)> = (1..n)
+            .map(|i| ((rnd() as usize) % i, i, (rnd() as f64) / (1u64 << 53) as f64 + i as f64 * 1e-12))
+            .collect();
+        let linkage = single_linkage(edges, n);
+        for mcs in [2, 3, 5] {
+            let mut a = condense(&linkage, n, mcs);
+            let mut b = condense_simultaneous(&linkage, n, mcs);
+            let key = |r: &latent_geometry::hdbscan::tree::CondensedRow| (r.parent, r.child);
+            a.sort_by_key(key);
+            b.sort_by_key(key);
+            prop_assert_eq!(a, b);
+        }
+    }
 
     /// Labels lie in −1..k, probabilities in [0, 1] (0 exactly for noise), outlier scores in
     /// [0, 1], and every label names a cluster that has points.

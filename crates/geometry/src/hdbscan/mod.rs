@@ -25,6 +25,27 @@ pub enum ClusterSelection {
     Leaf,
 }
 
+/// How merges at equal mutual-reachability distances build the hierarchy.
+///
+/// Mutual reachability sets many edges to a point's core distance, so a minimum spanning tree
+/// has many equal weights (9 % of them on 10-D UMAPs of decoder-like data), and the library's
+/// binary dendrogram depends on the order it merges them in — which it takes from numpy's
+/// unstable, CPU-dispatched argsort. docs/BENCHMARKS.md ("Hierarchical sphere data") measures it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Ties {
+    /// All merges at one distance at once ([`tree::condense_simultaneous`]): HDBSCAN*'s
+    /// hierarchy, the same whichever minimum spanning tree and whichever order of its equal
+    /// weights; on planted hierarchical data it recovers the planted leaves at least as well as
+    /// the library's labels do (docs/BENCHMARKS.md).
+    #[default]
+    Simultaneous,
+    /// One at a time in sorted order, a stable sort of the tree's edges ([`tree::condense`]): the
+    /// library's binary dendrogram — given the library's tree in the library's order, its
+    /// clustering exactly.
+    Sequential,
+}
+
 /// HDBSCAN's parameters, with the library's defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HdbscanConfig {
@@ -40,6 +61,8 @@ pub struct HdbscanConfig {
     pub selection: ClusterSelection,
     /// Whether the root may be the single cluster.
     pub allow_single_cluster: bool,
+    /// How merges at equal distances are taken.
+    pub ties: Ties,
 }
 
 impl Default for HdbscanConfig {
@@ -50,6 +73,7 @@ impl Default for HdbscanConfig {
             cluster_selection_epsilon: 0.0,
             selection: ClusterSelection::ExcessOfMass,
             allow_single_cluster: false,
+            ties: Ties::Simultaneous,
         }
     }
 }
@@ -126,7 +150,10 @@ impl Hdbscan {
         };
         let _ = &core;
         let linkage = tree::single_linkage(edges, n);
-        let condensed = tree::condense(&linkage, n, cfg.min_cluster_size);
+        let condensed = match cfg.ties {
+            Ties::Simultaneous => tree::condense_simultaneous(&linkage, n, cfg.min_cluster_size),
+            Ties::Sequential => tree::condense(&linkage, n, cfg.min_cluster_size),
+        };
         Ok(tree::extract(condensed, n, cfg))
     }
 }

@@ -88,7 +88,8 @@ fn bfs(linkage: &[LinkageRow], root: usize, n: usize) -> Vec<usize> {
     out
 }
 
-/// The library's `condense_tree`.
+/// The library's `condense_tree`: merges at equal distances taken one at a time, in `linkage`'s
+/// order (see [`condense_simultaneous`] for the order-free hierarchy).
 pub fn condense(linkage: &[LinkageRow], n: usize, min_cluster_size: usize) -> Vec<CondensedRow> {
     let root = 2 * linkage.len();
     let mut relabel = vec![0usize; root + 1];
@@ -149,6 +150,86 @@ pub fn condense(linkage: &[LinkageRow], n: usize, min_cluster_size: usize) -> Ve
         } else {
             relabel[left] = parent;
             fall_out(right, &mut out, &mut ignore);
+        }
+    }
+    out
+}
+
+/// The condensed tree with all merges at one distance taken at once (HDBSCAN*'s hierarchy,
+/// Campello, Moulavi, Zimek and Sander 2015: the clusters at a level are the connected
+/// components left when every edge above it is removed). A merge node whose child merges at the
+/// same distance absorbs that child's children, so a cluster leaves its parent with all its
+/// siblings of that level: the children of at least `min_cluster_size` points become clusters
+/// (one alone continues its parent), the points of the smaller ones fall out. Unlike
+/// [`condense`], the result does not depend on the order of equal weights or on which of several
+/// minimum spanning trees `linkage` was built from; clusters are numbered breadth first.
+pub fn condense_simultaneous(
+    linkage: &[LinkageRow],
+    n: usize,
+    min_cluster_size: usize,
+) -> Vec<CondensedRow> {
+    let count = |node: usize| if node >= n { linkage[node - n].size } else { 1 };
+    // The children of `node` once merges at its own distance are flattened into it.
+    let flat_children = |node: usize| -> Vec<usize> {
+        let d = linkage[node - n].distance;
+        let mut out = Vec::new();
+        let mut stack = vec![linkage[node - n].right, linkage[node - n].left];
+        while let Some(x) = stack.pop() {
+            if x >= n && linkage[x - n].distance == d {
+                stack.push(linkage[x - n].right);
+                stack.push(linkage[x - n].left);
+            } else {
+                out.push(x);
+            }
+        }
+        out
+    };
+    let mut out = Vec::new();
+    if linkage.is_empty() {
+        return out;
+    }
+    let mut next_label = n + 1;
+    let mut queue = std::collections::VecDeque::from([(n + linkage.len() - 1, n)]);
+    while let Some((node, label)) = queue.pop_front() {
+        let distance = linkage[node - n].distance;
+        let lambda = if distance > 0.0 {
+            1.0 / distance
+        } else {
+            f64::INFINITY
+        };
+        let children = flat_children(node);
+        let big: Vec<usize> = children
+            .iter()
+            .copied()
+            .filter(|&c| count(c) >= min_cluster_size)
+            .collect();
+        for &c in children.iter().filter(|&&c| count(c) < min_cluster_size) {
+            for p in bfs(linkage, c, n).into_iter().filter(|&p| p < n) {
+                out.push(CondensedRow {
+                    parent: label,
+                    child: p,
+                    lambda,
+                    child_size: 1,
+                });
+            }
+        }
+        match big.as_slice() {
+            [] => {}
+            [only] => queue.push_back((*only, label)),
+            _ => {
+                for &c in &big {
+                    out.push(CondensedRow {
+                        parent: label,
+                        child: next_label,
+                        lambda,
+                        child_size: count(c),
+                    });
+                    if c >= n {
+                        queue.push_back((c, next_label));
+                    }
+                    next_label += 1;
+                }
+            }
         }
     }
     out
