@@ -38,6 +38,9 @@ pub(crate) struct KdTree<'a> {
     /// `[nodes, 2, dim]`: each node's box, lower corner then upper, in one array (the searches
     /// read a box per visited node).
     bounds: Vec<f64>,
+    /// The points in tree order (`ordered[pos]` is point `idx[pos]`): the kNN scan of a node
+    /// reads one contiguous block instead of gathering rows from all over `points`.
+    ordered: Vec<f64>,
 }
 
 impl<'a> KdTree<'a> {
@@ -48,10 +51,12 @@ impl<'a> KdTree<'a> {
             idx: (0..n).collect(),
             nodes: Vec::new(),
             bounds: Vec::new(),
+            ordered: Vec::new(),
         };
         if n > 0 {
             t.build(0, n);
         }
+        t.ordered = t.idx.iter().flat_map(|&i| t.point(i)).copied().collect();
         t
     }
 
@@ -146,8 +151,10 @@ impl<'a> KdTree<'a> {
         }
         let node = &self.nodes[n];
         if node.left == usize::MAX || node.end - node.start <= KNN_SCAN {
-            for &i in &self.idx[node.start..node.end] {
-                let d = sq_dist(p, self.point(i));
+            let dim = self.dim;
+            let rows = self.ordered[node.start * dim..node.end * dim].chunks_exact(dim);
+            for (&i, q) in self.idx[node.start..node.end].iter().zip(rows) {
+                let d = sq_dist(p, q);
                 if best.len() < k || d < best[k - 1].0 {
                     let at = best.partition_point(|x| x.0 <= d);
                     best.insert(at, (d, i as u32));

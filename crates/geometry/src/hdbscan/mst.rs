@@ -119,10 +119,17 @@ impl Neighbours {
         min_samples: usize,
     ) -> Self {
         let k = (min_samples + 1).max(CANDIDATES).min(n);
-        let lists = (0..n)
-            .into_par_iter()
-            .flat_map_iter(|i| tree.knn(tree.point(i), k))
+        // Queried in tree order (neighbouring queries walk the same nodes: cache-friendly), then
+        // scattered back to point order.
+        let found: Vec<Vec<(f64, u32)>> = tree
+            .idx
+            .par_iter()
+            .map(|&i| tree.knn(tree.point(i), k))
             .collect();
+        let mut lists = vec![(0.0, 0u32); n * k];
+        for (&i, row) in tree.idx.iter().zip(&found) {
+            lists[i * k..i * k + row.len()].copy_from_slice(row);
+        }
         Self { k, lists }
     }
 
