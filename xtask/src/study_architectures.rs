@@ -74,7 +74,7 @@ fn sizes(p: Profile) -> Sizes {
             words: 2000,
             autointerp_latents: 32,
             autointerp_tokens: 16_384,
-            max_tries: 4,
+            max_tries: 6,
         },
         Profile::Full => Sizes {
             tokens: 1_048_576,
@@ -334,6 +334,16 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
         cfg.progress = true;
         let fp = vec![format!("{cfg:?}"), format!("{eval:?}"), p(&cache)];
         st.run(&stage, &fp, &[dir.join("summary.json")], || {
+            // An interrupted training resumes from its checkpoints when the settings are the same;
+            // a directory left by other settings (a search whose earlier tries changed) is
+            // started over rather than refused.
+            let marker = dir.join("stage-fingerprint.json");
+            let mine = serde_json::to_string(&fp)?;
+            if dir.exists() && std::fs::read_to_string(&marker).ok().as_deref() != Some(&mine) {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            std::fs::create_dir_all(&dir)?;
+            sae_core::atomic::write(&marker, &mine)?;
             train_from_cache(&cache, &cfg, Some(&eval), &dev, &dir, |_| {})?;
             Ok(())
         })?;
