@@ -393,12 +393,17 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
             }
             Sparsity::Searched { knob, start, make } => {
                 // Each width on its own: one coefficient does not give one L0 across widths. A
-                // wider SAE's search starts from the narrower one's choice.
+                // wider SAE's search starts from the narrower one's choice, with half the tries.
                 let mut value = start;
-                for &w in &z.widths {
+                for (wi, &w) in z.widths.iter().enumerate() {
                     let mut tries: Vec<(f64, f64, f64)> = Vec::new();
                     let mut runs = Vec::new();
-                    for i in 0..z.max_tries {
+                    let budget = if wi == 0 {
+                        z.max_tries
+                    } else {
+                        z.max_tries.div_ceil(2)
+                    };
+                    for i in 0..budget {
                         let (run, fp) = train(
                             &mut st,
                             format!("train-{name}-{w}-try{i}"),
@@ -618,6 +623,14 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
             &fp,
             std::slice::from_ref(&summary),
             || {
+                // The pipeline resumes from a results file by latent id; results of SAEs trained
+                // before (this stage is rerunning) must not be resumed.
+                let prefix = format!("autointerp-{name}.jsonl");
+                for f in std::fs::read_dir(&work)?.flatten() {
+                    if f.file_name().to_string_lossy().starts_with(&prefix) {
+                        std::fs::remove_file(f.path())?;
+                    }
+                }
                 let (m, tok) = model.get()?;
                 let inputs = autointerp::PipelineInputs {
                     model: m,
