@@ -103,7 +103,7 @@ const L0_TOLERANCE: f64 = 1.5;
 #[derive(Clone, Copy)]
 enum Sparsity {
     /// By the architecture itself (k).
-    Fixed,
+    Fixed(TrainArchitecture),
     /// By a coefficient, searched per width until the evaluation L0 is near [`TARGET_L0`]: each
     /// try trains the full schedule (L0 after a shortened run says little about L0 after the full
     /// one), and the try closest to the target is the one the study measures.
@@ -121,8 +121,6 @@ enum Sparsity {
 struct Arch {
     /// SAELens's name.
     name: &'static str,
-    /// The options (for searched sparsity, those at the search's start).
-    arch: TrainArchitecture,
     /// Matryoshka levels (empty for the others).
     levels: Vec<usize>,
     sparsity: Sparsity,
@@ -155,7 +153,6 @@ fn architectures(widths: &[usize]) -> Vec<Arch> {
     vec![
         Arch {
             name: "standard",
-            arch: standard(30.0),
             levels: vec![],
             // Starts where L1 5 (SAELens's usual scale; L0 311 and 557 at 600 steps) points.
             sparsity: Sparsity::Searched {
@@ -166,26 +163,23 @@ fn architectures(widths: &[usize]) -> Vec<Arch> {
         },
         Arch {
             name: "topk",
-            arch: TrainArchitecture::TopK {
+            levels: vec![],
+            sparsity: Sparsity::Fixed(TrainArchitecture::TopK {
                 k: k as usize,
                 aux_coefficient: 1.0 / k,
-            },
-            levels: vec![],
-            sparsity: Sparsity::Fixed,
+            }),
         },
         Arch {
             name: "batchtopk",
-            arch: TrainArchitecture::BatchTopK {
+            levels: vec![],
+            sparsity: Sparsity::Fixed(TrainArchitecture::BatchTopK {
                 k,
                 aux_coefficient: 1.0 / k,
                 threshold_lr: 0.01,
-            },
-            levels: vec![],
-            sparsity: Sparsity::Fixed,
+            }),
         },
         Arch {
             name: "jumprelu",
-            arch: jumprelu(0.1),
             levels: vec![],
             // SAELens starts θ at 0.01 (L0 471 and 772 here at 600 steps).
             sparsity: Sparsity::Searched {
@@ -196,17 +190,16 @@ fn architectures(widths: &[usize]) -> Vec<Arch> {
         },
         Arch {
             name: "matryoshka_batchtopk",
-            arch: TrainArchitecture::MatryoshkaBatchTopK {
-                k,
-                aux_coefficient: 1.0 / k,
-                threshold_lr: 0.01,
-            },
             // Quarter and half of the narrowest width, then the family's widths.
             levels: [base / 4, base / 2]
                 .into_iter()
                 .chain(widths.iter().copied())
                 .collect(),
-            sparsity: Sparsity::Fixed,
+            sparsity: Sparsity::Fixed(TrainArchitecture::MatryoshkaBatchTopK {
+                k,
+                aux_coefficient: 1.0 / k,
+                threshold_lr: 0.01,
+            }),
         },
     ]
 }
@@ -376,11 +369,11 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     for arch in &archs {
         let name = arch.name;
         match arch.sparsity {
-            Sparsity::Fixed => {
+            Sparsity::Fixed(fixed) => {
                 let (run, fp) = train(
                     &mut st,
                     format!("train-{name}"),
-                    arch.arch,
+                    fixed,
                     &arch.levels,
                     z.widths.clone(),
                     work.join(format!("saes-{name}")),

@@ -70,6 +70,20 @@ pub fn single_linkage(mut edges: Vec<(usize, usize, f64)>, n: usize) -> Vec<Link
         .collect()
 }
 
+/// Points under `node` (a point < n, or merge n + row).
+fn node_size(linkage: &[LinkageRow], n: usize, node: usize) -> usize {
+    if node >= n { linkage[node - n].size } else { 1 }
+}
+
+/// λ = 1 / distance (∞ at distance 0).
+fn lambda_of(distance: f64) -> f64 {
+    if distance > 0.0 {
+        1.0 / distance
+    } else {
+        f64::INFINITY
+    }
+}
+
 /// The library's `bfs_from_hierarchy`: every node under `root`, breadth first.
 fn bfs(linkage: &[LinkageRow], root: usize, n: usize) -> Vec<usize> {
     let mut out = Vec::new();
@@ -97,18 +111,14 @@ pub fn condense(linkage: &[LinkageRow], n: usize, min_cluster_size: usize) -> Ve
     let mut next_label = n + 1;
     let mut ignore = vec![false; root + 1];
     let mut out = Vec::new();
-    let count = |node: usize| if node >= n { linkage[node - n].size } else { 1 };
+    let count = |node: usize| node_size(linkage, n, node);
     for node in bfs(linkage, root, n) {
         if ignore[node] || node < n {
             continue;
         }
         let row = linkage[node - n];
         let (left, right) = (row.left, row.right);
-        let lambda = if row.distance > 0.0 {
-            1.0 / row.distance
-        } else {
-            f64::INFINITY
-        };
+        let lambda = lambda_of(row.distance);
         let (lc, rc) = (count(left), count(right));
         let parent = relabel[node];
         let fall_out = |sub_root: usize, out: &mut Vec<CondensedRow>, ignore: &mut Vec<bool>| {
@@ -168,7 +178,7 @@ pub fn condense_simultaneous(
     n: usize,
     min_cluster_size: usize,
 ) -> Vec<CondensedRow> {
-    let count = |node: usize| if node >= n { linkage[node - n].size } else { 1 };
+    let count = |node: usize| node_size(linkage, n, node);
     // The children of `node` once merges at its own distance are flattened into it.
     let flat_children = |node: usize| -> Vec<usize> {
         let d = linkage[node - n].distance;
@@ -191,12 +201,7 @@ pub fn condense_simultaneous(
     let mut next_label = n + 1;
     let mut queue = std::collections::VecDeque::from([(n + linkage.len() - 1, n)]);
     while let Some((node, label)) = queue.pop_front() {
-        let distance = linkage[node - n].distance;
-        let lambda = if distance > 0.0 {
-            1.0 / distance
-        } else {
-            f64::INFINITY
-        };
+        let lambda = lambda_of(linkage[node - n].distance);
         let children = flat_children(node);
         let big: Vec<usize> = children
             .iter()
