@@ -79,6 +79,9 @@ pub(crate) enum Which {
     /// beside sentence-transformers, and co-firing of 640 × 2560 latents over 16 384 tokens
     /// beside numpy's dense products, with their agreement.
     Families,
+    /// The logit lens of 4096 latents over GPT-2's 50 257 tokens (W_dec · W_U, top and bottom
+    /// 10) beside torch's `topk`, with the share of identical token lists.
+    LogitLens,
 }
 
 pub(crate) fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -182,6 +185,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Absorption => crate::bench_absorption::run(&args),
         Which::Convert => convert(&args),
         Which::Families => crate::bench_families::run(&args),
+        Which::LogitLens => crate::bench_logit_lens::run(&args),
     }
 }
 

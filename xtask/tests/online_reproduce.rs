@@ -9,7 +9,7 @@
 //! the offline study (a row per latent of each width, clusters, both HTML plots drawn in headless
 //! Chromium) plus every description joined by index from the served export; autointerp's three
 //! populations scored through the API; patch scoping's sweep; the exact files the hub served.
-//! Then every reproduction again (smoke profile, new output directories) makes no request at
+//! Then every reproduction again (smoke profile, new output directories, the three side by side) makes no request at
 //! all, and again with `HF_HUB_OFFLINE=1`.
 #![allow(
     clippy::unwrap_used,
@@ -311,30 +311,45 @@ fn the_three_online_reproductions_run_over_the_wire_then_from_the_cache() {
         "one export per width: {np_asked:?}"
     );
 
-    // 2. Again into new output directories: everything comes from the caches.
+    // 2. Again into new output directories: everything comes from the caches. 3. And with the
+    // hub declared offline. The three reproductions of a step run side by side (separate
+    // processes; no request may come from any of them).
     world.hub.clear_log();
     let (np_before, api_before) = (world.np.requests().len(), mock.log().len());
-    for (args, what) in [
-        (&SPLITTING, "splitting"),
-        (&AUTOINTERP, "autointerp"),
-        (&SCOPING, "scoping"),
-    ] {
-        let mut smoke: Vec<&str> = args[..3].to_vec();
-        smoke.extend(["--profile", "smoke"]);
-        ok(what, world.xtask(&smoke, &out("2", what)).output().unwrap());
-        assert_eq!(world.hub.requests(), vec![], "{what}: hub requests");
-        assert_eq!(world.np.requests().len(), np_before, "{what}: Neuronpedia");
-        // 3. And with the hub declared offline.
-        ok(
-            what,
-            world
-                .xtask(&smoke, &out("3", what))
-                .env("HF_HUB_OFFLINE", "1")
-                .output()
-                .unwrap(),
+    for (step, offline) in [("2", false), ("3", true)] {
+        let children: Vec<_> = [
+            (&SPLITTING, "splitting"),
+            (&AUTOINTERP, "autointerp"),
+            (&SCOPING, "scoping"),
+        ]
+        .into_iter()
+        .map(|(args, what)| {
+            let mut smoke: Vec<&str> = args[..3].to_vec();
+            smoke.extend(["--profile", "smoke"]);
+            let mut c = world.xtask(&smoke, &out(step, what));
+            if offline {
+                c.env("HF_HUB_OFFLINE", "1");
+            }
+            let child = c
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (what, child)
+        })
+        .collect();
+        for (what, child) in children {
+            ok(
+                &format!("{what} (step {step})"),
+                child.wait_with_output().unwrap(),
+            );
+        }
+        assert_eq!(world.hub.requests(), vec![], "step {step}: hub requests");
+        assert_eq!(
+            world.np.requests().len(),
+            np_before,
+            "step {step}: Neuronpedia"
         );
-        assert_eq!(world.hub.requests(), vec![], "{what} offline: hub requests");
-        assert_eq!(world.np.requests().len(), np_before, "{what} offline");
     }
     // The explainer's answers are cached per output directory, not by the hub: new directories
     // ask the API again.

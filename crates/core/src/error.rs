@@ -273,6 +273,20 @@ pub enum SaeError {
         pid: Option<u32>,
     },
 
+    /// A row-wise top-k ([`crate::topk`]) asked for k = 0, more values than a row holds, or got
+    /// a buffer that is not a whole number of rows.
+    #[error(
+        "top-k of rows of {cols} columns ({len} values): k = {k} (expected 1 ≤ k ≤ {cols}, whole rows)"
+    )]
+    InvalidTopK {
+        /// The k asked for.
+        k: usize,
+        /// The row length.
+        cols: usize,
+        /// The number of values given.
+        len: usize,
+    },
+
     /// The embedded registry file failed to parse (a build defect, reported rather than panicking).
     #[error("the embedded pretrained SAE registry is malformed: {0}")]
     Registry(String),

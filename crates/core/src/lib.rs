@@ -42,6 +42,7 @@ pub mod safetensors_io;
 pub mod similarity;
 pub mod temporal;
 pub mod testing;
+pub mod topk;
 
 pub use config::{
     Architecture, NormalizeActivations, ReshapeActivations, SaeConfig, SaeMetadata, StorageDtype,

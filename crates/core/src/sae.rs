@@ -419,7 +419,14 @@ impl Sae {
                     h = h * self.decoder_row_norms().unsqueeze::<2>();
                 }
                 let k = self.config.topk_k();
-                let (values, indices) = h.clone().topk_with_indices(k, 1);
+                if k == 0 {
+                    return h.zeros_like();
+                }
+                // The host partial selection on the CPU (k ≤ d_sae is checked at load; a failed
+                // read-back falls back to burn's own top-k, the same selection).
+                let (values, indices) =
+                    crate::topk::row_top_k_tensors(h.clone(), k, crate::topk::Extreme::Largest)
+                        .unwrap_or_else(|_| h.clone().topk_with_indices(k, 1));
                 h.zeros_like()
                     .scatter(1, indices, relu(values), IndexingUpdateOp::Assign)
             }

@@ -3,7 +3,8 @@
 //! bounded by `batch × vocab` floats.
 
 use sae_core::burn::tensor::Tensor;
-use sae_core::device::{int_tensor_to_vec, tensor_to_vec};
+use sae_core::device::{is_host_memory, tensor_to_vec};
+use sae_core::topk::{Extreme, row_top_k, row_top_k_host};
 
 use crate::error::{GeometryError, Result};
 
@@ -69,18 +70,27 @@ pub fn logit_lens(
     let mut out = Vec::with_capacity(latents.len());
     for chunk in latents.chunks(config.batch) {
         let logits = latent_logits(w_dec, w_u, chunk); // [b, vocab]
-        let (tv, ti) = logits.clone().topk_with_indices(k, 1);
-        let (bv, bi) = logits.neg().topk_with_indices(k, 1);
-        let (tv, ti) = (tensor_to_vec(tv)?, int_tensor_to_vec(ti)?);
-        let (bv, bi) = (tensor_to_vec(bv)?, int_tensor_to_vec(bi)?);
+        let (top, bottom) = if is_host_memory(&logits.device()) {
+            // One read of the logits, both ends selected on the host.
+            let host = tensor_to_vec(logits)?;
+            (
+                row_top_k_host(&host, vocab, k, Extreme::Largest)?,
+                row_top_k_host(&host, vocab, k, Extreme::Smallest)?,
+            )
+        } else {
+            (
+                row_top_k(logits.clone(), k, Extreme::Largest)?,
+                row_top_k(logits, k, Extreme::Smallest)?,
+            )
+        };
         for (j, &latent) in chunk.iter().enumerate() {
             let s = j * k..(j + 1) * k;
             out.push(LatentTokens {
                 latent,
-                top_ids: ti[s.clone()].iter().map(|&v| v as u32).collect(),
-                top_values: tv[s.clone()].to_vec(),
-                bottom_ids: bi[s.clone()].iter().map(|&v| v as u32).collect(),
-                bottom_values: bv[s].iter().map(|v| -v).collect(),
+                top_ids: top.indices[s.clone()].to_vec(),
+                top_values: top.values[s.clone()].to_vec(),
+                bottom_ids: bottom.indices[s.clone()].to_vec(),
+                bottom_values: bottom.values[s].to_vec(),
             });
         }
     }

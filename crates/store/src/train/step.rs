@@ -11,10 +11,9 @@
 //! mask (h > 0, and in the top k of its row or of the batch), `x̂ = f·W_dec + b_dec`,
 //! `e = x̂ − x`, `MSE = Σ e² / B`.
 
-use rayon::prelude::*;
-
 use sae_core::burn::tensor::Tensor;
 use sae_core::device::{is_host_memory, tensor_from_vec, tensor_to_vec, tensors_to_vecs};
+use sae_core::topk::{kth_largest, row_kth_largest};
 
 use crate::error::Result;
 use crate::train::config::TrainArchitecture;
@@ -76,31 +75,6 @@ fn scalar(t: Tensor<1>) -> Result<f64> {
     Ok(f64::from(tensor_to_vec(t)?.first().copied().unwrap_or(0.0)))
 }
 
-/// The k-th largest value of each row of a row-major `[rows, cols]` buffer, restricted to the
-/// columns where `allowed` is true (all when `None`); `-∞` when a row has fewer than k allowed.
-pub(crate) fn row_kth_largest(
-    data: &[f32],
-    cols: usize,
-    k: usize,
-    allowed: Option<&[bool]>,
-) -> Vec<f32> {
-    data.par_chunks(cols)
-        .map_init(Vec::new, |buf, row| {
-            buf.clear();
-            match allowed {
-                Some(a) => buf.extend(row.iter().zip(a).filter(|(_, ok)| **ok).map(|(v, _)| *v)),
-                None => buf.extend_from_slice(row),
-            }
-            if k == 0 || buf.len() < k {
-                return f32::NEG_INFINITY;
-            }
-            let at = buf.len() - k;
-            let (_, kth, _) = buf.select_nth_unstable_by(at, f32::total_cmp);
-            *kth
-        })
-        .collect()
-}
-
 /// The k-th largest value of each row of `h` (`[rows, 1]`; `-∞` when k is 0 or exceeds the
 /// row). On a GPU the top-k reduction runs where `h` is (a partial selection, no sort, no
 /// transfer); on the CPU, where flex's top-k is a full sort and reading `h` is a copy, a
@@ -122,17 +96,6 @@ pub(crate) fn row_kth_largest_tensor(h: &Tensor<2>, k: usize) -> Result<Tensor<2
 /// The device form of [`row_kth_largest_tensor`]: the smallest of each row's top k.
 fn row_kth_largest_on_device(h: Tensor<2>, k: usize) -> Tensor<2> {
     h.topk(k, 1).min_dim(1)
-}
-
-/// The k-th largest of all values (`-∞` when fewer than k).
-pub(crate) fn kth_largest(data: &[f32], k: usize) -> f32 {
-    if k == 0 || data.len() < k {
-        return f32::NEG_INFINITY;
-    }
-    let mut v = data.to_vec();
-    let at = v.len() - k;
-    let (_, kth, _) = v.select_nth_unstable_by(at, f32::total_cmp);
-    *kth
 }
 
 /// What a step's loss is made of besides the parameters and the batch.
