@@ -9,8 +9,8 @@
 //! the offline study (a row per latent of each width, clusters, both HTML plots drawn in headless
 //! Chromium) plus every description joined by index from the served export; autointerp's three
 //! populations scored through the API; patch scoping's sweep; the exact files the hub served.
-//! Then every reproduction again (smoke profile, new output directories, the three side by side) makes no request at
-//! all, and again with `HF_HUB_OFFLINE=1`.
+//! Then every reproduction again (smoke profile, new output directories, the three side by
+//! side) makes no request at all, and again with `HF_HUB_OFFLINE=1`.
 #![allow(
     clippy::unwrap_used,
     clippy::panic,

@@ -40,9 +40,10 @@ pub enum AutoInterpError {
         found: String,
     },
 
-    /// A results file was written by a run with a different configuration.
+    /// A results file was written by a run with a different configuration (settings, model,
+    /// corpus, or the SAE's weights: a retrained SAE under the same name counts as another).
     #[error(
-        "{path}: written by a run with a different configuration (fingerprint {found}, this run {expected}); use another --out or delete it"
+        "{path}: written by a run with a different configuration or SAE weights (fingerprint {found}, this run {expected}); use another --out or delete it"
     )]
     ConfigMismatch {
         /// The results file.

@@ -195,10 +195,10 @@ impl PipelineConfig {
     }
 
     /// Fingerprint of everything that shapes the results file.
-    fn run_fingerprint(&self, id: &RunIdentity, corpus: &TextSource) -> String {
+    fn run_fingerprint(&self, id: &RunIdentity, weights: &str, corpus: &TextSource) -> String {
         fingerprint(&serde_json::json!({
             "config": self.config, "prompts": self.prompts, "model": id.model,
-            "sae": id.sae, "latents": sae_core::latents::format_latents(&self.latents),
+            "sae": id.sae, "sae_weights": weights, "latents": sae_core::latents::format_latents(&self.latents),
             "corpus": corpus.identity(), "seed": self.seed, "baseline": self.baseline,
             "context": self.context_size, "judge": self.judge_name(),
             "temperature": self.temperature(), "fuzzing": self.fuzzing,
@@ -206,9 +206,9 @@ impl PipelineConfig {
     }
 
     /// Fingerprint of everything that shapes the gathered data.
-    fn stats_fingerprint(&self, id: &RunIdentity, corpus: &TextSource) -> String {
+    fn stats_fingerprint(&self, id: &RunIdentity, weights: &str, corpus: &TextSource) -> String {
         fingerprint(&serde_json::json!({
-            "model": id.model, "sae": id.sae,
+            "model": id.model, "sae": id.sae, "sae_weights": weights,
             "latents": sae_core::latents::format_latents(&self.latents),
             "corpus": corpus.identity(), "total_tokens": self.config.total_tokens,
             "stats": self.config.stats_config(self.seed), "baseline": self.baseline,
@@ -291,6 +291,22 @@ pub fn sibling(out: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// SHA-256 of the SAE's config (as `cfg.json` holds it) and of every parameter (name, shape and
+/// f32 bytes, in name order).
+fn sae_digest(sae: &Sae) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(sae.config().to_json().to_string().as_bytes());
+    for (name, t) in sae.to_host_tensors()? {
+        h.update(format!("{name}{:?}", t.shape).as_bytes());
+        for chunk in t.data.chunks(1 << 14) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+            h.update(&bytes);
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// A stable identifier of a configuration: SHA-256 of its JSON.
 fn fingerprint(v: &serde_json::Value) -> String {
     crate::sha256_hex(v.to_string().as_bytes())
@@ -318,6 +334,12 @@ pub fn run_pipeline<M: LanguageModel + ?Sized>(
         identity,
     } = inputs;
     let device = model.device();
+    // The weights themselves, not only their name: a results file or gathered data made with
+    // another SAE saved under the same directory or name is never continued.
+    let weights = sae_digest(&sae)?;
+    let run_fp = cfg.run_fingerprint(&identity, &weights, &corpus);
+    // Refused before the corpus pass, which would also replace the gathered data.
+    crate::run::refuse_other_run(out, &run_fp)?;
     let mut sae = sae;
     let mut store_cfg = activation_store::StoreConfig::for_reading(
         sae.config(),
@@ -362,7 +384,7 @@ pub fn run_pipeline<M: LanguageModel + ?Sized>(
         &store_cfg,
         &gathered,
         cfg,
-        &cfg.stats_fingerprint(&identity, &corpus),
+        &cfg.stats_fingerprint(&identity, &weights, &corpus),
         out,
     )?;
     let str_tokens = |ids: &[u32]| -> Result<Vec<String>> { Ok(tok.str_tokens(ids)?) };
@@ -383,7 +405,7 @@ pub fn run_pipeline<M: LanguageModel + ?Sized>(
             Judging::Offline => 16,
             Judging::Api(a) => (2 * a.client.concurrency).max(1),
         },
-        fingerprint: cfg.run_fingerprint(&identity, &corpus),
+        fingerprint: run_fp,
         progress: cfg.progress,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -318,6 +318,30 @@ pub struct Streamed<T> {
     pub fresh: bool,
 }
 
+/// [`crate::AutoInterpError::ConfigMismatch`] when `out` exists and its record names another
+/// run's fingerprint (nothing to refuse when there is no record yet). [`run_resumable`] checks
+/// under the output's lock; workflows call it first too, before any costly work.
+pub fn refuse_other_run(out: &Path, fingerprint: &str) -> crate::Result<()> {
+    let meta = meta_path(out);
+    let text = match std::fs::read_to_string(&meta) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(crate::AutoInterpError::io(&meta, e)),
+    };
+    let found = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["fingerprint"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    if found != fingerprint && out.exists() {
+        return Err(crate::AutoInterpError::ConfigMismatch {
+            path: out.to_path_buf(),
+            expected: fingerprint.to_string(),
+            found,
+        });
+    }
+    Ok(())
+}
+
 /// The resumable loop under [`run`]: for every latent of `examples` not finished in `out`,
 /// `work(latent)` (up to `opts.parallel_latents` at once), each result appended to `out` and
 /// flushed as it finishes. Refuses a file written under another fingerprint (kept in
@@ -346,19 +370,7 @@ where
     let meta = meta_path(out);
     let all_earlier: Vec<T> = read_lines::<T>(out)?;
     match std::fs::read_to_string(&meta) {
-        Ok(text) => {
-            let found = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["fingerprint"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            if found != opts.fingerprint && out.exists() {
-                return Err(crate::AutoInterpError::ConfigMismatch {
-                    path: out.to_path_buf(),
-                    expected: opts.fingerprint.clone(),
-                    found,
-                });
-            }
-        }
+        Ok(_) => refuse_other_run(out, &opts.fingerprint)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if !all_earlier.is_empty() {
                 return Err(crate::AutoInterpError::MissingRunRecord {

@@ -210,3 +210,74 @@ fn bad_request_timeouts_are_flag_errors() {
         }
     }
 }
+
+/// A results file is continued only by a run on the same SAE weights: the same directory with a
+/// retrained SAE saved over it is refused with the typed error (naming the file), and the
+/// original weights resume it.
+#[test]
+fn other_weights_under_the_same_name_do_not_resume_a_results_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, corpus) = (
+        common::tiny_model(tmp.path()),
+        common::corpus(tmp.path(), 20),
+    );
+    let original = common::random_sae(tmp.path(), "original", 96, Some(4), 11);
+    let retrained = common::random_sae(tmp.path(), "retrained", 96, Some(4), 12);
+    let sae = tmp.path().join("sae");
+    let copy = |from: &Path| {
+        let _ = std::fs::remove_dir_all(&sae);
+        std::fs::create_dir_all(&sae).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), sae.join(e.file_name())).unwrap();
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(MockServer::start(Duration::ZERO, None))
+        .unwrap();
+    let out = tmp.path().join("out/results.jsonl");
+    let run = || {
+        cmd(&model, &sae, &corpus, &server.base_url(), &out)
+            .output()
+            .unwrap()
+    };
+
+    copy(&original);
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let done = std::fs::read_to_string(&out).unwrap();
+
+    copy(&retrained);
+    let refused = run();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "resumed with other weights");
+    assert!(
+        err.contains("different configuration or SAE weights") && err.contains("results.jsonl"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        done,
+        "the file was touched"
+    );
+
+    copy(&original);
+    let sent = server.log().len();
+    let again = run();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        server.log().len(),
+        sent,
+        "the finished run asked the API again"
+    );
+}

@@ -42,6 +42,12 @@ impl Default for FamilyOptions {
 }
 
 const CHECKPOINT: &str = "checkpoint";
+/// The next checkpoint while it is written, and the previous one while it is swapped out: hidden,
+/// as every temporary (a killed run's are not outputs; `checkpoint.tmp` / `checkpoint.old`, the
+/// names before 2026-12-06, are still read and cleaned).
+const WRITING: &str = ".checkpoint.tmp";
+const SWAPPED: &str = ".checkpoint.old";
+const LEGACY: [&str; 2] = ["checkpoint.tmp", "checkpoint.old"];
 const REQUEST: &str = "request.json";
 const METRICS: &str = "metrics.jsonl";
 
@@ -155,7 +161,7 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
 
 /// The latest complete checkpoint of a run directory, if any.
 pub fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
-    [CHECKPOINT, "checkpoint.old"]
+    [CHECKPOINT, SWAPPED, LEGACY[1]]
         .iter()
         .map(|n| run_dir.join(n))
         .find(|p| p.join("complete").exists())
@@ -181,25 +187,28 @@ pub fn resume_family(run_dir: &Path, device: &Device) -> Result<Option<Vec<Train
 // Swaps whole checkpoint directories (each file in them written atomically) by renames.
 #[allow(clippy::disallowed_methods)]
 fn save_family(run_dir: &Path, trainers: &[Trainer]) -> Result<()> {
-    let tmp = run_dir.join("checkpoint.tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    }
+    let remove = |d: &Path| -> Result<()> {
+        if d.exists() {
+            std::fs::remove_dir_all(d).map_err(|e| StoreError::io(d, e))?;
+        }
+        Ok(())
+    };
+    let tmp = run_dir.join(WRITING);
+    remove(&tmp)?;
     for (i, t) in trainers.iter().enumerate() {
         t.save_checkpoint(&tmp.join(format!("trainer-{i}")))?;
     }
     sae_core::atomic::write(tmp.join("complete"), b"")?;
     let cur = run_dir.join(CHECKPOINT);
-    let old = run_dir.join("checkpoint.old");
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| StoreError::io(&old, e))?;
-    }
+    let old = run_dir.join(SWAPPED);
+    remove(&old)?;
     if cur.exists() {
         std::fs::rename(&cur, &old).map_err(|e| StoreError::io(&cur, e))?;
     }
     std::fs::rename(&tmp, &cur).map_err(|e| StoreError::io(&tmp, e))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| StoreError::io(&old, e))?;
+    remove(&old)?;
+    for legacy in LEGACY {
+        remove(&run_dir.join(legacy))?;
     }
     Ok(())
 }
