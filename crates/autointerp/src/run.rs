@@ -369,17 +369,13 @@ where
     let _lock = sae_core::lock::OutputLock::for_file(out)?;
     let meta = meta_path(out);
     let all_earlier: Vec<T> = read_lines::<T>(out)?;
-    match std::fs::read_to_string(&meta) {
-        Ok(_) => refuse_other_run(out, &opts.fingerprint)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if !all_earlier.is_empty() {
-                return Err(crate::AutoInterpError::MissingRunRecord {
-                    path: out.to_path_buf(),
-                    meta,
-                });
-            }
-        }
-        Err(e) => return Err(crate::AutoInterpError::io(&meta, e)),
+    // Reads the record once: another run's fingerprint or an unreadable record is an error.
+    refuse_other_run(out, &opts.fingerprint)?;
+    if !all_earlier.is_empty() && !meta.exists() {
+        return Err(crate::AutoInterpError::MissingRunRecord {
+            path: out.to_path_buf(),
+            meta,
+        });
     }
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| crate::AutoInterpError::io(dir, e))?;
