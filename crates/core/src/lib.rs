@@ -31,6 +31,7 @@ pub mod convert;
 pub mod device;
 pub mod diff;
 pub mod error;
+pub mod gelu;
 pub mod hub;
 pub mod latents;
 pub mod lock;

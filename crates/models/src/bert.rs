@@ -5,14 +5,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use sae_core::burn::module::{Module, Param};
-use sae_core::burn::tensor::activation::{gelu, softmax};
+use sae_core::burn::tensor::module;
+use sae_core::burn::tensor::ops::AttentionModuleOptions;
 use sae_core::burn::tensor::{Device, Tensor};
 use sae_core::device::{bool_tensor_from_vec, int_tensor_from_vec};
+use sae_core::gelu::gelu;
 use sae_core::safetensors_io::HostTensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
-use crate::gpt2::{LayerNormParams, layer_norm};
+use crate::gpt2::LayerNormParams;
 use crate::ops::{Checkpoint, linear, p1, p2, transpose_host};
 
 /// BERT's `config.json` (the fields the encoder needs; others are ignored).
@@ -411,7 +413,10 @@ impl Bert {
                 .val()
                 .slice([0..1, 0..d])
                 .unsqueeze::<3>();
-        let (_, mut x) = layer_norm(x, Some(&w.embeddings_ln), c.layer_norm_eps);
+        let ln = |x: Tensor<3>, p: &LayerNormParams| {
+            module::layer_norm(x, p.w.val(), Some(p.b.val()), c.layer_norm_eps)
+        };
+        let mut x = ln(x, &w.embeddings_ln);
         // Padding keys are masked out of every query's softmax.
         let pad = bool_tensor_from_vec(mask.iter().map(|m| !m).collect(), [b, t], &dev)
             .reshape([b, 1, 1, t])
@@ -421,23 +426,25 @@ impl Bert {
             let q = heads(linear(x.clone(), &blk.w_q, &blk.b_q));
             let k = heads(linear(x.clone(), &blk.w_k, &blk.b_k));
             let v = heads(linear(x.clone(), &blk.w_v, &blk.b_v));
-            let scores = q
-                .matmul(k.swap_dims(2, 3))
-                .div_scalar((dh as f64).sqrt())
-                .mask_fill(pad.clone(), f32::NEG_INFINITY);
-            let z = softmax(scores, 3)
-                .matmul(v)
-                .swap_dims(1, 2)
-                .reshape([b, t, d]);
+            // softmax(q·kᵀ/√d_head, padding masked)·v in one op (fused on the CPU backend).
+            let z = module::attention(
+                q,
+                k,
+                v,
+                Some(pad.clone()),
+                None,
+                AttentionModuleOptions::default(),
+            )
+            .swap_dims(1, 2)
+            .reshape([b, t, d]);
             let attn = linear(z, &blk.w_o, &blk.b_o);
-            let (_, y) = layer_norm(attn + x, Some(&blk.ln_attn), c.layer_norm_eps);
+            let y = ln(attn + x, &blk.ln_attn);
             let mlp = linear(
                 gelu(linear(y.clone(), &blk.w_in, &blk.b_in)),
                 &blk.w_out,
                 &blk.b_out,
             );
-            let (_, out) = layer_norm(mlp + y, Some(&blk.ln_out), c.layer_norm_eps);
-            x = out;
+            x = ln(mlp + y, &blk.ln_out);
         }
         Ok(x)
     }

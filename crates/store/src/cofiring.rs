@@ -17,8 +17,14 @@
 //! fixed-point integers (each value or product rounded to a multiple of 2⁻⁴⁸ — a product of two
 //! `f32`s is exact in `f64`, so the rounding is the only one), so any partition of the tokens,
 //! merged in any order, gives the same bits as one pass.
-
-use std::collections::BTreeMap;
+//!
+//! # Speed
+//!
+//! A batch is added narrow latent by narrow latent (in parallel): the pair sums of its firing
+//! tokens go into a dense scratch row of the wide width, and only the wide latents touched are
+//! then merged, in order, into the latent's sorted pair list — one dense add per co-firing
+//! (token, pair), one sorted merge per (batch, narrow latent), instead of a map lookup per
+//! co-firing (token, pair).
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -28,7 +34,14 @@ use crate::stats::{FIXED_SCALE, i128_string};
 
 /// Rounds `v` to a multiple of 2⁻⁴⁸, as an integer count of them.
 fn fixed(v: f64) -> i128 {
-    (v * FIXED_SCALE).round() as i128
+    let s = (v * FIXED_SCALE).round();
+    // The same integer either way; through i64 where it fits, which is a single instruction
+    // (f64 → i128 is a library call).
+    if s.abs() < 9.0e18 {
+        s as i64 as i128
+    } else {
+        s as i128
+    }
 }
 
 /// One latent's firing count and fixed-point sums.
@@ -100,8 +113,128 @@ pub struct CoFiring {
     pub narrow: Vec<LatentMoments>,
     /// Moments of each wide latent.
     pub wide: Vec<LatentMoments>,
-    /// For each narrow latent, its co-firing wide latents and their pair moments.
-    pairs: Vec<BTreeMap<u32, PairMoments>>,
+    /// For each narrow latent, its co-firing wide latents and their pair moments, by increasing
+    /// wide latent (saved as one JSON map per narrow latent).
+    #[serde(with = "pair_maps")]
+    pairs: Vec<Vec<(u32, PairMoments)>>,
+}
+
+/// Each narrow latent's sorted pair list, read and written as a map from wide latent to moments.
+mod pair_maps {
+    use std::collections::BTreeMap;
+
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::PairMoments;
+
+    struct AsMap<'a>(&'a [(u32, PairMoments)]);
+
+    impl Serialize for AsMap<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(j, p)| (j, p)))
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        v: &[Vec<(u32, PairMoments)>],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for row in v {
+            seq.serialize_element(&AsMap(row))?;
+        }
+        seq.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<Vec<(u32, PairMoments)>>, D::Error> {
+        let maps = Vec::<BTreeMap<u32, PairMoments>>::deserialize(d)?;
+        Ok(maps.into_iter().map(|m| m.into_iter().collect()).collect())
+    }
+}
+
+/// A narrow latent's pair sums over one batch: dense over the wide latents, with the list of
+/// those touched (each once).
+struct Scratch {
+    both: Vec<u64>,
+    sum_prod: Vec<i128>,
+    touched: Vec<u32>,
+}
+
+impl Scratch {
+    fn new(m: usize) -> Self {
+        Self {
+            both: vec![0; m],
+            sum_prod: vec![0; m],
+            touched: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, j: u32, prod: i128) {
+        let k = j as usize;
+        if self.both[k] == 0 {
+            self.touched.push(j);
+        }
+        self.both[k] += 1;
+        self.sum_prod[k] += prod;
+    }
+
+    /// Adds the batch's sums into `pairs` (sorted by wide latent) and clears the scratch.
+    fn drain_into(&mut self, pairs: &mut Vec<(u32, PairMoments)>) {
+        if self.touched.is_empty() {
+            return;
+        }
+        self.touched.sort_unstable();
+        let batch: Vec<(u32, PairMoments)> = self
+            .touched
+            .drain(..)
+            .map(|j| {
+                let k = j as usize;
+                let p = PairMoments {
+                    both: std::mem::take(&mut self.both[k]),
+                    sum_prod: std::mem::take(&mut self.sum_prod[k]),
+                };
+                (j, p)
+            })
+            .collect();
+        merge_pairs(pairs, &batch);
+    }
+}
+
+/// Merges `theirs` into `mine`, both sorted by wide latent.
+fn merge_pairs(mine: &mut Vec<(u32, PairMoments)>, theirs: &[(u32, PairMoments)]) {
+    let mut merged = Vec::with_capacity(mine.len() + theirs.len());
+    let mut a = std::mem::take(mine).into_iter().peekable();
+    let mut b = theirs.iter().copied().peekable();
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some(&(i, p)), Some(&(j, q))) => {
+                if i < j {
+                    merged.push((i, p));
+                    a.next();
+                } else if j < i {
+                    merged.push((j, q));
+                    b.next();
+                } else {
+                    merged.push((
+                        i,
+                        PairMoments {
+                            both: p.both + q.both,
+                            sum_prod: p.sum_prod + q.sum_prod,
+                        },
+                    ));
+                    a.next();
+                    b.next();
+                }
+            }
+            (Some(_), None) => merged.extend(a.by_ref()),
+            (None, Some(_)) => merged.extend(b.by_ref()),
+            (None, None) => break,
+        }
+    }
+    *mine = merged;
 }
 
 impl CoFiring {
@@ -111,7 +244,7 @@ impl CoFiring {
             n_tokens: 0,
             narrow: vec![LatentMoments::default(); n_narrow],
             wide: vec![LatentMoments::default(); n_wide],
-            pairs: vec![BTreeMap::new(); n_narrow],
+            pairs: vec![Vec::new(); n_narrow],
         }
     }
 
@@ -178,16 +311,19 @@ impl CoFiring {
             .par_iter_mut()
             .zip(self.pairs.par_iter_mut())
             .zip(narrow_active.par_iter())
-            .for_each(|((mom, pairs), active)| {
-                for &(tok, a) in active {
-                    mom.add(a);
-                    for &(j, b) in &wide_active[tok as usize] {
-                        let p = pairs.entry(j).or_default();
-                        p.both += 1;
-                        p.sum_prod += fixed(f64::from(a) * f64::from(b));
+            .with_min_len(8)
+            .for_each_init(
+                || Scratch::new(m),
+                |scratch, ((mom, pairs), active)| {
+                    for &(tok, a) in active {
+                        mom.add(a);
+                        for &(j, b) in &wide_active[tok as usize] {
+                            scratch.add(j, fixed(f64::from(a) * f64::from(b)));
+                        }
                     }
-                }
-            });
+                    scratch.drain_into(pairs);
+                },
+            );
         self.n_tokens += t as u64;
         Ok(())
     }
@@ -213,11 +349,7 @@ impl CoFiring {
             a.merge(b);
         }
         for (mine, theirs) in self.pairs.iter_mut().zip(&other.pairs) {
-            for (j, p) in theirs {
-                let q = mine.entry(*j).or_default();
-                q.both += p.both;
-                q.sum_prod += p.sum_prod;
-            }
+            merge_pairs(mine, theirs);
         }
         Ok(())
     }
@@ -244,7 +376,11 @@ impl CoFiring {
                 format!("({i}, {j})"),
             ));
         }
-        let p = self.pairs[i].get(&(j as u32)).copied().unwrap_or_default();
+        let row = &self.pairs[i];
+        let p = row
+            .binary_search_by_key(&(j as u32), |e| e.0)
+            .map(|k| row[k].1)
+            .unwrap_or_default();
         Ok(self.score_of(i, j, p))
     }
 
@@ -284,7 +420,7 @@ impl CoFiring {
         };
         let mut v: Vec<CoFiringScore> = pairs
             .iter()
-            .map(|(j, p)| self.score_of(i, *j as usize, *p))
+            .map(|&(j, p)| self.score_of(i, j as usize, p))
             .collect();
         v.sort_by(|x, y| {
             y.jaccard
@@ -324,11 +460,9 @@ impl CoFiring {
             message: e.to_string(),
         })?;
         if s.pairs.len() != s.narrow.len()
-            || s.pairs.iter().any(|p| {
-                p.keys()
-                    .next_back()
-                    .is_some_and(|&j| j as usize >= s.wide.len())
-            })
+            || s.pairs
+                .iter()
+                .any(|p| p.last().is_some_and(|&(j, _)| j as usize >= s.wide.len()))
         {
             return Err(StoreError::Shape {
                 what: format!("co-firing statistics {}", path.display()),

@@ -114,6 +114,17 @@ fn saves_and_loads() {
     let p = dir.path().join("cofiring.json");
     c.save(&p).unwrap();
     assert_eq!(CoFiring::load(&p).unwrap(), c);
+    // The file's format, pinned (files written by earlier versions must still load): per narrow
+    // latent a map from wide latent to {both, Σ a·b in units of 2⁻⁴⁸}, by increasing wide latent.
+    let text = std::fs::read_to_string(&p).unwrap();
+    let pairs = concat!(
+        r#""pairs":[{"0":{"both":1,"sum_prod":"281474976710656"},"#,
+        r#""1":{"both":1,"sum_prod":"35184372088832"},"#,
+        r#""2":{"both":2,"sum_prod":"985162418487296"}},"#,
+        r#"{"1":{"both":1,"sum_prod":"140737488355328"},"#,
+        r#""2":{"both":1,"sum_prod":"562949953421312"}}]"#
+    );
+    assert!(text.contains(pairs), "{text}");
     // Identical firing: Jaccard 1, correlation 1.
     let mut d = CoFiring::new(1, 1);
     d.update(&[1.0, 0.0, 2.0], &[2.0, 0.0, 4.0]).unwrap();
