@@ -11,7 +11,7 @@
 //!    and quantised activations;
 //! 3. judges: [`LlmJudge`] over any [`ChatBackend`] ([`OpenAiBackend`] for OpenAI-compatible
 //!    servers, wrapped in a [`CachedBackend`] so reruns cost nothing), or [`OfflineJudge`];
-//! 4. [`run`] streams [`LatentResult`]s to JSONL and resumes after an interruption;
+//! 4. [`run`](fn@run) streams [`LatentResult`]s to JSONL and resumes after an interruption;
 //! 5. [`run_pipeline`] is the whole workflow in one call: a corpus pass of the model, then
 //!    explanation, scoring, the bonus scorers and baselines ([`PipelineConfig`]).
 //!

@@ -1,7 +1,7 @@
 //! The OpenAI-compatible backend: async-openai's client over a transport that owns retries.
 //!
 //! async-openai's own retry layer waits `Retry-After` on 429 but has no jitter and does not
-//! retry timeouts or malformed bodies, so the client is given [`RetryService`] as its HTTP
+//! retry timeouts or malformed bodies, so the client is given `RetryService` as its HTTP
 //! service (async-openai's `middleware` feature): every attempt has a timeout; 429 waits the
 //! server's `Retry-After` (else backs off); 5xx, timeouts, connection errors and 200 replies
 //! whose body is not a chat completion back off exponentially with full jitter. Concurrency

@@ -32,7 +32,7 @@ pub struct Args {
     /// Do not prepend BOS to --text.
     #[arg(long)]
     pub no_bos: bool,
-    /// Output directory: <hook>.npy (float32) per hook and logits.npy when the run reaches the end.
+    /// Output directory: `<hook>.npy` (float32) per hook and logits.npy when the run reaches the end.
     #[arg(long)]
     pub out: PathBuf,
 }

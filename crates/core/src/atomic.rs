@@ -1,7 +1,7 @@
 //! The one way sae-geometry writes a file: a temporary sibling, `fsync`, `rename`.
 //!
 //! Every output of every crate (safetensors, manifests, `.npy`, CSV, Parquet, HTML, PNG, JSON)
-//! goes through [`write`] or [`AtomicFile`], so a file under its final name is always complete:
+//! goes through [`write()`] or [`AtomicFile`], so a file under its final name is always complete:
 //! a run killed mid-write leaves at most a temporary file, which a rerun does not mistake for a
 //! finished output. clippy's `disallowed-methods` (`clippy.toml`) forbids `std::fs::write`,
 //! `File::create` and `std::fs::rename` everywhere else.

@@ -32,7 +32,7 @@ pub enum Architecture {
     /// `topk`: the k largest pre-activations of each row, then ReLU.
     #[serde(rename = "topk")]
     TopK,
-    /// `jumprelu`: h = x′W_enc + b_enc, f = ReLU(h)·[h > threshold].
+    /// `jumprelu`: h = x′W_enc + b_enc, f = ReLU(h)·\[h > threshold\].
     #[serde(rename = "jumprelu")]
     JumpRelu,
     /// `gated`: f = [x′W_enc + b_gate > 0]·ReLU(x′(W_enc ⊙ exp(r_mag)) + b_mag).

@@ -17,9 +17,9 @@
 //!    probe logit). With p̂ the unit probe direction and each latent's probe projection
 //!    `a_j · (W_dec[j] · p̂)` (SAEBench's `activation · cos` for unit-norm decoders; it is also
 //!    the latent's ablation effect on the probe, which reads the same layer: removing latent j
-//!    from the reconstruction moves the probe's logit by −a_j · W_dec[j] · w):
+//!    from the reconstruction moves the probe's logit by −a_j · W_dec\[j\] · w):
 //!    - *full absorption*: no main latent fires, the top-projecting latent has
-//!      cos(W_dec[j], p̂) ≥ `full_cos`, the activation's own projection x · p̂ is positive and the
+//!      cos(W_dec\[j\], p̂) ≥ `full_cos`, the activation's own projection x · p̂ is positive and the
 //!      top latent carries at least `proportion` of it;
 //!    - *absorption fraction*: the share of x · p̂ carried by up to `max_absorbing` non-main
 //!      latents with cos ≥ `fraction_cos` and positive projection, when the main latents fall

@@ -7,13 +7,13 @@
 //!   linkage, condensed tree, excess-of-mass or leaf selection, labels (−1 = noise), membership
 //!   probabilities and GLOSH outlier scores.
 //!
-//! - [`families`]: cross-width families with evidence (decoder cosine, co-firing, description
+//! - [`families`](mod@families): cross-width families with evidence (decoder cosine, co-firing, description
 //!   similarity), thresholded, each member with its scores.
 //!
 //! - [`absorption`]: feature absorption on the first-letter task (probes, k-sparse probing,
 //!   SAEBench's full-absorption rate and absorption fraction).
 //!
-//! - [`logit_lens`]: each latent's top and bottom tokens by W_dec · W_U, batched.
+//! - [`logit_lens`](mod@logit_lens): each latent's top and bottom tokens by W_dec · W_U, batched.
 //!
 //! - [`umap`]: UMAP with umap-learn 0.5's semantics (NN-descent or exact neighbours, fuzzy
 //!   simplicial set, spectral initialisation, SGD), seeded-deterministic or parallel.

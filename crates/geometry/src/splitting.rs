@@ -44,7 +44,7 @@ pub struct SplittingConfig {
     pub n_matches: usize,
     /// `Some(seed)`: deterministic UMAPs.
     pub random_state: Option<u64>,
-    /// When a wider latent belongs to a narrower one's family ([`crate::families`]).
+    /// When a wider latent belongs to a narrower one's family ([`crate::families`](mod@crate::families)).
     pub families: FamilyThresholds,
 }
 

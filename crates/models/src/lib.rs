@@ -9,7 +9,7 @@
 //! - [`HookPoint`]: TransformerLens's hook names as a typed enum.
 //! - [`Gpt2Tokenizer`]: GPT-2's byte-level BPE through the `tokenizers` crate.
 //!
-//! - [`generate`]: KV-cached generation, greedy or sampled with TransformerLens's
+//! - [`generate`](mod@generate): KV-cached generation, greedy or sampled with TransformerLens's
 //!   `freq_penalty`, seeded; hooks see the prompt on the prefill pass and one position per step.
 //!
 //! - [`gguf`]: GGUF files: metadata, tensor table, dequantisation (F32, F16, BF16, Q4_0, Q4_1,

@@ -7,7 +7,7 @@
 //! - [`PatchPrompt`]: the tutorial's Gemma-turn prompt (or any template), placeholder positions
 //!   found by token id;
 //! - [`Patch`]: replace or add, absolute scales or relative to the residual's norm;
-//! - [`sweep`]: many scales as one batch (one prefill, KV-cached decoding);
+//! - [`sweep`](mod@sweep): many scales as one batch (one prefill, KV-cached decoding);
 //!   [`generate_patch_scoping_explanation`] is the tutorial's single-scale function;
 //! - [`tune_scales`]: self-similarity, entropy and cross-entropy per scale and the chosen scale;
 //! - [`plot`]: the tuning curves as PNG and offline HTML;
