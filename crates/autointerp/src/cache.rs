@@ -8,10 +8,12 @@ use crate::client::{ChatBackend, ChatReply, ChatRequest, RequestFailure};
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    lower_hex(&Sha256::digest(bytes))
+}
+
+/// `bytes` as lower-case hex (a digest, for file names and fingerprints).
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The cache key of a request: SHA-256 of its JSON (model, messages, limits; no key, no URL).

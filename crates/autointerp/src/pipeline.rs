@@ -304,7 +304,7 @@ fn sae_digest(sae: &Sae) -> Result<String> {
             h.update(&bytes);
         }
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::cache::lower_hex(&h.finalize()))
 }
 
 /// A stable identifier of a configuration: SHA-256 of its JSON.

@@ -4,8 +4,8 @@
 //! burn's `topk_with_indices` on the CPU backends is a full sort of every row: over GPT-2's 50 257
 //! tokens it took 2.7 s per 1000 rows, 70 % of a logit lens (the matmul itself 2.2 s). On host
 //! memory ([`is_host_memory`]) these functions read the rows once and scan each row against its k
-//! best so far, rows in parallel (O(cols) per row, one comparison per value) instead; on a GPU they call burn's top-k
-//! where the data is, with no transfer.
+//! best so far, rows in parallel (O(cols) per row, one comparison per value) instead; on a GPU
+//! they call burn's top-k where the data is, with no transfer.
 //!
 //! Order: the k values of a row come extreme first (largest first for [`Extreme::Largest`],
 //! smallest first for [`Extreme::Smallest`]); equal values by column ascending. NaN counts as
@@ -92,14 +92,11 @@ pub fn row_top_k_host(data: &[f32], cols: usize, k: usize, extreme: Extreme) -> 
         .collect();
     let mut values = Vec::with_capacity(rows.len() * k);
     let mut indices = Vec::with_capacity(rows.len() * k);
-    for row in rows {
-        for (_, i) in row {
+    for (row, best) in data.chunks(cols).zip(rows) {
+        for (_, i) in best {
             indices.push(i);
+            values.push(row[i as usize]);
         }
-    }
-    let n_rows = data.len() / cols;
-    for (r, chunk) in indices.chunks(k).enumerate().take(n_rows) {
-        values.extend(chunk.iter().map(|&i| data[r * cols + i as usize]));
     }
     Ok(RowTopK { k, values, indices })
 }
@@ -181,6 +178,29 @@ pub fn row_kth_largest(data: &[f32], cols: usize, k: usize, allowed: Option<&[bo
             *kth
         })
         .collect()
+}
+
+/// The k-th largest value of each row of `h` (`[rows, 1]`; `-∞` when k is 0 or exceeds the
+/// row). On a GPU the top-k reduction runs where `h` is (a partial selection, no sort, no
+/// transfer); on the CPU, where flex's top-k is a full sort and reading `h` is a copy, a
+/// parallel partial selection on the host.
+pub fn row_kth_largest_tensor(h: &Tensor<2>, k: usize) -> Result<Tensor<2>> {
+    let device = h.device();
+    let [rows, cols] = h.dims();
+    if k == 0 || k > cols {
+        return Ok(Tensor::<2>::full([rows, 1], f32::NEG_INFINITY, &device));
+    }
+    if is_host_memory(&device) {
+        let host = tensor_to_vec(h.clone())?;
+        let thr = row_kth_largest(&host, cols, k, None);
+        return Ok(tensor_from_vec(thr, [rows, 1], &device));
+    }
+    Ok(row_kth_largest_on_device(h.clone(), k))
+}
+
+/// The device form of [`row_kth_largest_tensor`]: the smallest of each row's top k.
+fn row_kth_largest_on_device(h: Tensor<2>, k: usize) -> Tensor<2> {
+    h.topk(k, 1).min_dim(1)
 }
 
 /// The k-th largest of all values (`-∞` when fewer than k).
@@ -267,5 +287,35 @@ mod tests {
             );
         }
         assert!(row_top_k_host(&[0.0; 31], 15, 3, Extreme::Largest).is_err());
+    }
+
+    /// The GPU path (top-k reduction, then the row minimum) selects the same thresholds as the
+    /// CPU path's partial selection, ties and negative rows included.
+    #[test]
+    fn device_topk_threshold_equals_host_selection() {
+        let (rows, cols) = (37, 129);
+        let mut s = 7u64;
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|i| {
+                s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                // Coarse values so rows hold ties; every fifth row negative.
+                let v = ((s >> 40) % 17) as f32 - 8.0;
+                if (i / cols) % 5 == 0 {
+                    -v.abs() - 1.0
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let h = tensor_from_vec(data.clone(), [rows, cols], &crate::device::cpu());
+        for k in [1, 2, 32, cols] {
+            let host = row_kth_largest(&data, cols, k, None);
+            let dev = tensor_to_vec(row_kth_largest_on_device(h.clone(), k)).unwrap();
+            assert_eq!(host, dev, "k = {k}");
+            let via = tensor_to_vec(row_kth_largest_tensor(&h, k).unwrap()).unwrap();
+            assert_eq!(host, via, "k = {k}");
+        }
+        let none = tensor_to_vec(row_kth_largest_tensor(&h, cols + 1).unwrap()).unwrap();
+        assert!(none.iter().all(|v| *v == f32::NEG_INFINITY));
     }
 }

@@ -12,8 +12,8 @@
 //! `e = x̂ − x`, `MSE = Σ e² / B`.
 
 use sae_core::burn::tensor::Tensor;
-use sae_core::device::{is_host_memory, tensor_from_vec, tensor_to_vec, tensors_to_vecs};
-use sae_core::topk::{kth_largest, row_kth_largest};
+use sae_core::device::{tensor_from_vec, tensor_to_vec, tensors_to_vecs};
+use sae_core::topk::{kth_largest, row_kth_largest, row_kth_largest_tensor};
 
 use crate::error::Result;
 use crate::train::config::TrainArchitecture;
@@ -73,29 +73,6 @@ pub struct StepOutput {
 
 fn scalar(t: Tensor<1>) -> Result<f64> {
     Ok(f64::from(tensor_to_vec(t)?.first().copied().unwrap_or(0.0)))
-}
-
-/// The k-th largest value of each row of `h` (`[rows, 1]`; `-∞` when k is 0 or exceeds the
-/// row). On a GPU the top-k reduction runs where `h` is (a partial selection, no sort, no
-/// transfer); on the CPU, where flex's top-k is a full sort and reading `h` is a copy, a
-/// parallel partial selection on the host.
-pub(crate) fn row_kth_largest_tensor(h: &Tensor<2>, k: usize) -> Result<Tensor<2>> {
-    let device = h.device();
-    let [rows, cols] = h.dims();
-    if k == 0 || k > cols {
-        return Ok(Tensor::<2>::full([rows, 1], f32::NEG_INFINITY, &device));
-    }
-    if is_host_memory(&device) {
-        let host = tensor_to_vec(h.clone())?;
-        let thr = row_kth_largest(&host, cols, k, None);
-        return Ok(tensor_from_vec(thr, [rows, 1], &device));
-    }
-    Ok(row_kth_largest_on_device(h.clone(), k))
-}
-
-/// The device form of [`row_kth_largest_tensor`]: the smallest of each row's top k.
-fn row_kth_largest_on_device(h: Tensor<2>, k: usize) -> Tensor<2> {
-    h.topk(k, 1).min_dim(1)
 }
 
 /// What a step's loss is made of besides the parameters and the batch.
@@ -511,42 +488,4 @@ fn matryoshka_levels(
         *g_b_dec = g_b_dec.clone().add(a.sum_dim(0).reshape([d_in]));
     }
     Ok(inner)
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-    use sae_core::device::{cpu, tensor_from_vec};
-
-    /// The GPU path (top-k reduction, then the row minimum) selects the same thresholds as the
-    /// CPU path's partial selection, ties and negative rows included.
-    #[test]
-    fn device_topk_threshold_equals_host_selection() {
-        let (rows, cols) = (37, 129);
-        let mut s = 7u64;
-        let data: Vec<f32> = (0..rows * cols)
-            .map(|i| {
-                s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                // Coarse values so rows hold ties; every fifth row negative.
-                let v = ((s >> 40) % 17) as f32 - 8.0;
-                if (i / cols) % 5 == 0 {
-                    -v.abs() - 1.0
-                } else {
-                    v
-                }
-            })
-            .collect();
-        let h = tensor_from_vec(data.clone(), [rows, cols], &cpu());
-        for k in [1, 2, 32, cols] {
-            let host = row_kth_largest(&data, cols, k, None);
-            let dev = tensor_to_vec(row_kth_largest_on_device(h.clone(), k)).unwrap();
-            assert_eq!(host, dev, "k = {k}");
-            let via = tensor_to_vec(row_kth_largest_tensor(&h, k).unwrap()).unwrap();
-            assert_eq!(host, via, "k = {k}");
-        }
-        let none = tensor_to_vec(row_kth_largest_tensor(&h, cols + 1).unwrap()).unwrap();
-        assert!(none.iter().all(|v| *v == f32::NEG_INFINITY));
-    }
 }
