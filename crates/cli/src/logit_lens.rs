@@ -26,7 +26,8 @@ pub struct Args {
     /// Tokens kept at each end.
     #[arg(long, default_value_t = 10)]
     pub k: usize,
-    /// Latents per batch (memory: batch × vocab floats).
+    /// Latents per batch (memory on a GPU: batch × vocab floats; on the CPU, tiles of at most
+    /// 32 M floats).
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
     /// Output: JSON Lines, one object per latent with `latent`, `top` and `bottom`

@@ -377,6 +377,20 @@ pub fn tensor_to_vec<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
         .map_err(|e| SaeError::Backend(format!("reading a tensor back: {e:?}")))
 }
 
+/// Lends a float tensor's row-major values to `f`, read back as [`tensor_to_vec`] does but
+/// without turning them into a `Vec` (no copy where burn's buffer is not a `Vec<f32>`'s, no
+/// per-element validity check): for large results read once, like a tile of logits.
+#[allow(clippy::disallowed_methods)] // the one place host data meets burn
+pub fn with_host_values<const D: usize, R>(
+    tensor: Tensor<D>,
+    f: impl FnOnce(&[f32]) -> R,
+) -> Result<R> {
+    let data = as_f32(tensor).into_data().convert::<f32>();
+    let values: &[f32] = bytemuck::try_cast_slice(data.as_bytes())
+        .map_err(|e| SaeError::Backend(format!("reading a tensor back: {e:?}")))?;
+    Ok(f(values))
+}
+
 /// Reads several 1-D tensors (reductions, counts) back in one transfer: on a GPU every read is a
 /// synchronisation, so a training step reads its statistics together. Returns each tensor's
 /// values in order.

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use crate::device::{
     int_tensor_from_vec, int_tensor_to_vec, is_host_memory, tensor_from_vec, tensor_to_vec,
+    with_host_values,
 };
 use crate::error::{Result, SaeError};
 
@@ -52,53 +53,126 @@ pub fn row_top_k_host(data: &[f32], cols: usize, k: usize, extreme: Extreme) -> 
     if k == 0 || k > cols || !data.len().is_multiple_of(cols) {
         return Err(invalid_k(k, cols, data.len()));
     }
-    // Values compared as integers in `f32::total_cmp`'s order, negated for `Smallest`, so that
-    // "more extreme" is always "greater" and a block's maximum vectorises.
-    let key = |v: f32| {
-        let b = v.to_bits() as i32;
-        let ordered = b ^ ((((b >> 31) as u32) >> 1) as i32);
-        match extreme {
-            Extreme::Largest => ordered,
-            // `!x` reverses the order without overflow.
-            Extreme::Smallest => !ordered,
+    let mut stream = RowTopKStream::new(data.len() / cols, k, extreme)?;
+    stream.push(data, cols)?;
+    stream.finish()
+}
+
+/// [`row_top_k_host`] over rows whose columns arrive in blocks, left to right: a product too
+/// large to hold (W_dec · W_U over a 262 144-token vocabulary) is computed and selected tile by
+/// tile, and only the k best of each row are kept between tiles. The result equals
+/// [`row_top_k_host`] on the whole rows, tie order included.
+#[derive(Debug, Clone)]
+pub struct RowTopKStream {
+    k: usize,
+    extreme: Extreme,
+    /// Columns pushed so far (the next block's first column).
+    cols: usize,
+    /// Per row, the k best so far as (key, column), most extreme first.
+    best: Vec<Vec<(i32, u32)>>,
+}
+
+impl RowTopKStream {
+    /// A selection of the k extreme values of `rows` rows. Errors when k is 0.
+    pub fn new(rows: usize, k: usize, extreme: Extreme) -> Result<Self> {
+        if k == 0 {
+            return Err(invalid_k(k, 0, 0));
         }
-    };
-    const BLOCK: usize = 32;
-    let rows: Vec<Vec<(i32, u32)>> = data
-        .par_chunks(cols)
-        .map(|row| {
-            // The k best so far, most extreme first; an equal value comes after (columns are
-            // scanned in ascending order, so a later equal value never displaces one).
-            let mut best: Vec<(i32, u32)> = Vec::with_capacity(k + 1);
-            for (b, block) in row.chunks(BLOCK).enumerate() {
-                if best.len() == k {
-                    let top = block.iter().map(|&v| key(v)).max().unwrap_or(i32::MIN);
-                    if top <= best[k - 1].0 {
-                        continue;
-                    }
-                }
-                for (j, &v) in block.iter().enumerate() {
-                    let v = key(v);
-                    if best.len() == k && v <= best[k - 1].0 {
-                        continue;
-                    }
-                    let at = best.partition_point(|&(x, _)| x >= v);
-                    best.insert(at, (v, (b * BLOCK + j) as u32));
-                    best.truncate(k);
-                }
-            }
-            best
+        Ok(Self {
+            k,
+            extreme,
+            cols: 0,
+            best: (0..rows).map(|_| Vec::with_capacity(k + 1)).collect(),
         })
-        .collect();
-    let mut values = Vec::with_capacity(rows.len() * k);
-    let mut indices = Vec::with_capacity(rows.len() * k);
-    for (row, best) in data.chunks(cols).zip(rows) {
-        for (_, i) in best {
+    }
+
+    /// Scans the next `width` columns of every row: `block` is row-major `[rows, width]`. Errors
+    /// when `block` is not `rows × width` values or the columns would pass `u32::MAX`.
+    pub fn push(&mut self, block: &[f32], width: usize) -> Result<()> {
+        let rows = self.best.len();
+        let total = self
+            .cols
+            .checked_add(width)
+            .filter(|&c| c <= u32::MAX as usize);
+        if width == 0 || block.len() != rows * width || total.is_none() {
+            return Err(invalid_k(self.k, width, block.len()));
+        }
+        let (k, extreme, first) = (self.k, self.extreme, self.cols as u32);
+        self.best
+            .par_iter_mut()
+            .zip(block.par_chunks(width))
+            .with_min_len(4)
+            .for_each(|(best, row)| scan_row(best, row, first, k, extreme));
+        self.cols += width;
+        Ok(())
+    }
+
+    /// The selection. Errors when fewer than k columns were pushed.
+    pub fn finish(self) -> Result<RowTopK> {
+        let (k, extreme) = (self.k, self.extreme);
+        if self.cols < k {
+            return Err(invalid_k(k, self.cols, self.cols * self.best.len()));
+        }
+        let mut values = Vec::with_capacity(self.best.len() * k);
+        let mut indices = Vec::with_capacity(self.best.len() * k);
+        for (key, i) in self.best.into_iter().flatten() {
+            values.push(from_key(key, extreme));
             indices.push(i);
-            values.push(row[i as usize]);
+        }
+        Ok(RowTopK { k, values, indices })
+    }
+}
+
+/// A value as an integer in `f32::total_cmp`'s order, negated for `Smallest`, so that "more
+/// extreme" is always "greater" and a block's maximum vectorises.
+#[inline]
+fn to_key(v: f32, extreme: Extreme) -> i32 {
+    let b = v.to_bits() as i32;
+    // Flips the magnitude bits of negative numbers (its own inverse).
+    let ordered = b ^ ((((b >> 31) as u32) >> 1) as i32);
+    match extreme {
+        Extreme::Largest => ordered,
+        // `!x` reverses the order without overflow.
+        Extreme::Smallest => !ordered,
+    }
+}
+
+/// The value behind a [`to_key`] key, bit for bit.
+#[inline]
+fn from_key(key: i32, extreme: Extreme) -> f32 {
+    let ordered = match extreme {
+        Extreme::Largest => key,
+        Extreme::Smallest => !key,
+    };
+    f32::from_bits((ordered ^ ((((ordered >> 31) as u32) >> 1) as i32)) as u32)
+}
+
+/// Folds one row's next columns (starting at column `first`) into its k best so far. An equal
+/// value comes after the ones already kept (columns arrive in ascending order, so a later equal
+/// value never displaces one).
+fn scan_row(best: &mut Vec<(i32, u32)>, row: &[f32], first: u32, k: usize, extreme: Extreme) {
+    const BLOCK: usize = 32;
+    for (b, block) in row.chunks(BLOCK).enumerate() {
+        if best.len() == k {
+            let top = block
+                .iter()
+                .map(|&v| to_key(v, extreme))
+                .max()
+                .unwrap_or(i32::MIN);
+            if top <= best[k - 1].0 {
+                continue;
+            }
+        }
+        for (j, &v) in block.iter().enumerate() {
+            let v = to_key(v, extreme);
+            if best.len() == k && v <= best[k - 1].0 {
+                continue;
+            }
+            let at = best.partition_point(|&(x, _)| x >= v);
+            best.insert(at, (v, first + (b * BLOCK + j) as u32));
+            best.truncate(k);
         }
     }
-    Ok(RowTopK { k, values, indices })
 }
 
 /// The k extreme values of each row of `h`, read back to the host.
@@ -111,7 +185,7 @@ pub fn row_top_k(h: Tensor<2>, k: usize, extreme: Extreme) -> Result<RowTopK> {
         return Err(invalid_k(k, cols, rows * cols));
     }
     if is_host_memory(&h.device()) {
-        return row_top_k_host(&tensor_to_vec(h)?, cols, k, extreme);
+        return with_host_values(h, |v| row_top_k_host(v, cols, k, extreme))?;
     }
     let (values, indices) = on_device(h, k, extreme);
     Ok(RowTopK {
@@ -141,7 +215,7 @@ pub fn row_top_k_tensors(
     if !is_host_memory(&device) {
         return Ok(on_device(h, k, extreme));
     }
-    let t = row_top_k_host(&tensor_to_vec(h)?, cols, k, extreme)?;
+    let t = with_host_values(h, |v| row_top_k_host(v, cols, k, extreme))??;
     let indices = t.indices.into_iter().map(i64::from).collect();
     Ok((
         tensor_from_vec(t.values, [rows, k], &device),
@@ -191,8 +265,7 @@ pub fn row_kth_largest_tensor(h: &Tensor<2>, k: usize) -> Result<Tensor<2>> {
         return Ok(Tensor::<2>::full([rows, 1], f32::NEG_INFINITY, &device));
     }
     if is_host_memory(&device) {
-        let host = tensor_to_vec(h.clone())?;
-        let thr = row_kth_largest(&host, cols, k, None);
+        let thr = with_host_values(h.clone(), |v| row_kth_largest(v, cols, k, None))?;
         return Ok(tensor_from_vec(thr, [rows, 1], &device));
     }
     Ok(row_kth_largest_on_device(h.clone(), k))
@@ -253,6 +326,78 @@ mod tests {
             let got = row_top_k_host(&data, cols, k, extreme).unwrap();
             prop_assert_eq!(got, by_sorting(&data, cols, k, extreme));
         }
+    }
+
+    proptest! {
+        #[test]
+        fn tiles_select_as_whole_rows(
+            rows in 1usize..5,
+            cols in 1usize..70,
+            k_frac in 0.0f64..1.0,
+            cuts in proptest::collection::vec(1usize..20, 1..8),
+            seed in proptest::collection::vec(-3i8..3, 240),
+            largest in any::<bool>(),
+        ) {
+            let data: Vec<f32> = (0..rows * cols).map(|i| f32::from(seed[i % seed.len()]) * 0.5).collect();
+            let k = 1 + ((cols - 1) as f64 * k_frac) as usize;
+            let extreme = if largest { Extreme::Largest } else { Extreme::Smallest };
+            let mut stream = RowTopKStream::new(rows, k, extreme).unwrap();
+            let (mut c0, mut cut) = (0, cuts.iter().cycle());
+            while c0 < cols {
+                let w = (*cut.next().unwrap()).min(cols - c0);
+                let tile: Vec<f32> = data
+                    .chunks(cols)
+                    .flat_map(|row| row[c0..c0 + w].iter().copied())
+                    .collect();
+                stream.push(&tile, w).unwrap();
+                c0 += w;
+            }
+            prop_assert_eq!(stream.finish().unwrap(), by_sorting(&data, cols, k, extreme));
+        }
+    }
+
+    #[test]
+    fn keys_round_trip_every_kind_of_value() {
+        let nan = f32::from_bits(0x7fc0_0123);
+        let neg_nan = f32::from_bits(0xffc0_0001);
+        for v in [
+            0.0,
+            -0.0,
+            1.5,
+            -1.5,
+            f32::MIN,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE,
+            -1e-45,
+            nan,
+            neg_nan,
+        ] {
+            for extreme in [Extreme::Largest, Extreme::Smallest] {
+                assert_eq!(
+                    from_key(to_key(v, extreme), extreme).to_bits(),
+                    v.to_bits(),
+                    "{v}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_checks_its_blocks() {
+        let mut s = RowTopKStream::new(2, 3, Extreme::Largest).unwrap();
+        assert!(s.push(&[1.0; 5], 2).is_err(), "not 2 rows of 2");
+        s.push(&[1.0, 2.0, 3.0, 4.0], 2).unwrap();
+        assert!(matches!(
+            s.clone().finish().unwrap_err(),
+            SaeError::InvalidTopK { k: 3, cols: 2, .. }
+        ));
+        s.push(&[5.0, 6.0], 1).unwrap();
+        let got = s.finish().unwrap();
+        assert_eq!(got.values, vec![5.0, 2.0, 1.0, 6.0, 4.0, 3.0]);
+        assert_eq!(got.indices, vec![2, 1, 0, 2, 1, 0]);
+        assert!(RowTopKStream::new(1, 0, Extreme::Smallest).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! `e = x̂ − x`, `MSE = Σ e² / B`.
 
 use sae_core::burn::tensor::Tensor;
-use sae_core::device::{tensor_from_vec, tensor_to_vec, tensors_to_vecs};
+use sae_core::device::{tensor_from_vec, tensor_to_vec, tensors_to_vecs, with_host_values};
 use sae_core::topk::{kth_largest, row_kth_largest, row_kth_largest_tensor};
 
 use crate::error::Result;
@@ -200,9 +200,8 @@ fn step_impl(
         }
         TrainArchitecture::BatchTopK { k, .. }
         | TrainArchitecture::MatryoshkaBatchTopK { k, .. } => {
-            let host = tensor_to_vec(h.clone().clamp_min(0.0))?;
-            let n_keep = ((k * bf) as usize).min(host.len());
-            let thr = kth_largest(&host, n_keep);
+            let n_keep = ((k * bf) as usize).min(h.dims()[0] * h.dims()[1]);
+            let thr = with_host_values(h.clone().clamp_min(0.0), |v| kth_largest(v, n_keep))?;
             let m = positive.bool_and(h.clone().greater_equal_elem(thr));
             let min_active = (thr > 0.0 && thr.is_finite()).then_some(f64::from(thr));
             (m, min_active)
@@ -329,8 +328,9 @@ fn step_impl(
                     let k_aux_full = d_in / 2;
                     let scale = (n_dead as f64 / k_aux_full.max(1) as f64).min(1.0);
                     let k_aux = k_aux_full.min(n_dead).max(1);
-                    let host = tensor_to_vec(h.clone())?;
-                    let thr = row_kth_largest(&host, d_sae, k_aux, Some(dead));
+                    let thr = with_host_values(h.clone(), |v| {
+                        row_kth_largest(v, d_sae, k_aux, Some(dead))
+                    })?;
                     let thr = tensor_from_vec(thr, [b, 1], &device);
                     let dead_t = tensor_from_vec(
                         dead.iter()
