@@ -391,6 +391,29 @@ pub fn with_host_values<const D: usize, R>(
     Ok(f(values))
 }
 
+/// Applies `on_host` to a float tensor's row-major values in place, on host memory and in f32:
+/// a tensor no one else holds is neither copied nor reallocated (burn's CPU backend hands its
+/// buffer over and takes it back). Elsewhere (a GPU, another dtype) `on_device` maps the tensor
+/// where it is.
+#[allow(clippy::disallowed_methods)] // the one place host data meets burn
+pub fn map_host_values<const D: usize>(
+    tensor: Tensor<D>,
+    on_host: impl FnOnce(&mut [f32]),
+    on_device: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
+    let device = tensor.device();
+    if !is_host_memory(&device) || tensor.dtype() != burn::tensor::DType::F32 {
+        return on_device(tensor);
+    }
+    let mut data = tensor.into_data();
+    if let Ok(values) = data.as_mut_slice::<f32>() {
+        on_host(values);
+        Tensor::from_data(data, &device)
+    } else {
+        on_device(Tensor::from_data(data, &device))
+    }
+}
+
 /// Reads several 1-D tensors (reductions, counts) back in one transfer: on a GPU every read is a
 /// synchronisation, so a training step reads its statistics together. Returns each tensor's
 /// values in order.

@@ -26,7 +26,8 @@ use crate::gguf::GgufFile;
 use crate::hook::HookPoint;
 use crate::hooks::{Hooks, Pass};
 use crate::kv::KvCache;
-use crate::ops::{gelu_tanh, matmul3};
+use crate::ops::matmul3;
+use sae_core::gelu::gelu_tanh;
 
 /// The MLP's gate activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

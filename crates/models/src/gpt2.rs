@@ -16,7 +16,8 @@ use crate::hooks::{Hooks, Pass};
 use crate::kv::KvCache;
 use crate::model::LanguageModel;
 use crate::ops::transpose_host as transpose;
-use crate::ops::{Checkpoint, gelu_tanh, linear, p1, p2};
+use crate::ops::{Checkpoint, linear, p1, p2};
+use sae_core::gelu::gelu_tanh;
 
 /// Which weights the model runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -91,15 +91,6 @@ pub(crate) fn linear(x: Tensor<3>, w: &Param<Tensor<2>>, b: &Param<Tensor<1>>) -
     y.reshape([bs, t, d_out])
 }
 
-/// The tanh approximation of GELU: GPT-2's `gelu_new`, Gemma's `gelu_pytorch_tanh`.
-pub(crate) fn gelu_tanh(x: Tensor<3>) -> Tensor<3> {
-    // 0.5·(1 + tanh(y)) = sigmoid(2y): one transcendental instead of tanh's two exponentials.
-    let c2 = 2.0 * (2.0f64 / std::f64::consts::PI).sqrt();
-    let x3 = x.clone() * x.clone() * x.clone();
-    let y2 = (x.clone() + x3.mul_scalar(0.044715)).mul_scalar(c2);
-    x * sae_core::burn::tensor::activation::sigmoid(y2)
-}
-
 /// `x·W` over the last dimension (no bias). A weight stored in f16/bf16 is read as f32 here
 /// (one matrix at a time), so the product is f32.
 ///
