@@ -84,6 +84,15 @@ pub(crate) enum Which {
     LogitLens,
 }
 
+/// A scratch directory for one benchmark's files (`sae-geometry-bench-<name>-…` under the
+/// system's temporary directory), removed when the returned guard is dropped: on success, on an
+/// early error and on a panic alike.
+pub(crate) fn scratch_dir(name: &str) -> anyhow::Result<tempfile::TempDir> {
+    Ok(tempfile::Builder::new()
+        .prefix(&format!("sae-geometry-bench-{name}-"))
+        .tempdir()?)
+}
+
 pub(crate) fn splitmix(seed: u64, n: usize, scale: f32) -> Vec<f32> {
     let mut s = seed;
     (0..n)
@@ -214,8 +223,8 @@ fn sae_encode(args: &Args) -> anyhow::Result<()> {
         None,
     )?;
     let xs = splitmix(5, n * d_in, 1.0);
-    let tmp = std::env::temp_dir().join(format!("sae-geometry-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)?;
+    let scratch = scratch_dir("sae-encode")?;
+    let tmp = scratch.path();
     let sae_dir = tmp.join("sae");
     sae.save(&sae_dir)?;
     let input = tmp.join("x.npy");
@@ -242,7 +251,6 @@ fn sae_encode(args: &Args) -> anyhow::Result<()> {
         println!(
             "reference skipped: pass --python or set SAE_GEOMETRY_PYTHON to a venv with sae-lens"
         );
-        let _ = std::fs::remove_dir_all(&tmp);
         return Ok(());
     };
     let script = workspace_root().join("benches/python/sae_encode_ref.py");
@@ -268,7 +276,6 @@ fn sae_encode(args: &Args) -> anyhow::Result<()> {
         reference["max_abs_diff_vs_ours"]
     );
     println!("ratio (reference / ours): {:.2}×", theirs / ours);
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
 
@@ -278,8 +285,8 @@ fn convert(args: &Args) -> anyhow::Result<()> {
         "gemma-scope-2b-pt-res-canonical",
         "layer_12/width_16k/canonical",
     );
-    let tmp =
-        std::env::temp_dir().join(format!("sae-geometry-bench-convert-{}", std::process::id()));
+    let scratch = scratch_dir("convert")?;
+    let tmp = scratch.path();
     let cache = tmp.join("hub");
     let folder = sae_core::testing::hf_cache_snapshot(
         &cache,
@@ -326,7 +333,6 @@ fn convert(args: &Args) -> anyhow::Result<()> {
         println!(
             "reference skipped: pass --python or set SAE_GEOMETRY_PYTHON to a venv with sae-lens"
         );
-        let _ = std::fs::remove_dir_all(&tmp);
         return Ok(());
     };
     let reference = run_reference(
@@ -350,7 +356,6 @@ fn convert(args: &Args) -> anyhow::Result<()> {
         reference["max_abs_diff_vs_ours"]
     );
     println!("ratio (reference / ours): {:.2}×", theirs / ours);
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
 

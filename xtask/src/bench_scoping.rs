@@ -52,10 +52,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         (POINTS * MAX_NEW) as f64 / ours_s
     );
     if let Some(py) = &args.python {
-        let tmp = std::env::temp_dir().join(format!(
-            "sae-geometry-bench-scoping-{}.npy",
-            std::process::id()
-        ));
+        let scratch = crate::bench::scratch_dir("scoping")?;
+        let tmp = scratch.path().join("direction.npy");
         sae_core::npy::write_f32(&tmp, &[640], &direction)?;
         let csv: Vec<String> = scales.iter().map(|s| s.to_string()).collect();
         let r = run_reference(
@@ -67,7 +65,6 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                 .arg(MAX_NEW.to_string())
                 .arg(csv.join(",")),
         )?;
-        let _ = std::fs::remove_file(&tmp);
         let ref_s = r["seconds"].as_f64().unwrap_or(f64::NAN);
         // Where mismatching rows first differ (greedy decoding amplifies float differences).
         let firsts: Vec<usize> = r["generated"]

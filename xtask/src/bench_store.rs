@@ -33,8 +33,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let file = GgufFile::open(&gguf)?;
     let model = AnyModel::Gemma(Gemma::load_gguf(&file, &dev)?);
     let tok = AnyTokenizer::Gemma(GemmaTokenizer::from_gguf(&file)?);
-    let tmp = std::env::temp_dir().join(format!("sae-geometry-store-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let scratch = crate::bench::scratch_dir("store")?;
+    // The cache directory itself is created by `cache_activations`.
+    let tmp = scratch.path().join("cache");
     let cfg = StoreConfig::new(HookPoint::ResidPost(6), 128);
     let t0 = Instant::now();
     cache_activations(
@@ -80,7 +81,6 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         args.threads,
         peak_rss_mib()
     );
-    let _ = std::fs::remove_dir_all(&tmp);
     let Some(python) = &args.python else {
         println!("reference skipped: pass --python (a venv with sae-lens, transformer-lens, gguf)");
         return Ok(());

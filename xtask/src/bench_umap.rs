@@ -89,8 +89,8 @@ pub(crate) fn run(args: &Args, dim: usize) -> anyhow::Result<()> {
         println!("reference skipped: pass --python (a venv with umap-learn)");
         return Ok(());
     };
-    let tmp = std::env::temp_dir().join(format!("sae-geometry-umap-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)?;
+    let scratch = crate::bench::scratch_dir("umap")?;
+    let tmp = scratch.path();
     let xp = tmp.join("x.npy");
     write_f32(&xp, &[N, D], &x)?;
     for (seed, ours_s, ours_q) in results {
@@ -129,6 +129,5 @@ pub(crate) fn run(args: &Args, dim: usize) -> anyhow::Result<()> {
             ours_q - q
         );
     }
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
