@@ -3,14 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use autointerp::{
     AutoInterpConfig, BaselineLatents, ExplainerStyle, GenerationScoringConfig, Judging,
     LatentResult, NeighbourConfig, PipelineConfig, PipelineInputs, Pricing, PromptOptions,
     RunIdentity, run_pipeline,
 };
-use gpt2_gemma_models::{HookPoint, LanguageModel};
+use gpt2_gemma_models::HookPoint;
 use sae_core::SaeSource;
 
 use super::corpus_args::CorpusArgs;
@@ -255,10 +253,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let (model, tok) = args.model.load()?;
-    let sae = args
-        .sae
-        .load(&args.model.hub(), &model.device())
-        .with_context(|| format!("loading SAE {}", args.sae))?;
+    let sae = args.model.load_sae(&args.sae, &model)?;
     cfg.latents = parse_latents(&args.latents, sae.d_sae())?
         .ok_or_else(|| anyhow::anyhow!("--latents must list latents (not `all`)"))?;
     let inputs = PipelineInputs {

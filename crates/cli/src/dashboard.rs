@@ -58,10 +58,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (model, tok) = args.model.load()?;
     let hub = args.model.hub();
-    let sae = args
-        .sae
-        .load(&hub, &model.device())
-        .with_context(|| format!("loading SAE {}", args.sae))?;
+    let sae = args.model.load_sae(&args.sae, &model)?;
     let latents = parse_latents(&args.latents, sae.d_sae())?
         .ok_or_else(|| anyhow::anyhow!("--latents must list latents (not `all`)"))?;
     let stats = match &args.stats {

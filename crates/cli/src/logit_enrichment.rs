@@ -42,16 +42,7 @@ pub struct Args {
 /// Runs `logit-enrichment`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (model, tok) = args.model.load()?;
-    let sae = args
-        .sae
-        .load(&args.model.hub(), &model.device())
-        .with_context(|| format!("loading SAE {}", args.sae))?;
-    anyhow::ensure!(
-        sae.d_in() == model.d_model(),
-        "the SAE reads d_in = {} but the model's d_model is {}",
-        sae.d_in(),
-        model.d_model()
-    );
+    let sae = args.model.load_residual_sae(&args.sae, &model)?;
     let latents =
         parse_latents(&args.latents, sae.d_sae())?.unwrap_or_else(|| (0..sae.d_sae()).collect());
     let vocab: Vec<String> = (0..model.vocab_size() as u32)

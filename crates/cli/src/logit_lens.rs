@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use gpt2_gemma_models::LanguageModel;
 use latent_geometry::{LogitLensConfig, logit_lens};
 use sae_core::SaeSource;
@@ -39,16 +38,7 @@ pub struct Args {
 /// Runs `logit-lens`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (model, tok) = args.model.load()?;
-    let sae = args
-        .sae
-        .load(&args.model.hub(), &model.device())
-        .with_context(|| format!("loading SAE {}", args.sae))?;
-    anyhow::ensure!(
-        sae.d_in() == model.d_model(),
-        "the SAE reads d_in = {} but the model's d_model is {}",
-        sae.d_in(),
-        model.d_model()
-    );
+    let sae = args.model.load_residual_sae(&args.sae, &model)?;
     let latents = parse_latents(&args.latents, sae.d_sae())?;
     let res = logit_lens(
         &sae.w_dec(),

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use gpt2_gemma_models::{AnyModel, AnyTokenizer, HookPoint, ModelSource, Processing};
+use gpt2_gemma_models::{
+    AnyModel, AnyTokenizer, HookPoint, LanguageModel, ModelSource, Processing,
+};
 use sae_core::burn::tensor::Device;
 use sae_core::{ComputeDevice, HubClient, Sae, SaeSource};
 
@@ -72,6 +74,25 @@ impl ModelArgs {
                 &dev,
             )
             .with_context(|| format!("loading model {}", self.model))
+    }
+
+    /// Loads one SAE onto the model's device through this command's hub client.
+    pub fn load_sae(&self, src: &SaeSource, model: &AnyModel) -> anyhow::Result<Sae> {
+        src.load(&self.hub(), &model.device())
+            .with_context(|| format!("loading SAE {src}"))
+    }
+
+    /// [`Self::load_sae`] for an analysis that multiplies decoder rows by the model's
+    /// unembedding (logit lens, enrichment): an error unless the SAE writes `d_model` vectors.
+    pub fn load_residual_sae(&self, src: &SaeSource, model: &AnyModel) -> anyhow::Result<Sae> {
+        let sae = self.load_sae(src, model)?;
+        anyhow::ensure!(
+            sae.d_in() == model.d_model(),
+            "SAE {src} reads d_in = {} but the model's d_model is {}",
+            sae.d_in(),
+            model.d_model()
+        );
+        Ok(sae)
     }
 
     /// Loads SAEs onto `device` through this command's hub client, each with the hook its

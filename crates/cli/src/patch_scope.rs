@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use gpt2_gemma_models::{LanguageModel, SampleConfig, Sampling};
+use gpt2_gemma_models::{SampleConfig, Sampling};
 use patch_scoping::{PatchMode, Scales, StudyConfig, decoder_row, run_study};
 use sae_core::SaeSource;
 
@@ -173,12 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (model, tok) = args.model.load()?;
     let direction = match (&args.direction, &args.sae, args.latent) {
         (Some(p), _, _) => sae_core::npy::read_f32(p)?.data,
-        (None, Some(src), Some(latent)) => {
-            let sae = src
-                .load(&args.model.hub(), &model.device())
-                .with_context(|| format!("loading SAE {src}"))?;
-            decoder_row(&sae, latent)?
-        }
+        (None, Some(src), Some(latent)) => decoder_row(&args.model.load_sae(src, &model)?, latent)?,
         _ => anyhow::bail!("give --sae and --latent, or --direction"),
     };
     let study = run_study(&model, &tok, &direction, &cfg)?;

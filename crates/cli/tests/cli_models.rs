@@ -279,6 +279,43 @@ fn logit_lens_cli_writes_jsonl() {
         .collect();
     assert_eq!(got, want[0].top_ids);
     assert!(lines[4]["bottom"][0]["token"].is_string());
+
+    // An SAE that does not write d_model vectors is refused, naming both widths.
+    let mut m = std::collections::BTreeMap::new();
+    m.insert(
+        "W_enc".to_string(),
+        HostTensor::new(vec![48, 8], rnd(48 * 8)),
+    );
+    m.insert(
+        "W_dec".to_string(),
+        HostTensor::new(vec![8, 48], rnd(8 * 48)),
+    );
+    m.insert("b_enc".to_string(), HostTensor::new(vec![8], rnd(8)));
+    m.insert("b_dec".to_string(), HostTensor::new(vec![48], rnd(48)));
+    let (narrow, _) = Sae::from_host_tensors(
+        SaeConfig::new(48, 8, Architecture::Standard),
+        m,
+        Path::new("<t>"),
+        &cpu(),
+    )
+    .unwrap();
+    let narrow_dir = tmp.path().join("narrow");
+    narrow.save(&narrow_dir).unwrap();
+    let o = bin()
+        .args(["logit-lens", "--model"])
+        .arg(&dir)
+        .arg("--sae")
+        .arg(&narrow_dir)
+        .arg("--out")
+        .arg(tmp.path().join("narrow.jsonl"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("reads d_in = 48 but the model's d_model is 64"),
+        "{err}"
+    );
 }
 
 #[test]
