@@ -680,10 +680,89 @@ impl Decoder {
     }
 }
 
-/// [`crate::LanguageModel`] for a model type whose `decoder` field is a [`Decoder`] (Gemma,
-/// Llama): the trait's facts come from the resolved spec, the forward pass from the decoder.
+/// The API every model type built on a [`Decoder`] shares (Gemma, Llama), for a type with
+/// fields `config: $config`, `variant: $variant` and `decoder: Decoder` and an associated
+/// `build(config, WeightSource, &LoadOptions, &Device)`: the loaders from an HF directory, the
+/// default-options GGUF loader (each type writes its `load_gguf_with`), the accessors, and
+/// [`crate::LanguageModel`], whose facts come from the resolved spec and whose forward pass is the
+/// decoder's.
 macro_rules! language_model_via_decoder {
-    ($t:ty) => {
+    ($t:ty, $config:ty, $variant:ty) => {
+        impl $t {
+            /// Loads a model from a directory with `config.json` and `model.safetensors` (or a
+            /// sharded `model.safetensors.index.json`).
+            pub fn load(
+                dir: impl AsRef<std::path::Path>,
+                device: &sae_core::burn::tensor::Device,
+            ) -> $crate::error::Result<Self> {
+                Self::load_with(dir, &$crate::decoder::LoadOptions::default(), device)
+            }
+
+            /// [`Self::load`] with the weights held as `options` says (f16/bf16 halve their
+            /// memory).
+            pub fn load_with(
+                dir: impl AsRef<std::path::Path>,
+                options: &$crate::decoder::LoadOptions,
+                device: &sae_core::burn::tensor::Device,
+            ) -> $crate::error::Result<Self> {
+                let dir = dir.as_ref();
+                let config = <$config>::from_file(dir.join("config.json"))?;
+                let files = $crate::config::safetensors_files(dir)?;
+                Self::build(
+                    config,
+                    $crate::decoder::WeightSource::hf(&files)?,
+                    options,
+                    device,
+                )
+            }
+
+            /// Loads a model from a GGUF file with the default options (see
+            /// `load_gguf_with`).
+            pub fn load_gguf(
+                file: &$crate::gguf::GgufFile,
+                device: &sae_core::burn::tensor::Device,
+            ) -> $crate::error::Result<Self> {
+                Self::load_gguf_with(file, &$crate::decoder::LoadOptions::default(), device)
+            }
+
+            /// The config.
+            pub fn config(&self) -> &$config {
+                &self.config
+            }
+
+            /// The family member.
+            pub fn variant(&self) -> $variant {
+                self.variant
+            }
+
+            /// The weights.
+            pub fn weights(&self) -> &$crate::decoder::DecoderWeights {
+                &self.decoder.weights
+            }
+
+            /// The unembedding, `[d_model, vocab]` (the embeddings transposed when tied).
+            pub fn w_u(&self) -> sae_core::burn::tensor::Tensor<2> {
+                self.decoder.w_u()
+            }
+
+            /// The hooked forward pass (see [`crate::LanguageModel::run`]).
+            pub fn run(
+                &self,
+                tokens: sae_core::burn::tensor::Tensor<2, sae_core::burn::tensor::Int>,
+                hooks: &mut $crate::hooks::Hooks<'_>,
+                stop_at_layer: Option<usize>,
+                kv: Option<&mut $crate::kv::KvCache>,
+                pass: $crate::hooks::Pass,
+            ) -> $crate::error::Result<Option<sae_core::burn::tensor::Tensor<3>>> {
+                self.decoder.run(tokens, hooks, stop_at_layer, kv, pass)
+            }
+
+            /// The device the weights live on.
+            pub fn device(&self) -> sae_core::burn::tensor::Device {
+                self.decoder.device()
+            }
+        }
+
         impl $crate::model::LanguageModel for $t {
             fn run(
                 &self,

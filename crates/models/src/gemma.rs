@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use sae_core::burn::module::Param;
-use sae_core::burn::tensor::{Device, Int, Tensor};
+use sae_core::burn::tensor::Device;
 use sae_core::device::tensor_from_vec;
 use sae_core::safetensors_io::HostTensor;
 use serde::Deserialize;
@@ -28,8 +28,6 @@ use crate::decoder::{
 };
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
-use crate::hooks::{Hooks, Pass};
-use crate::kv::KvCache;
 
 /// Gemma generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,34 +370,12 @@ pub const GEMMA_CHECKPOINT_TABLE: &[(&str, &str, &str)] = &[
 ];
 
 impl Gemma {
-    /// Loads a Gemma model from a directory with `config.json` and `model.safetensors` (or a
-    /// sharded `model.safetensors.index.json`).
-    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        Self::load_with(dir, &LoadOptions::default(), device)
-    }
-
-    /// [`Self::load`] with the weights held as `options` says (f16/bf16 halve their memory).
-    pub fn load_with(
-        dir: impl AsRef<Path>,
-        options: &LoadOptions,
-        device: &Device,
-    ) -> Result<Self> {
-        let dir = dir.as_ref();
-        let config = GemmaConfig::from_file(dir.join("config.json"))?;
-        let files = crate::config::safetensors_files(dir)?;
-        Self::build(config, WeightSource::hf(&files)?, options, device)
-    }
-
-    /// Loads Gemma 2 or Gemma 3 from a GGUF file (architecture `gemma2` or `gemma3`). The config
-    /// comes from the file's metadata plus what llama.cpp assumes and GGUF does not store: Gemma 3's
-    /// local RoPE base 10 000 and a global layer every 6th, Gemma 2's alternating sliding layers,
-    /// and `query_pre_attn_scalar` = head_dim (d_model / heads for the 27B Gemma 2, as llama.cpp).
-    pub fn load_gguf(file: &GgufFile, device: &Device) -> Result<Self> {
-        Self::load_gguf_with(file, &LoadOptions::default(), device)
-    }
-
-    /// [`Self::load_gguf`] with the weights held as `options` says (each tensor is
-    /// dequantised to f32, then stored in `options.weight_dtype`).
+    /// Loads Gemma 2 or Gemma 3 from a GGUF file (architecture `gemma2` or `gemma3`), the weights
+    /// held as `options` says (each tensor is dequantised to f32, then stored in
+    /// `options.weight_dtype`). The config comes from the file's metadata plus what llama.cpp
+    /// assumes and GGUF does not store: Gemma 3's local RoPE base 10 000 and a global layer every
+    /// 6th, Gemma 2's alternating sliding layers, and `query_pre_attn_scalar` = head_dim
+    /// (d_model / heads for the 27B Gemma 2, as llama.cpp).
     pub fn load_gguf_with(file: &GgufFile, options: &LoadOptions, device: &Device) -> Result<Self> {
         let arch = file.architecture().unwrap_or("").to_string();
         if !matches!(arch.as_str(), "gemma2" | "gemma3") {
@@ -602,47 +578,10 @@ impl Gemma {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &GemmaConfig {
-        &self.config
-    }
-
-    /// The generation.
-    pub fn variant(&self) -> GemmaVariant {
-        self.variant
-    }
-
     /// Each layer's attention kind and RoPE base.
     pub fn layer_attention(&self) -> &[LayerAttention] {
         &self.decoder.spec.layers
     }
-
-    /// The weights.
-    pub fn weights(&self) -> &GemmaWeights {
-        &self.decoder.weights
-    }
-
-    /// The unembedding, `[d_model, vocab]` (the embeddings transposed).
-    pub fn w_u(&self) -> Tensor<2> {
-        self.decoder.w_u()
-    }
-
-    /// The hooked forward pass (see [`crate::LanguageModel::run`]).
-    pub fn run(
-        &self,
-        tokens: Tensor<2, Int>,
-        hooks: &mut Hooks<'_>,
-        stop_at_layer: Option<usize>,
-        kv: Option<&mut KvCache>,
-        pass: Pass,
-    ) -> Result<Option<Tensor<3>>> {
-        self.decoder.run(tokens, hooks, stop_at_layer, kv, pass)
-    }
-
-    /// The device the weights live on.
-    pub fn device(&self) -> Device {
-        self.decoder.device()
-    }
 }
 
-crate::decoder::language_model_via_decoder!(Gemma);
+crate::decoder::language_model_via_decoder!(Gemma, GemmaConfig, GemmaVariant);

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use sae_core::burn::module::Param;
-use sae_core::burn::tensor::{Device, Int, Tensor};
+use sae_core::burn::tensor::Device;
 use sae_core::safetensors_io::HostTensor;
 use serde::Deserialize;
 use serde_json::Value;
@@ -27,8 +27,6 @@ use crate::decoder::{
 };
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
-use crate::hooks::{Hooks, Pass};
-use crate::kv::KvCache;
 
 /// The family member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,32 +346,9 @@ pub struct Llama {
 }
 
 impl Llama {
-    /// Loads a model from a directory with `config.json` and `model.safetensors` (or a sharded
-    /// `model.safetensors.index.json`).
-    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        Self::load_with(dir, &LoadOptions::default(), device)
-    }
-
-    /// [`Self::load`] with the weights held as `options` says (f16/bf16 halve their memory).
-    pub fn load_with(
-        dir: impl AsRef<Path>,
-        options: &LoadOptions,
-        device: &Device,
-    ) -> Result<Self> {
-        let dir = dir.as_ref();
-        let config = LlamaConfig::from_file(dir.join("config.json"))?;
-        let files = crate::config::safetensors_files(dir)?;
-        Self::build(config, WeightSource::hf(&files)?, options, device)
-    }
-
-    /// Loads a model from a GGUF file of architecture `llama`, `qwen2` or `qwen3`; the config
-    /// comes from the file's metadata.
-    pub fn load_gguf(file: &GgufFile, device: &Device) -> Result<Self> {
-        Self::load_gguf_with(file, &LoadOptions::default(), device)
-    }
-
-    /// [`Self::load_gguf`] with the weights held as `options` says (each tensor is
-    /// dequantised to f32, then stored in `options.weight_dtype`).
+    /// Loads a model from a GGUF file of architecture `llama`, `qwen2` or `qwen3`, the weights
+    /// held as `options` says (each tensor is dequantised to f32, then stored in
+    /// `options.weight_dtype`); the config comes from the file's metadata.
     pub fn load_gguf_with(file: &GgufFile, options: &LoadOptions, device: &Device) -> Result<Self> {
         let arch = file.architecture().unwrap_or("").to_string();
         if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3") {
@@ -584,46 +559,9 @@ impl Llama {
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &LlamaConfig {
-        &self.config
-    }
-
-    /// The family member.
-    pub fn variant(&self) -> LlamaVariant {
-        self.variant
-    }
-
     /// The resolved spec (sizes, RoPE per layer).
     pub fn spec(&self) -> &DecoderSpec {
         &self.decoder.spec
-    }
-
-    /// The weights.
-    pub fn weights(&self) -> &DecoderWeights {
-        &self.decoder.weights
-    }
-
-    /// The unembedding, `[d_model, vocab]`.
-    pub fn w_u(&self) -> Tensor<2> {
-        self.decoder.w_u()
-    }
-
-    /// The hooked forward pass (see [`crate::LanguageModel::run`]).
-    pub fn run(
-        &self,
-        tokens: Tensor<2, Int>,
-        hooks: &mut Hooks<'_>,
-        stop_at_layer: Option<usize>,
-        kv: Option<&mut KvCache>,
-        pass: Pass,
-    ) -> Result<Option<Tensor<3>>> {
-        self.decoder.run(tokens, hooks, stop_at_layer, kv, pass)
-    }
-
-    /// The device the weights live on.
-    pub fn device(&self) -> Device {
-        self.decoder.device()
     }
 
     /// The directory's weight files, for callers that want to know what [`Llama::load`] reads.
@@ -632,7 +570,7 @@ impl Llama {
     }
 }
 
-crate::decoder::language_model_via_decoder!(Llama);
+crate::decoder::language_model_via_decoder!(Llama, LlamaConfig, LlamaVariant);
 
 #[cfg(test)]
 mod tests {
