@@ -24,7 +24,7 @@ use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 use crate::hook::HookPoint;
-use crate::hooks::{Hooks, Pass};
+use crate::hooks::{Hooks, LogitRows, Pass};
 use crate::kv::KvCache;
 use crate::ops::matmul3;
 use sae_core::gelu::gelu_tanh;
@@ -493,8 +493,21 @@ impl Decoder {
         tokens: Tensor<2, Int>,
         hooks: &mut Hooks<'_>,
         stop_at_layer: Option<usize>,
+        kv: Option<&mut KvCache>,
+        pass: Pass,
+    ) -> Result<Option<Tensor<3>>> {
+        self.run_rows(tokens, hooks, stop_at_layer, kv, pass, LogitRows::All)
+    }
+
+    /// [`Self::run`] with the logits of `rows` only (`[batch, 1, vocab]` for the last).
+    pub(crate) fn run_rows(
+        &self,
+        tokens: Tensor<2, Int>,
+        hooks: &mut Hooks<'_>,
+        stop_at_layer: Option<usize>,
         mut kv: Option<&mut KvCache>,
         pass: Pass,
+        rows: LogitRows,
     ) -> Result<Option<Tensor<3>>> {
         let spec = &self.spec;
         let past = kv.as_ref().map_or(0, |c| c.len());
@@ -566,11 +579,11 @@ impl Decoder {
         }
         let (normalized, _) = rms_norm(resid, None, eps);
         let normalized = hooks.apply3(HookPoint::LnFinalNormalized, pass, normalized);
-        let out = normalized * w.final_norm.scale.val().unsqueeze::<3>();
-        let [_, _, dd] = out.dims();
+        let out = rows.select(normalized) * w.final_norm.scale.val().unsqueeze::<3>();
+        let [_, tt, dd] = out.dims();
         let mut logits = self
-            .unembed(out.reshape([b * t, dd]))
-            .reshape([b, t, spec.vocab_size]);
+            .unembed(out.reshape([b * tt, dd]))
+            .reshape([b, tt, spec.vocab_size]);
         if let Some(cap) = spec.final_softcap {
             logits = logits.div_scalar(cap as f32).tanh().mul_scalar(cap as f32);
         }
@@ -773,6 +786,32 @@ macro_rules! language_model_via_decoder {
                 pass: $crate::hooks::Pass,
             ) -> $crate::error::Result<Option<sae_core::burn::tensor::Tensor<3>>> {
                 self.decoder.run(tokens, hooks, stop_at_layer, kv, pass)
+            }
+
+            fn run_last(
+                &self,
+                tokens: sae_core::burn::tensor::Tensor<2, sae_core::burn::tensor::Int>,
+                hooks: &mut $crate::hooks::Hooks<'_>,
+                kv: Option<&mut $crate::kv::KvCache>,
+                pass: $crate::hooks::Pass,
+            ) -> $crate::error::Result<sae_core::burn::tensor::Tensor<2>> {
+                let logits = self
+                    .decoder
+                    .run_rows(
+                        tokens,
+                        hooks,
+                        None,
+                        kv,
+                        pass,
+                        $crate::hooks::LogitRows::Last,
+                    )?
+                    .ok_or_else(|| {
+                        $crate::error::ModelError::InvalidInput(
+                            "the forward pass stopped early".into(),
+                        )
+                    })?;
+                let [b, _, vocab] = logits.dims();
+                Ok(logits.reshape([b, vocab]))
             }
 
             fn vocab_size(&self) -> usize {

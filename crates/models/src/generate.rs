@@ -71,12 +71,7 @@ pub fn generate<M: LanguageModel + ?Sized>(
         } else {
             Pass::Decode { step }
         };
-        let logits = model
-            .run(tokens, hooks, None, Some(&mut kv), pass)?
-            .ok_or_else(|| {
-                ModelError::InvalidInput("generation needs the full forward pass".into())
-            })?;
-        let last = logits.narrow(1, width - 1, 1).reshape([b, vocab]);
+        let last = model.run_last(tokens, hooks, Some(&mut kv), pass)?;
         let rows = tensor_to_vec(last)?;
         let mut next = Vec::with_capacity(b);
         for (i, row) in rows.chunks(vocab).enumerate() {

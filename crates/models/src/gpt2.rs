@@ -12,7 +12,7 @@ use sae_core::safetensors_io::{HostTensor, SafetensorsFile};
 use crate::config::Gpt2Config;
 use crate::error::{ModelError, Result};
 use crate::hook::HookPoint;
-use crate::hooks::{Hooks, Pass};
+use crate::hooks::{Hooks, LogitRows, Pass};
 use crate::kv::KvCache;
 use crate::model::LanguageModel;
 use crate::ops::transpose_host as transpose;
@@ -402,8 +402,21 @@ impl Gpt2 {
         tokens: Tensor<2, Int>,
         hooks: &mut Hooks<'_>,
         stop_at_layer: Option<usize>,
+        kv: Option<&mut KvCache>,
+        pass: Pass,
+    ) -> Result<Option<Tensor<3>>> {
+        self.run_rows(tokens, hooks, stop_at_layer, kv, pass, LogitRows::All)
+    }
+
+    /// [`Self::run`] with the logits of `rows` only (`[batch, 1, vocab]` for the last).
+    fn run_rows(
+        &self,
+        tokens: Tensor<2, Int>,
+        hooks: &mut Hooks<'_>,
+        stop_at_layer: Option<usize>,
         mut kv: Option<&mut KvCache>,
         pass: Pass,
+        rows: LogitRows,
     ) -> Result<Option<Tensor<3>>> {
         let past = kv.as_ref().map_or(0, |c| c.len());
         self.check_tokens(&tokens, past)?;
@@ -462,7 +475,7 @@ impl Gpt2 {
         let (normalized, out) = layer_norm(resid, w.ln_f.as_ref(), cfg.layer_norm_epsilon);
         let normalized = hooks.apply3(HookPoint::LnFinalNormalized, pass, normalized);
         let out = if w.ln_f.is_some() { out } else { normalized };
-        let logits = linear(out, &w.w_u, &w.b_u);
+        let logits = linear(rows.select(out), &w.w_u, &w.b_u);
         if let Some(e) = hooks.take_error() {
             return Err(e);
         }
@@ -539,6 +552,20 @@ impl LanguageModel for Gpt2 {
         pass: Pass,
     ) -> Result<Option<Tensor<3>>> {
         Gpt2::run(self, tokens, hooks, stop_at_layer, kv, pass)
+    }
+
+    fn run_last(
+        &self,
+        tokens: Tensor<2, Int>,
+        hooks: &mut Hooks<'_>,
+        kv: Option<&mut KvCache>,
+        pass: Pass,
+    ) -> Result<Tensor<2>> {
+        let logits = self
+            .run_rows(tokens, hooks, None, kv, pass, LogitRows::Last)?
+            .ok_or_else(|| ModelError::InvalidInput("the forward pass stopped early".into()))?;
+        let [b, _, vocab] = logits.dims();
+        Ok(logits.reshape([b, vocab]))
     }
 
     fn vocab_size(&self) -> usize {

@@ -100,6 +100,31 @@ pub enum Pass {
     },
 }
 
+/// Which positions' logits a forward pass computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogitRows {
+    /// Every position (`[batch, pos, vocab]`).
+    All,
+    /// Each sequence's last position (`[batch, 1, vocab]`): generation.
+    Last,
+}
+
+impl LogitRows {
+    /// `x` (`[batch, pos, d]`) narrowed to the positions whose logits are wanted.
+    pub(crate) fn select(
+        self,
+        x: sae_core::burn::tensor::Tensor<3>,
+    ) -> sae_core::burn::tensor::Tensor<3> {
+        match self {
+            LogitRows::All => x,
+            LogitRows::Last => {
+                let t = x.dims()[1];
+                x.narrow(1, t - 1, 1)
+            }
+        }
+    }
+}
+
 /// A hook that reads and may replace an activation. Return the input unchanged to only read.
 pub type HookFn<'a> = Box<dyn FnMut(HookPoint, Pass, Activation) -> Activation + 'a>;
 

@@ -22,6 +22,27 @@ pub trait LanguageModel {
         pass: Pass,
     ) -> Result<Option<Tensor<3>>>;
 
+    /// The hooked forward pass to the end, returning only each sequence's last-position logits:
+    /// what generation reads. Every hook sees what [`Self::run`] shows it; only the unembedding
+    /// runs on one row per sequence instead of `pos` (for gemma-3's 262 144-wide W_U, a
+    /// 20-token prompt's prefill computes 1/20 of the logits).
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, pos]` → logits `[batch, vocab]`.
+    fn run_last(
+        &self,
+        tokens: Tensor<2, Int>,
+        hooks: &mut Hooks<'_>,
+        kv: Option<&mut KvCache>,
+        pass: Pass,
+    ) -> Result<Tensor<2>> {
+        let logits = self.run(tokens, hooks, None, kv, pass)?.ok_or_else(|| {
+            crate::error::ModelError::InvalidInput("the forward pass stopped early".into())
+        })?;
+        let [b, t, vocab] = logits.dims();
+        Ok(logits.narrow(1, t - 1, 1).reshape([b, vocab]))
+    }
+
     /// Vocabulary size (the logits' width).
     fn vocab_size(&self) -> usize;
 

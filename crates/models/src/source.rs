@@ -211,6 +211,20 @@ impl LanguageModel for AnyModel {
         }
     }
 
+    fn run_last(
+        &self,
+        tokens: Tensor<2, Int>,
+        hooks: &mut Hooks<'_>,
+        kv: Option<&mut KvCache>,
+        pass: Pass,
+    ) -> Result<Tensor<2>> {
+        match self {
+            AnyModel::Gpt2(m) => m.run_last(tokens, hooks, kv, pass),
+            AnyModel::Gemma(m) => m.run_last(tokens, hooks, kv, pass),
+            AnyModel::Llama(m) => m.run_last(tokens, hooks, kv, pass),
+        }
+    }
+
     fn vocab_size(&self) -> usize {
         match self {
             AnyModel::Gpt2(m) => LanguageModel::vocab_size(m),

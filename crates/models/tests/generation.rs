@@ -195,3 +195,77 @@ fn top_k_and_top_p_filtering() {
     assert_eq!(l[1], 3.0);
     assert_eq!(l.iter().filter(|x| x.is_finite()).count(), 1);
 }
+
+/// `run_last` (what generation reads) equals the last position of `run` for every decoder
+/// family, prefill and a cached decode step alike, and a hook on the final norm still sees every
+/// position.
+#[test]
+fn last_position_logits_equal_the_full_pass() {
+    use gpt2_gemma_models::{AnyModel, Gemma, KvCache, Llama};
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dev = from_env().unwrap();
+    let models = [
+        AnyModel::Gpt2(model(Processing::TransformerLens)),
+        AnyModel::Gemma(Gemma::load(fixtures.join("gemma3-tiny/model"), &dev).unwrap()),
+        AnyModel::Llama(Llama::load(fixtures.join("llama-tiny/llama3"), &dev).unwrap()),
+    ];
+    for m in &models {
+        let (b, t) = (2, 5);
+        let seq: Vec<i64> = (0..b * t).map(|i| (i as i64 * 37 + 3) % 50).collect();
+        let vocab = m.vocab_size();
+        let full = m
+            .forward(int_tensor_from_vec(seq.clone(), [b, t], &dev))
+            .unwrap();
+        let want = tensor_to_vec(full.narrow(1, t - 1, 1).reshape([b, vocab])).unwrap();
+        let seen = RefCell::new(Vec::new());
+        let mut hooks = Hooks::new().add(HookPoint::LnFinalNormalized, |_, _, a: Activation| {
+            seen.borrow_mut().push(a.dims()[1]);
+            a
+        });
+        let mut kv = KvCache::new();
+        let tokens = int_tensor_from_vec(seq.clone(), [b, t], &dev);
+        let got = m
+            .run_last(tokens, &mut hooks, Some(&mut kv), Pass::Prefill)
+            .unwrap();
+        assert_eq!(got.dims(), [b, vocab]);
+        let got = tensor_to_vec(got).unwrap();
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 1e-5, "prefill: max |Δ| {worst}");
+        // One cached step against the full pass over the longer sequence.
+        let step: Vec<i64> = vec![11, 29];
+        let got = m
+            .run_last(
+                int_tensor_from_vec(step.clone(), [b, 1], &dev),
+                &mut hooks,
+                Some(&mut kv),
+                Pass::Decode { step: 1 },
+            )
+            .unwrap();
+        let mut longer = Vec::new();
+        for r in 0..b {
+            longer.extend_from_slice(&seq[r * t..(r + 1) * t]);
+            longer.push(step[r]);
+        }
+        let full = m
+            .forward(int_tensor_from_vec(longer, [b, t + 1], &dev))
+            .unwrap();
+        let want = tensor_to_vec(full.narrow(1, t, 1).reshape([b, vocab])).unwrap();
+        let got = tensor_to_vec(got).unwrap();
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 1e-4, "decode: max |Δ| {worst}");
+        drop(hooks);
+        assert_eq!(
+            seen.into_inner(),
+            vec![t, 1],
+            "the final-norm hook sees whole passes"
+        );
+    }
+}
