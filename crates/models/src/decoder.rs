@@ -785,7 +785,7 @@ macro_rules! language_model_via_decoder {
                 kv: Option<&mut $crate::kv::KvCache>,
                 pass: $crate::hooks::Pass,
             ) -> $crate::error::Result<Option<sae_core::burn::tensor::Tensor<3>>> {
-                self.decoder.run(tokens, hooks, stop_at_layer, kv, pass)
+                <$t>::run(self, tokens, hooks, stop_at_layer, kv, pass)
             }
 
             fn run_last(
@@ -795,23 +795,14 @@ macro_rules! language_model_via_decoder {
                 kv: Option<&mut $crate::kv::KvCache>,
                 pass: $crate::hooks::Pass,
             ) -> $crate::error::Result<sae_core::burn::tensor::Tensor<2>> {
-                let logits = self
-                    .decoder
-                    .run_rows(
-                        tokens,
-                        hooks,
-                        None,
-                        kv,
-                        pass,
-                        $crate::hooks::LogitRows::Last,
-                    )?
-                    .ok_or_else(|| {
-                        $crate::error::ModelError::InvalidInput(
-                            "the forward pass stopped early".into(),
-                        )
-                    })?;
-                let [b, _, vocab] = logits.dims();
-                Ok(logits.reshape([b, vocab]))
+                $crate::hooks::last_logits(self.decoder.run_rows(
+                    tokens,
+                    hooks,
+                    None,
+                    kv,
+                    pass,
+                    $crate::hooks::LogitRows::Last,
+                )?)
             }
 
             fn vocab_size(&self) -> usize {

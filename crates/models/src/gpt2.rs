@@ -561,11 +561,7 @@ impl LanguageModel for Gpt2 {
         kv: Option<&mut KvCache>,
         pass: Pass,
     ) -> Result<Tensor<2>> {
-        let logits = self
-            .run_rows(tokens, hooks, None, kv, pass, LogitRows::Last)?
-            .ok_or_else(|| ModelError::InvalidInput("the forward pass stopped early".into()))?;
-        let [b, _, vocab] = logits.dims();
-        Ok(logits.reshape([b, vocab]))
+        crate::hooks::last_logits(self.run_rows(tokens, hooks, None, kv, pass, LogitRows::Last)?)
     }
 
     fn vocab_size(&self) -> usize {

@@ -125,6 +125,19 @@ impl LogitRows {
     }
 }
 
+/// Each sequence's last-position logits, `[batch, vocab]`, from a forward pass's logits
+/// (`[batch, pos, vocab]`, or `[batch, 1, vocab]` from [`LogitRows::Last`]); an error when the pass
+/// stopped before the logits.
+pub(crate) fn last_logits(
+    logits: Option<sae_core::burn::tensor::Tensor<3>>,
+) -> crate::error::Result<sae_core::burn::tensor::Tensor<2>> {
+    let logits = logits.ok_or_else(|| {
+        crate::error::ModelError::InvalidInput("the forward pass stopped early".into())
+    })?;
+    let [b, _, vocab] = logits.dims();
+    Ok(LogitRows::Last.select(logits).reshape([b, vocab]))
+}
+
 /// A hook that reads and may replace an activation. Return the input unchanged to only read.
 pub type HookFn<'a> = Box<dyn FnMut(HookPoint, Pass, Activation) -> Activation + 'a>;
 

@@ -36,11 +36,7 @@ pub trait LanguageModel {
         kv: Option<&mut KvCache>,
         pass: Pass,
     ) -> Result<Tensor<2>> {
-        let logits = self.run(tokens, hooks, None, kv, pass)?.ok_or_else(|| {
-            crate::error::ModelError::InvalidInput("the forward pass stopped early".into())
-        })?;
-        let [b, t, vocab] = logits.dims();
-        Ok(logits.narrow(1, t - 1, 1).reshape([b, vocab]))
+        crate::hooks::last_logits(self.run(tokens, hooks, None, kv, pass)?)
     }
 
     /// Vocabulary size (the logits' width).
