@@ -196,6 +196,13 @@ fn top_k_and_top_p_filtering() {
     assert_eq!(l.iter().filter(|x| x.is_finite()).count(), 1);
 }
 
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
 /// `run_last` (what generation reads) equals the last position of `run` for every decoder
 /// family, prefill and a cached decode step alike, and a hook on the final norm still sees every
 /// position.
@@ -229,11 +236,7 @@ fn last_position_logits_equal_the_full_pass() {
             .unwrap();
         assert_eq!(got.dims(), [b, vocab]);
         let got = tensor_to_vec(got).unwrap();
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let worst = max_abs_diff(&got, &want);
         assert!(worst <= 1e-5, "prefill: max |Δ| {worst}");
         // One cached step against the full pass over the longer sequence.
         let step: Vec<i64> = vec![11, 29];
@@ -255,11 +258,7 @@ fn last_position_logits_equal_the_full_pass() {
             .unwrap();
         let want = tensor_to_vec(full.narrow(1, t, 1).reshape([b, vocab])).unwrap();
         let got = tensor_to_vec(got).unwrap();
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let worst = max_abs_diff(&got, &want);
         assert!(worst <= 1e-4, "decode: max |Δ| {worst}");
         drop(hooks);
         assert_eq!(
