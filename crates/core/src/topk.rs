@@ -123,13 +123,26 @@ impl RowTopKStream {
     }
 }
 
+/// `v` as an unsigned integer whose order is `f32::total_cmp`'s (−NaN < −∞ < … < −0 < +0 < … <
+/// +∞ < +NaN): sorting `(key << 32) | index` as `u64`s sorts values, ties by index.
+#[inline]
+pub fn total_order_key(v: f32) -> u32 {
+    (signed_order_key(v) as u32) ^ 0x8000_0000
+}
+
+/// `v`'s bits with the magnitude flipped for negative numbers (its own inverse): an `i32` in
+/// `f32::total_cmp`'s order.
+#[inline]
+fn signed_order_key(v: f32) -> i32 {
+    let b = v.to_bits() as i32;
+    b ^ ((((b >> 31) as u32) >> 1) as i32)
+}
+
 /// A value as an integer in `f32::total_cmp`'s order, negated for `Smallest`, so that "more
 /// extreme" is always "greater" and a block's maximum vectorises.
 #[inline]
 fn to_key(v: f32, extreme: Extreme) -> i32 {
-    let b = v.to_bits() as i32;
-    // Flips the magnitude bits of negative numbers (its own inverse).
-    let ordered = b ^ ((((b >> 31) as u32) >> 1) as i32);
+    let ordered = signed_order_key(v);
     match extreme {
         Extreme::Largest => ordered,
         // `!x` reverses the order without overflow.
@@ -353,6 +366,14 @@ mod tests {
                 c0 += w;
             }
             prop_assert_eq!(stream.finish().unwrap(), by_sorting(&data, cols, k, extreme));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn total_order_keys_sort_as_total_cmp(a in any::<u32>(), b in any::<u32>()) {
+            let (x, y) = (f32::from_bits(a), f32::from_bits(b));
+            prop_assert_eq!(total_order_key(x).cmp(&total_order_key(y)), x.total_cmp(&y));
         }
     }
 

@@ -11,7 +11,9 @@
 //! `tests/logit_enrichment.rs`.
 
 use sae_core::burn::tensor::Tensor;
-use sae_core::device::tensor_to_vec;
+use rayon::prelude::*;
+use sae_core::device::with_host_values;
+use sae_core::topk::total_order_key;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GeometryError, Result};
@@ -152,7 +154,21 @@ pub fn hypergeom_sf(hits: usize, population: usize, successes: usize, draws: usi
     if hits == 0 {
         return 1.0;
     }
-    let lf = ln_factorials(population);
+    hypergeom_sf_with(&ln_factorials(population), hits, population, successes, draws)
+}
+
+/// [`hypergeom_sf`] with `ln(i!)` for `i ≤ population` given (`lf`, from [`ln_factorials`]), so
+/// that many tests over one vocabulary build the table once.
+fn hypergeom_sf_with(
+    lf: &[f64],
+    hits: usize,
+    population: usize,
+    successes: usize,
+    draws: usize,
+) -> f64 {
+    if hits == 0 {
+        return 1.0;
+    }
     let ln_choose = |n: usize, k: usize| lf[n] - lf[k] - lf[n - k];
     let total = ln_choose(population, draws);
     let hi = successes.min(draws);
@@ -164,64 +180,108 @@ pub fn hypergeom_sf(hits: usize, population: usize, successes: usize, draws: usi
     p.min(1.0)
 }
 
-/// The standard normal's upper tail, `P[Z > z]` (erfc with relative error below 1.2e-7).
+/// The standard normal's upper tail, `P[Z > z]`, as scipy's `norm.sf`: `erfc(z/√2)/2` with
+/// libm's erfc (musl's, within an ulp or two), so small p-values keep their relative precision
+/// down to the double range's end (`z` ≈ 37.5).
 pub fn normal_sf(z: f64) -> f64 {
-    let x = z / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.5 * x.abs());
-    let y = t
-        * (-x * x - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07
-                                + t * (-1.135_203_98
-                                    + t * (1.488_515_87
-                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-            .exp();
-    let erfc = if x >= 0.0 { y } else { 2.0 - y };
-    0.5 * erfc
+    0.5 * libm::erfc(z / std::f64::consts::SQRT_2)
 }
 
 /// Average ranks (1-based, ties averaged) of `values`, and the tie term Σ(t³ − t).
 pub fn ranks(values: &[f32]) -> (Vec<f64>, f64) {
-    let n = values.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
-    let mut r = vec![0.0; n];
-    let mut tie_term = 0.0;
-    let mut i = 0;
-    while i < n {
-        let mut j = i + 1;
-        while j < n && values[order[j]] == values[order[i]] {
-            j += 1;
+    let mut scratch = Scratch::default();
+    let tie_term = scratch.rank(values);
+    (scratch.ranks, tie_term)
+}
+
+/// Buffers reused from one latent to the next: the sorted `(value key, token)` pairs and the
+/// ranks.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// `(total_order_key(value) << 32) | token`, ascending after [`Scratch::rank`].
+    keys: Vec<u64>,
+    /// Each token's average rank.
+    ranks: Vec<f64>,
+}
+
+impl Scratch {
+    /// Sorts `values` (ties by token id) and fills the average ranks; returns the tie term.
+    /// Values that compare equal (`==`, so −0 and +0 too) share a rank, as in scipy's
+    /// `rankdata`.
+    fn rank(&mut self, values: &[f32]) -> f64 {
+        let n = values.len();
+        self.keys.clear();
+        self.keys.extend(
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (u64::from(total_order_key(v)) << 32) | i as u64),
+        );
+        self.keys.sort_unstable();
+        self.ranks.clear();
+        self.ranks.resize(n, 0.0);
+        let token = |key: u64| (key & 0xffff_ffff) as usize;
+        let mut tie_term = 0.0;
+        let mut i = 0;
+        while i < n {
+            let v = values[token(self.keys[i])];
+            let mut j = i + 1;
+            while j < n && values[token(self.keys[j])] == v {
+                j += 1;
+            }
+            let avg = (i + j + 1) as f64 / 2.0; // ranks i+1 ..= j
+            let t = (j - i) as f64;
+            tie_term += t * t * t - t;
+            for &key in &self.keys[i..j] {
+                self.ranks[token(key)] = avg;
+            }
+            i = j;
         }
-        let avg = (i + j + 1) as f64 / 2.0; // ranks i+1 ..= j
-        let t = (j - i) as f64;
-        tie_term += t * t * t - t;
-        for &k in &order[i..j] {
-            r[k] = avg;
-        }
-        i = j;
+        tie_term
     }
-    (r, tie_term)
+
+    /// The `k` largest values' tokens after [`Scratch::rank`]: largest first by
+    /// `f32::total_cmp`, ties to the lower token id (numpy's stable argsort of −w), in no
+    /// particular order.
+    fn top(&self, k: usize) -> impl Iterator<Item = usize> + '_ {
+        let n = self.keys.len();
+        let value = |p: usize| self.keys[p] >> 32;
+        // The tie group holding the k-th largest: keys[g0..g1].
+        let boundary = value(n - k);
+        let g0 = (0..n - k)
+            .rev()
+            .find(|&p| value(p) != boundary)
+            .map_or(0, |p| p + 1);
+        let g1 = (n - k..n).find(|&p| value(p) != boundary).unwrap_or(n);
+        // Everything above the group, then its lowest tokens (the group is in token order).
+        let from_group = k - (n - g1);
+        self.keys[g1..n]
+            .iter()
+            .chain(&self.keys[g0..g0 + from_group])
+            .map(|&key| (key & 0xffff_ffff) as usize)
+    }
 }
 
 /// One-sided Mann–Whitney U (`greater`) of the members against the rest from precomputed
 /// [`ranks`]: `(U, p)` with scipy's tie and continuity corrections.
 pub fn mann_whitney_from_ranks(ranks: &[f64], tie_term: f64, members: &[bool]) -> (f64, f64) {
-    let n = ranks.len();
     let n1 = members.iter().filter(|m| **m).count();
-    let n2 = n - n1;
-    if n1 == 0 || n2 == 0 {
-        return (0.0, 1.0);
-    }
     let rank_sum: f64 = ranks
         .iter()
         .zip(members)
         .filter(|(_, m)| **m)
         .map(|(r, _)| r)
         .sum();
+    mann_whitney_from_rank_sum(rank_sum, n1, ranks.len(), tie_term)
+}
+
+/// `(U, p)` of the one-sided test from the members' rank sum, their count `n1` of `n` values
+/// and the tie term.
+fn mann_whitney_from_rank_sum(rank_sum: f64, n1: usize, n: usize, tie_term: f64) -> (f64, f64) {
+    let n2 = n - n1;
+    if n1 == 0 || n2 == 0 {
+        return (0.0, 1.0);
+    }
     let (n1f, n2f, nf) = (n1 as f64, n2 as f64, n as f64);
     let u = rank_sum - n1f * (n1f + 1.0) / 2.0;
     let mu = n1f * n2f / 2.0;
@@ -245,43 +305,79 @@ pub fn enrichment(
     sets: &[(String, Vec<bool>)],
     k: usize,
 ) -> Result<Vec<SetEnrichment>> {
-    let v = weights.len();
-    if k == 0 || k > v {
-        return Err(GeometryError::InvalidParameter {
-            name: "k",
-            expected: format!("1 ≤ k ≤ {v}"),
-            found: k.to_string(),
-        });
-    }
-    let mut order: Vec<usize> = (0..v).collect();
-    // Largest first, ties to the lower token id (numpy's stable argsort of −w).
-    order.select_nth_unstable_by(k - 1, |&a, &b| {
-        weights[b].total_cmp(&weights[a]).then(a.cmp(&b))
-    });
-    let top = &order[..k];
-    let (r, tie_term) = ranks(weights);
-    sets.iter()
-        .map(|(name, m)| {
-            if m.len() != v {
-                return Err(GeometryError::InvalidInput {
-                    what: format!("token set {name}"),
-                    message: format!("{} memberships for a vocabulary of {v}", m.len()),
-                });
-            }
-            let size = m.iter().filter(|x| **x).count();
-            let hits = top.iter().filter(|&&t| m[t]).count();
-            let (u, p) = mann_whitney_from_ranks(&r, tie_term, m);
-            Ok(SetEnrichment {
-                set: name.clone(),
-                set_size: size,
-                top_k: k,
-                hits,
-                hypergeom_p: hypergeom_sf(hits, v, size, k),
-                mann_whitney_u: u,
-                mann_whitney_p: p,
+    Ok(PreparedSets::new(sets, weights.len(), k)?.enrichment(weights, &mut Scratch::default()))
+}
+
+/// Token sets checked once for many latents over one vocabulary: each set's members (ascending
+/// token ids) and `ln(i!)` up to the vocabulary's size.
+struct PreparedSets<'a> {
+    sets: &'a [(String, Vec<bool>)],
+    members: Vec<Vec<u32>>,
+    ln_factorials: Vec<f64>,
+    k: usize,
+}
+
+impl<'a> PreparedSets<'a> {
+    /// Checks `k` and every set's length against the vocabulary.
+    fn new(sets: &'a [(String, Vec<bool>)], vocab: usize, k: usize) -> Result<Self> {
+        if k == 0 || k > vocab {
+            return Err(GeometryError::InvalidParameter {
+                name: "k",
+                expected: format!("1 ≤ k ≤ {vocab}"),
+                found: k.to_string(),
+            });
+        }
+        if vocab > u32::MAX as usize {
+            return Err(GeometryError::InvalidInput {
+                what: "vocabulary".into(),
+                message: format!("{vocab} tokens; at most {} are supported", u32::MAX),
+            });
+        }
+        let members = sets
+            .iter()
+            .map(|(name, m)| {
+                if m.len() != vocab {
+                    return Err(GeometryError::InvalidInput {
+                        what: format!("token set {name}"),
+                        message: format!("{} memberships for a vocabulary of {vocab}", m.len()),
+                    });
+                }
+                Ok((0..vocab as u32).filter(|&t| m[t as usize]).collect())
             })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            sets,
+            members,
+            ln_factorials: ln_factorials(vocab),
+            k,
         })
-        .collect()
+    }
+
+    /// One latent's enrichment in each set; `weights` has the vocabulary's length.
+    fn enrichment(&self, weights: &[f32], scratch: &mut Scratch) -> Vec<SetEnrichment> {
+        let (v, k) = (weights.len(), self.k);
+        let tie_term = scratch.rank(weights);
+        let top: Vec<usize> = scratch.top(k).collect();
+        self.sets
+            .iter()
+            .zip(&self.members)
+            .map(|((name, m), members)| {
+                let hits = top.iter().filter(|&&t| m[t]).count();
+                // Summed in token order, as `mann_whitney_from_ranks` does.
+                let rank_sum: f64 = members.iter().map(|&t| scratch.ranks[t as usize]).sum();
+                let (u, p) = mann_whitney_from_rank_sum(rank_sum, members.len(), v, tie_term);
+                SetEnrichment {
+                    set: name.clone(),
+                    set_size: members.len(),
+                    top_k: k,
+                    hits,
+                    hypergeom_p: hypergeom_sf_with(&self.ln_factorials, hits, v, members.len(), k),
+                    mann_whitney_u: u,
+                    mann_whitney_p: p,
+                }
+            })
+            .collect()
+    }
 }
 
 /// Moments and set enrichment for each latent of `latents`, computing `W_dec[latents] · W_U` in
@@ -306,23 +402,28 @@ pub fn logit_enrichment(
         });
     }
     crate::logit_lens::check_latents(latents, d_sae)?;
+    let prepared = PreparedSets::new(sets, vocab, k)?;
     let mut out = Vec::with_capacity(latents.len());
     for chunk in latents.chunks(batch) {
-        let logits = tensor_to_vec(crate::logit_lens::latent_logits(w_dec, w_u, chunk))?;
-        for (j, &latent) in chunk.iter().enumerate() {
-            let row = &logits[j * vocab..(j + 1) * vocab];
-            let (mean, variance, skewness, kurtosis) = moments(row);
-            out.push((
-                LogitWeightStats {
-                    latent,
-                    mean,
-                    variance,
-                    skewness,
-                    kurtosis,
-                },
-                enrichment(row, sets, k)?,
-            ));
-        }
+        let logits = crate::logit_lens::latent_logits(w_dec, w_u, chunk);
+        let rows = with_host_values(logits, |logits| {
+            chunk
+                .par_iter()
+                .zip(logits.par_chunks(vocab))
+                .map_init(Scratch::default, |scratch, (&latent, row)| {
+                    let (mean, variance, skewness, kurtosis) = moments(row);
+                    let stats = LogitWeightStats {
+                        latent,
+                        mean,
+                        variance,
+                        skewness,
+                        kurtosis,
+                    };
+                    (stats, prepared.enrichment(row, scratch))
+                })
+                .collect::<Vec<_>>()
+        })?;
+        out.extend(rows);
     }
     Ok(out)
 }

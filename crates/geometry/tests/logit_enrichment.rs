@@ -87,7 +87,7 @@ fn moments_and_enrichment_equal_scipy() {
             );
             close(g.hypergeom_p, e.hypergeom_p, 1e-9, "hypergeom p");
             close(g.mann_whitney_u, e.mann_whitney_u, 1e-12, "U");
-            close(g.mann_whitney_p, e.mann_whitney_p, 1e-5, "Mann-Whitney p");
+            close(g.mann_whitney_p, e.mann_whitney_p, 1e-12, "Mann-Whitney p");
         }
     }
     // Through the batched tensor path: W_dec · W_U computed here.
@@ -115,9 +115,13 @@ fn moments_and_enrichment_equal_scipy() {
 
 #[test]
 fn distributions_at_known_points() {
-    close(normal_sf(0.0), 0.5, 1e-7, "sf(0)");
-    close(normal_sf(1.959_963_984_540_054), 0.025, 1e-6, "sf(1.96)");
-    close(normal_sf(-3.0), 0.998_650_101_968_369_9, 1e-7, "sf(-3)");
+    close(normal_sf(0.0), 0.5, 1e-15, "sf(0)");
+    close(normal_sf(1.959_963_984_540_054), 0.025, 1e-14, "sf(1.96)");
+    close(normal_sf(-3.0), 0.998_650_101_968_369_9, 1e-15, "sf(-3)");
+    // scipy.stats.norm.sf(10), (30), (37): the far tail keeps its relative precision.
+    close(normal_sf(10.0), 7.619_853_024_160_47e-24, 1e-13, "sf(10)");
+    close(normal_sf(30.0), 4.906_713_927_147_908e-198, 1e-13, "sf(30)");
+    close(normal_sf(37.0), 5.725_571_222_523_926_6e-300, 1e-13, "sf(37)");
     // Drawing all successes: P[X ≥ n] = C(M−n, N−n)/C(M, N).
     close(
         hypergeom_sf(2, 10, 2, 3),
@@ -134,4 +138,38 @@ fn bad_inputs_are_typed_errors() {
     let sets = vec![("x".to_string(), vec![true, false])];
     assert!(enrichment(&[1.0, 2.0, 3.0], &sets, 1).is_err());
     assert!(enrichment(&[1.0, 2.0], &sets, 0).is_err());
+}
+
+proptest::proptest! {
+    /// Against the definitions, on few distinct values (ties common, −0 beside +0): U counts
+    /// the (member, other) pairs where the member is larger, a tie counting ½; the hits come
+    /// from the k largest by `total_cmp`, ties to the lower token id.
+    #[test]
+    fn u_and_hits_equal_their_definitions(
+        levels in proptest::collection::vec(0usize..6, 2..60),
+        member_bits in proptest::collection::vec(proptest::bool::ANY, 60),
+        k_frac in 0.0f64..1.0,
+    ) {
+        let palette = [-1.5f32, -0.0, 0.0, 0.25, 0.25 + f32::EPSILON, 2.0];
+        let w: Vec<f32> = levels.iter().map(|&l| palette[l]).collect();
+        let n = w.len();
+        let m: Vec<bool> = member_bits[..n].to_vec();
+        let k = 1 + ((n - 1) as f64 * k_frac) as usize;
+        let got = enrichment(&w, &[("s".to_string(), m.clone())], k).unwrap();
+        let mut u = 0.0;
+        for i in (0..n).filter(|&i| m[i]) {
+            for j in (0..n).filter(|&j| !m[j]) {
+                u += if w[i] > w[j] { 1.0 } else if w[i] == w[j] { 0.5 } else { 0.0 };
+            }
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| w[b].total_cmp(&w[a]).then(a.cmp(&b)));
+        let hits = order[..k].iter().filter(|&&t| m[t]).count();
+        let n1 = m.iter().filter(|x| **x).count();
+        proptest::prop_assert_eq!(got[0].hits, hits);
+        proptest::prop_assert_eq!(got[0].set_size, n1);
+        if n1 > 0 && n1 < n {
+            proptest::prop_assert_eq!(got[0].mann_whitney_u, u);
+        }
+    }
 }
