@@ -10,8 +10,8 @@
 //! method="asymptotic")` with tie and continuity corrections. Checked against scipy in
 //! `tests/logit_enrichment.rs`.
 
-use sae_core::burn::tensor::Tensor;
 use rayon::prelude::*;
+use sae_core::burn::tensor::Tensor;
 use sae_core::device::with_host_values;
 use sae_core::topk::total_order_key;
 use serde::{Deserialize, Serialize};
@@ -154,7 +154,13 @@ pub fn hypergeom_sf(hits: usize, population: usize, successes: usize, draws: usi
     if hits == 0 {
         return 1.0;
     }
-    hypergeom_sf_with(&ln_factorials(population), hits, population, successes, draws)
+    hypergeom_sf_with(
+        &ln_factorials(population),
+        hits,
+        population,
+        successes,
+        draws,
+    )
 }
 
 /// [`hypergeom_sf`] with `ln(i!)` for `i ≤ population` given (`lf`, from [`ln_factorials`]), so

@@ -121,7 +121,12 @@ fn distributions_at_known_points() {
     // scipy.stats.norm.sf(10), (30), (37): the far tail keeps its relative precision.
     close(normal_sf(10.0), 7.619_853_024_160_47e-24, 1e-13, "sf(10)");
     close(normal_sf(30.0), 4.906_713_927_147_908e-198, 1e-13, "sf(30)");
-    close(normal_sf(37.0), 5.725_571_222_523_926_6e-300, 1e-13, "sf(37)");
+    close(
+        normal_sf(37.0),
+        5.725_571_222_523_926_6e-300,
+        1e-13,
+        "sf(37)",
+    );
     // Drawing all successes: P[X ≥ n] = C(M−n, N−n)/C(M, N).
     close(
         hypergeom_sf(2, 10, 2, 3),
