@@ -86,6 +86,10 @@ pub(crate) enum Which {
     /// tests over the 30 default sets) of 256 latents over gemma-3-270m's 262 144 tokens beside
     /// numpy/scipy, with the largest differences.
     LogitEnrichment,
+    /// Gathering every latent's top activating windows (with frequencies, samples and random
+    /// windows) from a cache of 32 768 gemma-3-270m activations through a 2560-wide TopK SAE,
+    /// beside the tutorial's `gather_data` loop in torch, with the share of identical lists.
+    LatentStats,
 }
 
 /// A scratch directory for one benchmark's files (`sae-geometry-bench-<name>-…` under the
@@ -207,6 +211,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Families => crate::bench_families::run(&args),
         Which::LogitLens => crate::bench_logit_lens::run(&args),
         Which::LogitEnrichment => crate::bench_logit_enrichment::run(&args),
+        Which::LatentStats => crate::bench_latent_stats::run(&args),
     }
 }
 

@@ -10,6 +10,7 @@ mod bench_families;
 mod bench_gemma;
 mod bench_gpt2;
 mod bench_hdbscan;
+mod bench_latent_stats;
 mod bench_logit_enrichment;
 mod bench_logit_lens;
 mod bench_scoping;
