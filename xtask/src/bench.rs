@@ -90,6 +90,9 @@ pub(crate) enum Which {
     /// windows) from a cache of 32 768 gemma-3-270m activations through a 2560-wide TopK SAE,
     /// beside the tutorial's `gather_data` loop in torch, with the share of identical lists.
     LatentStats,
+    /// Training a BatchTopK meta-SAE (k 4) on 16 384 structured decoder rows beside SAELens's
+    /// `BatchTopKTrainingSAE`: steps/s and the explained variance each reaches.
+    MetaSae,
 }
 
 /// A scratch directory for one benchmark's files (`sae-geometry-bench-<name>-…` under the
@@ -212,6 +215,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::LogitLens => crate::bench_logit_lens::run(&args),
         Which::LogitEnrichment => crate::bench_logit_enrichment::run(&args),
         Which::LatentStats => crate::bench_latent_stats::run(&args),
+        Which::MetaSae => crate::bench_meta_sae::run(&args),
     }
 }
 

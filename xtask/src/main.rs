@@ -13,6 +13,7 @@ mod bench_hdbscan;
 mod bench_latent_stats;
 mod bench_logit_enrichment;
 mod bench_logit_lens;
+mod bench_meta_sae;
 mod bench_scoping;
 mod bench_store;
 mod bench_umap;
