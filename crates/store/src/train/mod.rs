@@ -2,6 +2,7 @@
 //! Adam with warm-up and decay, dead-latent tracking, checkpoints that resume, and a family of
 //! widths trained from the same batches in one pass over the data.
 
+mod active;
 pub mod config;
 pub mod family;
 pub mod run;

@@ -12,10 +12,13 @@
 //! `e = x̂ − x`, `MSE = Σ e² / B`.
 
 use sae_core::burn::tensor::Tensor;
-use sae_core::device::{tensor_from_vec, tensor_to_vec, tensors_to_vecs, with_host_values};
+use sae_core::device::{
+    is_host_memory, tensor_from_vec, tensor_to_vec, tensors_to_vecs, with_host_values,
+};
 use sae_core::topk::{kth_largest, row_kth_largest, row_kth_largest_tensor};
 
 use crate::error::Result;
+use crate::train::active::ActiveLatents;
 use crate::train::config::TrainArchitecture;
 
 /// The trainable tensors.
@@ -163,18 +166,7 @@ fn step_impl(
     spec: &LossSpec<'_>,
     residual: Option<Tensor<2>>,
 ) -> Result<StepOutput> {
-    let LossSpec {
-        arch,
-        coefficient: l1_coefficient,
-        apply_b_dec_to_input,
-        dead,
-        inner_levels,
-    } = *spec;
-    let device = x.device();
-    let [b, d_in] = x.dims();
-    let d_sae = p.w_enc.dims()[1];
-    let bf = b as f64;
-    let x_in = if apply_b_dec_to_input {
+    let x_in = if spec.apply_b_dec_to_input {
         x.clone().sub(p.b_dec.clone().unsqueeze_dim(0))
     } else {
         x.clone()
@@ -183,6 +175,47 @@ fn step_impl(
         .clone()
         .matmul(p.w_enc.clone())
         .add(p.b_enc.clone().unsqueeze_dim(0));
+    if sparse_host_step(spec, p.w_enc.dims()[1], &x.device()) {
+        return step_topk_host(p, x, x_in, h, spec, residual);
+    }
+    step_dense(p, x, x_in, h, spec, residual)
+}
+
+/// Whether the TopK family's sparse host path ([`step_topk_host`]) serves this step: on host
+/// memory, without Matryoshka levels, and with at most 1/16 of the latents active on average
+/// (above that the dense products' better arithmetic rate wins).
+fn sparse_host_step(
+    spec: &LossSpec<'_>,
+    d_sae: usize,
+    device: &sae_core::burn::tensor::Device,
+) -> bool {
+    let k = match spec.arch {
+        TrainArchitecture::TopK { k, .. } => k as f64,
+        TrainArchitecture::BatchTopK { k, .. } => k,
+        _ => return false,
+    };
+    spec.inner_levels.is_empty() && is_host_memory(device) && k * 16.0 <= d_sae as f64
+}
+
+/// The step with every product dense, on any device and for every architecture.
+fn step_dense(
+    p: &SaeTensors,
+    x: Tensor<2>,
+    x_in: Tensor<2>,
+    h: Tensor<2>,
+    spec: &LossSpec<'_>,
+    residual: Option<Tensor<2>>,
+) -> Result<StepOutput> {
+    let LossSpec {
+        arch,
+        coefficient: l1_coefficient,
+        apply_b_dec_to_input,
+        dead,
+        inner_levels,
+    } = *spec;
+    let [b, d_in] = x.dims();
+    let d_sae = p.w_enc.dims()[1];
+    let bf = b as f64;
     let positive = h.clone().greater_elem(0.0);
     let (mask, min_active) = match arch {
         TrainArchitecture::Standard { .. } => (positive, None),
@@ -322,39 +355,11 @@ fn step_impl(
             aux_coefficient, ..
         } => {
             if let Some(dead) = dead {
-                let n_dead = dead.iter().filter(|d| **d).count();
-                if n_dead > 0 && aux_coefficient > 0.0 {
-                    // AuxK: the top k_aux dead latents of each row reconstruct the residual.
-                    let k_aux_full = d_in / 2;
-                    let scale = (n_dead as f64 / k_aux_full.max(1) as f64).min(1.0);
-                    let k_aux = k_aux_full.min(n_dead).max(1);
-                    let thr = with_host_values(h.clone(), |v| {
-                        row_kth_largest(v, d_sae, k_aux, Some(dead))
-                    })?;
-                    let thr = tensor_from_vec(thr, [b, 1], &device);
-                    let dead_t = tensor_from_vec(
-                        dead.iter()
-                            .map(|&d| if d { 1.0f32 } else { 0.0 })
-                            .collect::<Vec<_>>(),
-                        [d_sae],
-                        &device,
-                    )
-                    .unsqueeze_dim(0);
-                    let aux_mask = h
-                        .clone()
-                        .sub(thr)
-                        .greater_equal_elem(0.0)
-                        .float()
-                        .mul(dead_t);
-                    let a = h.clone().mul(aux_mask.clone());
-                    // r = a·W_dec − (x − x̂) = a·W_dec + e (e detached)
-                    let target = residual.clone().unwrap_or_else(|| e.clone());
-                    let r = a.clone().matmul(p.w_dec.clone()).add(target);
-                    let c = aux_coefficient * scale;
-                    aux = c * scalar(r.clone().square().sum())? / bf;
-                    let g_r = r.mul_scalar(2.0 * c / bf);
-                    g_w_dec = g_w_dec.add(a.transpose().matmul(g_r.clone()));
-                    g_h_extra = Some(g_r.matmul(p.w_dec.clone().transpose()).mul(aux_mask));
+                let target = residual.clone().unwrap_or_else(|| e.clone());
+                if let Some(a) = aux_k(&h, target, &p.w_dec, dead, aux_coefficient)? {
+                    aux = a.loss;
+                    g_w_dec = g_w_dec.add(a.g_w_dec);
+                    g_h_extra = Some(a.g_h);
                 }
             }
         }
@@ -385,6 +390,223 @@ fn step_impl(
         mse,
         aux,
         inner_mse,
+        l0,
+        explained_variance,
+        fired,
+        min_active,
+        residual: e,
+    })
+}
+
+/// AuxK's loss and its gradient contributions.
+struct AuxK {
+    loss: f64,
+    /// Added to W_dec's gradient, `[d_sae, d_in]`.
+    g_w_dec: Tensor<2>,
+    /// Added to the pre-activations' gradient, `[B, d_sae]`.
+    g_h: Tensor<2>,
+}
+
+/// AuxK: the top `k_aux = d_in / 2` dead latents of each row reconstruct the (detached)
+/// residual `target`; `None` when no latent is dead or the coefficient is 0.
+fn aux_k(
+    h: &Tensor<2>,
+    target: Tensor<2>,
+    w_dec: &Tensor<2>,
+    dead: &[bool],
+    aux_coefficient: f64,
+) -> Result<Option<AuxK>> {
+    let n_dead = dead.iter().filter(|d| **d).count();
+    if n_dead == 0 || aux_coefficient <= 0.0 {
+        return Ok(None);
+    }
+    let device = h.device();
+    let [b, d_sae] = h.dims();
+    let d_in = w_dec.dims()[1];
+    let bf = b as f64;
+    let k_aux_full = d_in / 2;
+    let scale = (n_dead as f64 / k_aux_full.max(1) as f64).min(1.0);
+    let k_aux = k_aux_full.min(n_dead).max(1);
+    let thr = with_host_values(h.clone(), |v| row_kth_largest(v, d_sae, k_aux, Some(dead)))?;
+    let thr = tensor_from_vec(thr, [b, 1], &device);
+    let dead_t = tensor_from_vec(
+        dead.iter()
+            .map(|&d| if d { 1.0f32 } else { 0.0 })
+            .collect::<Vec<_>>(),
+        [d_sae],
+        &device,
+    )
+    .unsqueeze_dim(0);
+    let aux_mask = h
+        .clone()
+        .sub(thr)
+        .greater_equal_elem(0.0)
+        .float()
+        .mul(dead_t);
+    let a = h.clone().mul(aux_mask.clone());
+    // r = a·W_dec − (x − x̂) = a·W_dec + e (e detached)
+    let r = a.clone().matmul(w_dec.clone()).add(target);
+    let c = aux_coefficient * scale;
+    let loss = c * scalar(r.clone().square().sum())? / bf;
+    let g_r = r.mul_scalar(2.0 * c / bf);
+    Ok(Some(AuxK {
+        loss,
+        g_w_dec: a.transpose().matmul(g_r.clone()),
+        g_h: g_r.matmul(w_dec.clone().transpose()).mul(aux_mask),
+    }))
+}
+
+/// The TopK / BatchTopK step on host memory with the decode and the gradient products over the
+/// active entries only ([`ActiveLatents`]): the encoder product `x′·W_enc` stays dense, and so
+/// does AuxK when latents are dead (its top `d_in / 2` dead latents per row are not sparse).
+/// Equal to [`step_dense`] up to f32 summation order (a unit test checks both paths).
+fn step_topk_host(
+    p: &SaeTensors,
+    x: Tensor<2>,
+    x_in: Tensor<2>,
+    h: Tensor<2>,
+    spec: &LossSpec<'_>,
+    residual: Option<Tensor<2>>,
+) -> Result<StepOutput> {
+    let device = x.device();
+    let [b, d_in] = x.dims();
+    let d_sae = p.w_enc.dims()[1];
+    let bf = b as f64;
+    let (active, min_active) = with_host_values(h.clone(), |v| match spec.arch {
+        TrainArchitecture::BatchTopK { k, .. } => {
+            let n_keep = ((k * bf) as usize).min(v.len());
+            let clamped: Vec<f32> = v.iter().map(|x| x.max(0.0)).collect();
+            let thr = kth_largest(&clamped, n_keep);
+            let min_active = (thr > 0.0 && thr.is_finite()).then_some(f64::from(thr));
+            (ActiveLatents::select(v, d_sae, |_| thr), min_active)
+        }
+        // TopK (the only other architecture `sparse_host_step` lets through).
+        TrainArchitecture::TopK { k, .. } => {
+            let thr = row_kth_largest(v, d_sae, k, None);
+            (ActiveLatents::select(v, d_sae, |r| thr[r]), None)
+        }
+        _ => (ActiveLatents::select(v, d_sae, |_| f32::INFINITY), None),
+    })?;
+    let x_h = tensor_to_vec(x)?;
+    let x_in_h = if spec.apply_b_dec_to_input {
+        tensor_to_vec(x_in.clone())?
+    } else {
+        x_h.clone()
+    };
+    let w_dec_h = tensor_to_vec(p.w_dec.clone())?;
+    let b_dec_h = tensor_to_vec(p.b_dec.clone())?;
+
+    let x_hat = active.decode(&w_dec_h, &b_dec_h);
+    let e_h: Vec<f32> = x_hat.iter().zip(&x_h).map(|(a, b)| a - b).collect();
+    let mut mean = vec![0f64; d_in];
+    for row in x_h.chunks(d_in) {
+        mean.iter_mut()
+            .zip(row)
+            .for_each(|(m, v)| *m += f64::from(*v));
+    }
+    mean.iter_mut().for_each(|m| *m /= bf);
+    let total_var = x_h
+        .chunks(d_in)
+        .flat_map(|row| {
+            row.iter()
+                .zip(&mean)
+                .map(|(v, m)| (f64::from(*v) - m).powi(2))
+        })
+        .sum::<f64>()
+        / bf;
+    let mse = e_h.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / bf;
+    let explained_variance = if total_var > 0.0 {
+        1.0 - mse / total_var
+    } else {
+        0.0
+    };
+    let l0 = active.nnz() as f64 / bf;
+    let fired: Vec<bool> = active.counts().iter().map(|c| *c > 0).collect();
+
+    // d(MSE)/dx̂ = 2e/B.
+    let two_over_b = (2.0 / bf) as f32;
+    let g_out: Vec<f32> = e_h.iter().map(|v| v * two_over_b).collect();
+    let mut g_b_dec_h = vec![0f32; d_in];
+    for row in g_out.chunks(d_in) {
+        g_b_dec_h.iter_mut().zip(row).for_each(|(g, v)| *g += v);
+    }
+    let g_w_dec_h = active.transposed_product(&g_out, active.values(), d_in);
+    let g_h_entries = active.entry_dots(&g_out, &w_dec_h, d_in);
+    let e = tensor_from_vec(e_h, [b, d_in], &device);
+    let mut g_w_dec = tensor_from_vec(g_w_dec_h, [d_sae, d_in], &device);
+    let g_b_dec = tensor_from_vec(g_b_dec_h, [d_in], &device);
+
+    let aux_coefficient = match spec.arch {
+        TrainArchitecture::TopK {
+            aux_coefficient, ..
+        }
+        | TrainArchitecture::BatchTopK {
+            aux_coefficient, ..
+        } => aux_coefficient,
+        _ => 0.0,
+    };
+    let aux_k = match spec.dead {
+        Some(dead) => {
+            let target = residual.unwrap_or_else(|| e.clone());
+            aux_k(&h, target, &p.w_dec, dead, aux_coefficient)?
+        }
+        None => None,
+    };
+    let mut aux = 0.0;
+    let (g_w_enc, g_b_enc) = match aux_k {
+        Some(a) => {
+            // AuxK's gradient is dense: the encoder's products run dense too.
+            aux = a.loss;
+            g_w_dec = g_w_dec.add(a.g_w_dec);
+            let g_h =
+                tensor_from_vec(active.to_dense(&g_h_entries), [b, d_sae], &device).add(a.g_h);
+            (
+                x_in.transpose().matmul(g_h.clone()),
+                g_h.sum_dim(0).reshape([d_sae]),
+            )
+        }
+        None => {
+            let mut g_b_enc = vec![0f32; d_sae];
+            for (j, g) in active.latents().iter().zip(&g_h_entries) {
+                g_b_enc[*j as usize] += g;
+            }
+            // x′ᵀ·g_h, computed as (g_hᵀ·x′) [d_sae, d_in] and transposed on the host.
+            let t = active.transposed_product(&x_in_h, &g_h_entries, d_in);
+            let mut g_w_enc = vec![0f32; d_in * d_sae];
+            for (j, row) in t.chunks(d_in).enumerate() {
+                for (i, v) in row.iter().enumerate() {
+                    g_w_enc[i * d_sae + j] = *v;
+                }
+            }
+            (
+                tensor_from_vec(g_w_enc, [d_in, d_sae], &device),
+                tensor_from_vec(g_b_enc, [d_sae], &device),
+            )
+        }
+    };
+    let g_b_dec = if spec.apply_b_dec_to_input {
+        // Σ_b g_h·W_encᵀ = W_enc·(Σ_b g_h) = W_enc·g_b_enc.
+        g_b_dec.sub(
+            p.w_enc
+                .clone()
+                .matmul(g_b_enc.clone().reshape([d_sae, 1]))
+                .reshape([d_in]),
+        )
+    } else {
+        g_b_dec
+    };
+    Ok(StepOutput {
+        grads: SaeTensors {
+            w_enc: g_w_enc,
+            b_enc: g_b_enc,
+            w_dec: g_w_dec,
+            b_dec: g_b_dec,
+            threshold: None,
+        },
+        loss: mse + aux,
+        mse,
+        aux,
+        inner_mse: 0.0,
         l0,
         explained_variance,
         fired,
@@ -488,4 +710,130 @@ fn matryoshka_levels(
         *g_b_dec = g_b_dec.clone().add(a.sum_dim(0).reshape([d_in]));
     }
     Ok(inner)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use sae_core::device::cpu;
+
+    fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    fn max_rel_diff<const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> f32 {
+        let (a, b) = (
+            tensor_to_vec(a.clone()).unwrap(),
+            tensor_to_vec(b.clone()).unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        a.iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs() / scale))
+    }
+
+    /// The sparse host path equals the dense one (loss, statistics, every gradient) for TopK and
+    /// BatchTopK, with and without `b_dec` subtracted and with and without dead latents (AuxK).
+    #[test]
+    fn sparse_host_step_equals_the_dense_step() {
+        let dev = cpu();
+        let (b, d, s) = (24usize, 12usize, 64usize);
+        let p = SaeTensors {
+            w_enc: tensor_from_vec(values(1, d * s, 0.5), [d, s], &dev),
+            b_enc: tensor_from_vec(values(2, s, 0.2), [s], &dev),
+            w_dec: tensor_from_vec(values(3, s * d, 0.3), [s, d], &dev),
+            b_dec: tensor_from_vec(values(4, d, 0.1), [d], &dev),
+            threshold: None,
+        };
+        let x = tensor_from_vec(values(5, b * d, 1.0), [b, d], &dev);
+        let dead: Vec<bool> = (0..s).map(|j| j % 3 == 0).collect();
+        let archs = [
+            TrainArchitecture::TopK {
+                k: 3,
+                aux_coefficient: 1.0 / 32.0,
+            },
+            TrainArchitecture::BatchTopK {
+                k: 2.5,
+                aux_coefficient: 1.0 / 32.0,
+                threshold_lr: 0.01,
+            },
+        ];
+        for arch in archs {
+            for apply_b_dec_to_input in [false, true] {
+                for dead in [None, Some(dead.as_slice())] {
+                    let spec = LossSpec {
+                        arch,
+                        coefficient: 0.0,
+                        apply_b_dec_to_input,
+                        dead,
+                        inner_levels: &[],
+                    };
+                    assert!(sparse_host_step(&spec, s, &dev));
+                    let x_in = if apply_b_dec_to_input {
+                        x.clone().sub(p.b_dec.clone().unsqueeze_dim(0))
+                    } else {
+                        x.clone()
+                    };
+                    let h = x_in
+                        .clone()
+                        .matmul(p.w_enc.clone())
+                        .add(p.b_enc.clone().unsqueeze_dim(0));
+                    let run = |sparse: bool| {
+                        let args = (p.clone(), x.clone(), x_in.clone(), h.clone());
+                        if sparse {
+                            step_topk_host(&args.0, args.1, args.2, args.3, &spec, None).unwrap()
+                        } else {
+                            step_dense(&args.0, args.1, args.2, args.3, &spec, None).unwrap()
+                        }
+                    };
+                    let (sp, de) = (run(true), run(false));
+                    let what = format!(
+                        "{arch:?}, b_dec {apply_b_dec_to_input}, dead {}",
+                        dead.is_some()
+                    );
+                    assert!(de.l0 > 0.5, "{what}: too few active latents to test");
+                    assert_eq!(sp.fired, de.fired, "{what}");
+                    assert_eq!(sp.l0, de.l0, "{what}");
+                    assert_eq!(sp.min_active, de.min_active, "{what}");
+                    for (a, e, name) in [
+                        (sp.loss, de.loss, "loss"),
+                        (sp.mse, de.mse, "mse"),
+                        (sp.aux, de.aux, "aux"),
+                        (
+                            sp.explained_variance,
+                            de.explained_variance,
+                            "explained variance",
+                        ),
+                    ] {
+                        assert!(
+                            (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                            "{what}: {name} {a} vs {e}"
+                        );
+                    }
+                    if dead.is_some() {
+                        assert!(de.aux > 0.0, "{what}: AuxK did not run");
+                    }
+                    for (diff, name) in [
+                        (max_rel_diff(&sp.grads.w_enc, &de.grads.w_enc), "W_enc"),
+                        (max_rel_diff(&sp.grads.b_enc, &de.grads.b_enc), "b_enc"),
+                        (max_rel_diff(&sp.grads.w_dec, &de.grads.w_dec), "W_dec"),
+                        (max_rel_diff(&sp.grads.b_dec, &de.grads.b_dec), "b_dec"),
+                        (max_rel_diff(&sp.residual, &de.residual), "residual"),
+                    ] {
+                        assert!(diff <= 1e-5, "{what}: ∂{name} differs by {diff}");
+                    }
+                }
+            }
+        }
+    }
 }
