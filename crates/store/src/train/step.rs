@@ -175,26 +175,36 @@ fn step_impl(
         .clone()
         .matmul(p.w_enc.clone())
         .add(p.b_enc.clone().unsqueeze_dim(0));
-    if sparse_host_step(spec, p.w_enc.dims()[1], &x.device()) {
-        return step_topk_host(p, x, x_in, h, spec, residual);
+    if let Some(rule) = sparse_host_step(spec, p.w_enc.dims()[1], &x.device()) {
+        return step_topk_host(p, x, x_in, h, spec, rule, residual);
     }
     step_dense(p, x, x_in, h, spec, residual)
 }
 
-/// Whether the TopK family's sparse host path ([`step_topk_host`]) serves this step: on host
-/// memory, without Matryoshka levels, and with at most 1/16 of the latents active on average
-/// (above that the dense products' better arithmetic rate wins).
+/// How the TopK family keeps latents active, for [`step_topk_host`].
+#[derive(Debug, Clone, Copy)]
+enum TopKRule {
+    /// The k largest of each row.
+    PerRow(usize),
+    /// The k·B largest of the batch.
+    PerBatch(f64),
+}
+
+/// The rule when the TopK family's sparse host path ([`step_topk_host`]) serves this step: on
+/// host memory, without Matryoshka levels, and with at most 1/16 of the latents active on
+/// average (above that the dense products' better arithmetic rate wins).
 fn sparse_host_step(
     spec: &LossSpec<'_>,
     d_sae: usize,
     device: &sae_core::burn::tensor::Device,
-) -> bool {
-    let k = match spec.arch {
-        TrainArchitecture::TopK { k, .. } => k as f64,
-        TrainArchitecture::BatchTopK { k, .. } => k,
-        _ => return false,
+) -> Option<TopKRule> {
+    let (rule, k) = match spec.arch {
+        TrainArchitecture::TopK { k, .. } => (TopKRule::PerRow(k), k as f64),
+        TrainArchitecture::BatchTopK { k, .. } => (TopKRule::PerBatch(k), k),
+        _ => return None,
     };
-    spec.inner_levels.is_empty() && is_host_memory(device) && k * 16.0 <= d_sae as f64
+    (spec.inner_levels.is_empty() && is_host_memory(device) && k * 16.0 <= d_sae as f64)
+        .then_some(rule)
 }
 
 /// The step with every product dense, on any device and for every architecture.
@@ -466,26 +476,25 @@ fn step_topk_host(
     x_in: Tensor<2>,
     h: Tensor<2>,
     spec: &LossSpec<'_>,
+    rule: TopKRule,
     residual: Option<Tensor<2>>,
 ) -> Result<StepOutput> {
     let device = x.device();
     let [b, d_in] = x.dims();
     let d_sae = p.w_enc.dims()[1];
     let bf = b as f64;
-    let (active, min_active) = with_host_values(h.clone(), |v| match spec.arch {
-        TrainArchitecture::BatchTopK { k, .. } => {
+    let (active, min_active) = with_host_values(h.clone(), |v| match rule {
+        TopKRule::PerBatch(k) => {
             let n_keep = ((k * bf) as usize).min(v.len());
             let clamped: Vec<f32> = v.iter().map(|x| x.max(0.0)).collect();
             let thr = kth_largest(&clamped, n_keep);
             let min_active = (thr > 0.0 && thr.is_finite()).then_some(f64::from(thr));
             (ActiveLatents::select(v, d_sae, |_| thr), min_active)
         }
-        // TopK (the only other architecture `sparse_host_step` lets through).
-        TrainArchitecture::TopK { k, .. } => {
+        TopKRule::PerRow(k) => {
             let thr = row_kth_largest(v, d_sae, k, None);
             (ActiveLatents::select(v, d_sae, |r| thr[r]), None)
         }
-        _ => (ActiveLatents::select(v, d_sae, |_| f32::INFINITY), None),
     })?;
     let x_h = tensor_to_vec(x)?;
     let x_in_h = if spec.apply_b_dec_to_input {
@@ -768,6 +777,26 @@ mod tests {
                 threshold_lr: 0.01,
             },
         ];
+        // The dense step serves denser TopK settings and the other architectures.
+        for arch in [
+            TrainArchitecture::TopK {
+                k: 5,
+                aux_coefficient: 0.0,
+            },
+            TrainArchitecture::Standard {
+                l1_coefficient: 1.0,
+                l1_warm_up_steps: 0,
+            },
+        ] {
+            let spec = LossSpec {
+                arch,
+                coefficient: 0.0,
+                apply_b_dec_to_input: false,
+                dead: None,
+                inner_levels: &[],
+            };
+            assert!(sparse_host_step(&spec, s, &dev).is_none(), "{arch:?}");
+        }
         for arch in archs {
             for apply_b_dec_to_input in [false, true] {
                 for dead in [None, Some(dead.as_slice())] {
@@ -778,7 +807,7 @@ mod tests {
                         dead,
                         inner_levels: &[],
                     };
-                    assert!(sparse_host_step(&spec, s, &dev));
+                    let rule = sparse_host_step(&spec, s, &dev).unwrap();
                     let x_in = if apply_b_dec_to_input {
                         x.clone().sub(p.b_dec.clone().unsqueeze_dim(0))
                     } else {
@@ -791,7 +820,8 @@ mod tests {
                     let run = |sparse: bool| {
                         let args = (p.clone(), x.clone(), x_in.clone(), h.clone());
                         if sparse {
-                            step_topk_host(&args.0, args.1, args.2, args.3, &spec, None).unwrap()
+                            step_topk_host(&args.0, args.1, args.2, args.3, &spec, rule, None)
+                                .unwrap()
                         } else {
                             step_dense(&args.0, args.1, args.2, args.3, &spec, None).unwrap()
                         }
