@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use gpt2_gemma_models::gguf::GgufFile;
-use gpt2_gemma_models::{Gemma, GemmaTokenizer, LanguageModel};
+use gpt2_gemma_models::{AnyTokenizer, Gemma, GemmaTokenizer, LanguageModel};
 use latent_geometry::logit_enrichment::{TokenSet, logit_enrichment};
 use sae_core::device::{tensor_from_vec, tensor_to_vec};
 
@@ -26,10 +26,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let file = GgufFile::open(&path)?;
     let dev = args.device.burn_device()?;
     let model = Gemma::load_gguf(&file, &dev).context("loading gemma-3-270m")?;
-    let tok = GemmaTokenizer::from_gguf(&file)?;
-    let vocab: Vec<String> = (0..model.vocab_size() as u32)
-        .map(|i| tok.decode(&[i]))
-        .collect::<Result<_, _>>()?;
+    let tok = AnyTokenizer::Gemma(GemmaTokenizer::from_gguf(&file)?);
+    let vocab = tok.str_tokens(&(0..model.vocab_size() as u32).collect::<Vec<_>>())?;
     let sets = TokenSet::default_masks(&vocab);
     let w_u = model.unembed();
     let [d, v] = w_u.dims();

@@ -166,7 +166,20 @@ fn step_impl(
     spec: &LossSpec<'_>,
     residual: Option<Tensor<2>>,
 ) -> Result<StepOutput> {
-    let x_in = if spec.apply_b_dec_to_input {
+    let (x_in, h) = encoder_input_and_pre(p, &x, spec.apply_b_dec_to_input);
+    if let Some(rule) = sparse_host_step(spec, p.w_enc.dims()[1], &x.device()) {
+        return step_topk_host(p, x, x_in, h, spec, rule, residual);
+    }
+    step_dense(p, x, x_in, h, spec, residual)
+}
+
+/// `x′` (`x − b_dec` when applied) and the pre-activations `h = x′·W_enc + b_enc`.
+fn encoder_input_and_pre(
+    p: &SaeTensors,
+    x: &Tensor<2>,
+    apply_b_dec_to_input: bool,
+) -> (Tensor<2>, Tensor<2>) {
+    let x_in = if apply_b_dec_to_input {
         x.clone().sub(p.b_dec.clone().unsqueeze_dim(0))
     } else {
         x.clone()
@@ -175,10 +188,7 @@ fn step_impl(
         .clone()
         .matmul(p.w_enc.clone())
         .add(p.b_enc.clone().unsqueeze_dim(0));
-    if let Some(rule) = sparse_host_step(spec, p.w_enc.dims()[1], &x.device()) {
-        return step_topk_host(p, x, x_in, h, spec, rule, residual);
-    }
-    step_dense(p, x, x_in, h, spec, residual)
+    (x_in, h)
 }
 
 /// How the TopK family keeps latents active, for [`step_topk_host`].
@@ -497,11 +507,6 @@ fn step_topk_host(
         }
     })?;
     let x_h = tensor_to_vec(x)?;
-    let x_in_h = if spec.apply_b_dec_to_input {
-        tensor_to_vec(x_in.clone())?
-    } else {
-        x_h.clone()
-    };
     let w_dec_h = tensor_to_vec(p.w_dec.clone())?;
     let b_dec_h = tensor_to_vec(p.b_dec.clone())?;
 
@@ -580,6 +585,12 @@ fn step_topk_host(
                 g_b_enc[*j as usize] += g;
             }
             // x′ᵀ·g_h, computed as (g_hᵀ·x′) [d_sae, d_in] and transposed on the host.
+            // x′ on the host: the batch itself unless b_dec was subtracted.
+            let x_in_h = if spec.apply_b_dec_to_input {
+                std::borrow::Cow::Owned(tensor_to_vec(x_in)?)
+            } else {
+                std::borrow::Cow::Borrowed(x_h.as_slice())
+            };
             let t = active.transposed_product(&x_in_h, &g_h_entries, d_in);
             let mut g_w_enc = vec![0f32; d_in * d_sae];
             for (j, row) in t.chunks(d_in).enumerate() {
@@ -808,15 +819,7 @@ mod tests {
                         inner_levels: &[],
                     };
                     let rule = sparse_host_step(&spec, s, &dev).unwrap();
-                    let x_in = if apply_b_dec_to_input {
-                        x.clone().sub(p.b_dec.clone().unsqueeze_dim(0))
-                    } else {
-                        x.clone()
-                    };
-                    let h = x_in
-                        .clone()
-                        .matmul(p.w_enc.clone())
-                        .add(p.b_enc.clone().unsqueeze_dim(0));
+                    let (x_in, h) = encoder_input_and_pre(&p, &x, apply_b_dec_to_input);
                     let run = |sparse: bool| {
                         let args = (p.clone(), x.clone(), x_in.clone(), h.clone());
                         if sparse {
