@@ -45,9 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let sae = args.model.load_residual_sae(&args.sae, &model)?;
     let latents =
         parse_latents(&args.latents, sae.d_sae())?.unwrap_or_else(|| (0..sae.d_sae()).collect());
-    let vocab: Vec<String> = (0..model.vocab_size() as u32)
-        .map(|i| tok.decode(&[i]))
-        .collect::<Result<_, _>>()?;
+    let vocab = tok.str_tokens(&(0..model.vocab_size() as u32).collect::<Vec<_>>())?;
     let sets = TokenSet::default_masks(&vocab);
     let res = logit_enrichment(
         &sae.w_dec(),

@@ -24,9 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sae = Sae::load(&sae_dir, &device)?;
 
     // The token sets, as membership masks over the vocabulary.
-    let vocab: Vec<String> = (0..model.vocab_size() as u32)
-        .map(|i| tokenizer.decode(&[i]))
-        .collect::<Result<_, _>>()?;
+    let vocab = tokenizer.str_tokens(&(0..model.vocab_size() as u32).collect::<Vec<_>>())?;
     let sets = TokenSet::default_masks(&vocab);
 
     // Moments of every latent's logit weights, and each set's enrichment in its top 25 tokens.
