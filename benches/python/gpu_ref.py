@@ -1,7 +1,10 @@
 """PyTorch eager reference for `cargo xtask gpu-check` (same GPU, same inputs, one run).
 
     python benches/python/gpu_ref.py make-gpt2 DIR      # random-weight GPT-2 small (seed 0)
-    python benches/python/gpu_ref.py bench WORK --repeats 10
+    python benches/python/gpu_ref.py bench WORK --repeats 10 [--device cuda:0]
+
+`--device cpu` runs the same script on the CPU (TF32 then changes nothing): how gpu-check's whole
+pipeline is dry-run on a machine without a GPU.
 
 WORK holds what gpu-check wrote: gpt2-small-random/ (from make-gpt2), tokens.npy ([64, 128] ids
 as float32), sae/ (a standard SAE 768 -> 24576 in SAELens's layout), sae_x.npy ([16384, 768]).
@@ -41,15 +44,23 @@ def make_gpt2(d: Path) -> None:
     print(json.dumps({"wrote": str(d)}))
 
 
+DEVICE = torch.device("cuda:0")
+
+
+def sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def timed(fn, repeats):
     fn()
     fn()
-    torch.cuda.synchronize()
+    sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -59,7 +70,8 @@ def bench(a) -> None:
     from transformers import GPT2LMHeadModel
     import transformers
 
-    dev = torch.device("cuda:0")
+    global DEVICE
+    DEVICE = dev = torch.device(a.device)
     work = Path(a.work)
     sae = {k: v.to(dev) for k, v in load_file(work / "sae" / "sae_weights.safetensors").items()}
     x = torch.from_numpy(np.load(work / "sae_x.npy")).to(dev)
@@ -68,7 +80,7 @@ def bench(a) -> None:
     model.generation_config.eos_token_id = None
     res = {
         "impl": f"PyTorch {torch.__version__} eager, transformers {transformers.__version__}",
-        "gpu": torch.cuda.get_device_name(0),
+        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
     }
     ref = {}
     for mode in ["fp32", "tf32"]:
@@ -86,10 +98,10 @@ def bench(a) -> None:
             last = model(ids).logits[:, -1, :].float().cpu().numpy()
             prompt = ids[:1, :16]
             model.generate(prompt, max_new_tokens=4, do_sample=False, pad_token_id=0)
-            torch.cuda.synchronize()
+            sync()
             t0 = time.perf_counter()
             model.generate(prompt, max_new_tokens=32, do_sample=False, pad_token_id=0)
-            torch.cuda.synchronize()
+            sync()
             dec = 32 / (time.perf_counter() - t0)
             r["gpt2"] = {"forward_seconds": s, "forward_tokens_per_s": ids.numel() / s, "decode_tokens_per_s": dec}
         if mode == "fp32":
@@ -142,11 +154,11 @@ def train(dev, _repeats):
 
     for i in range(4):
         step(batches[i])
-    torch.cuda.synchronize()
+    sync()
     t0 = time.perf_counter()
     for i in range(steps):
         step(batches[i % 4])
-    torch.cuda.synchronize()
+    sync()
     return {"steps_per_s": steps / (time.perf_counter() - t0), "steps": steps, "auxk": "computed when dead (never here)"}
 
 
@@ -172,10 +184,10 @@ def cache(model, dev):
                 np.save(Path(d) / "last.npy", np.concatenate(buf))
 
         run(2 * b)
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         run(seqs)
-        torch.cuda.synchronize()
+        sync()
         s = time.perf_counter() - t0
     return {"tokens_per_s": seqs * t / s, "includes": "forward to blocks.6.hook_resid_pre, host copy, .npy shards written (ids pre-tokenised)"}
 
@@ -188,6 +200,7 @@ def main() -> None:
     b = sub.add_parser("bench")
     b.add_argument("work")
     b.add_argument("--repeats", type=int, default=10)
+    b.add_argument("--device", default="cuda:0")
     a = p.parse_args()
     if a.cmd == "make-gpt2":
         make_gpt2(Path(a.dir))

@@ -7,7 +7,9 @@
 use std::process::Command;
 use std::time::Instant;
 
-use activation_store::cache::{ActivationCacheDir, CacheRunOptions, cache_activations};
+use activation_store::cache::{
+    ActivationCacheDir, CacheConfig, CacheRunOptions, cache_activations,
+};
 use activation_store::{StatsConfig, StoreConfig, TextSource, gather_from_cache};
 use anyhow::Context;
 use gpt2_gemma_models::gguf::GgufFile;
@@ -50,8 +52,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         &tok,
         TextSource::from_path(&corpus, None)?,
         &StoreConfig::new(HookPoint::ResidPost(6), CONTEXT),
-        64,
-        Some(TOKENS / CONTEXT as u64),
+        &CacheConfig::new(64).max_sequences(Some(TOKENS / CONTEXT as u64)),
         &cache_dir,
         &CacheRunOptions::default(),
     )?;

@@ -4,7 +4,9 @@
 use std::process::Command;
 use std::time::Instant;
 
-use activation_store::cache::{ActivationCacheDir, CacheRunOptions, cache_activations};
+use activation_store::cache::{
+    ActivationCacheDir, CacheConfig, CacheRunOptions, cache_activations,
+};
 use activation_store::{
     BatchSource, CacheBatches, StoreConfig, TextSource, TrainArchitecture, TrainConfig, Trainer,
 };
@@ -44,8 +46,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         &tok,
         TextSource::from_path(&corpus, None)?,
         &cfg,
-        64,
-        Some(TOKENS / 128),
+        &CacheConfig::new(64).max_sequences(Some(TOKENS / 128)),
         &tmp,
         &CacheRunOptions::default(),
     )?;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use activation_store::cache::{CacheRunOptions, cache_activations};
+use activation_store::cache::{CacheConfig, CacheRunOptions, cache_activations};
 use activation_store::{StoreConfig, TextSource, TrainArchitecture, TrainConfig, Trainer};
 use anyhow::{Context, bail, ensure};
 use gpt2_gemma_models::source::{AnyModel, AnyTokenizer};
@@ -137,6 +137,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 &work.display().to_string(),
                 "--repeats",
                 &args.repeats.to_string(),
+                "--device",
+                &match args.device {
+                    ComputeDevice::Cuda(i) => format!("cuda:{i}"),
+                    _ => "cpu".to_string(),
+                },
             ],
         )?;
         report["pytorch"] = reference.take();
@@ -526,8 +531,7 @@ fn bench_cache(work: &Path, corpus: &Path, dev: &Device) -> anyhow::Result<Value
             &tok,
             TextSource::from_path(corpus, None)?,
             &cfg,
-            256,
-            Some(seqs),
+            &CacheConfig::new(256).max_sequences(Some(seqs)),
             dir,
             &CacheRunOptions::default(),
         )?;

@@ -98,8 +98,8 @@ pub(crate) fn cache_family_activations(
         tok,
         activation_store::TextSource::from_path(corpus, Some("text"))?,
         &activation_store::StoreConfig::new(FAMILY_HOOK, 128),
-        sequences_per_shard,
-        Some(tokens.div_ceil(128)),
+        &activation_store::cache::CacheConfig::new(sequences_per_shard)
+            .max_sequences(Some(tokens.div_ceil(128))),
         dir,
         &activation_store::cache::CacheRunOptions {
             stop_after_new_shards: None,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod absorption;
+pub mod activation_dtypes;
 pub mod autointerp;
 pub mod autointerp_compare;
 pub mod cache_activations;
@@ -77,6 +78,9 @@ pub enum Command {
     /// Run a model over a corpus and cache activations at a hook (safetensors shards plus a
     /// manifest; resumable).
     CacheActivations(cache_activations::Args),
+    /// What caching activations in bfloat16 or float16 costs at each hook: rounding error, and
+    /// the model's CE loss, KL and top-1 agreement with the rounded activations put back.
+    ActivationDtypes(activation_dtypes::Args),
     /// Train SAEs (standard, TopK, BatchTopK; several widths in one pass) on cached activations.
     TrainSae(train_sae::Args),
     /// One-pass latent statistics over cached activations: top-k windows, frequencies, quantile
@@ -148,6 +152,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Hdbscan(a) => hdbscan::run(a),
         Command::LogitLens(a) => logit_lens::run(a),
         Command::CacheActivations(a) => cache_activations::run(a),
+        Command::ActivationDtypes(a) => activation_dtypes::run(a),
         Command::TrainSae(a) => train_sae::run(a),
         Command::LatentStats(a) => latent_stats::run(a),
         Command::MetaSae(a) => meta_sae::run(a),

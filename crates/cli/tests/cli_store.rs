@@ -197,9 +197,113 @@ fn train_stats_and_meta_sae_from_a_cache() {
     assert!(meta.join("cfg.json").exists());
 }
 
+/// `cache-activations --dtype bfloat16` writes a bfloat16 cache that `train-sae` reads;
+/// `activation-dtypes` reports each hook and dtype's cost as CSV and JSON; a dtype the cache
+/// cannot take is refused by the parser.
+#[test]
+fn bfloat16_cache_and_activation_dtypes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(tmp.path());
+    let text = common::corpus(tmp.path(), 3);
+    let cache = tmp.path().join("cache-bf16");
+    let out = common::cache_cmd(&model, &text, &cache)
+        .args(["--dtype", "bfloat16", "--max-tokens", "96"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cache.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["spec"]["dtype"], "bfloat16");
+    let shard = std::fs::read(cache.join("shard-00000.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(shard[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8_lossy(&shard[8..8 + header_len]).into_owned();
+    assert!(header.contains("\"BF16\""), "{header}");
+    let trained = tmp.path().join("saes");
+    let out = bin()
+        .args(["--log", "warn", "train-sae", "--cache"])
+        .arg(&cache)
+        .args(["--architecture", "topk", "--k", "4", "--widths", "32"])
+        .args(["--steps", "5", "--batch-size", "32", "--out"])
+        .arg(&trained)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(trained.join("topk-32/sae_weights.safetensors").exists());
+
+    let refused = common::cache_cmd(&model, &text, &tmp.path().join("c64"))
+        .args(["--dtype", "float64"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("float64"));
+
+    let report = tmp.path().join("dtypes");
+    let out = bin()
+        .args(["--log", "warn", "activation-dtypes", "--offline", "--model"])
+        .arg(&model)
+        .arg("--dataset")
+        .arg(&text)
+        .args([
+            "--hook",
+            "blocks.1.hook_resid_pre",
+            "--hook",
+            "blocks.0.attn.hook_z",
+        ])
+        .args(["--windows", "4", "--context-size", "16", "--out"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = std::fs::read_to_string(report.join("activation_dtypes.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 5, "{csv}");
+    assert!(rows[0].starts_with("hook,dtype,"));
+    assert!(
+        rows[1].starts_with("blocks.1.hook_resid_pre,bfloat16,64,"),
+        "{csv}"
+    );
+    assert!(
+        rows[4].starts_with("blocks.0.attn.hook_z,float16,64,"),
+        "{csv}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("activation_dtypes.json")).unwrap())
+            .unwrap();
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    for r in results {
+        let e = r["relative_error"].as_f64().unwrap();
+        let u = if r["dtype"] == "bfloat16" {
+            2f64.powi(-8)
+        } else {
+            2f64.powi(-11)
+        };
+        assert!(e > 0.0 && e <= u, "{r}");
+        assert!(r["kl"].as_f64().unwrap() >= 0.0, "{r}");
+    }
+}
+
 #[test]
 fn help_shows_defaults() {
-    for cmd in ["cache-activations", "train-sae", "latent-stats", "meta-sae"] {
+    for cmd in [
+        "cache-activations",
+        "activation-dtypes",
+        "train-sae",
+        "latent-stats",
+        "meta-sae",
+    ] {
         let out = bin().args([cmd, "--help"]).output().unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(out.status.success());

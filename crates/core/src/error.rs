@@ -127,6 +127,25 @@ pub enum SaeError {
         count: usize,
     },
 
+    /// A finite value is too large for the dtype it is to be stored in (float16 holds at most
+    /// ±65 504): storing it would silently give ±∞.
+    #[error(
+        "{path}: tensor `{tensor}` holds {value} at flat index {index}, beyond {dtype}'s range \
+         (store it as float32 or bfloat16)"
+    )]
+    OutOfRange {
+        /// The file being written.
+        path: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// The value's flat (row-major) index in the tensor.
+        index: usize,
+        /// The value.
+        value: f32,
+        /// The dtype (SAELens's name).
+        dtype: &'static str,
+    },
+
     /// An old checkpoint carries a `scaling_factor` that is not all ones (a finetuning scaling
     /// factor, which SAELens 6 no longer supports either).
     #[error(

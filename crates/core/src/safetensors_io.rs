@@ -157,31 +157,80 @@ pub fn view_to_f32(path: &Path, name: &str, view: &TensorView<'_>) -> Result<Hos
     Ok(HostTensor::new(view.shape().to_vec(), data))
 }
 
-fn encode(dtype: StorageDtype, data: &[f32]) -> (Dtype, Vec<u8>) {
-    match dtype {
+/// A finite f32 that a narrower dtype cannot hold: float16 tops out at ±65 504, and rounding
+/// past its largest finite value would store ±∞ (bfloat16 has f32's range, so only values
+/// within half an ulp of `f32::MAX` overflow it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutOfRange {
+    /// The value's position in the data.
+    pub index: usize,
+    /// The value.
+    pub value: f32,
+    /// The dtype it was to be stored in.
+    pub dtype: StorageDtype,
+}
+
+/// `values` as little-endian bytes of `dtype` (round to nearest even, as torch's `.to(dtype)`),
+/// with the safetensors dtype. NaN and ±∞ are kept as they are; a finite value the dtype cannot
+/// hold is an [`OutOfRange`], never a silent ±∞.
+pub fn encode_f32(
+    dtype: StorageDtype,
+    values: &[f32],
+) -> std::result::Result<(Dtype, Vec<u8>), OutOfRange> {
+    fn narrow<T: Copy>(
+        values: &[f32],
+        dtype: StorageDtype,
+        convert: impl Fn(f32) -> T,
+        finite: impl Fn(T) -> bool,
+        bytes: impl Fn(T) -> [u8; 2],
+    ) -> std::result::Result<Vec<u8>, OutOfRange> {
+        let mut out = Vec::with_capacity(values.len() * 2);
+        for (index, &value) in values.iter().enumerate() {
+            let h = convert(value);
+            if value.is_finite() && !finite(h) {
+                return Err(OutOfRange {
+                    index,
+                    value,
+                    dtype,
+                });
+            }
+            out.extend_from_slice(&bytes(h));
+        }
+        Ok(out)
+    }
+    Ok(match dtype {
         StorageDtype::F32 => (
             Dtype::F32,
-            data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ),
         StorageDtype::F16 => (
             Dtype::F16,
-            data.iter()
-                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-                .collect(),
+            narrow(
+                values,
+                dtype,
+                half::f16::from_f32,
+                half::f16::is_finite,
+                half::f16::to_le_bytes,
+            )?,
         ),
         StorageDtype::Bf16 => (
             Dtype::BF16,
-            data.iter()
-                .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
-                .collect(),
+            narrow(
+                values,
+                dtype,
+                half::bf16::from_f32,
+                half::bf16::is_finite,
+                half::bf16::to_le_bytes,
+            )?,
         ),
         StorageDtype::F64 => (
             Dtype::F64,
-            data.iter()
+            values
+                .iter()
                 .flat_map(|v| f64::from(*v).to_le_bytes())
                 .collect(),
         ),
-    }
+    })
 }
 
 /// Writes tensors to a safetensors file in the given storage dtype, atomically (a temporary file
@@ -195,10 +244,16 @@ pub fn write_safetensors(
     let encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, t)| {
-            let (dt, bytes) = encode(dtype, &t.data);
-            (name.clone(), dt, t.shape.clone(), bytes)
+            let (dt, bytes) = encode_f32(dtype, &t.data).map_err(|e| SaeError::OutOfRange {
+                path: path.to_path_buf(),
+                tensor: name.clone(),
+                index: e.index,
+                value: e.value,
+                dtype: dtype.as_str(),
+            })?;
+            Ok((name.clone(), dt, t.shape.clone(), bytes))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let views = encoded
         .iter()
         .map(|(name, dt, shape, bytes)| {
@@ -215,4 +270,80 @@ pub fn write_safetensors(
         message: e.to_string(),
     })?;
     crate::atomic::write(path, &bytes)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrow_encodings_round_to_nearest_and_refuse_overflow() {
+        let values = [
+            0.0,
+            -1.5,
+            1.0 + 2f32.powi(-10),
+            65504.0,
+            f32::NAN,
+            f32::INFINITY,
+        ];
+        let (dt, bytes) = encode_f32(StorageDtype::F16, &values).unwrap();
+        assert_eq!(dt, Dtype::F16);
+        assert_eq!(bytes.len(), 2 * values.len());
+        let view = TensorView::new(dt, vec![values.len()], &bytes).unwrap();
+        let back = view_to_f32(Path::new("x"), "t", &view).unwrap().data;
+        for (b, v) in back.iter().zip(&values) {
+            let want = half::f16::from_f32(*v).to_f32();
+            assert!(
+                b.to_bits() == want.to_bits() || (b.is_nan() && v.is_nan()),
+                "{v} → {b}"
+            );
+        }
+        // Non-finite values pass as they are; a finite one beyond the range is refused.
+        for (dtype, big) in [
+            (StorageDtype::F16, 65520.0f32),
+            (StorageDtype::F16, -1.0e5),
+            (StorageDtype::Bf16, f32::MAX),
+        ] {
+            let e = encode_f32(dtype, &[1.0, big, 2.0]).unwrap_err();
+            assert_eq!(
+                e,
+                OutOfRange {
+                    index: 1,
+                    value: big,
+                    dtype
+                }
+            );
+        }
+        assert!(encode_f32(StorageDtype::Bf16, &[1.0e38, -65520.0]).is_ok());
+        assert!(encode_f32(StorageDtype::F32, &[f32::MAX]).is_ok());
+    }
+
+    #[test]
+    fn writing_an_overflowing_tensor_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let mut tensors = BTreeMap::new();
+        tensors.insert(
+            "W_dec".to_string(),
+            HostTensor::new(vec![2, 2], vec![0.0, 1.0, 7e4, 3.0]),
+        );
+        match write_safetensors(&path, &tensors, StorageDtype::F16) {
+            Err(SaeError::OutOfRange {
+                path: p,
+                tensor,
+                index,
+                value,
+                dtype,
+            }) => {
+                assert_eq!(
+                    (p, tensor.as_str(), index, value, dtype),
+                    (path.clone(), "W_dec", 2, 7e4, "float16")
+                );
+            }
+            r => panic!("{r:?}"),
+        }
+        assert!(!path.exists());
+        write_safetensors(&path, &tensors, StorageDtype::Bf16).unwrap();
+    }
 }

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! manifest.json          what the cache holds (model, hook, dataset, packing, …) and its shards
-//! shard-00000.safetensors   `token_ids` i32 [n, context] and `{hook}` f32 [n, context, d_in]
+//! shard-00000.safetensors   `token_ids` i32 [n, context] and `{hook}` [n, context, d_in] in the
+//!                           cache's dtype (f32 by default; bf16 or f16, see [`ActivationDtype`])
 //! shard-00001.safetensors
 //! ```
 //!
@@ -29,6 +30,7 @@ use gpt2_gemma_models::model::LanguageModel;
 use gpt2_gemma_models::source::AnyTokenizer;
 use sae_core::safetensors_io::SafetensorsFile;
 
+use crate::activation_dtype::ActivationDtype;
 use crate::corpus::TextSource;
 use crate::error::{Result, StoreError};
 use crate::packing::PackingConfig;
@@ -61,6 +63,10 @@ pub struct CacheSpec {
     pub model_batch_size: usize,
     /// At most this many windows (`None`: the whole corpus).
     pub max_sequences: Option<u64>,
+    /// The dtype activations are stored in. Absent from manifests when `float32` (so caches
+    /// written before this field keep their spec and its hash).
+    #[serde(default, skip_serializing_if = "ActivationDtype::is_f32")]
+    pub dtype: ActivationDtype,
 }
 
 impl CacheSpec {
@@ -185,6 +191,41 @@ impl CacheManifest {
     }
 }
 
+/// The shape of a cache: what [`cache_activations`] writes besides the store's hook and windows.
+/// Part of the cache's [`CacheSpec`], so a resumed run must ask for the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Windows per shard file.
+    pub sequences_per_shard: usize,
+    /// At most this many windows (`None`: the whole corpus).
+    pub max_sequences: Option<u64>,
+    /// The dtype activations are stored in.
+    pub dtype: ActivationDtype,
+}
+
+impl CacheConfig {
+    /// `sequences_per_shard` windows per shard, the whole corpus, float32.
+    pub fn new(sequences_per_shard: usize) -> Self {
+        Self {
+            sequences_per_shard,
+            max_sequences: None,
+            dtype: ActivationDtype::F32,
+        }
+    }
+
+    /// At most `n` windows.
+    pub fn max_sequences(mut self, n: Option<u64>) -> Self {
+        self.max_sequences = n;
+        self
+    }
+
+    /// Activations stored in `dtype`.
+    pub fn dtype(mut self, dtype: ActivationDtype) -> Self {
+        self.dtype = dtype;
+        self
+    }
+}
+
 /// How a caching run behaves (not part of what the cache holds).
 #[derive(Debug, Clone, Default)]
 pub struct CacheRunOptions {
@@ -195,7 +236,7 @@ pub struct CacheRunOptions {
 }
 
 /// Fills (or resumes) a cache directory with activations of `model` at `cfg.hook` over
-/// `source`.
+/// `source`, laid out as `layout` says.
 #[allow(clippy::too_many_arguments)]
 pub fn cache_activations<M: LanguageModel + ?Sized>(
     model: &M,
@@ -203,11 +244,15 @@ pub fn cache_activations<M: LanguageModel + ?Sized>(
     tokenizer: &AnyTokenizer,
     source: TextSource,
     cfg: &StoreConfig,
-    sequences_per_shard: usize,
-    max_sequences: Option<u64>,
+    layout: &CacheConfig,
     dir: &Path,
     opts: &CacheRunOptions,
 ) -> Result<CacheManifest> {
+    let CacheConfig {
+        sequences_per_shard,
+        max_sequences,
+        dtype,
+    } = *layout;
     if sequences_per_shard == 0 || cfg.store_batch_size_prompts == 0 {
         return Err(StoreError::invalid(
             "sequences_per_shard / store_batch_size_prompts",
@@ -231,6 +276,7 @@ pub fn cache_activations<M: LanguageModel + ?Sized>(
         sequences_per_shard,
         model_batch_size: cfg.store_batch_size_prompts,
         max_sequences,
+        dtype,
     };
     let mut manifest = match CacheManifest::read(dir) {
         Ok(m) => {
@@ -334,7 +380,7 @@ pub fn cache_activations<M: LanguageModel + ?Sized>(
             bar.inc(batch.len() as u64);
         }
         let index = manifest.shards.len();
-        let info = write_shard(dir, index, cfg.hook, &shard_windows, &acts, spec.d_in)?;
+        let info = write_shard(dir, index, &spec, &shard_windows, &acts)?;
         manifest.n_tokens += (info.n_sequences * ctx) as u64;
         let short = info.n_sequences < want;
         manifest.shards.push(info);
@@ -365,11 +411,11 @@ fn shard_name(index: usize) -> String {
 fn write_shard(
     dir: &Path,
     index: usize,
-    hook: HookPoint,
+    spec: &CacheSpec,
     windows: &[Vec<u32>],
     acts: &[f32],
-    d_in: usize,
 ) -> Result<ShardInfo> {
+    let (hook, d_in) = (spec.hook, spec.d_in);
     let n = windows.len();
     let ctx = windows.first().map_or(0, Vec::len);
     let ids: Vec<u8> = windows
@@ -377,8 +423,23 @@ fn write_shard(
         .flatten()
         .flat_map(|&t| (t as i32).to_le_bytes())
         .collect();
-    let act_bytes: &[u8] = bytemuck::cast_slice(acts);
     let path = dir.join(shard_name(index));
+    let encoded;
+    let act_bytes: &[u8] = match spec.dtype {
+        ActivationDtype::F32 => bytemuck::cast_slice(acts),
+        narrow => {
+            encoded = sae_core::safetensors_io::encode_f32(narrow.storage(), acts)
+                .map_err(|e| sae_core::SaeError::OutOfRange {
+                    path: path.clone(),
+                    tensor: hook.to_string(),
+                    index: e.index,
+                    value: e.value,
+                    dtype: narrow.as_str(),
+                })?
+                .1;
+            &encoded
+        }
+    };
     let serr = |e: safetensors::SafeTensorError| StoreError::Cache {
         path: path.clone(),
         message: e.to_string(),
@@ -390,7 +451,7 @@ fn write_shard(
     );
     views.insert(
         hook.to_string(),
-        TensorView::new(Dtype::F32, vec![n, ctx, d_in], act_bytes).map_err(serr)?,
+        TensorView::new(spec.dtype.safetensors(), vec![n, ctx, d_in], act_bytes).map_err(serr)?,
     );
     let bytes = safetensors::tensor::serialize(views, None).map_err(serr)?;
     sae_core::atomic::write(&path, &bytes)?;
@@ -536,7 +597,25 @@ impl ActivationCacheDir {
         let spec = &self.manifest.spec;
         let ctx = spec.packing.context_size;
         let hook = spec.hook.to_string();
-        let acts = file.tensor_f32(&hook)?;
+        let acts = {
+            let tensors = file.tensors()?;
+            let view = tensors.tensor(&hook).map_err(|e| StoreError::Cache {
+                path: path.clone(),
+                message: format!("tensor `{hook}`: {e}"),
+            })?;
+            if view.dtype() != spec.dtype.safetensors() {
+                return Err(StoreError::Cache {
+                    path: path.clone(),
+                    message: format!(
+                        "tensor `{hook}` is stored as {:?}, the manifest says {} ({:?})",
+                        view.dtype(),
+                        spec.dtype,
+                        spec.dtype.safetensors()
+                    ),
+                });
+            }
+            sae_core::safetensors_io::view_to_f32(&path, &hook, &view)?
+        };
         let expected = vec![info.n_sequences, ctx, spec.d_in];
         if acts.shape != expected {
             return Err(StoreError::Shape {
@@ -580,5 +659,67 @@ impl ActivationCacheDir {
     /// Every shard in order, one in memory at a time.
     pub fn shards(&self) -> impl Iterator<Item = Result<Shard>> + '_ {
         (0..self.len()).map(|i| self.shard(i))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn spec(dtype: ActivationDtype) -> CacheSpec {
+        CacheSpec {
+            model: "m".into(),
+            hook: HookPoint::ResidPost(3),
+            dataset: "d".into(),
+            packing: PackingConfig {
+                context_size: 2,
+                begin_batch_token: None,
+                begin_sequence_token: None,
+                separator_token: None,
+                disable_concat: false,
+            },
+            d_in: 2,
+            sequences_per_shard: 1,
+            model_batch_size: 1,
+            max_sequences: None,
+            dtype,
+        }
+    }
+
+    /// An activation float16 cannot hold stops the shard with an error naming the shard, the
+    /// tensor and the value; nothing is written. bfloat16 and float32 take it.
+    #[test]
+    fn a_float16_overflow_names_the_shard_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let acts = [1.0, -2.0, 3.0, -70000.0];
+        match write_shard(
+            dir.path(),
+            4,
+            &spec(ActivationDtype::F16),
+            &[vec![1, 2]],
+            &acts,
+        ) {
+            Err(StoreError::Sae(sae_core::SaeError::OutOfRange {
+                path,
+                tensor,
+                index,
+                value,
+                dtype,
+            })) => {
+                assert_eq!(path, dir.path().join("shard-00004.safetensors"));
+                assert_eq!(tensor, "blocks.3.hook_resid_post");
+                assert_eq!((index, value, dtype), (3, -70000.0, "float16"));
+            }
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        for dtype in [ActivationDtype::Bf16, ActivationDtype::F32] {
+            let info = write_shard(dir.path(), 0, &spec(dtype), &[vec![1, 2]], &acts).unwrap();
+            let file = SafetensorsFile::open(dir.path().join(&info.file)).unwrap();
+            let back = file.tensor_f32("blocks.3.hook_resid_post").unwrap().data;
+            let want: Vec<f32> = acts.iter().map(|&x| dtype.round(x)).collect();
+            assert_eq!(back, want);
+        }
     }
 }

@@ -119,7 +119,7 @@ struct Acc {
 }
 
 /// Per-position next-token cross-entropy `[b, p−1]` and KL(clean ‖ new) `[b, p]`.
-fn ce_and_kl(
+pub(crate) fn ce_and_kl(
     clean_lp: &Tensor<3>,
     logits: Tensor<3>,
     tokens: &Tensor<2, Int>,
@@ -134,7 +134,7 @@ fn ce_and_kl(
 }
 
 /// Per-position next-token cross-entropy `[b, p−1]` from log-probabilities.
-fn cross_entropy(lp: &Tensor<3>, tokens: &Tensor<2, Int>) -> Result<Vec<f32>> {
+pub(crate) fn cross_entropy(lp: &Tensor<3>, tokens: &Tensor<2, Int>) -> Result<Vec<f32>> {
     let [b, p, v] = lp.dims();
     if p < 2 {
         return Ok(Vec::new());
@@ -146,6 +146,25 @@ fn cross_entropy(lp: &Tensor<3>, tokens: &Tensor<2, Int>) -> Result<Vec<f32>> {
             .gather(2, targets)
             .neg(),
     )?)
+}
+
+/// The common length of evaluation windows: an error when there are none or they differ.
+pub(crate) fn window_length(windows: &[Vec<u32>]) -> Result<usize> {
+    let Some(ctx) = windows.first().map(Vec::len) else {
+        return Err(StoreError::invalid(
+            "evaluation windows",
+            "at least one",
+            "none",
+        ));
+    };
+    if let Some(w) = windows.iter().find(|w| w.len() != ctx) {
+        return Err(StoreError::invalid(
+            "evaluation windows",
+            format!("all of length {ctx}"),
+            format!("one of length {}", w.len()),
+        ));
+    }
+    Ok(ctx)
 }
 
 /// Evaluates `sae` at `hook` on `windows` (equal lengths).
@@ -165,20 +184,7 @@ pub fn evaluate_sae<M: LanguageModel + ?Sized>(
         fired: vec![0.0; d_sae],
         ..Acc::default()
     };
-    let Some(ctx) = windows.first().map(Vec::len) else {
-        return Err(StoreError::invalid(
-            "evaluation windows",
-            "at least one",
-            "none",
-        ));
-    };
-    if let Some(w) = windows.iter().find(|w| w.len() != ctx) {
-        return Err(StoreError::invalid(
-            "evaluation windows",
-            format!("all of length {ctx}"),
-            format!("one of length {}", w.len()),
-        ));
-    }
+    let ctx = window_length(windows)?;
     let device = model.device();
     let batch = config.batch_size.max(1);
     let bar = crate::stats::progress_bar(

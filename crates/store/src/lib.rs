@@ -8,18 +8,22 @@
 //!   as SAELens's `concat_and_batch_sequences`;
 //! - [`store`]: [`ActivationStore`], activations at one hook batched and shuffled as SAELens's
 //!   `ActivationsStore` (with its [`mixing`] buffer);
-//! - [`cache`]: a resumable on-disk activation cache (safetensors shards plus a manifest);
+//! - [`cache`]: a resumable on-disk activation cache (safetensors shards plus a manifest), its
+//!   activations in float32, bfloat16 or float16 ([`activation_dtype`]; what a narrower dtype
+//!   costs a model's predictions: [`dtype_eval`]);
 //! - [`stats`]: one-pass, exactly mergeable latent statistics (top-k windows, frequencies, …);
 //! - [`cofiring`]: one-pass, exactly mergeable co-firing of two SAEs' latents (Jaccard,
 //!   correlation);
 //! - [`train`]: SAE training (standard, TopK, BatchTopK) and families of widths in one pass.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod activation_dtype;
 pub mod batches;
 pub mod cache;
 pub mod cofiring;
 pub mod corpus;
 pub mod corpus_pass;
+pub mod dtype_eval;
 pub mod error;
 pub mod eval;
 pub mod first_letter;
@@ -33,10 +37,12 @@ pub mod store;
 pub mod train;
 pub mod windows;
 
+pub use activation_dtype::ActivationDtype;
 pub use batches::{BatchSource, CacheBatches};
 pub use cofiring::{CoFiring, CoFiringScore, cofiring_from_cache};
 pub use corpus::{Document, TextSource, TextSplit};
 pub use corpus_pass::{gather_stats, replay_sequences};
+pub use dtype_eval::{DtypeEvaluation, evaluate_activation_dtype};
 pub use error::{Result, StoreError};
 pub use first_letter::{
     FirstLetterConfig, FirstLetterPrompts, first_letter_prompts, first_letter_residuals,

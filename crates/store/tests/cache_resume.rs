@@ -12,7 +12,9 @@ mod common;
 
 use std::path::Path;
 
-use activation_store::cache::{ActivationCacheDir, CacheRunOptions, cache_activations};
+use activation_store::cache::{
+    ActivationCacheDir, CacheConfig, CacheRunOptions, cache_activations,
+};
 use activation_store::{StoreConfig, StoreError, TextSource, TokenWindows, compute_activations};
 use gpt2_gemma_models::HookPoint;
 
@@ -48,7 +50,8 @@ fn cache_contents_resume_and_mismatch() {
     let opts = CacheRunOptions::default();
     // Every run caches the same corpus, 2 windows per shard, at most 40 windows.
     let run = |cfg: &StoreConfig, dir: &Path, opts: &CacheRunOptions| {
-        cache_activations(&model, "tiny", &tok, corpus(), cfg, 2, Some(40), dir, opts)
+        let layout = CacheConfig::new(2).max_sequences(Some(40));
+        cache_activations(&model, "tiny", &tok, corpus(), cfg, &layout, dir, opts)
     };
 
     // Uninterrupted.
@@ -177,8 +180,7 @@ fn hostile_manifests_and_shards_are_errors() {
         &tok,
         corpus(),
         &cfg(),
-        2,
-        Some(4),
+        &CacheConfig::new(2).max_sequences(Some(4)),
         &dir,
         &opts,
     )
@@ -262,4 +264,173 @@ fn hostile_manifests_and_shards_are_errors() {
         }
         r => panic!("{:?}", r.map(|s| s.n_sequences)),
     }
+}
+
+/// A bfloat16 / float16 cache holds exactly the float32 cache's activations rounded to nearest
+/// (readers get them widened back), in half the bytes; the dtype is part of the spec (a resumed
+/// run asking for another is refused); float32 manifests do not name it (caches written before
+/// the field keep their spec hash); a shard stored in another dtype than the manifest says is an
+/// error.
+#[test]
+fn narrow_dtypes_store_the_rounded_activations() {
+    use activation_store::ActivationDtype;
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, tok) = common::tiny_model(tmp.path());
+    let opts = CacheRunOptions::default();
+    let run = |dtype: ActivationDtype, dir: &Path| {
+        let layout = CacheConfig::new(4).max_sequences(Some(12)).dtype(dtype);
+        cache_activations(&model, "tiny", &tok, corpus(), &cfg(), &layout, dir, &opts)
+    };
+    let f32_dir = tmp.path().join("f32");
+    let full = run(ActivationDtype::F32, &f32_dir).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f32_dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(json["spec"].get("dtype").is_none(), "{json}");
+    let reference = ActivationCacheDir::open(&f32_dir).unwrap();
+    for (dtype, round) in [
+        (
+            ActivationDtype::Bf16,
+            (|x| half::bf16::from_f32(x).to_f32()) as fn(f32) -> f32,
+        ),
+        (ActivationDtype::F16, |x| half::f16::from_f32(x).to_f32()),
+    ] {
+        let dir = tmp.path().join(dtype.as_str());
+        let m = run(dtype, &dir).unwrap();
+        assert_eq!(m.spec.dtype, dtype);
+        assert_ne!(m.spec_hash, full.spec_hash);
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(json["spec"]["dtype"], dtype.as_str());
+        let cache = ActivationCacheDir::open(&dir).unwrap();
+        cache.verify().unwrap();
+        let mut changed = 0;
+        for (s, r) in cache.shards().zip(reference.shards()) {
+            let (s, r) = (s.unwrap(), r.unwrap());
+            assert_eq!(s.token_ids, r.token_ids);
+            assert_eq!(s.activations.len(), r.activations.len());
+            for (i, (got, exact)) in s.activations.iter().zip(&r.activations).enumerate() {
+                assert_eq!(
+                    got.to_bits(),
+                    round(*exact).to_bits(),
+                    "{dtype} shard {} value {i}: {got} for {exact}",
+                    s.index
+                );
+                let bound = dtype.unit_roundoff() * exact.abs().max(2f32.powi(-14));
+                assert!((got - exact).abs() <= bound, "{dtype}: {got} for {exact}");
+                changed += usize::from(got != exact);
+            }
+        }
+        assert!(changed > 0, "{dtype}: rounding changed nothing");
+        // Activations take half the bytes (the token ids and the header do not shrink).
+        let act_bytes = 12 * 16 * full.spec.d_in;
+        let (a, b) = (
+            full.shards.iter().map(|s| s.bytes).sum::<u64>(),
+            m.shards.iter().map(|s| s.bytes).sum::<u64>(),
+        );
+        assert_eq!(a - b, (act_bytes * 2) as u64, "{dtype}: {a} vs {b} bytes");
+        // Another dtype on the same directory is another cache.
+        match run(ActivationDtype::F32, &dir) {
+            Err(StoreError::Cache { message, .. }) => {
+                assert!(message.contains("different"), "{message}")
+            }
+            r => panic!("{r:?}"),
+        }
+    }
+    // A manifest that names a dtype its shards are not stored in.
+    let dir = tmp.path().join("bfloat16");
+    let mpath = dir.join("manifest.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    json["spec"]["dtype"] = "float16".into();
+    std::fs::write(&mpath, serde_json::to_vec(&json).unwrap()).unwrap();
+    match ActivationCacheDir::open(&dir).unwrap().shard(0) {
+        Err(StoreError::Cache { path, message }) => {
+            assert!(path.ends_with("shard-00000.safetensors"), "{path:?}");
+            assert!(
+                message.contains("BF16") && message.contains("float16"),
+                "{message}"
+            );
+        }
+        r => panic!("{r:?}"),
+    }
+}
+
+/// A model whose activations exceed float16's range: a float16 cache stops at the first shard
+/// with the typed error naming the shard, hook and value (nothing recorded), a bfloat16 cache
+/// takes them, and the dtype measurement counts them.
+#[test]
+fn float16_overflow_is_a_typed_error() {
+    use activation_store::{ActivationDtype, evaluate_activation_dtype};
+    use sae_core::safetensors_io::{SafetensorsFile, write_safetensors};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = common::tiny_model_dir(tmp.path());
+    let weights = dir.join("model.safetensors");
+    let mut tensors = SafetensorsFile::open(&weights).unwrap().read_all().unwrap();
+    let wte = tensors
+        .iter_mut()
+        .find(|(k, _)| k.ends_with("wte.weight"))
+        .unwrap()
+        .1;
+    wte.data.iter_mut().for_each(|v| *v *= 1e6);
+    write_safetensors(&weights, &tensors, sae_core::StorageDtype::F32).unwrap();
+    let (model, tok) = gpt2_gemma_models::source::ModelSource::Dir(dir)
+        .load(
+            &sae_core::HubClient::from_env().offline(true),
+            gpt2_gemma_models::Processing::TransformerLens,
+            None,
+            &sae_core::device::from_env().unwrap(),
+        )
+        .unwrap();
+    let mut cfg = cfg();
+    cfg.hook = HookPoint::ResidPre(0);
+    let opts = CacheRunOptions::default();
+    let run = |dtype: ActivationDtype, dir: &Path| {
+        let layout = CacheConfig::new(2).max_sequences(Some(4)).dtype(dtype);
+        cache_activations(&model, "big", &tok, corpus(), &cfg, &layout, dir, &opts)
+    };
+    let f16 = tmp.path().join("f16");
+    match run(ActivationDtype::F16, &f16) {
+        Err(StoreError::Sae(sae_core::SaeError::OutOfRange {
+            path,
+            tensor,
+            value,
+            dtype,
+            ..
+        })) => {
+            assert_eq!(path, f16.join("shard-00000.safetensors"));
+            assert_eq!(tensor, "blocks.0.hook_resid_pre");
+            assert!(value.abs() > 65504.0, "{value}");
+            assert_eq!(dtype, "float16");
+        }
+        r => panic!("{r:?}"),
+    }
+    assert!(!f16.join("shard-00000.safetensors").exists());
+    assert!(!f16.join("manifest.json").exists());
+    let bf16 = tmp.path().join("bf16");
+    assert!(run(ActivationDtype::Bf16, &bf16).unwrap().complete);
+
+    let mut w = TokenWindows::new(corpus(), &tok, cfg.packing(&tok)).unwrap();
+    let windows: Vec<Vec<u32>> = (0..2).map(|_| w.next_window().unwrap().unwrap()).collect();
+    let config = activation_store::eval::EvalConfig::default();
+    let e = evaluate_activation_dtype(
+        &model,
+        HookPoint::ResidPre(0),
+        ActivationDtype::F16,
+        &windows,
+        &config,
+    )
+    .unwrap();
+    assert!(e.n_out_of_range > 0, "{e:?}");
+    assert!(e.max_abs_activation > 65504.0);
+    assert_eq!(e.max_abs_error, f64::INFINITY);
+    let e = evaluate_activation_dtype(
+        &model,
+        HookPoint::ResidPre(0),
+        ActivationDtype::Bf16,
+        &windows,
+        &config,
+    )
+    .unwrap();
+    assert_eq!(e.n_out_of_range, 0);
+    assert!(e.relative_error <= f64::from(ActivationDtype::Bf16.unit_roundoff()));
 }

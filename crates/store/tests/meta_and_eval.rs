@@ -133,3 +133,57 @@ fn exact_sae_recovers_all_the_loss() {
     assert!(ev.explained_variance > 0.9999, "{ev:?}");
     assert!(ev.mse < 1e-8, "{ev:?}");
 }
+
+/// The cost of a narrower activation dtype: none for float32; for bfloat16 and float16 a
+/// relative error within the dtype's unit roundoff (float16's smaller), a small but nonzero KL
+/// and loss change; rank-4 hooks (`hook_z`) are rounded too.
+#[test]
+fn activation_dtype_costs_are_bounded_by_the_roundoff() {
+    use activation_store::{ActivationDtype, evaluate_activation_dtype};
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, tok) = common::tiny_model(tmp.path());
+    let cfg = StoreConfig::new(HookPoint::ResidPost(0), 32);
+    let src = TextSource::from_path(common::fixtures().join("packing/docs.jsonl"), None).unwrap();
+    let mut w = TokenWindows::new(src, &tok, cfg.packing(&tok)).unwrap();
+    let windows: Vec<Vec<u32>> = (0..6).map(|_| w.next_window().unwrap().unwrap()).collect();
+    let config = EvalConfig {
+        batch_size: 4,
+        ignore_tokens: vec![tok.bos_id()],
+        ..EvalConfig::default()
+    };
+    for hook in [HookPoint::ResidPost(0), HookPoint::AttnZ(1)] {
+        let eval = |d| evaluate_activation_dtype(&model, hook, d, &windows, &config).unwrap();
+        let exact = eval(ActivationDtype::F32);
+        assert_eq!(exact.n_positions, 6 * 32);
+        assert!(
+            exact.n_predictions > 100 && exact.n_predictions < 6 * 31,
+            "{exact:?}"
+        );
+        assert_eq!(exact.relative_error, 0.0);
+        assert_eq!(exact.max_abs_error, 0.0);
+        assert!(exact.kl.abs() < 1e-7, "{exact:?}");
+        assert!(
+            (exact.ce_rounded - exact.ce_clean).abs() < 1e-6,
+            "{exact:?}"
+        );
+        assert_eq!(exact.top1_agreement, 1.0);
+        assert!(exact.max_abs_activation > 0.0);
+        let bf16 = eval(ActivationDtype::Bf16);
+        let f16 = eval(ActivationDtype::F16);
+        for e in [&bf16, &f16] {
+            let u = f64::from(e.dtype.unit_roundoff());
+            assert!(
+                e.relative_error > u / 20.0 && e.relative_error <= u,
+                "{e:?}"
+            );
+            assert!(e.max_position_relative_error <= u, "{e:?}");
+            assert!(e.max_abs_error > 0.0 && e.max_abs_error <= u * e.max_abs_activation);
+            assert!(e.kl > 0.0 && e.kl < 1e-3, "{e:?}");
+            assert!(e.top1_agreement > 0.9, "{e:?}");
+            assert_eq!(e.n_out_of_range, 0);
+            assert_eq!(e.ce_clean, exact.ce_clean);
+        }
+        assert!(f16.relative_error < bf16.relative_error, "{f16:?} {bf16:?}");
+        assert!(f16.kl < bf16.kl, "{f16:?} {bf16:?}");
+    }
+}

@@ -1,0 +1,191 @@
+//! What storing a hook's activations in a narrower dtype costs: the rounding error of the
+//! activations themselves, and the model's next-token predictions when the rounded activations
+//! are put back at the hook (as an SAE trained on a bfloat16 cache sees them, and as a
+//! half-precision activation would carry on through the model).
+//!
+//! The downstream metrics follow [`crate::eval`]'s definitions (mean next-token cross-entropy,
+//! mean KL(clean ‖ rounded) of the next-token distributions), over the same windows; special
+//! tokens are left out of them as there. The activation metrics cover every position, because a
+//! cache stores every position (BOS included, whose residual norm is often the largest).
+
+use serde::{Deserialize, Serialize};
+
+use gpt2_gemma_models::HookPoint;
+use gpt2_gemma_models::hooks::{Activation, CacheFilter, Hooks};
+use gpt2_gemma_models::model::LanguageModel;
+use sae_core::burn::tensor::Tensor;
+use sae_core::burn::tensor::activation::log_softmax;
+use sae_core::device::{as_f32, int_tensor_from_vec, store_as, tensor_to_vec};
+
+use crate::activation_dtype::ActivationDtype;
+use crate::error::{Result, StoreError};
+use crate::eval::{EvalConfig, ce_and_kl};
+
+/// The cost of one dtype at one hook (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DtypeEvaluation {
+    /// The dtype.
+    pub dtype: ActivationDtype,
+    /// The hook.
+    pub hook: HookPoint,
+    /// Positions whose activations were measured (all of them).
+    pub n_positions: u64,
+    /// Next-token predictions in the downstream metrics (special tokens left out).
+    pub n_predictions: u64,
+    /// ‖x̂ − x‖ / ‖x‖ over all positions (Frobenius norms).
+    pub relative_error: f64,
+    /// The largest per-position ‖x̂ − x‖ / ‖x‖.
+    pub max_position_relative_error: f64,
+    /// The largest |x̂ − x| of one value (∞ when a value overflowed: the rounded activation is
+    /// ±∞, and the downstream metrics are then NaN, `null` in JSON).
+    pub max_abs_error: f64,
+    /// The largest |x| (in float32).
+    pub max_abs_activation: f64,
+    /// Values beyond the dtype's range (they would become ±∞; a cache refuses them).
+    pub n_out_of_range: u64,
+    /// Mean next-token cross-entropy of the unmodified model.
+    pub ce_clean: f64,
+    /// …with the rounded activations put back at the hook.
+    pub ce_rounded: f64,
+    /// Mean KL(clean ‖ rounded) of the next-token distributions.
+    pub kl: f64,
+    /// Share of positions whose top-1 next token is unchanged.
+    pub top1_agreement: f64,
+}
+
+/// Measures, on `windows` (equal lengths), what storing `hook`'s activations in `dtype` costs
+/// (see the module docs).
+///
+/// # Errors
+/// No windows or windows of unequal length; a hook the model does not have; model failures.
+pub fn evaluate_activation_dtype<M: LanguageModel + ?Sized>(
+    model: &M,
+    hook: HookPoint,
+    dtype: ActivationDtype,
+    windows: &[Vec<u32>],
+    config: &EvalConfig,
+) -> Result<DtypeEvaluation> {
+    let ctx = crate::eval::window_length(windows)?;
+    let device = model.device();
+    let round = move |t: Tensor<3>| as_f32(store_as(t, dtype.storage()));
+    let max_finite = match dtype {
+        ActivationDtype::F16 => f64::from(half::f16::MAX.to_f32()),
+        ActivationDtype::F32 | ActivationDtype::Bf16 => f64::from(f32::MAX),
+    };
+    let mut out = DtypeEvaluation {
+        dtype,
+        hook,
+        n_positions: 0,
+        n_predictions: 0,
+        relative_error: 0.0,
+        max_position_relative_error: 0.0,
+        max_abs_error: 0.0,
+        max_abs_activation: 0.0,
+        n_out_of_range: 0,
+        ce_clean: 0.0,
+        ce_rounded: 0.0,
+        kl: 0.0,
+        top1_agreement: 0.0,
+    };
+    let (mut err_sq, mut norm_sq, mut n_kl, mut agree) = (0.0f64, 0.0f64, 0u64, 0u64);
+    let bar = crate::stats::progress_bar(
+        windows.len().div_ceil(config.batch_size.max(1)) as u64,
+        "activation dtype: batch",
+        config.progress,
+    );
+    for chunk in windows.chunks(config.batch_size.max(1)) {
+        let b = chunk.len();
+        let ids: Vec<i64> = chunk.iter().flatten().map(|&t| i64::from(t)).collect();
+        let tokens = int_tensor_from_vec(ids, [b, ctx], &device);
+        let (logits, cache) =
+            model.run_with_cache(tokens.clone(), CacheFilter::Only(vec![hook]), None)?;
+        let logits = logits.ok_or_else(|| StoreError::invalid("forward pass", "logits", "none"))?;
+        let x = match cache.get3(hook) {
+            Some(x) => x,
+            None => match cache.get4(hook) {
+                Some(x4) => {
+                    let [b, p, h, d] = x4.dims();
+                    x4.reshape([b, p, h * d])
+                }
+                None => {
+                    return Err(StoreError::invalid(
+                        "activation dtype hook",
+                        "a hook the model runs",
+                        hook.to_string(),
+                    ));
+                }
+            },
+        };
+        let [_, _, d] = x.dims();
+        let n = b * ctx;
+        let x = x.reshape([n, d]);
+        let diff = round(x.clone().unsqueeze::<3>()).reshape([n, d]) - x.clone();
+        let pos_err = tensor_to_vec(diff.clone().powi_scalar(2).sum_dim(1))?;
+        let pos_norm = tensor_to_vec(x.clone().powi_scalar(2).sum_dim(1))?;
+        for (e, s) in pos_err.iter().zip(&pos_norm) {
+            let (e, s) = (f64::from(*e), f64::from(*s));
+            err_sq += e;
+            norm_sq += s;
+            if s > 0.0 {
+                out.max_position_relative_error =
+                    out.max_position_relative_error.max((e / s).sqrt());
+            }
+        }
+        let abs = x.abs();
+        let max_x = f64::from(tensor_to_vec(abs.clone().max())?[0]);
+        out.max_abs_activation = out.max_abs_activation.max(max_x);
+        out.n_out_of_range += tensor_to_vec(abs.greater_elem(max_finite).float().sum())?[0] as u64;
+        let max_err = f64::from(tensor_to_vec(diff.abs().max())?[0]);
+        out.max_abs_error = if max_err.is_nan() || out.max_abs_error.is_nan() {
+            f64::NAN
+        } else {
+            out.max_abs_error.max(max_err)
+        };
+        out.n_positions += n as u64;
+
+        let clean_lp = log_softmax(logits, 2);
+        let rounded = Hooks::new().add(hook, move |_, _, act: Activation| match act {
+            Activation::Rank3(t) => Activation::Rank3(round(t)),
+            Activation::Rank4(t) => {
+                let dims = t.dims();
+                let [b, p, h, d] = dims;
+                Activation::Rank4(round(t.reshape([b, p, h * d])).reshape(dims))
+            }
+            other => other,
+        });
+        let (logits, _) = model.run_with_hooks(tokens.clone(), rounded, None)?;
+        let logits = logits.ok_or_else(|| StoreError::invalid("forward pass", "logits", "none"))?;
+        let top_clean = tensor_to_vec(clean_lp.clone().argmax(2).float())?;
+        let top_rounded = tensor_to_vec(logits.clone().argmax(2).float())?;
+        let (ce_rounded, kl) = ce_and_kl(&clean_lp, logits, &tokens)?;
+        let ce_clean = crate::eval::cross_entropy(&clean_lp, &tokens)?;
+        for (i, t) in chunk.iter().flatten().enumerate() {
+            if config.ignore_tokens.contains(t) {
+                continue;
+            }
+            let (row, pos) = (i / ctx, i % ctx);
+            out.kl += f64::from(kl[i]);
+            agree += u64::from(top_clean[i] == top_rounded[i]);
+            n_kl += 1;
+            if pos + 1 < ctx {
+                let j = row * (ctx - 1) + pos;
+                out.ce_clean += f64::from(ce_clean[j]);
+                out.ce_rounded += f64::from(ce_rounded[j]);
+                out.n_predictions += 1;
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let np = out.n_predictions.max(1) as f64;
+    out.ce_clean /= np;
+    out.ce_rounded /= np;
+    out.kl /= n_kl.max(1) as f64;
+    out.top1_agreement = agree as f64 / n_kl.max(1) as f64;
+    out.relative_error = if norm_sq > 0.0 {
+        (err_sq / norm_sq).sqrt()
+    } else {
+        0.0
+    };
+    Ok(out)
+}
