@@ -165,8 +165,10 @@ def train(dev, _repeats):
 def cache(model, dev):
     import copy
 
-    body = copy.copy(model.transformer)
-    body.h = model.transformer.h[:6]
+    # A deep copy: a shallow one shares `_modules` with the model, so truncating its blocks would
+    # truncate the model's own (every later forward would run 6 blocks and no final norm).
+    body = copy.deepcopy(model.transformer)
+    body.h = body.h[:6]
     body.ln_f = torch.nn.Identity()
     seqs, b, t, shard = 2560, 64, 128, 256
     g = torch.Generator(device="cpu").manual_seed(0)
