@@ -1,7 +1,6 @@
 //! `sae-geometry activation-dtypes`: what storing a model's activations in bfloat16 or float16
 //! (`cache-activations --dtype`) costs, measured on the model itself at each hook asked for.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use activation_store::eval::{EvalConfig, sample_windows};
@@ -41,7 +40,8 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     pub batch_size: usize,
     /// Output directory: activation_dtypes.csv (one row per hook and dtype) and
-    /// activation_dtypes.json (the same, with the run's settings).
+    /// activation_dtypes.json (the same, with the run's settings). Each result is written when
+    /// measured; rerunning into the same directory measures only what is missing.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -68,12 +68,15 @@ fn csv_row(e: &DtypeEvaluation) -> String {
     )
 }
 
-/// Runs `activation-dtypes`.
+/// Runs `activation-dtypes`. Each (hook, dtype) result is written as soon as it is measured;
+/// a rerun with the same settings into the same directory keeps the results already there and
+/// measures only the rest (other settings are refused, naming each difference).
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (model, tok) = args.model.load()?;
     let first = *args.hook.first().context("no --hook given")?;
     let store = StoreConfig::new(first, args.context_size);
     let source = args.corpus.source(args.model.hub().is_offline())?;
+    let dataset = source.describe();
     let windows = sample_windows(source, &tok, &store, args.windows, args.every)?;
     let config = EvalConfig {
         batch_size: args.batch_size,
@@ -82,11 +85,51 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..EvalConfig::default()
     };
     std::fs::create_dir_all(&args.out)?;
-    let mut csv = sae_core::atomic::AtomicFile::create(args.out.join("activation_dtypes.csv"))?;
-    writeln!(csv, "{CSV_COLUMNS}")?;
-    let mut all = Vec::new();
+    let _lock = sae_core::lock::OutputLock::acquire(&args.out)?;
+    let settings = serde_json::json!({
+        "model": args.model.model.to_string(),
+        "dataset": dataset,
+        "windows": windows.len(),
+        "every": args.every.max(1),
+        "context_size": args.context_size,
+        "ignore_tokens": config.ignore_tokens,
+    });
+    let json_path = args.out.join("activation_dtypes.json");
+    let mut done: Vec<DtypeEvaluation> = match std::fs::read(&json_path) {
+        Ok(bytes) => {
+            let recorded: serde_json::Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading {}", json_path.display()))?;
+            let differences = sae_core::diff::json_differences(&recorded["settings"], &settings);
+            if !differences.is_empty() {
+                anyhow::bail!(
+                    "{} holds results for other settings ({}); use another --out",
+                    json_path.display(),
+                    differences.join("; ")
+                );
+            }
+            serde_json::from_value(recorded["results"].clone())
+                .with_context(|| format!("reading the results in {}", json_path.display()))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", json_path.display())),
+    };
+    let write = |results: &[DtypeEvaluation]| -> anyhow::Result<()> {
+        let mut csv = format!("{CSV_COLUMNS}\n");
+        for e in results {
+            csv.push_str(&csv_row(e));
+            csv.push('\n');
+        }
+        sae_core::atomic::write(args.out.join("activation_dtypes.csv"), csv)?;
+        let meta = serde_json::json!({ "settings": settings, "results": results });
+        sae_core::atomic::write(&json_path, serde_json::to_string_pretty(&meta)?)?;
+        Ok(())
+    };
     for &hook in &args.hook {
         for &dtype in &args.dtype {
+            if done.iter().any(|e| e.hook == hook && e.dtype == dtype) {
+                eprintln!("{hook} {dtype}: already measured");
+                continue;
+            }
             let e = evaluate_activation_dtype(&model, hook, dtype, &windows, &config)
                 .with_context(|| format!("measuring {dtype} at {hook}"))?;
             eprintln!(
@@ -100,23 +143,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 e.kl,
                 e.top1_agreement
             );
-            writeln!(csv, "{}", csv_row(&e))?;
-            all.push(e);
+            done.push(e);
+            write(&done)?;
         }
     }
-    csv.commit()?;
-    let meta = serde_json::json!({
-        "model": args.model.model.to_string(),
-        "windows": windows.len(),
-        "every": args.every.max(1),
-        "context_size": args.context_size,
-        "ignore_tokens": config.ignore_tokens,
-        "results": all,
-    });
-    sae_core::atomic::write(
-        args.out.join("activation_dtypes.json"),
-        serde_json::to_string_pretty(&meta)?,
-    )?;
+    write(&done)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

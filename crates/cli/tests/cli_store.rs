@@ -246,21 +246,25 @@ fn bfloat16_cache_and_activation_dtypes() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("float64"));
 
     let report = tmp.path().join("dtypes");
-    let out = bin()
-        .args(["--log", "warn", "activation-dtypes", "--offline", "--model"])
-        .arg(&model)
-        .arg("--dataset")
-        .arg(&text)
-        .args([
-            "--hook",
-            "blocks.1.hook_resid_pre",
-            "--hook",
-            "blocks.0.attn.hook_z",
-        ])
-        .args(["--windows", "4", "--context-size", "16", "--out"])
-        .arg(&report)
-        .output()
-        .unwrap();
+    let dtypes = |extra: &[&str]| {
+        bin()
+            .args(["--log", "warn", "activation-dtypes", "--offline", "--model"])
+            .arg(&model)
+            .arg("--dataset")
+            .arg(&text)
+            .args([
+                "--hook",
+                "blocks.1.hook_resid_pre",
+                "--hook",
+                "blocks.0.attn.hook_z",
+            ])
+            .args(["--context-size", "16", "--out"])
+            .arg(&report)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = dtypes(&["--windows", "4"]);
     assert!(
         out.status.success(),
         "{}",
@@ -293,6 +297,34 @@ fn bfloat16_cache_and_activation_dtypes() {
         assert!(e > 0.0 && e <= u, "{r}");
         assert!(r["kl"].as_f64().unwrap() >= 0.0, "{r}");
     }
+    // A rerun keeps what is measured and measures only what is missing; other settings are
+    // refused, naming the difference.
+    let before = std::fs::read(report.join("activation_dtypes.json")).unwrap();
+    let out = dtypes(&["--windows", "4"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .matches("already measured")
+            .count(),
+        4
+    );
+    assert_eq!(
+        std::fs::read(report.join("activation_dtypes.json")).unwrap(),
+        before
+    );
+    let out = dtypes(&["--windows", "4", "--hook", "blocks.1.hook_resid_post"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv2 = std::fs::read_to_string(report.join("activation_dtypes.csv")).unwrap();
+    assert_eq!(csv2.lines().count(), 7, "{csv2}");
+    assert!(csv2.starts_with(&csv), "{csv2}");
+    let out = dtypes(&["--windows", "3"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("windows: recorded 4, requested 3"), "{err}");
 }
 
 #[test]

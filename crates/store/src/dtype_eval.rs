@@ -21,7 +21,9 @@ use crate::activation_dtype::ActivationDtype;
 use crate::error::{Result, StoreError};
 use crate::eval::{EvalConfig, ce_and_kl};
 
-/// The cost of one dtype at one hook (see the module docs).
+/// The cost of one dtype at one hook (see the module docs). In JSON a non-finite number (an
+/// overflow's ∞, the NaN loss it causes) is the string `"inf"`, `"-inf"` or `"NaN"`, so results
+/// read back as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DtypeEvaluation {
     /// The dtype.
@@ -33,23 +35,31 @@ pub struct DtypeEvaluation {
     /// Next-token predictions in the downstream metrics (special tokens left out).
     pub n_predictions: u64,
     /// ‖x̂ − x‖ / ‖x‖ over all positions (Frobenius norms).
+    #[serde(with = "float")]
     pub relative_error: f64,
     /// The largest per-position ‖x̂ − x‖ / ‖x‖.
+    #[serde(with = "float")]
     pub max_position_relative_error: f64,
     /// The largest |x̂ − x| of one value (∞ when a value overflowed: the rounded activation is
     /// ±∞, and the downstream metrics are then NaN, `null` in JSON).
+    #[serde(with = "float")]
     pub max_abs_error: f64,
     /// The largest |x| (in float32).
+    #[serde(with = "float")]
     pub max_abs_activation: f64,
     /// Values beyond the dtype's range (they would become ±∞; a cache refuses them).
     pub n_out_of_range: u64,
     /// Mean next-token cross-entropy of the unmodified model.
+    #[serde(with = "float")]
     pub ce_clean: f64,
     /// …with the rounded activations put back at the hook.
+    #[serde(with = "float")]
     pub ce_rounded: f64,
     /// Mean KL(clean ‖ rounded) of the next-token distributions.
+    #[serde(with = "float")]
     pub kl: f64,
     /// Share of positions whose top-1 next token is unchanged.
+    #[serde(with = "float")]
     pub top1_agreement: f64,
 }
 
@@ -188,4 +198,80 @@ pub fn evaluate_activation_dtype<M: LanguageModel + ?Sized>(
         0.0
     };
     Ok(out)
+}
+
+/// f64 fields that may be ±∞ or NaN: finite values as JSON numbers, the others as strings.
+mod float {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if *v > 0.0 {
+            s.serialize_str("inf")
+        } else {
+            s.serialize_str("-inf")
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Number(f64),
+        Text(String),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Number(v) => Ok(v),
+            Repr::Text(t) => match t.as_str() {
+                "NaN" => Ok(f64::NAN),
+                "inf" => Ok(f64::INFINITY),
+                "-inf" => Ok(f64::NEG_INFINITY),
+                other => Err(serde::de::Error::custom(format!(
+                    "expected a number, \"inf\", \"-inf\" or \"NaN\", found \"{other}\""
+                ))),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_values_round_trip_through_json() {
+        let e = DtypeEvaluation {
+            dtype: ActivationDtype::F16,
+            hook: HookPoint::ResidPost(12),
+            n_positions: 4,
+            n_predictions: 3,
+            relative_error: f64::INFINITY,
+            max_position_relative_error: f64::INFINITY,
+            max_abs_error: f64::NEG_INFINITY,
+            max_abs_activation: 1.0e5,
+            n_out_of_range: 2,
+            ce_clean: 3.5,
+            ce_rounded: f64::NAN,
+            kl: f64::NAN,
+            top1_agreement: 0.0,
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["relative_error"], "inf");
+        assert_eq!(json["max_abs_error"], "-inf");
+        assert_eq!(json["kl"], "NaN");
+        assert_eq!(json["ce_clean"], 3.5);
+        let back: DtypeEvaluation = serde_json::from_value(json).unwrap();
+        assert_eq!(back.relative_error, f64::INFINITY);
+        assert_eq!(back.max_abs_error, f64::NEG_INFINITY);
+        assert!(back.kl.is_nan() && back.ce_rounded.is_nan());
+        assert_eq!(back.max_abs_activation, 1.0e5);
+        assert_eq!(back.hook, e.hook);
+        let bad = serde_json::json!({"relative_error": "big"});
+        assert!(serde_json::from_value::<DtypeEvaluation>(bad).is_err());
+    }
 }
