@@ -88,6 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _lock = sae_core::lock::OutputLock::acquire(&args.out)?;
     let settings = serde_json::json!({
         "model": args.model.model.to_string(),
+        "weight_dtype": args.model.weight_dtype.as_str(),
         "dataset": dataset,
         "windows": windows.len(),
         "every": args.every.max(1),
