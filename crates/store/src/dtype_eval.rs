@@ -15,7 +15,7 @@ use gpt2_gemma_models::hooks::{Activation, CacheFilter, Hooks};
 use gpt2_gemma_models::model::LanguageModel;
 use sae_core::burn::tensor::Tensor;
 use sae_core::burn::tensor::activation::log_softmax;
-use sae_core::device::{as_f32, int_tensor_from_vec, store_as, tensor_to_vec};
+use sae_core::device::{as_f32, int_tensor_from_vec, store_as, tensor_to_vec, tensors_to_vecs};
 
 use crate::activation_dtype::ActivationDtype;
 use crate::error::{Result, StoreError};
@@ -77,7 +77,6 @@ pub fn evaluate_activation_dtype<M: LanguageModel + ?Sized>(
 ) -> Result<DtypeEvaluation> {
     let ctx = crate::eval::window_length(windows)?;
     let device = model.device();
-    let round = move |t: Tensor<3>| as_f32(store_as(t, dtype.storage()));
     let max_finite = match dtype {
         ActivationDtype::F16 => f64::from(half::f16::MAX.to_f32()),
         ActivationDtype::F32 | ActivationDtype::Bf16 => f64::from(f32::MAX),
@@ -129,10 +128,18 @@ pub fn evaluate_activation_dtype<M: LanguageModel + ?Sized>(
         let [_, _, d] = x.dims();
         let n = b * ctx;
         let x = x.reshape([n, d]);
-        let diff = round(x.clone().unsqueeze::<3>()).reshape([n, d]) - x.clone();
-        let pos_err = tensor_to_vec(diff.clone().powi_scalar(2).sum_dim(1))?;
-        let pos_norm = tensor_to_vec(x.clone().powi_scalar(2).sum_dim(1))?;
-        for (e, s) in pos_err.iter().zip(&pos_norm) {
+        let diff = rounded(x.clone(), dtype) - x.clone();
+        let abs = x.clone().abs();
+        // One read for the batch's statistics (each read is a synchronisation on a GPU).
+        let read = tensors_to_vecs(vec![
+            diff.clone().powi_scalar(2).sum_dim(1).reshape([n]),
+            x.powi_scalar(2).sum_dim(1).reshape([n]),
+            abs.clone().max(),
+            abs.greater_elem(max_finite).float().sum(),
+            diff.abs().max(),
+        ])?;
+        let (pos_err, pos_norm) = (&read[0], &read[1]);
+        for (e, s) in pos_err.iter().zip(pos_norm) {
             let (e, s) = (f64::from(*e), f64::from(*s));
             err_sq += e;
             norm_sq += s;
@@ -141,11 +148,10 @@ pub fn evaluate_activation_dtype<M: LanguageModel + ?Sized>(
                     out.max_position_relative_error.max((e / s).sqrt());
             }
         }
-        let abs = x.abs();
-        let max_x = f64::from(tensor_to_vec(abs.clone().max())?[0]);
-        out.max_abs_activation = out.max_abs_activation.max(max_x);
-        out.n_out_of_range += tensor_to_vec(abs.greater_elem(max_finite).float().sum())?[0] as u64;
-        let max_err = f64::from(tensor_to_vec(diff.abs().max())?[0]);
+        let first = |i: usize| f64::from(read[i].first().copied().unwrap_or(0.0));
+        out.max_abs_activation = out.max_abs_activation.max(first(2));
+        out.n_out_of_range += first(3) as u64;
+        let max_err = first(4);
         out.max_abs_error = if max_err.is_nan() || out.max_abs_error.is_nan() {
             f64::NAN
         } else {
@@ -154,16 +160,12 @@ pub fn evaluate_activation_dtype<M: LanguageModel + ?Sized>(
         out.n_positions += n as u64;
 
         let clean_lp = log_softmax(logits, 2);
-        let rounded = Hooks::new().add(hook, move |_, _, act: Activation| match act {
-            Activation::Rank3(t) => Activation::Rank3(round(t)),
-            Activation::Rank4(t) => {
-                let dims = t.dims();
-                let [b, p, h, d] = dims;
-                Activation::Rank4(round(t.reshape([b, p, h * d])).reshape(dims))
-            }
+        let round_hook = Hooks::new().add(hook, move |_, _, act: Activation| match act {
+            Activation::Rank3(t) => Activation::Rank3(rounded(t, dtype)),
+            Activation::Rank4(t) => Activation::Rank4(rounded(t, dtype)),
             other => other,
         });
-        let (logits, _) = model.run_with_hooks(tokens.clone(), rounded, None)?;
+        let (logits, _) = model.run_with_hooks(tokens.clone(), round_hook, None)?;
         let logits = logits.ok_or_else(|| StoreError::invalid("forward pass", "logits", "none"))?;
         let top_clean = tensor_to_vec(clean_lp.clone().argmax(2).float())?;
         let top_rounded = tensor_to_vec(logits.clone().argmax(2).float())?;
@@ -198,6 +200,11 @@ pub fn evaluate_activation_dtype<M: LanguageModel + ?Sized>(
         0.0
     };
     Ok(out)
+}
+
+/// `t` rounded to `dtype` and widened back to f32, elementwise, where it is.
+fn rounded<const D: usize>(t: Tensor<D>, dtype: ActivationDtype) -> Tensor<D> {
+    as_f32(store_as(t, dtype.storage()))
 }
 
 /// f64 fields that may be ±∞ or NaN: finite values as JSON numbers, the others as strings.
