@@ -57,7 +57,10 @@ pub(crate) const GPU_TESTS: &[(&str, &[&str])] = &[
         "gpt2-gemma-models",
         &["gpt2_parity", "gemma_parity", "gemma12_parity", "splice"],
     ),
-    ("activation-store", &["train_gradients", "eval_parity"]),
+    (
+        "activation-store",
+        &["train_gradients", "train_device_path", "eval_parity"],
+    ),
 ];
 
 fn stubs_list() -> PathBuf {

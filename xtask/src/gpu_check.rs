@@ -2,7 +2,8 @@
 //! a JSON and a markdown report.
 //!
 //! 1. **Parity**: the parity test binaries (`build_cuda::GPU_TESTS`: SAELens SAE variants, GPT-2
-//!    and Gemma hooks/logits, splicing, training gradients, evaluation) run with
+//!    and Gemma hooks/logits, splicing, training gradients, the device-resident training step
+//!    against the CPU's, evaluation) run with
 //!    `SAE_GEOMETRY_DEVICE=cuda:N` and exact precision, so they assert the CPU's tolerances on
 //!    the GPU.
 //! 2. **Benchmarks**, ours and PyTorch eager (`benches/python/gpu_ref.py`) on the same GPU in the
@@ -495,17 +496,28 @@ fn bench_train(dev: &Device) -> anyhow::Result<Value> {
     for b in &batches {
         trainer.step(b)?;
     }
+    // Batches staged on the device, steps that read nothing back, one metrics read at the end
+    // (as a training run between its logged steps).
+    let staged: Vec<_> = batches
+        .iter()
+        .map(|b| tensor_from_vec(b.clone(), [TRAIN_BATCH, D_IN], dev))
+        .collect();
     sync(dev)?;
+    let reads = sae_core::device::host_reads();
     let t0 = Instant::now();
     for i in 0..TRAIN_STEPS {
-        trainer.step(&batches[i % batches.len()])?;
+        trainer.step_uploaded(staged[i % staged.len()].clone())?;
     }
+    let last = trainer.metrics()?;
     sync(dev)?;
     let s = t0.elapsed().as_secs_f64();
+    let reads = sae_core::device::host_reads() - reads;
     Ok(json!({
         "steps_per_s": TRAIN_STEPS as f64 / s,
         "steps": TRAIN_STEPS, "batch": TRAIN_BATCH, "d_sae": TRAIN_WIDTH, "k": TRAIN_K,
         "auxk": true,
+        "host_reads": reads,
+        "final_mse": last.map(|m| m.mse),
     }))
 }
 

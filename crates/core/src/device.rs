@@ -365,10 +365,29 @@ pub fn as_f32<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
     tensor.cast(burn::tensor::FloatDType::F32)
 }
 
+thread_local! {
+    static HOST_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count_host_read() {
+    HOST_READS.with(|c| c.set(c.get() + 1));
+}
+
+/// How many times this thread has read tensor data back to the host so far (every
+/// [`tensor_to_vec`], [`tensors_to_vecs`], [`with_host_values`], [`int_tensor_to_vec`] and
+/// host-memory [`map_host_values`]; reading tensors any other way is refused by clippy). On a
+/// GPU each read is a synchronisation: the difference across a piece of work is its
+/// synchronisation count, which the tests check for the training step (none between metric
+/// reads).
+pub fn host_reads() -> u64 {
+    HOST_READS.with(std::cell::Cell::get)
+}
+
 /// Reads a float tensor back to row-major host data (f32; a weight stored in f16/bf16 is read
 /// as f32).
 #[allow(clippy::disallowed_methods)] // the one place host data meets burn
 pub fn tensor_to_vec<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    count_host_read();
     let tensor = as_f32(tensor);
     tensor
         .into_data()
@@ -385,6 +404,7 @@ pub fn with_host_values<const D: usize, R>(
     tensor: Tensor<D>,
     f: impl FnOnce(&[f32]) -> R,
 ) -> Result<R> {
+    count_host_read();
     let data = as_f32(tensor).into_data().convert::<f32>();
     let values: &[f32] = bytemuck::try_cast_slice(data.as_bytes())
         .map_err(|e| SaeError::Backend(format!("reading a tensor back: {e:?}")))?;
@@ -405,6 +425,7 @@ pub fn map_host_values<const D: usize>(
     if !is_host_memory(&device) || tensor.dtype() != burn::tensor::DType::F32 {
         return on_device(tensor);
     }
+    count_host_read();
     let mut data = tensor.into_data();
     if let Ok(values) = data.as_mut_slice::<f32>() {
         on_host(values);
@@ -447,6 +468,7 @@ pub fn is_host_memory(device: &Device) -> bool {
 /// Reads an int tensor back to host data.
 #[allow(clippy::disallowed_methods)] // the one place host data meets burn
 pub fn int_tensor_to_vec<const D: usize>(tensor: Tensor<D, Int>) -> Result<Vec<i64>> {
+    count_host_read();
     tensor
         .into_data()
         .convert::<i64>()

@@ -43,6 +43,7 @@ pub mod safetensors_io;
 pub mod similarity;
 pub mod temporal;
 pub mod testing;
+pub mod threshold;
 pub mod topk;
 
 pub use config::{

@@ -272,12 +272,30 @@ pub fn row_kth_largest(data: &[f32], cols: usize, k: usize, allowed: Option<&[bo
 /// transfer); on the CPU, where flex's top-k is a full sort and reading `h` is a copy, a
 /// parallel partial selection on the host.
 pub fn row_kth_largest_tensor(h: &Tensor<2>, k: usize) -> Result<Tensor<2>> {
+    row_kth_largest_tensor_on(h, k, SelectOn::Auto)
+}
+
+/// Where [`row_kth_largest_tensor_on`] selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SelectOn {
+    /// On host memory, read back and select on the host (fastest there); elsewhere, where the
+    /// data is.
+    #[default]
+    Auto,
+    /// Where the data is, whatever the device: nothing read back (what a GPU runs; selectable
+    /// on the CPU to test that path).
+    Device,
+}
+
+/// [`row_kth_largest_tensor`] with the place of the selection chosen: [`SelectOn::Device`]
+/// runs burn's top-k reduction even on the CPU (where it is a sort, for tests).
+pub fn row_kth_largest_tensor_on(h: &Tensor<2>, k: usize, on: SelectOn) -> Result<Tensor<2>> {
     let device = h.device();
     let [rows, cols] = h.dims();
     if k == 0 || k > cols {
         return Ok(Tensor::<2>::full([rows, 1], f32::NEG_INFINITY, &device));
     }
-    if is_host_memory(&device) {
+    if on == SelectOn::Auto && is_host_memory(&device) {
         let thr = with_host_values(h.clone(), |v| row_kth_largest(v, cols, k, None))?;
         return Ok(tensor_from_vec(thr, [rows, 1], &device));
     }

@@ -1,12 +1,15 @@
 //! One training step of JumpReLU and Matryoshka BatchTopK SAEs equals SAELens's on the same
 //! batch and initial weights (`fixtures/train-step/generate.py`, SAELens 6.54.12's
 //! `training_forward_pass`, `clip_grad_norm_(1.0)` and Adam): the loss, every gradient, every
-//! parameter after the update, and BatchTopK's threshold.
+//! parameter after the update, and BatchTopK's threshold. Matryoshka's runs on both step paths
+//! (the host selections, and the device-resident one a GPU takes).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, missing_docs)]
 
 use std::path::PathBuf;
 
-use activation_store::train::step::{LossSpec, SaeTensors, loss_and_grads_for};
+use activation_store::train::step::{
+    LossSpec, SaeTensors, StepPath, loss_and_grads_for, loss_and_grads_on,
+};
 use activation_store::{TrainArchitecture, TrainConfig, Trainer};
 use sae_core::burn::tensor::Tensor;
 use sae_core::device::{from_env, tensor_from_vec, tensor_to_vec};
@@ -164,7 +167,11 @@ fn jumprelu_step_equals_saelens() {
 #[test]
 fn matryoshka_step_equals_saelens() {
     let f = fixture();
-    for case in ["matryoshka", "matryoshka_dead"] {
+    let paths = [StepPath::Auto, StepPath::DeviceResident];
+    for (case, path) in ["matryoshka", "matryoshka_dead"]
+        .into_iter()
+        .flat_map(|c| paths.map(|p| (c, p)))
+    {
         let j = &f.json[case];
         let arch = TrainArchitecture::MatryoshkaBatchTopK {
             k: j["k"].as_f64().unwrap(),
@@ -175,7 +182,7 @@ fn matryoshka_step_equals_saelens() {
             .as_array()
             .map(|a| a.iter().map(|v| v.as_bool().unwrap()).collect());
         let p = f.params(case, "before", false);
-        let out = loss_and_grads_for(
+        let out = loss_and_grads_on(
             &p,
             f.t2("x", [B, D_IN]),
             &LossSpec {
@@ -186,29 +193,32 @@ fn matryoshka_step_equals_saelens() {
                 inner_levels: &[4, 8],
             },
             None,
+            path,
         )
         .unwrap();
+        let label = format!("{case} ({path:?})");
         let loss = j["loss"].as_f64().unwrap();
         let losses = &j["losses"];
         assert!(
             (out.loss - loss).abs() < 1e-5 * loss,
-            "{case}: loss {} vs {loss}",
+            "{label}: loss {} vs {loss}",
             out.loss
         );
         let inner = losses["inner_mse_loss_4"].as_f64().unwrap()
             + losses["inner_mse_loss_8"].as_f64().unwrap();
-        assert!((out.inner_mse - inner).abs() < 1e-5 * inner, "{case}");
+        assert!((out.inner_mse - inner).abs() < 1e-5 * inner, "{label}");
         assert!((out.mse - losses["mse_loss"].as_f64().unwrap()).abs() < 1e-4);
         assert!((out.aux - losses["auxiliary_reconstruction_loss"].as_f64().unwrap()).abs() < 1e-4);
-        compare(&format!("{case} grad"), &out.grads, &f, case, "grad", 1e-5);
+        compare(&format!("{label} grad"), &out.grads, &f, case, "grad", 1e-5);
         if dead.is_none() {
             // The whole step through the trainer (no latent is dead at its start).
             let mut t = Trainer::with_params(config(arch, vec![4, 8, 16]), p, &from_env().unwrap())
-                .unwrap();
+                .unwrap()
+                .with_step_path(path);
             let m = t.step(&f.host("x")).unwrap();
             assert!((m.loss - loss).abs() < 1e-5 * loss);
             compare(
-                &format!("{case} after"),
+                &format!("{label} after"),
                 t.params(),
                 &f,
                 case,
@@ -216,11 +226,8 @@ fn matryoshka_step_equals_saelens() {
                 1e-5,
             );
             let thr = j["topk_threshold"].as_f64().unwrap();
-            assert!(
-                (t.batch_topk_threshold() - thr).abs() < 1e-7,
-                "{} vs {thr}",
-                t.batch_topk_threshold()
-            );
+            let ours = t.batch_topk_threshold().unwrap();
+            assert!((ours - thr).abs() < 1e-7, "{label}: {ours} vs {thr}");
         }
     }
 }

@@ -186,7 +186,7 @@ pub fn resume_family(run_dir: &Path, device: &Device) -> Result<Option<Vec<Train
 
 // Swaps whole checkpoint directories (each file in them written atomically) by renames.
 #[allow(clippy::disallowed_methods)]
-fn save_family(run_dir: &Path, trainers: &[Trainer]) -> Result<()> {
+fn save_family(run_dir: &Path, trainers: &mut [Trainer]) -> Result<()> {
     let remove = |d: &Path| -> Result<()> {
         if d.exists() {
             std::fs::remove_dir_all(d).map_err(|e| StoreError::io(d, e))?;
@@ -195,7 +195,7 @@ fn save_family(run_dir: &Path, trainers: &[Trainer]) -> Result<()> {
     };
     let tmp = run_dir.join(WRITING);
     remove(&tmp)?;
-    for (i, t) in trainers.iter().enumerate() {
+    for (i, t) in trainers.iter_mut().enumerate() {
         t.save_checkpoint(&tmp.join(format!("trainer-{i}")))?;
     }
     sae_core::atomic::write(tmp.join("complete"), b"")?;
@@ -307,18 +307,30 @@ pub fn train_family(
             rows = t.prepare(&batch)?;
         }
         let x = sae_core::device::tensor_from_vec(batch, [rows, source.d_in()], &device);
-        last = trainers
-            .iter_mut()
-            .map(|t| t.step_uploaded(x.clone()))
-            .collect::<Result<Vec<_>>>()?;
+        for t in trainers.iter_mut() {
+            t.step_uploaded(x.clone())?;
+        }
         let done = step + 1;
-        if done % opts.log_every.max(1) == 0 || done == opts.steps {
+        let log_now = done % opts.log_every.max(1) == 0 || done == opts.steps;
+        let checkpoint_now = opts.run_dir.is_some()
+            && (done % opts.checkpoint_every.max(1) == 0 || done == opts.steps);
+        if log_now || checkpoint_now {
+            // The only reads of a run's steps (each a synchronisation on a GPU): the metrics,
+            // which also catch a divergence before a checkpoint could keep it.
+            last = trainers
+                .iter_mut()
+                .map(|t| t.metrics())
+                .collect::<Result<Option<Vec<_>>>>()?
+                .unwrap_or_default();
+        }
+        if log_now {
             on_metrics(&last);
-            let m = &last[0];
-            bar.set_message(format!(
-                "mse {:.4} ev {:.3} l0 {:.1} dead {:.3}",
-                m.mse, m.explained_variance, m.l0, m.dead_fraction
-            ));
+            if let Some(m) = last.first() {
+                bar.set_message(format!(
+                    "mse {:.4} ev {:.3} l0 {:.1} dead {:.3}",
+                    m.mse, m.explained_variance, m.l0, m.dead_fraction
+                ));
+            }
             tracing::debug!(step = done, ?last, "training metrics");
             if let Some(f) = log.as_mut() {
                 let line = serde_json::json!({ "step": done, "saes": last });
@@ -326,12 +338,17 @@ pub fn train_family(
             }
         }
         if let Some(d) = &opts.run_dir
-            && (done % opts.checkpoint_every.max(1) == 0 || done == opts.steps)
+            && checkpoint_now
         {
             save_family(d, trainers)?;
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(last)
+    // A run whose data ran out between logged steps reads its last step here.
+    Ok(trainers
+        .iter_mut()
+        .map(Trainer::metrics)
+        .collect::<Result<Option<Vec<_>>>>()?
+        .unwrap_or(last))
 }

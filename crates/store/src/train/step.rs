@@ -10,12 +10,21 @@
 //! `x′ = x − b_dec` (when applied), `h = x′·W_enc + b_enc`, `f = h ⊙ m` with `m` the active
 //! mask (h > 0, and in the top k of its row or of the batch), `x̂ = f·W_dec + b_dec`,
 //! `e = x̂ − x`, `MSE = Σ e² / B`.
+//!
+//! Two paths ([`StepPath`]): on the CPU backends the TopK family's sparse host step and host
+//! selections (reading a tensor there is a copy, and a partial selection on the host is the
+//! fastest); on a GPU every product dense and every selection where the data is
+//! ([`sae_core::threshold`], burn's top-k), the step's statistics left on the device as
+//! tensors, so that a step reads nothing back (a [`Trainer`](crate::train::Trainer) reads them
+//! every `log_every` steps). Both give the same result (unit tests compare them).
 
-use sae_core::burn::tensor::Tensor;
+use sae_core::burn::tensor::{Bool, Device, Int, Tensor};
 use sae_core::device::{
-    is_host_memory, tensor_from_vec, tensor_to_vec, tensors_to_vecs, with_host_values,
+    bool_tensor_from_vec, is_host_memory, tensor_from_vec, tensor_to_vec, tensors_to_vecs,
+    with_host_values,
 };
-use sae_core::topk::{kth_largest, row_kth_largest, row_kth_largest_tensor};
+use sae_core::threshold::{kth_largest_where, row_kth_largest_where};
+use sae_core::topk::{SelectOn, kth_largest, row_kth_largest, row_kth_largest_tensor_on};
 
 use crate::error::Result;
 use crate::train::active::ActiveLatents;
@@ -49,7 +58,26 @@ impl SaeTensors {
     }
 }
 
-/// What a step computed.
+/// Where a step computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StepPath {
+    /// On host memory (the CPU backends): the TopK family's sparse host step where it applies,
+    /// selections on the host; elsewhere (a GPU): [`StepPath::DeviceResident`].
+    #[default]
+    Auto,
+    /// Every product dense and every selection on the tensors' device, nothing read back during
+    /// the step: what a GPU runs, selectable on the CPU to test it.
+    DeviceResident,
+}
+
+impl StepPath {
+    /// Whether a step on `device` keeps everything there.
+    pub fn is_resident(self, device: &Device) -> bool {
+        self == Self::DeviceResident || !is_host_memory(device)
+    }
+}
+
+/// What a step computed, read back ([`loss_and_grads`] and the functions beside it).
 #[derive(Debug, Clone)]
 pub struct StepOutput {
     /// Gradients, shaped as the parameters.
@@ -74,8 +102,82 @@ pub struct StepOutput {
     pub residual: Tensor<2>,
 }
 
-fn scalar(t: Tensor<1>) -> Result<f64> {
-    Ok(f64::from(tensor_to_vec(t)?.first().copied().unwrap_or(0.0)))
+/// Positions in [`StepTensors::stats`].
+pub(crate) mod stat {
+    /// Σ e² / B.
+    pub(crate) const MSE: usize = 0;
+    /// Σ (x − x̄)² / B.
+    pub(crate) const TOTAL_VARIANCE: usize = 1;
+    /// Active entries / B.
+    pub(crate) const L0: usize = 2;
+    /// The sparsity or AuxK term.
+    pub(crate) const AUX: usize = 3;
+    /// Matryoshka's inner MSE.
+    pub(crate) const INNER_MSE: usize = 4;
+}
+
+/// What a step computed, where it was computed (nothing read back).
+#[derive(Debug, Clone)]
+pub(crate) struct StepTensors {
+    /// Gradients, shaped as the parameters.
+    pub grads: SaeTensors,
+    /// `[5]`: the statistics at the positions of [`stat`].
+    pub stats: Tensor<1>,
+    /// `[d_sae]`: rows on which each latent was active.
+    pub active_per_latent: Tensor<1>,
+    /// `[1]`: BatchTopK's smallest kept activation, 0 when none is positive and finite.
+    pub min_active: Option<Tensor<1>>,
+    /// `x̂ − x`, `[B, d_in]`.
+    pub residual: Tensor<2>,
+}
+
+impl StepOutput {
+    /// Reads a step's statistics back, in one transfer.
+    fn read(t: StepTensors) -> Result<Self> {
+        let mut parts = vec![t.stats, t.active_per_latent];
+        if let Some(m) = t.min_active {
+            parts.push(m);
+        }
+        let read = tensors_to_vecs(parts)?;
+        let s = |i: usize| f64::from(read[0].get(i).copied().unwrap_or(0.0));
+        let (mse, total_var) = (s(stat::MSE), s(stat::TOTAL_VARIANCE));
+        Ok(Self {
+            grads: t.grads,
+            loss: mse + s(stat::AUX) + s(stat::INNER_MSE),
+            mse,
+            aux: s(stat::AUX),
+            inner_mse: s(stat::INNER_MSE),
+            l0: s(stat::L0),
+            explained_variance: explained_variance(mse, total_var),
+            fired: read[1].iter().map(|c| *c > 0.0).collect(),
+            min_active: read
+                .get(2)
+                .and_then(|m| m.first())
+                .filter(|m| **m > 0.0 && m.is_finite())
+                .map(|m| f64::from(*m)),
+            residual: t.residual,
+        })
+    }
+}
+
+/// `1 − mse / total_var` (0 for a constant batch).
+pub(crate) fn explained_variance(mse: f64, total_var: f64) -> f64 {
+    if total_var > 0.0 {
+        1.0 - mse / total_var
+    } else {
+        0.0
+    }
+}
+
+/// The statistics vector of [`StepTensors`] from its parts (`[1]` each).
+fn stats_tensor(
+    mse: Tensor<1>,
+    total_var: Tensor<1>,
+    l0: Tensor<1>,
+    aux: Tensor<1>,
+    inner_mse: Tensor<1>,
+) -> Tensor<1> {
+    Tensor::cat(vec![mse, total_var, l0, aux, inner_mse], 0)
 }
 
 /// What a step's loss is made of besides the parameters and the batch.
@@ -91,6 +193,16 @@ pub struct LossSpec<'a> {
     pub dead: Option<&'a [bool]>,
     /// Matryoshka inner levels (prefix widths below d_sae, increasing); empty without.
     pub inner_levels: &'a [usize],
+}
+
+/// Latents counted as dead, for AuxK: a host mask, or one on the device (a trainer's, kept
+/// there so that the step reads nothing back).
+#[derive(Debug, Clone)]
+pub(crate) enum Dead<'a> {
+    /// `[d_sae]` on the host.
+    Host(&'a [bool]),
+    /// `[d_sae]` on the step's device; AuxK runs (its loss is 0 when none is dead).
+    Device(Box<Tensor<1, Bool>>),
 }
 
 /// Loss and gradients for one batch.
@@ -131,7 +243,20 @@ pub fn loss_and_grads_for(
     spec: &LossSpec<'_>,
     residual: Option<Tensor<2>>,
 ) -> Result<StepOutput> {
-    step_impl(p, x, spec, residual)
+    loss_and_grads_on(p, x, spec, residual, StepPath::Auto)
+}
+
+/// [`loss_and_grads_for`] on a chosen [`StepPath`]; the statistics are read back once, at the
+/// end.
+pub fn loss_and_grads_on(
+    p: &SaeTensors,
+    x: Tensor<2>,
+    spec: &LossSpec<'_>,
+    residual: Option<Tensor<2>>,
+    path: StepPath,
+) -> Result<StepOutput> {
+    let dead = spec.dead.map(Dead::Host);
+    StepOutput::read(step_tensors(p, x, spec, dead, residual, path)?)
 }
 
 /// [`loss_and_grads`] with the AuxK target residual given (`e = x̂ − x` from other
@@ -146,7 +271,7 @@ pub fn loss_and_grads_with_residual(
     dead: Option<&[bool]>,
     residual: Option<Tensor<2>>,
 ) -> Result<StepOutput> {
-    step_impl(
+    loss_and_grads_for(
         p,
         x,
         &LossSpec {
@@ -160,17 +285,43 @@ pub fn loss_and_grads_with_residual(
     )
 }
 
-fn step_impl(
+/// The step, its results left where they were computed. `spec.dead` is not read: `dead` says
+/// which latents are dead (`None`: AuxK does not run).
+pub(crate) fn step_tensors(
     p: &SaeTensors,
     x: Tensor<2>,
     spec: &LossSpec<'_>,
+    dead: Option<Dead<'_>>,
     residual: Option<Tensor<2>>,
-) -> Result<StepOutput> {
+    path: StepPath,
+) -> Result<StepTensors> {
+    let resident = path.is_resident(&x.device());
     let (x_in, h) = encoder_input_and_pre(p, &x, spec.apply_b_dec_to_input);
-    if let Some(rule) = sparse_host_step(spec, p.w_enc.dims()[1], &x.device()) {
-        return step_topk_host(p, x, x_in, h, spec, rule, residual);
+    let inputs = StepInputs {
+        p,
+        x,
+        x_in,
+        h,
+        dead,
+        residual,
+    };
+    if !resident && let Some(rule) = sparse_host_step(spec, p.w_enc.dims()[1]) {
+        return step_topk_host(inputs, spec, rule);
     }
-    step_dense(p, x, x_in, h, spec, residual)
+    step_dense(inputs, spec, resident)
+}
+
+/// What both step paths start from.
+struct StepInputs<'a> {
+    p: &'a SaeTensors,
+    x: Tensor<2>,
+    /// `x′`.
+    x_in: Tensor<2>,
+    /// `h`.
+    h: Tensor<2>,
+    dead: Option<Dead<'a>>,
+    /// AuxK's target, when given instead of computed.
+    residual: Option<Tensor<2>>,
 }
 
 /// `x′` (`x − b_dec` when applied) and the pre-activations `h = x′·W_enc + b_enc`.
@@ -200,47 +351,55 @@ enum TopKRule {
     PerBatch(f64),
 }
 
-/// The rule when the TopK family's sparse host path ([`step_topk_host`]) serves this step: on
-/// host memory, without Matryoshka levels, and with at most 1/16 of the latents active on
-/// average (above that the dense products' better arithmetic rate wins).
-fn sparse_host_step(
-    spec: &LossSpec<'_>,
-    d_sae: usize,
-    device: &sae_core::burn::tensor::Device,
-) -> Option<TopKRule> {
+/// The rule when the TopK family's sparse host path ([`step_topk_host`]) serves a step off the
+/// device-resident path: without Matryoshka levels, and with at most 1/16 of the latents active
+/// on average (above that the dense products' better arithmetic rate wins).
+fn sparse_host_step(spec: &LossSpec<'_>, d_sae: usize) -> Option<TopKRule> {
     let (rule, k) = match spec.arch {
         TrainArchitecture::TopK { k, .. } => (TopKRule::PerRow(k), k as f64),
         TrainArchitecture::BatchTopK { k, .. } => (TopKRule::PerBatch(k), k),
         _ => return None,
     };
-    (spec.inner_levels.is_empty() && is_host_memory(device) && k * 16.0 <= d_sae as f64)
-        .then_some(rule)
+    (spec.inner_levels.is_empty() && k * 16.0 <= d_sae as f64).then_some(rule)
 }
 
-/// The step with every product dense, on any device and for every architecture.
-fn step_dense(
-    p: &SaeTensors,
-    x: Tensor<2>,
-    x_in: Tensor<2>,
-    h: Tensor<2>,
-    spec: &LossSpec<'_>,
-    residual: Option<Tensor<2>>,
-) -> Result<StepOutput> {
+/// A `[1]` tensor holding `v`.
+fn scalar_tensor(v: f64, device: &Device) -> Tensor<1> {
+    Tensor::full([1], v, device)
+}
+
+/// The step with every product dense, on any device and for every architecture; with
+/// `resident`, every selection where the data is and nothing read back.
+fn step_dense(inputs: StepInputs<'_>, spec: &LossSpec<'_>, resident: bool) -> Result<StepTensors> {
+    let StepInputs {
+        p,
+        x,
+        x_in,
+        h,
+        dead,
+        residual,
+    } = inputs;
     let LossSpec {
         arch,
         coefficient: l1_coefficient,
         apply_b_dec_to_input,
-        dead,
         inner_levels,
+        ..
     } = *spec;
+    let device = x.device();
     let [b, d_in] = x.dims();
     let d_sae = p.w_enc.dims()[1];
     let bf = b as f64;
+    let select_on = if resident {
+        SelectOn::Device
+    } else {
+        SelectOn::Auto
+    };
     let positive = h.clone().greater_elem(0.0);
     let (mask, min_active) = match arch {
         TrainArchitecture::Standard { .. } => (positive, None),
         TrainArchitecture::TopK { k, .. } => {
-            let thr = row_kth_largest_tensor(&h, k)?;
+            let thr = row_kth_largest_tensor_on(&h, k, select_on)?;
             let top = h.clone().sub(thr).greater_equal_elem(0.0);
             (positive.bool_and(top), None)
         }
@@ -253,11 +412,22 @@ fn step_dense(
         }
         TrainArchitecture::BatchTopK { k, .. }
         | TrainArchitecture::MatryoshkaBatchTopK { k, .. } => {
-            let n_keep = ((k * bf) as usize).min(h.dims()[0] * h.dims()[1]);
-            let thr = with_host_values(h.clone().clamp_min(0.0), |v| kth_largest(v, n_keep))?;
-            let m = positive.bool_and(h.clone().greater_equal_elem(thr));
-            let min_active = (thr > 0.0 && thr.is_finite()).then_some(f64::from(thr));
-            (m, min_active)
+            let n_keep = ((k * bf) as usize).min(b * d_sae);
+            let clamped = h.clone().clamp_min(0.0);
+            let thr = if resident {
+                kth_largest_where(clamped, n_keep)
+            } else {
+                let t = with_host_values(clamped, |v| kth_largest(v, n_keep))?;
+                Tensor::full([1, 1], t, &device)
+            };
+            let m = positive.bool_and(h.clone().greater_equal(thr.clone().expand([b, d_sae])));
+            // The smallest kept activation when positive and finite, else 0 (no update).
+            let thr = thr.reshape([1]);
+            let invalid = thr
+                .clone()
+                .lower_equal_elem(0.0)
+                .bool_or(thr.clone().is_finite().bool_not());
+            (m, Some(thr.mask_fill(invalid, 0.0)))
         }
     };
     let mask_f = mask.float();
@@ -269,33 +439,19 @@ fn step_dense(
     let e = x_hat.sub(x.clone());
     let centred = x.clone().sub(x.clone().mean_dim(0));
     let active_per_latent = mask_f.clone().sum_dim(0).reshape([d_sae]);
-    // One read for the step's statistics (each read is a synchronisation on a GPU).
-    let read = tensors_to_vecs(vec![
-        e.clone().square().sum(),
-        centred.square().sum(),
-        active_per_latent.clone().sum(),
-        active_per_latent,
-    ])?;
-    let first = |i: usize| f64::from(read[i].first().copied().unwrap_or(0.0));
-    let mse = first(0) / bf;
-    let total_var = first(1) / bf;
-    let explained_variance = if total_var > 0.0 {
-        1.0 - mse / total_var
-    } else {
-        0.0
-    };
-    let l0 = first(2) / bf;
-    let fired: Vec<bool> = read[3].iter().map(|c| *c > 0.0).collect();
+    let mse = e.clone().square().sum().div_scalar(bf);
+    let total_var = centred.square().sum().div_scalar(bf);
+    let l0 = active_per_latent.clone().sum().div_scalar(bf);
 
     // d(MSE)/dx̂ = 2e/B.
     let g_out = e.clone().mul_scalar(2.0 / bf);
     let mut g_b_dec = g_out.clone().sum_dim(0).reshape([d_in]);
     let mut g_w_dec = f.clone().transpose().matmul(g_out.clone());
     let mut g_f = g_out.matmul(p.w_dec.clone().transpose());
-    let mut aux = 0.0;
+    let mut aux = scalar_tensor(0.0, &device);
     let mut g_h_extra: Option<Tensor<2>> = None;
     let mut g_threshold: Option<Tensor<1>> = None;
-    let mut inner_mse = 0.0;
+    let mut inner_mse = scalar_tensor(0.0, &device);
 
     if !inner_levels.is_empty() {
         inner_mse = matryoshka_levels(
@@ -318,7 +474,11 @@ fn step_dense(
                 // L1 = c/B · Σ_b Σ_j f_bj ‖W_dec_j‖ (f ≥ 0).
                 let norms = p.w_dec.clone().square().sum_dim(1).sqrt().clamp_min(1e-12); // [S,1]
                 let l1_sum = f.clone().sum_dim(0).reshape([d_sae, 1]); // Σ_b f_bj
-                aux = l1_coefficient * scalar(l1_sum.clone().mul(norms.clone()).sum())? / bf;
+                aux = l1_sum
+                    .clone()
+                    .mul(norms.clone())
+                    .sum()
+                    .mul_scalar(l1_coefficient / bf);
                 // ∂/∂f_bj = c/B · ‖W_dec_j‖
                 g_f = g_f.add(
                     norms
@@ -343,7 +503,7 @@ fn step_dense(
             // ∂/∂θ_j = −(1/ε) Σ_b w_bj (θ_j · ∂L/∂f_bj + c/B). The pre-activations get the plain
             // JumpReLU gradient (mask · ∂L/∂f) and nothing from the L0 term.
             let theta = jumprelu_threshold(p)?;
-            aux = l1_coefficient * l0;
+            aux = l0.clone().mul_scalar(l1_coefficient);
             let window = h
                 .clone()
                 .sub(theta.clone().unsqueeze_dim(0))
@@ -374,9 +534,9 @@ fn step_dense(
         | TrainArchitecture::MatryoshkaBatchTopK {
             aux_coefficient, ..
         } => {
-            if let Some(dead) = dead {
+            if let Some(dead) = &dead {
                 let target = residual.clone().unwrap_or_else(|| e.clone());
-                if let Some(a) = aux_k(&h, target, &p.w_dec, dead, aux_coefficient)? {
+                if let Some(a) = aux_k(&h, target, &p.w_dec, dead, aux_coefficient, resident)? {
                     aux = a.loss;
                     g_w_dec = g_w_dec.add(a.g_w_dec);
                     g_h_extra = Some(a.g_h);
@@ -398,7 +558,7 @@ fn step_dense(
                 .reshape([d_in]),
         );
     }
-    Ok(StepOutput {
+    Ok(StepTensors {
         grads: SaeTensors {
             w_enc: g_w_enc,
             b_enc: g_b_enc,
@@ -406,13 +566,8 @@ fn step_dense(
             b_dec: g_b_dec,
             threshold: g_threshold,
         },
-        loss: mse + aux + inner_mse,
-        mse,
-        aux,
-        inner_mse,
-        l0,
-        explained_variance,
-        fired,
+        stats: stats_tensor(mse, total_var, l0, aux, inner_mse),
+        active_per_latent,
         min_active,
         residual: e,
     })
@@ -420,24 +575,28 @@ fn step_dense(
 
 /// AuxK's loss and its gradient contributions.
 struct AuxK {
-    loss: f64,
+    /// `[1]`.
+    loss: Tensor<1>,
     /// Added to W_dec's gradient, `[d_sae, d_in]`.
     g_w_dec: Tensor<2>,
     /// Added to the pre-activations' gradient, `[B, d_sae]`.
     g_h: Tensor<2>,
 }
 
-/// AuxK: the top `k_aux = d_in / 2` dead latents of each row reconstruct the (detached)
-/// residual `target`; `None` when no latent is dead or the coefficient is 0.
+/// AuxK: the top `k_aux = min(d_in / 2, dead)` dead latents of each row reconstruct the
+/// (detached) residual `target`, the loss scaled by `min(dead / (d_in / 2), 1)`; `None` when
+/// the coefficient is 0 or (a host mask) no latent is dead. A device mask stays on the device:
+/// its count, k_aux and the scale are tensors, and with no dead latent the loss and gradients
+/// are 0.
 fn aux_k(
     h: &Tensor<2>,
     target: Tensor<2>,
     w_dec: &Tensor<2>,
-    dead: &[bool],
+    dead: &Dead<'_>,
     aux_coefficient: f64,
+    resident: bool,
 ) -> Result<Option<AuxK>> {
-    let n_dead = dead.iter().filter(|d| **d).count();
-    if n_dead == 0 || aux_coefficient <= 0.0 {
+    if aux_coefficient <= 0.0 {
         return Ok(None);
     }
     let device = h.device();
@@ -445,30 +604,53 @@ fn aux_k(
     let d_in = w_dec.dims()[1];
     let bf = b as f64;
     let k_aux_full = d_in / 2;
-    let scale = (n_dead as f64 / k_aux_full.max(1) as f64).min(1.0);
-    let k_aux = k_aux_full.min(n_dead).max(1);
-    let thr = with_host_values(h.clone(), |v| row_kth_largest(v, d_sae, k_aux, Some(dead)))?;
-    let thr = tensor_from_vec(thr, [b, 1], &device);
-    let dead_t = tensor_from_vec(
-        dead.iter()
-            .map(|&d| if d { 1.0f32 } else { 0.0 })
-            .collect::<Vec<_>>(),
-        [d_sae],
-        &device,
-    )
-    .unsqueeze_dim(0);
+    let (thr, dead_t, scale) = match dead {
+        Dead::Host(mask) => {
+            let n_dead = mask.iter().filter(|d| **d).count();
+            if n_dead == 0 {
+                return Ok(None);
+            }
+            let scale = (n_dead as f64 / k_aux_full.max(1) as f64).min(1.0);
+            let k_aux = k_aux_full.min(n_dead).max(1);
+            let dead_t = bool_tensor_from_vec(mask.to_vec(), [1, d_sae], &device);
+            let thr = if resident {
+                let k = Tensor::<2, Int>::full([1, 1], k_aux as i64, &device);
+                row_kth_largest_where(h.clone(), k, Some(dead_t.clone()))
+            } else {
+                let thr =
+                    with_host_values(h.clone(), |v| row_kth_largest(v, d_sae, k_aux, Some(mask)))?;
+                tensor_from_vec(thr, [b, 1], &device)
+            };
+            (thr, dead_t, scale_tensor_host(scale, &device))
+        }
+        Dead::Device(mask) => {
+            let mask = mask.as_ref().clone();
+            let dead_t = mask.clone().reshape([1, d_sae]);
+            let n_dead = mask.int().sum().reshape([1, 1]);
+            let k_aux = n_dead.clone().clamp_max(k_aux_full.max(1) as i64);
+            let thr = row_kth_largest_where(h.clone(), k_aux, Some(dead_t.clone()));
+            let scale = n_dead
+                .float()
+                .div_scalar(k_aux_full.max(1) as f64)
+                .clamp_max(1.0);
+            (thr, dead_t, scale)
+        }
+    };
     let aux_mask = h
         .clone()
-        .sub(thr)
-        .greater_equal_elem(0.0)
-        .float()
-        .mul(dead_t);
+        .greater_equal(thr.expand([b, d_sae]))
+        .bool_and(dead_t.expand([b, d_sae]))
+        .float();
     let a = h.clone().mul(aux_mask.clone());
     // r = a·W_dec − (x − x̂) = a·W_dec + e (e detached)
     let r = a.clone().matmul(w_dec.clone()).add(target);
-    let c = aux_coefficient * scale;
-    let loss = c * scalar(r.clone().square().sum())? / bf;
-    let g_r = r.mul_scalar(2.0 * c / bf);
+    let loss = r
+        .clone()
+        .square()
+        .sum()
+        .mul(scale.clone().reshape([1]))
+        .mul_scalar(aux_coefficient / bf);
+    let g_r = r.mul(scale).mul_scalar(2.0 * aux_coefficient / bf);
     Ok(Some(AuxK {
         loss,
         g_w_dec: a.transpose().matmul(g_r.clone()),
@@ -476,19 +658,28 @@ fn aux_k(
     }))
 }
 
+/// AuxK's host-known scale as a `[1, 1]` tensor (the device mask's is computed there).
+fn scale_tensor_host(scale: f64, device: &Device) -> Tensor<2> {
+    Tensor::full([1, 1], scale, device)
+}
+
 /// The TopK / BatchTopK step on host memory with the decode and the gradient products over the
 /// active entries only ([`ActiveLatents`]): the encoder product `x′·W_enc` stays dense, and so
 /// does AuxK when latents are dead (its top `d_in / 2` dead latents per row are not sparse).
 /// Equal to [`step_dense`] up to f32 summation order (a unit test checks both paths).
 fn step_topk_host(
-    p: &SaeTensors,
-    x: Tensor<2>,
-    x_in: Tensor<2>,
-    h: Tensor<2>,
+    inputs: StepInputs<'_>,
     spec: &LossSpec<'_>,
     rule: TopKRule,
-    residual: Option<Tensor<2>>,
-) -> Result<StepOutput> {
+) -> Result<StepTensors> {
+    let StepInputs {
+        p,
+        x,
+        x_in,
+        h,
+        dead,
+        residual,
+    } = inputs;
     let device = x.device();
     let [b, d_in] = x.dims();
     let d_sae = p.w_enc.dims()[1];
@@ -498,8 +689,12 @@ fn step_topk_host(
             let n_keep = ((k * bf) as usize).min(v.len());
             let clamped: Vec<f32> = v.iter().map(|x| x.max(0.0)).collect();
             let thr = kth_largest(&clamped, n_keep);
-            let min_active = (thr > 0.0 && thr.is_finite()).then_some(f64::from(thr));
-            (ActiveLatents::select(v, d_sae, |_| thr), min_active)
+            let min_active = if thr > 0.0 && thr.is_finite() {
+                thr
+            } else {
+                0.0
+            };
+            (ActiveLatents::select(v, d_sae, |_| thr), Some(min_active))
         }
         TopKRule::PerRow(k) => {
             let thr = row_kth_largest(v, d_sae, k, None);
@@ -529,13 +724,8 @@ fn step_topk_host(
         .sum::<f64>()
         / bf;
     let mse = e_h.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / bf;
-    let explained_variance = if total_var > 0.0 {
-        1.0 - mse / total_var
-    } else {
-        0.0
-    };
     let l0 = active.nnz() as f64 / bf;
-    let fired: Vec<bool> = active.counts().iter().map(|c| *c > 0).collect();
+    let counts: Vec<f32> = active.counts().iter().map(|c| *c as f32).collect();
 
     // d(MSE)/dx̂ = 2e/B.
     let two_over_b = (2.0 / bf) as f32;
@@ -559,14 +749,14 @@ fn step_topk_host(
         } => aux_coefficient,
         _ => 0.0,
     };
-    let aux_k = match spec.dead {
+    let aux_k = match &dead {
         Some(dead) => {
             let target = residual.unwrap_or_else(|| e.clone());
-            aux_k(&h, target, &p.w_dec, dead, aux_coefficient)?
+            aux_k(&h, target, &p.w_dec, dead, aux_coefficient, false)?
         }
         None => None,
     };
-    let mut aux = 0.0;
+    let mut aux = scalar_tensor(0.0, &device);
     let (g_w_enc, g_b_enc) = match aux_k {
         Some(a) => {
             // AuxK's gradient is dense: the encoder's products run dense too.
@@ -615,7 +805,7 @@ fn step_topk_host(
     } else {
         g_b_dec
     };
-    Ok(StepOutput {
+    Ok(StepTensors {
         grads: SaeTensors {
             w_enc: g_w_enc,
             b_enc: g_b_enc,
@@ -623,14 +813,15 @@ fn step_topk_host(
             b_dec: g_b_dec,
             threshold: None,
         },
-        loss: mse + aux,
-        mse,
-        aux,
-        inner_mse: 0.0,
-        l0,
-        explained_variance,
-        fired,
-        min_active,
+        stats: stats_tensor(
+            scalar_tensor(mse, &device),
+            scalar_tensor(total_var, &device),
+            scalar_tensor(l0, &device),
+            aux,
+            scalar_tensor(0.0, &device),
+        ),
+        active_per_latent: tensor_from_vec(counts, [d_sae], &device),
+        min_active: min_active.map(|m| scalar_tensor(f64::from(m), &device)),
         residual: e,
     })
 }
@@ -656,7 +847,7 @@ struct MatryoshkaInputs<'a> {
 }
 
 /// The inner levels' reconstructions: for each level `w`, `x̂_w = f[:, :w]·W_dec[:w] + b_dec`
-/// and its MSE `Σ (x̂_w − x)² / B`, added to the loss (returned, summed). Their gradients are
+/// and its MSE `Σ (x̂_w − x)² / B`, added to the loss (returned, summed, `[1]`). Their gradients are
 /// added to `g_f`, `g_w_dec` and `g_b_dec`: the latents of segment `s` (between levels s−1 and
 /// s) are in every level from s on, so they receive the sum `G_s` of those levels' output
 /// gradients `2(x̂_w − x)/B`.
@@ -665,7 +856,7 @@ fn matryoshka_levels(
     g_f: &mut Tensor<2>,
     g_w_dec: &mut Tensor<2>,
     g_b_dec: &mut Tensor<1>,
-) -> Result<f64> {
+) -> Result<Tensor<1>> {
     let [b, d_in] = m.x.dims();
     let d_sae = m.w_dec.dims()[0];
     let bf = b as f64;
@@ -692,11 +883,11 @@ fn matryoshka_levels(
         sums.push(e.clone().square().sum());
         g_outs.push(e.mul_scalar(2.0 / bf));
     }
-    let inner: f64 = tensors_to_vecs(sums)?
-        .iter()
-        .map(|v| f64::from(v.first().copied().unwrap_or(0.0)))
-        .sum::<f64>()
-        / bf;
+    let inner = sums
+        .into_iter()
+        .reduce(|a, b| a.add(b))
+        .unwrap_or_else(|| Tensor::zeros([1], &m.x.device()))
+        .div_scalar(bf);
     // Suffix sums: G_s = Σ_{l ≥ s} g_out_l for the segments below the last level.
     let mut acc: Option<Tensor<2>> = None;
     let mut g_seg: Vec<Tensor<2>> = vec![Tensor::zeros([b, d_in], &m.x.device()); m.levels.len()];
@@ -762,10 +953,12 @@ mod tests {
             .fold(0f32, |m, (x, y)| m.max((x - y).abs() / scale))
     }
 
-    /// The sparse host path equals the dense one (loss, statistics, every gradient) for TopK and
-    /// BatchTopK, with and without `b_dec` subtracted and with and without dead latents (AuxK).
+    /// The sparse host path, the dense one with host selections and the device-resident one
+    /// (device selections, the dead mask given on the host or on the device) agree (loss,
+    /// statistics, every gradient) for TopK and BatchTopK, with and without `b_dec` subtracted
+    /// and with and without dead latents (AuxK).
     #[test]
-    fn sparse_host_step_equals_the_dense_step() {
+    fn every_step_path_gives_the_same_step() {
         let dev = cpu();
         let (b, d, s) = (24usize, 12usize, 64usize);
         let p = SaeTensors {
@@ -777,6 +970,8 @@ mod tests {
         };
         let x = tensor_from_vec(values(5, b * d, 1.0), [b, d], &dev);
         let dead: Vec<bool> = (0..s).map(|j| j % 3 == 0).collect();
+        // Fewer dead latents than k_aux = d_in / 2: all of them reconstruct, scaled down.
+        let few: Vec<bool> = (0..s).map(|j| j == 5 || j == 40).collect();
         let archs = [
             TrainArchitecture::TopK {
                 k: 3,
@@ -806,11 +1001,11 @@ mod tests {
                 dead: None,
                 inner_levels: &[],
             };
-            assert!(sparse_host_step(&spec, s, &dev).is_none(), "{arch:?}");
+            assert!(sparse_host_step(&spec, s).is_none(), "{arch:?}");
         }
         for arch in archs {
             for apply_b_dec_to_input in [false, true] {
-                for dead in [None, Some(dead.as_slice())] {
+                for dead in [None, Some(dead.as_slice()), Some(few.as_slice())] {
                     let spec = LossSpec {
                         arch,
                         coefficient: 0.0,
@@ -818,52 +1013,72 @@ mod tests {
                         dead,
                         inner_levels: &[],
                     };
-                    let rule = sparse_host_step(&spec, s, &dev).unwrap();
-                    let (x_in, h) = encoder_input_and_pre(&p, &x, apply_b_dec_to_input);
-                    let run = |sparse: bool| {
-                        let args = (p.clone(), x.clone(), x_in.clone(), h.clone());
-                        if sparse {
-                            step_topk_host(&args.0, args.1, args.2, args.3, &spec, rule, None)
-                                .unwrap()
-                        } else {
-                            step_dense(&args.0, args.1, args.2, args.3, &spec, None).unwrap()
-                        }
+                    let rule = sparse_host_step(&spec, s).unwrap();
+                    let run = |path: usize| {
+                        let (x_in, h) = encoder_input_and_pre(&p, &x, apply_b_dec_to_input);
+                        let dead = match (path, dead) {
+                            // The trainer's form on a GPU: a device mask, all-false for none.
+                            (3, d) => Some(Dead::Device(Box::new(
+                                sae_core::device::bool_tensor_from_vec(
+                                    d.map_or_else(|| vec![false; s], <[bool]>::to_vec),
+                                    [s],
+                                    &dev,
+                                ),
+                            ))),
+                            (_, d) => d.map(Dead::Host),
+                        };
+                        let inputs = StepInputs {
+                            p: &p,
+                            x: x.clone(),
+                            x_in,
+                            h,
+                            dead,
+                            residual: None,
+                        };
+                        let t = match path {
+                            0 => step_topk_host(inputs, &spec, rule),
+                            1 => step_dense(inputs, &spec, false),
+                            _ => step_dense(inputs, &spec, true),
+                        };
+                        StepOutput::read(t.unwrap()).unwrap()
                     };
-                    let (sp, de) = (run(true), run(false));
-                    let what = format!(
-                        "{arch:?}, b_dec {apply_b_dec_to_input}, dead {}",
-                        dead.is_some()
-                    );
-                    assert!(de.l0 > 0.5, "{what}: too few active latents to test");
-                    assert_eq!(sp.fired, de.fired, "{what}");
-                    assert_eq!(sp.l0, de.l0, "{what}");
-                    assert_eq!(sp.min_active, de.min_active, "{what}");
-                    for (a, e, name) in [
-                        (sp.loss, de.loss, "loss"),
-                        (sp.mse, de.mse, "mse"),
-                        (sp.aux, de.aux, "aux"),
-                        (
-                            sp.explained_variance,
-                            de.explained_variance,
-                            "explained variance",
-                        ),
-                    ] {
-                        assert!(
-                            (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
-                            "{what}: {name} {a} vs {e}"
+                    let sp = run(0);
+                    for (path, de) in [(1, run(1)), (2, run(2)), (3, run(3))] {
+                        let what = format!(
+                            "path {path}, {arch:?}, b_dec {apply_b_dec_to_input}, dead {}",
+                            dead.is_some()
                         );
-                    }
-                    if dead.is_some() {
-                        assert!(de.aux > 0.0, "{what}: AuxK did not run");
-                    }
-                    for (diff, name) in [
-                        (max_rel_diff(&sp.grads.w_enc, &de.grads.w_enc), "W_enc"),
-                        (max_rel_diff(&sp.grads.b_enc, &de.grads.b_enc), "b_enc"),
-                        (max_rel_diff(&sp.grads.w_dec, &de.grads.w_dec), "W_dec"),
-                        (max_rel_diff(&sp.grads.b_dec, &de.grads.b_dec), "b_dec"),
-                        (max_rel_diff(&sp.residual, &de.residual), "residual"),
-                    ] {
-                        assert!(diff <= 1e-5, "{what}: ∂{name} differs by {diff}");
+                        assert!(de.l0 > 0.5, "{what}: too few active latents to test");
+                        assert_eq!(sp.fired, de.fired, "{what}");
+                        assert_eq!(sp.l0, de.l0, "{what}");
+                        assert_eq!(sp.min_active, de.min_active, "{what}");
+                        for (a, e, name) in [
+                            (sp.loss, de.loss, "loss"),
+                            (sp.mse, de.mse, "mse"),
+                            (sp.aux, de.aux, "aux"),
+                            (
+                                sp.explained_variance,
+                                de.explained_variance,
+                                "explained variance",
+                            ),
+                        ] {
+                            assert!(
+                                (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                                "{what}: {name} {a} vs {e}"
+                            );
+                        }
+                        if dead.is_some() {
+                            assert!(de.aux > 0.0, "{what}: AuxK did not run");
+                        }
+                        for (diff, name) in [
+                            (max_rel_diff(&sp.grads.w_enc, &de.grads.w_enc), "W_enc"),
+                            (max_rel_diff(&sp.grads.b_enc, &de.grads.b_enc), "b_enc"),
+                            (max_rel_diff(&sp.grads.w_dec, &de.grads.w_dec), "W_dec"),
+                            (max_rel_diff(&sp.grads.b_dec, &de.grads.b_dec), "b_dec"),
+                            (max_rel_diff(&sp.residual, &de.residual), "residual"),
+                        ] {
+                            assert!(diff <= 1e-5, "{what}: ∂{name} differs by {diff}");
+                        }
                     }
                 }
             }

@@ -1,4 +1,12 @@
 //! One SAE's training state: parameters, Adam moments, dead-latent counters, checkpoints.
+//!
+//! A step reads nothing back from the device: the firing counters, BatchTopK's running
+//! threshold, gradient clipping and the step's statistics stay there as tensors, and
+//! [`Trainer::metrics`] reads the last step's statistics in one transfer when asked (a family
+//! run asks every `log_every` steps and before each checkpoint). On a GPU each read is a
+//! synchronisation that stalls the queue of kernels; a test counts them
+//! ([`sae_core::device::host_reads`]). A divergence (a non-finite loss or gradient norm) is
+//! therefore reported by the read that sees it, and no checkpoint is written after it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,14 +15,16 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use sae_core::burn::tensor::{Device, Tensor};
-use sae_core::device::{tensor_to_vec, tensors_to_vecs};
+use sae_core::burn::tensor::{Device, Int, Tensor};
+use sae_core::device::{int_tensor_from_vec, int_tensor_to_vec, tensor_to_vec};
 use sae_core::safetensors_io::{SafetensorsFile, write_safetensors};
 use sae_core::{Architecture, HostTensor, Sae, SaeConfig, SaeMetadata, StorageDtype};
 
 use crate::error::{Result, StoreError};
 use crate::train::config::{TrainArchitecture, TrainConfig};
-use crate::train::step::{LossSpec, SaeTensors, loss_and_grads_for};
+use crate::train::step::{
+    Dead, LossSpec, SaeTensors, StepPath, explained_variance, stat, step_tensors,
+};
 
 /// Metrics of one step (SAELens's names).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -44,6 +54,20 @@ struct Moments {
     v: SaeTensors,
 }
 
+/// Positions after the step's statistics ([`stat`]) in [`Pending::stats`].
+const GRAD_NORM: usize = 5;
+const DEAD: usize = 6;
+
+/// A step's statistics, on the device until [`Trainer::metrics`] reads them.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// Steps taken after it.
+    step: usize,
+    lr: f64,
+    /// `[7]`: the step's statistics ([`stat`]), the gradient norm, the dead latents after it.
+    stats: Tensor<1>,
+}
+
 /// Training state of one SAE.
 #[derive(Debug, Clone)]
 pub struct Trainer {
@@ -51,10 +75,14 @@ pub struct Trainer {
     params: SaeTensors,
     moments: Moments,
     step: usize,
-    since_fired: Vec<u64>,
-    threshold: f64,
+    /// Steps since each latent last fired, `[d_sae]`.
+    since_fired: Tensor<1, Int>,
+    /// BatchTopK's running threshold, `[1]`.
+    threshold: Tensor<1>,
     scaling_factor: Option<f64>,
+    pending: Option<Pending>,
     last: Option<StepMetrics>,
+    path: StepPath,
     device: Device,
 }
 
@@ -146,22 +174,32 @@ impl Trainer {
             v: params.zeros_like(),
         };
         Ok(Self {
-            since_fired: vec![0; d_sae],
+            since_fired: Tensor::zeros([d_sae], device),
             cfg,
             params,
             moments,
             step: 0,
-            threshold: 0.0,
+            threshold: Tensor::zeros([1], device),
             scaling_factor: None,
+            pending: None,
             last: None,
+            path: StepPath::Auto,
             device: device.clone(),
         })
     }
 
+    /// The same trainer taking its steps on `path` ([`StepPath::Auto`] unless set: the host
+    /// paths on the CPU, everything on the device on a GPU).
+    pub fn with_step_path(mut self, path: StepPath) -> Self {
+        self.path = path;
+        self
+    }
+
     /// BatchTopK's (and Matryoshka's) running threshold: the moving average of the smallest
-    /// kept activation, saved as every latent's JumpReLU threshold.
-    pub fn batch_topk_threshold(&self) -> f64 {
-        self.threshold
+    /// kept activation, saved as every latent's JumpReLU threshold. Reads it from the device.
+    pub fn batch_topk_threshold(&self) -> Result<f64> {
+        let t = tensor_to_vec(self.threshold.clone())?;
+        Ok(f64::from(t.first().copied().unwrap_or(0.0)))
     }
 
     /// The configuration.
@@ -174,10 +212,47 @@ impl Trainer {
         self.step
     }
 
-    /// The metrics of the last step taken (kept in checkpoints, so a resumed run that has
-    /// nothing left to train still reports them).
+    /// The metrics last read by [`Trainer::metrics`] (kept in checkpoints, so a resumed run
+    /// that has nothing left to train still reports them).
     pub fn last_metrics(&self) -> Option<StepMetrics> {
         self.last
+    }
+
+    /// The metrics of the last step taken, read from the device if not read yet (one transfer);
+    /// `None` before any step.
+    ///
+    /// # Errors
+    /// [`StoreError::Diverged`] when that step's loss or gradient norm is not finite (`step`:
+    /// the steps taken; an earlier unread step may have diverged first); device read errors.
+    pub fn metrics(&mut self) -> Result<Option<StepMetrics>> {
+        let Some(p) = self.pending.take() else {
+            return Ok(self.last);
+        };
+        let v = tensor_to_vec(p.stats)?;
+        let s = |i: usize| f64::from(v.get(i).copied().unwrap_or(f32::NAN));
+        let (mse, aux) = (s(stat::MSE), s(stat::AUX));
+        let loss = mse + aux + s(stat::INNER_MSE);
+        for (what, value) in [("loss", loss), ("gradient norm", s(GRAD_NORM))] {
+            if !value.is_finite() {
+                return Err(StoreError::Diverged {
+                    step: p.step,
+                    what,
+                    value,
+                });
+            }
+        }
+        let m = StepMetrics {
+            step: p.step,
+            loss,
+            mse,
+            aux,
+            l0: s(stat::L0),
+            explained_variance: explained_variance(mse, s(stat::TOTAL_VARIANCE)),
+            dead_fraction: s(DEAD) / self.cfg.d_sae as f64,
+            lr: p.lr,
+        };
+        self.last = Some(m);
+        Ok(Some(m))
     }
 
     /// The current parameters.
@@ -190,18 +265,20 @@ impl Trainer {
         self.scaling_factor
     }
 
-    /// Which latents count as dead now.
-    pub fn dead_mask(&self) -> Vec<bool> {
-        self.since_fired
-            .iter()
-            .map(|&s| s > self.cfg.dead_feature_window as u64)
-            .collect()
+    /// Which latents count as dead now (not fired for more than `dead_feature_window` steps).
+    /// Reads the counters from the device.
+    pub fn dead_mask(&self) -> Result<Vec<bool>> {
+        let window = self.cfg.dead_feature_window as i64;
+        Ok(int_tensor_to_vec(self.since_fired.clone())?
+            .into_iter()
+            .map(|s| s > window)
+            .collect())
     }
 
-    /// Share of dead latents.
-    pub fn dead_fraction(&self) -> f64 {
-        let dead = self.dead_mask().iter().filter(|d| **d).count();
-        dead as f64 / self.cfg.d_sae as f64
+    /// Share of dead latents (reads the counters from the device).
+    pub fn dead_fraction(&self) -> Result<f64> {
+        let dead = self.dead_mask()?.iter().filter(|d| **d).count();
+        Ok(dead as f64 / self.cfg.d_sae as f64)
     }
 
     /// The device the parameters live on.
@@ -209,11 +286,15 @@ impl Trainer {
         &self.device
     }
 
-    /// One optimisation step on a batch `[rows, d_in]` (row-major), uploaded here.
+    /// One optimisation step on a batch `[rows, d_in]` (row-major), uploaded here, and its
+    /// metrics ([`Trainer::metrics`]: one read back; a loop that wants none per step calls
+    /// [`Trainer::prepare`] and [`Trainer::step_uploaded`]).
     pub fn step(&mut self, batch: &[f32]) -> Result<StepMetrics> {
         let rows = self.prepare(batch)?;
         let x = t2(batch.to_vec(), [rows, self.cfg.d_in], &self.device);
-        self.step_uploaded(x)
+        self.step_uploaded(x)?;
+        self.metrics()?
+            .ok_or_else(|| StoreError::invalid("training step", "metrics after a step", "none"))
     }
 
     /// Checks a host batch (`[rows, d_in]`, row-major) and, on the first batch of a run with
@@ -253,11 +334,13 @@ impl Trainer {
 
     /// One optimisation step on a batch already on this trainer's device, after
     /// [`Trainer::prepare`] saw its host copy: a width family trained from the same batches
-    /// uploads each batch once ([`crate::train::train_family`]).
+    /// uploads each batch once ([`crate::train::train_family`]). On the device-resident path
+    /// ([`StepPath::is_resident`]: any GPU) nothing is read back; [`Trainer::metrics`] reads the
+    /// step's statistics.
     ///
     /// # Shapes
     /// - `x`: `[rows, d_in]`.
-    pub fn step_uploaded(&mut self, x: Tensor<2>) -> Result<StepMetrics> {
+    pub fn step_uploaded(&mut self, x: Tensor<2>) -> Result<()> {
         let [rows, d_in] = x.dims();
         if rows == 0 || d_in != self.cfg.d_in {
             return Err(StoreError::Shape {
@@ -277,98 +360,111 @@ impl Trainer {
         if let Some(s) = self.scaling_factor {
             x = x.mul_scalar(s);
         }
-        let dead = self.dead_mask();
+        let window = self.cfg.dead_feature_window as i64;
+        let host_dead;
+        let dead = if self.path.is_resident(&self.device) {
+            // A latent is dead after more than `window` steps without firing: none can be
+            // before then, and AuxK (with its selection) waits.
+            (self.step as i64 > window)
+                .then(|| Dead::Device(Box::new(self.since_fired.clone().greater_elem(window))))
+        } else {
+            // Host memory: the mask is a copy away, and the host selection is the fast one.
+            host_dead = self.dead_mask()?;
+            Some(Dead::Host(&host_dead))
+        };
         let l1 = self.cfg.l1_at(self.step);
         // SAELens keeps θ ≥ 0 by projecting it before each forward pass.
         if let Some(t) = &self.params.threshold {
             self.params.threshold = Some(t.clone().clamp_min(0.0));
         }
         let levels = self.cfg.inner_levels();
-        let out = loss_and_grads_for(
+        let out = step_tensors(
             &self.params,
             x,
             &LossSpec {
                 arch: self.cfg.architecture,
                 coefficient: l1,
                 apply_b_dec_to_input: self.cfg.apply_b_dec_to_input,
-                dead: Some(&dead),
+                dead: None,
                 inner_levels: &levels,
             },
+            dead,
             None,
+            self.path,
         )?;
-        if !out.loss.is_finite() {
-            return Err(StoreError::Diverged {
-                step: self.step,
-                what: "loss",
-                value: out.loss,
-            });
-        }
-        for (s, fired) in self.since_fired.iter_mut().zip(&out.fired) {
-            *s = if *fired { 0 } else { *s + 1 };
-        }
+        let fired = out.active_per_latent.clone().greater_elem(0.0);
+        self.since_fired = self.since_fired.clone().add_scalar(1).mask_fill(fired, 0);
         if let (
             TrainArchitecture::BatchTopK { threshold_lr, .. }
             | TrainArchitecture::MatryoshkaBatchTopK { threshold_lr, .. },
             Some(m),
         ) = (self.cfg.architecture, out.min_active)
         {
-            self.threshold = (1.0 - threshold_lr) * self.threshold + threshold_lr * m;
+            // The moving average moves only on a batch with a positive kept minimum.
+            let moved = self
+                .threshold
+                .clone()
+                .mul_scalar(1.0 - threshold_lr)
+                .add(m.clone().mul_scalar(threshold_lr));
+            self.threshold = self
+                .threshold
+                .clone()
+                .mask_where(m.greater_elem(0.0), moved);
         }
         let lr = self.cfg.lr_at(self.step);
-        self.apply(out.grads, lr)?;
+        let grad_norm = self.apply(out.grads, lr);
         self.step += 1;
-        let m = StepMetrics {
+        let dead_now = self
+            .since_fired
+            .clone()
+            .greater_elem(window)
+            .int()
+            .sum()
+            .float();
+        self.pending = Some(Pending {
             step: self.step,
-            loss: out.loss,
-            mse: out.mse,
-            aux: out.aux,
-            l0: out.l0,
-            explained_variance: out.explained_variance,
-            dead_fraction: self.dead_fraction(),
             lr,
-        };
-        self.last = Some(m);
-        Ok(m)
+            stats: Tensor::cat(vec![out.stats, grad_norm, dead_now], 0),
+        });
+        Ok(())
     }
 
-    /// Gradient clipping, decoder-parallel removal, Adam, decoder renormalisation.
-    fn apply(&mut self, mut g: SaeTensors, lr: f64) -> Result<()> {
+    /// Gradient clipping, decoder-parallel removal, Adam, decoder renormalisation, on the
+    /// device; returns the gradient norm (`[1]`, before clipping).
+    fn apply(&mut self, mut g: SaeTensors, lr: f64) -> Tensor<1> {
         if self.cfg.normalize_decoder {
             // Remove the component of each row's gradient along the (unit) row.
             let w = self.params.w_dec.clone();
             let along = g.w_dec.clone().mul(w.clone()).sum_dim(1);
             g.w_dec = g.w_dec.sub(w.mul(along));
         }
-        // One read for the squared norms (each read is a synchronisation on a GPU).
-        let mut norms = vec![
-            g.w_enc.clone().square().sum(),
-            g.b_enc.clone().square().sum(),
-            g.w_dec.clone().square().sum(),
-            g.b_dec.clone().square().sum(),
-        ];
+        let mut squares = g
+            .w_enc
+            .clone()
+            .square()
+            .sum()
+            .add(g.b_enc.clone().square().sum())
+            .add(g.w_dec.clone().square().sum())
+            .add(g.b_dec.clone().square().sum());
         if let Some(t) = &g.threshold {
-            norms.push(t.clone().square().sum());
+            squares = squares.add(t.clone().square().sum());
         }
-        let total = tensors_to_vecs(norms)?
-            .iter()
-            .map(|v| f64::from(v.first().copied().unwrap_or(0.0)))
-            .sum::<f64>()
-            .sqrt();
-        if !total.is_finite() {
-            return Err(StoreError::Diverged {
-                step: self.step,
-                what: "gradient norm",
-                value: total,
-            });
-        }
-        let clip = self.cfg.clip_grad_norm / (total + 1e-6);
-        if self.cfg.clip_grad_norm > 0.0 && clip < 1.0 {
+        let total = squares.sqrt();
+        if self.cfg.clip_grad_norm > 0.0 {
+            // min(1, c / (‖g‖ + 1e-6)), as torch's clip_grad_norm_, without reading ‖g‖.
+            let clip = total
+                .clone()
+                .add_scalar(1e-6)
+                .recip()
+                .mul_scalar(self.cfg.clip_grad_norm)
+                .clamp_max(1.0);
+            let c2 = clip.clone().reshape([1, 1]);
             g = SaeTensors {
-                w_enc: g.w_enc.mul_scalar(clip),
-                b_enc: g.b_enc.mul_scalar(clip),
-                w_dec: g.w_dec.mul_scalar(clip),
-                b_dec: g.b_dec.mul_scalar(clip),
-                threshold: g.threshold.map(|t| t.mul_scalar(clip)),
+                w_enc: g.w_enc.mul(c2.clone()),
+                b_enc: g.b_enc.mul(clip.clone()),
+                w_dec: g.w_dec.mul(c2),
+                b_dec: g.b_dec.mul(clip.clone()),
+                threshold: g.threshold.map(|t| t.mul(clip)),
             };
         }
         let t = (self.step + 1) as i32;
@@ -421,7 +517,7 @@ impl Trainer {
         if self.cfg.normalize_decoder {
             self.params.w_dec = row_normalised(self.params.w_dec.clone(), 1.0);
         }
-        Ok(())
+        total
     }
 
     /// The trained SAE for inference, in SAELens's format: `standard`, `topk`, or (BatchTopK)
@@ -479,9 +575,10 @@ impl Trainer {
                 None,
                 TrainArchitecture::BatchTopK { .. } | TrainArchitecture::MatryoshkaBatchTopK { .. },
             ) => {
+                let t = self.batch_topk_threshold()? as f32;
                 tensors.insert(
                     "threshold".into(),
-                    HostTensor::new(vec![d_sae], vec![self.threshold as f32; d_sae]),
+                    HostTensor::new(vec![d_sae], vec![t; d_sae]),
                 );
             }
             _ => {}
@@ -497,8 +594,10 @@ impl Trainer {
     }
 
     /// Writes the full training state (parameters, Adam moments, counters) to `dir`, atomically
-    /// per file, so a run can resume from it.
-    pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+    /// per file, so a run can resume from it. Reads the last step's metrics first
+    /// ([`Trainer::metrics`]): a diverged state is an error, not a checkpoint.
+    pub fn save_checkpoint(&mut self, dir: &Path) -> Result<()> {
+        self.metrics()?;
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let mut tensors = BTreeMap::new();
         for (prefix, set) in [
@@ -537,8 +636,11 @@ impl Trainer {
         let state = CheckpointState {
             config: self.cfg.clone(),
             step: self.step,
-            since_fired: self.since_fired.clone(),
-            threshold: self.threshold,
+            since_fired: int_tensor_to_vec(self.since_fired.clone())?
+                .into_iter()
+                .map(|s| s.max(0) as u64)
+                .collect(),
+            threshold: self.batch_topk_threshold()?,
             scaling_factor: self.scaling_factor,
             last: self.last,
         };
@@ -617,10 +719,16 @@ impl Trainer {
             },
             cfg: state.config,
             step: state.step,
-            since_fired: state.since_fired,
-            threshold: state.threshold,
+            since_fired: int_tensor_from_vec(
+                state.since_fired.iter().map(|&s| s as i64).collect(),
+                [d_sae],
+                device,
+            ),
+            threshold: Tensor::full([1], state.threshold, device),
             scaling_factor: state.scaling_factor,
+            pending: None,
             last: state.last,
+            path: StepPath::Auto,
             device: device.clone(),
         })
     }
