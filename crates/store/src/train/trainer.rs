@@ -412,7 +412,7 @@ impl Trainer {
                 .mask_where(m.greater_elem(0.0), moved);
         }
         let lr = self.cfg.lr_at(self.step);
-        let grad_norm = self.apply(out.grads, lr);
+        let grad_norm = self.apply(out.grads, lr)?;
         self.step += 1;
         let dead_now = self
             .since_fired
@@ -429,9 +429,10 @@ impl Trainer {
         Ok(())
     }
 
-    /// Gradient clipping, decoder-parallel removal, Adam, decoder renormalisation, on the
-    /// device; returns the gradient norm (`[1]`, before clipping).
-    fn apply(&mut self, mut g: SaeTensors, lr: f64) -> Tensor<1> {
+    /// Gradient clipping, decoder-parallel removal, Adam, decoder renormalisation; returns the
+    /// gradient norm (`[1]`, before clipping). On the device-resident path the clipping factor
+    /// is a tensor (nothing read); on host memory the norm is read (a copy there).
+    fn apply(&mut self, mut g: SaeTensors, lr: f64) -> Result<Tensor<1>> {
         if self.cfg.normalize_decoder {
             // Remove the component of each row's gradient along the (unit) row.
             let w = self.params.w_dec.clone();
@@ -450,7 +451,26 @@ impl Trainer {
             squares = squares.add(t.clone().square().sum());
         }
         let total = squares.sqrt();
-        if self.cfg.clip_grad_norm > 0.0 {
+        if self.cfg.clip_grad_norm > 0.0 && !self.path.is_resident(&self.device) {
+            // Host memory: reading ‖g‖ is a copy, and scaling by a host scalar only when
+            // clipping beats a broadcast product over every gradient on every step.
+            let norm = f64::from(
+                tensor_to_vec(total.clone())?
+                    .first()
+                    .copied()
+                    .unwrap_or(f32::NAN),
+            );
+            let clip = self.cfg.clip_grad_norm / (norm + 1e-6);
+            if clip < 1.0 {
+                g = SaeTensors {
+                    w_enc: g.w_enc.mul_scalar(clip),
+                    b_enc: g.b_enc.mul_scalar(clip),
+                    w_dec: g.w_dec.mul_scalar(clip),
+                    b_dec: g.b_dec.mul_scalar(clip),
+                    threshold: g.threshold.map(|t| t.mul_scalar(clip)),
+                };
+            }
+        } else if self.cfg.clip_grad_norm > 0.0 {
             // min(1, c / (‖g‖ + 1e-6)), as torch's clip_grad_norm_, without reading ‖g‖.
             let clip = total
                 .clone()
@@ -517,7 +537,7 @@ impl Trainer {
         if self.cfg.normalize_decoder {
             self.params.w_dec = row_normalised(self.params.w_dec.clone(), 1.0);
         }
-        total
+        Ok(total)
     }
 
     /// The trained SAE for inference, in SAELens's format: `standard`, `topk`, or (BatchTopK)
