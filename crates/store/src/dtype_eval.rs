@@ -47,7 +47,8 @@ pub struct DtypeEvaluation {
     /// The largest |x| (in float32).
     #[serde(with = "float")]
     pub max_abs_activation: f64,
-    /// Values beyond the dtype's range (they would become ±∞; a cache refuses them).
+    /// Finite values that round to ±∞ in the dtype (float16: |x| ≥ 65 520); a cache in that
+    /// dtype refuses them.
     pub n_out_of_range: u64,
     /// Mean next-token cross-entropy of the unmodified model.
     #[serde(with = "float")]
@@ -77,10 +78,6 @@ pub fn evaluate_activation_dtype<M: LanguageModel + ?Sized>(
 ) -> Result<DtypeEvaluation> {
     let ctx = crate::eval::window_length(windows)?;
     let device = model.device();
-    let max_finite = match dtype {
-        ActivationDtype::F16 => f64::from(half::f16::MAX.to_f32()),
-        ActivationDtype::F32 | ActivationDtype::Bf16 => f64::from(f32::MAX),
-    };
     let mut out = DtypeEvaluation {
         dtype,
         hook,
@@ -128,14 +125,16 @@ pub fn evaluate_activation_dtype<M: LanguageModel + ?Sized>(
         let [_, _, d] = x.dims();
         let n = b * ctx;
         let x = x.reshape([n, d]);
-        let diff = rounded(x.clone(), dtype) - x.clone();
+        let r = rounded(x.clone(), dtype);
+        let overflowed = out_of_range(x.clone(), r.clone());
+        let diff = r - x.clone();
         let abs = x.clone().abs();
         // One read for the batch's statistics (each read is a synchronisation on a GPU).
         let read = tensors_to_vecs(vec![
             diff.clone().powi_scalar(2).sum_dim(1).reshape([n]),
             x.powi_scalar(2).sum_dim(1).reshape([n]),
             abs.clone().max(),
-            abs.greater_elem(max_finite).float().sum(),
+            overflowed,
             diff.abs().max(),
         ])?;
         let (pos_err, pos_norm) = (&read[0], &read[1]);
@@ -200,6 +199,13 @@ pub fn evaluate_activation_dtype<M: LanguageModel + ?Sized>(
         0.0
     };
     Ok(out)
+}
+
+/// How many finite values of `x` became ±∞ when rounded (`r`): exactly the values a cache in
+/// that dtype refuses (`sae_core::safetensors_io::encode_f32`), e.g. |x| ≥ 65 520 for float16
+/// (65 504 < |x| < 65 520 rounds to ±65 504 and is kept). `[1]`.
+fn out_of_range<const D: usize>(x: Tensor<D>, r: Tensor<D>) -> Tensor<1> {
+    x.is_finite().bool_and(r.is_inf()).float().sum()
 }
 
 /// `t` rounded to `dtype` and widened back to f32, elementwise, where it is.
@@ -280,5 +286,41 @@ mod tests {
         assert_eq!(back.hook, e.hook);
         let bad = serde_json::json!({"relative_error": "big"});
         assert!(serde_json::from_value::<DtypeEvaluation>(bad).is_err());
+    }
+
+    /// Counted out of range: exactly the values the float16 cache writer refuses (those that
+    /// round to ±∞), not every value above float16's largest finite 65 504.
+    #[test]
+    fn out_of_range_counts_what_a_cache_refuses() {
+        let values = vec![
+            65_504.0f32,
+            65_505.0,
+            -65_519.0,
+            65_520.0,
+            -70_000.0,
+            f32::INFINITY,
+            f32::NAN,
+            1.0,
+        ];
+        let t = sae_core::device::tensor_from_vec(values.clone(), [8], &sae_core::device::cpu());
+        for (dtype, expected) in [
+            (ActivationDtype::F16, 2.0),
+            (ActivationDtype::Bf16, 0.0),
+            (ActivationDtype::F32, 0.0),
+        ] {
+            let r = rounded(t.clone(), dtype);
+            let n = sae_core::device::tensor_to_vec(out_of_range(t.clone(), r)).unwrap();
+            assert_eq!(n, vec![expected], "{dtype:?}");
+            let refused: Vec<usize> = values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+                .filter(|(_, v)| {
+                    sae_core::safetensors_io::encode_f32(dtype.storage(), &[**v]).is_err()
+                })
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(refused.len() as f32, expected, "{dtype:?}: {refused:?}");
+        }
     }
 }
