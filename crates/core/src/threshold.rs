@@ -38,9 +38,59 @@ pub fn row_kth_largest_where(
     k: Tensor<2, Int>,
     allowed: Option<Tensor<2, Bool>>,
 ) -> Tensor<2> {
+    select(h, k, allowed, Scope::Rows)
+}
+
+/// The k-th largest of all values of `h`, on its device: BatchTopK's batch threshold. `−∞`
+/// when there are fewer than k values or k < 1. Every reduction runs by row first, then over
+/// the rows' results (a GPU reduces thousands of rows in parallel, where one row of millions
+/// would be one long reduction).
+///
+/// # Shapes
+/// - `h`: `[rows, cols]` → `[1, 1]`.
+pub fn kth_largest_where(h: Tensor<2>, k: usize) -> Tensor<2> {
+    let device = h.device();
+    let k = Tensor::<2, Int>::full([1, 1], k as i64, &device);
+    select(h, k, None, Scope::All)
+}
+
+/// What [`select`] selects over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Each row: `[rows, 1]` results.
+    Rows,
+    /// The whole tensor: a `[1, 1]` result.
+    All,
+}
+
+/// [`row_kth_largest_where`] and [`kth_largest_where`]: see the module docs.
+fn select(
+    h: Tensor<2>,
+    k: Tensor<2, Int>,
+    allowed: Option<Tensor<2, Bool>>,
+    scope: Scope,
+) -> Tensor<2> {
     let [rows, cols] = h.dims();
     let device = h.device();
-    let k = k.expand([rows, 1]);
+    let out = match scope {
+        Scope::Rows => [rows, 1],
+        Scope::All => [1, 1],
+    };
+    let k = k.expand(out);
+    // Reductions by row, then (whole scope) over the rows' results.
+    let all = scope == Scope::All;
+    let count = |b: Tensor<2, Bool>| {
+        let c = b.int().sum_dim(1);
+        if all { c.sum_dim(0) } else { c }
+    };
+    let min = |t: Tensor<2>| {
+        let m = t.min_dim(1);
+        if all { m.min_dim(0) } else { m }
+    };
+    let max = |t: Tensor<2>| {
+        let m = t.max_dim(1);
+        if all { m.max_dim(0) } else { m }
+    };
     // `values`: disallowed entries at −∞ (never counted); `floor`: at +∞ (never the minimum).
     let (values, floor, n_allowed) = match allowed {
         Some(a) => {
@@ -49,26 +99,20 @@ pub fn row_kth_largest_where(
             (
                 h.clone().mask_fill(out.clone(), f32::NEG_INFINITY),
                 h.mask_fill(out, f32::INFINITY),
-                a.int().sum_dim(1),
+                count(a),
             )
         }
-        None => (
-            h.clone(),
-            h,
-            Tensor::<2, Int>::full([rows, 1], cols as i64, &device),
-        ),
+        None => {
+            let n = if all { rows * cols } else { cols };
+            (h.clone(), h, Tensor::<2, Int>::full(out, n as i64, &device))
+        }
     };
     let at_least = |t: Tensor<2>| {
-        values
-            .clone()
-            .greater_equal(t.expand([rows, cols]))
-            .int()
-            .sum_dim(1)
-            .greater_equal(k.clone())
+        count(values.clone().greater_equal(t.expand([rows, cols]))).greater_equal(k.clone())
     };
-    // Invariant: at least k values ≥ lo (lo starts at the row's smallest allowed value).
-    let mut lo = floor.min_dim(1);
-    let mut hi = values.clone().max_dim(1);
+    // Invariant: at least k values ≥ lo (lo starts at the smallest allowed value).
+    let mut lo = min(floor);
+    let mut hi = max(values.clone());
     for _ in 0..BISECTION_ROUNDS {
         // Halves first: no overflow between −f32::MAX and f32::MAX.
         let mid = lo.clone().mul_scalar(0.5).add(hi.clone().mul_scalar(0.5));
@@ -83,7 +127,7 @@ pub fn row_kth_largest_where(
         } else {
             values.clone().lower(t.expand([rows, cols]))
         };
-        values.clone().mask_fill(below, f32::INFINITY).min_dim(1)
+        min(values.clone().mask_fill(below, f32::INFINITY))
     };
     let mut thr = smallest_above(lo, false);
     // ... then the next larger values while at least k remain at or above them.
@@ -94,18 +138,6 @@ pub fn row_kth_largest_where(
     }
     let too_few = n_allowed.lower(k.clone()).bool_or(k.lower_elem(1));
     thr.mask_fill(too_few, f32::NEG_INFINITY)
-}
-
-/// The k-th largest of all values of `h` (any shape, flattened), on its device: BatchTopK's
-/// batch threshold. `−∞` when there are fewer than k values or k < 1.
-///
-/// # Shapes
-/// - `h`: `[rows, cols]` → `[1, 1]`.
-pub fn kth_largest_where(h: Tensor<2>, k: usize) -> Tensor<2> {
-    let [rows, cols] = h.dims();
-    let device = h.device();
-    let k = Tensor::<2, Int>::full([1, 1], k as i64, &device);
-    row_kth_largest_where(h.reshape([1, rows * cols]), k, None)
 }
 
 #[cfg(test)]
