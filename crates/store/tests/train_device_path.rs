@@ -204,6 +204,17 @@ fn divergence_is_reported_by_the_next_read() {
         .unwrap();
     let e = t.metrics().unwrap_err();
     assert!(matches!(e, StoreError::Diverged { step: 1, .. }), "{e}");
+    // The error sticks: a caller that ignored it cannot checkpoint the state.
+    assert!(matches!(
+        t.metrics(),
+        Err(StoreError::Diverged { step: 1, .. })
+    ));
+    let dir0 = std::env::temp_dir().join(format!("sae-diverged0-{}", std::process::id()));
+    assert!(matches!(
+        t.save_checkpoint(&dir0),
+        Err(StoreError::Diverged { .. })
+    ));
+    assert!(!dir0.join("trainer_state.json").exists());
     // A checkpoint of that state is refused.
     let mut t = trainer(archs()[1], StepPath::Auto);
     assert!(matches!(t.step(&bad), Err(StoreError::Diverged { .. })));

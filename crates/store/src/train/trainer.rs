@@ -81,6 +81,9 @@ pub struct Trainer {
     threshold: Tensor<1>,
     scaling_factor: Option<f64>,
     pending: Option<Pending>,
+    /// The divergence a read saw (step, quantity, value): every later read reports it again, so
+    /// that no checkpoint follows it.
+    diverged: Option<(usize, &'static str, f64)>,
     last: Option<StepMetrics>,
     path: StepPath,
     device: Device,
@@ -182,6 +185,7 @@ impl Trainer {
             threshold: Tensor::zeros([1], device),
             scaling_factor: None,
             pending: None,
+            diverged: None,
             last: None,
             path: StepPath::Auto,
             device: device.clone(),
@@ -223,8 +227,13 @@ impl Trainer {
     ///
     /// # Errors
     /// [`StoreError::Diverged`] when that step's loss or gradient norm is not finite (`step`:
-    /// the steps taken; an earlier unread step may have diverged first); device read errors.
+    /// the steps taken; an earlier unread step may have diverged first), and from then on;
+    /// device read errors.
     pub fn metrics(&mut self) -> Result<Option<StepMetrics>> {
+        let diverged = |(step, what, value)| StoreError::Diverged { step, what, value };
+        if let Some(d) = self.diverged {
+            return Err(diverged(d));
+        }
         let Some(p) = self.pending.take() else {
             return Ok(self.last);
         };
@@ -234,11 +243,8 @@ impl Trainer {
         let loss = mse + aux + s(stat::INNER_MSE);
         for (what, value) in [("loss", loss), ("gradient norm", s(GRAD_NORM))] {
             if !value.is_finite() {
-                return Err(StoreError::Diverged {
-                    step: p.step,
-                    what,
-                    value,
-                });
+                self.diverged = Some((p.step, what, value));
+                return Err(diverged((p.step, what, value)));
             }
         }
         let m = StepMetrics {
@@ -747,6 +753,7 @@ impl Trainer {
             threshold: Tensor::full([1], state.threshold, device),
             scaling_factor: state.scaling_factor,
             pending: None,
+            diverged: None,
             last: state.last,
             path: StepPath::Auto,
             device: device.clone(),
