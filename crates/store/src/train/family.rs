@@ -317,11 +317,7 @@ pub fn train_family(
         if log_now || checkpoint_now {
             // The only reads of a run's steps (each a synchronisation on a GPU): the metrics,
             // which also catch a divergence before a checkpoint could keep it.
-            last = trainers
-                .iter_mut()
-                .map(|t| t.metrics())
-                .collect::<Result<Option<Vec<_>>>>()?
-                .unwrap_or_default();
+            last = read_metrics(trainers)?.unwrap_or_default();
         }
         if log_now {
             on_metrics(&last);
@@ -346,9 +342,10 @@ pub fn train_family(
     }
     bar.finish_and_clear();
     // A run whose data ran out between logged steps reads its last step here.
-    Ok(trainers
-        .iter_mut()
-        .map(Trainer::metrics)
-        .collect::<Result<Option<Vec<_>>>>()?
-        .unwrap_or(last))
+    Ok(read_metrics(trainers)?.unwrap_or(last))
+}
+
+/// Every trainer's last metrics ([`Trainer::metrics`]: one read each); `None` before any step.
+fn read_metrics(trainers: &mut [Trainer]) -> Result<Option<Vec<StepMetrics>>> {
+    trainers.iter_mut().map(Trainer::metrics).collect()
 }

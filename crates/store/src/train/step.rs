@@ -56,6 +56,29 @@ impl SaeTensors {
             threshold: self.threshold.as_ref().map(Tensor::zeros_like),
         }
     }
+
+    /// Every tensor times `c`.
+    pub fn mul_scalar(self, c: f64) -> Self {
+        Self {
+            w_enc: self.w_enc.mul_scalar(c),
+            b_enc: self.b_enc.mul_scalar(c),
+            w_dec: self.w_dec.mul_scalar(c),
+            b_dec: self.b_dec.mul_scalar(c),
+            threshold: self.threshold.map(|t| t.mul_scalar(c)),
+        }
+    }
+
+    /// Every tensor times the one value of `c` (`[1]`, on their device: nothing read back).
+    pub fn mul_by(self, c: Tensor<1>) -> Self {
+        let c2 = c.clone().reshape([1, 1]);
+        Self {
+            w_enc: self.w_enc.mul(c2.clone()),
+            b_enc: self.b_enc.mul(c.clone()),
+            w_dec: self.w_dec.mul(c2),
+            b_dec: self.b_dec.mul(c.clone()),
+            threshold: self.threshold.map(|t| t.mul(c)),
+        }
+    }
 }
 
 /// Where a step computes.
@@ -131,6 +154,44 @@ pub(crate) struct StepTensors {
     pub residual: Tensor<2>,
 }
 
+/// The statistics of [`StepTensors::stats`], read back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepStats {
+    pub mse: f64,
+    pub total_variance: f64,
+    pub l0: f64,
+    pub aux: f64,
+    pub inner_mse: f64,
+}
+
+impl StepStats {
+    /// From the values of [`StepTensors::stats`] (a missing one reads as NaN).
+    pub(crate) fn from_values(v: &[f32]) -> Self {
+        let s = |i: usize| f64::from(v.get(i).copied().unwrap_or(f32::NAN));
+        Self {
+            mse: s(stat::MSE),
+            total_variance: s(stat::TOTAL_VARIANCE),
+            l0: s(stat::L0),
+            aux: s(stat::AUX),
+            inner_mse: s(stat::INNER_MSE),
+        }
+    }
+
+    /// MSE + the sparsity/AuxK term + Matryoshka's inner MSE.
+    pub(crate) fn loss(&self) -> f64 {
+        self.mse + self.aux + self.inner_mse
+    }
+
+    /// `1 − mse / total variance` (0 for a constant batch).
+    pub(crate) fn explained_variance(&self) -> f64 {
+        if self.total_variance > 0.0 {
+            1.0 - self.mse / self.total_variance
+        } else {
+            0.0
+        }
+    }
+}
+
 impl StepOutput {
     /// Reads a step's statistics back, in one transfer.
     fn read(t: StepTensors) -> Result<Self> {
@@ -139,16 +200,15 @@ impl StepOutput {
             parts.push(m);
         }
         let read = tensors_to_vecs(parts)?;
-        let s = |i: usize| f64::from(read[0].get(i).copied().unwrap_or(0.0));
-        let (mse, total_var) = (s(stat::MSE), s(stat::TOTAL_VARIANCE));
+        let s = StepStats::from_values(&read[0]);
         Ok(Self {
             grads: t.grads,
-            loss: mse + s(stat::AUX) + s(stat::INNER_MSE),
-            mse,
-            aux: s(stat::AUX),
-            inner_mse: s(stat::INNER_MSE),
-            l0: s(stat::L0),
-            explained_variance: explained_variance(mse, total_var),
+            loss: s.loss(),
+            mse: s.mse,
+            aux: s.aux,
+            inner_mse: s.inner_mse,
+            l0: s.l0,
+            explained_variance: s.explained_variance(),
             fired: read[1].iter().map(|c| *c > 0.0).collect(),
             min_active: read
                 .get(2)
@@ -157,15 +217,6 @@ impl StepOutput {
                 .map(|m| f64::from(*m)),
             residual: t.residual,
         })
-    }
-}
-
-/// `1 − mse / total_var` (0 for a constant batch).
-pub(crate) fn explained_variance(mse: f64, total_var: f64) -> f64 {
-    if total_var > 0.0 {
-        1.0 - mse / total_var
-    } else {
-        0.0
     }
 }
 
@@ -621,7 +672,7 @@ fn aux_k(
                     with_host_values(h.clone(), |v| row_kth_largest(v, d_sae, k_aux, Some(mask)))?;
                 tensor_from_vec(thr, [b, 1], &device)
             };
-            (thr, dead_t, scale_tensor_host(scale, &device))
+            (thr, dead_t, Tensor::full([1, 1], scale, &device))
         }
         Dead::Device(mask) => {
             let mask = mask.as_ref().clone();
@@ -656,11 +707,6 @@ fn aux_k(
         g_w_dec: a.transpose().matmul(g_r.clone()),
         g_h: g_r.matmul(w_dec.clone().transpose()).mul(aux_mask),
     }))
-}
-
-/// AuxK's host-known scale as a `[1, 1]` tensor (the device mask's is computed there).
-fn scale_tensor_host(scale: f64, device: &Device) -> Tensor<2> {
-    Tensor::full([1, 1], scale, device)
 }
 
 /// The TopK / BatchTopK step on host memory with the decode and the gradient products over the
@@ -930,15 +976,7 @@ mod tests {
     use sae_core::device::cpu;
 
     fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-            })
-            .collect()
+        sae_core::testing::Lcg(seed).vec(n, scale)
     }
 
     fn max_rel_diff<const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> f32 {

@@ -22,9 +22,7 @@ use sae_core::{Architecture, HostTensor, Sae, SaeConfig, SaeMetadata, StorageDty
 
 use crate::error::{Result, StoreError};
 use crate::train::config::{TrainArchitecture, TrainConfig};
-use crate::train::step::{
-    Dead, LossSpec, SaeTensors, StepPath, explained_variance, stat, step_tensors,
-};
+use crate::train::step::{Dead, LossSpec, SaeTensors, StepPath, StepStats, step_tensors};
 
 /// Metrics of one step (SAELens's names).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -54,7 +52,7 @@ struct Moments {
     v: SaeTensors,
 }
 
-/// Positions after the step's statistics ([`stat`]) in [`Pending::stats`].
+/// Positions after the step's statistics ([`StepStats`]) in [`Pending::stats`].
 const GRAD_NORM: usize = 5;
 const DEAD: usize = 6;
 
@@ -64,7 +62,8 @@ struct Pending {
     /// Steps taken after it.
     step: usize,
     lr: f64,
-    /// `[7]`: the step's statistics ([`stat`]), the gradient norm, the dead latents after it.
+    /// `[7]`: the step's statistics ([`StepStats`]), the gradient norm, the dead latents after
+    /// it.
     stats: Tensor<1>,
 }
 
@@ -239,8 +238,8 @@ impl Trainer {
         };
         let v = tensor_to_vec(p.stats)?;
         let s = |i: usize| f64::from(v.get(i).copied().unwrap_or(f32::NAN));
-        let (mse, aux) = (s(stat::MSE), s(stat::AUX));
-        let loss = mse + aux + s(stat::INNER_MSE);
+        let stats = StepStats::from_values(&v);
+        let loss = stats.loss();
         for (what, value) in [("loss", loss), ("gradient norm", s(GRAD_NORM))] {
             if !value.is_finite() {
                 self.diverged = Some((p.step, what, value));
@@ -250,10 +249,10 @@ impl Trainer {
         let m = StepMetrics {
             step: p.step,
             loss,
-            mse,
-            aux,
-            l0: s(stat::L0),
-            explained_variance: explained_variance(mse, s(stat::TOTAL_VARIANCE)),
+            mse: stats.mse,
+            aux: stats.aux,
+            l0: stats.l0,
+            explained_variance: stats.explained_variance(),
             dead_fraction: s(DEAD) / self.cfg.d_sae as f64,
             lr: p.lr,
         };
@@ -279,6 +278,13 @@ impl Trainer {
             .into_iter()
             .map(|s| s > window)
             .collect())
+    }
+
+    /// Which latents count as dead now, on the device (`[d_sae]`, nothing read).
+    fn dead_on_device(&self) -> Tensor<1, sae_core::burn::tensor::Bool> {
+        self.since_fired
+            .clone()
+            .greater_elem(self.cfg.dead_feature_window as i64)
     }
 
     /// Share of dead latents (reads the counters from the device).
@@ -371,8 +377,7 @@ impl Trainer {
         let dead = if self.path.is_resident(&self.device) {
             // A latent is dead after more than `window` steps without firing: none can be
             // before then, and AuxK (with its selection) waits.
-            (self.step as i64 > window)
-                .then(|| Dead::Device(Box::new(self.since_fired.clone().greater_elem(window))))
+            (self.step as i64 > window).then(|| Dead::Device(Box::new(self.dead_on_device())))
         } else {
             // Host memory: the mask is a copy away, and the host selection is the fast one.
             host_dead = self.dead_mask()?;
@@ -420,13 +425,7 @@ impl Trainer {
         let lr = self.cfg.lr_at(self.step);
         let grad_norm = self.apply(out.grads, lr)?;
         self.step += 1;
-        let dead_now = self
-            .since_fired
-            .clone()
-            .greater_elem(window)
-            .int()
-            .sum()
-            .float();
+        let dead_now = self.dead_on_device().int().sum().float();
         self.pending = Some(Pending {
             step: self.step,
             lr,
@@ -457,41 +456,26 @@ impl Trainer {
             squares = squares.add(t.clone().square().sum());
         }
         let total = squares.sqrt();
-        if self.cfg.clip_grad_norm > 0.0 && !self.path.is_resident(&self.device) {
-            // Host memory: reading ‖g‖ is a copy, and scaling by a host scalar only when
-            // clipping beats a broadcast product over every gradient on every step.
-            let norm = f64::from(
-                tensor_to_vec(total.clone())?
-                    .first()
-                    .copied()
-                    .unwrap_or(f32::NAN),
-            );
-            let clip = self.cfg.clip_grad_norm / (norm + 1e-6);
-            if clip < 1.0 {
-                g = SaeTensors {
-                    w_enc: g.w_enc.mul_scalar(clip),
-                    b_enc: g.b_enc.mul_scalar(clip),
-                    w_dec: g.w_dec.mul_scalar(clip),
-                    b_dec: g.b_dec.mul_scalar(clip),
-                    threshold: g.threshold.map(|t| t.mul_scalar(clip)),
-                };
+        let max_norm = self.cfg.clip_grad_norm;
+        if max_norm > 0.0 {
+            if self.path.is_resident(&self.device) {
+                // min(1, c / (‖g‖ + 1e-6)), as torch's clip_grad_norm_, without reading ‖g‖.
+                let clip = total
+                    .clone()
+                    .add_scalar(1e-6)
+                    .recip()
+                    .mul_scalar(max_norm)
+                    .clamp_max(1.0);
+                g = g.mul_by(clip);
+            } else {
+                // Host memory: reading ‖g‖ is a copy, and scaling by a host scalar only when
+                // clipping beats a broadcast product over every gradient on every step.
+                let norm = tensor_to_vec(total.clone())?.first().copied();
+                let clip = max_norm / (f64::from(norm.unwrap_or(f32::NAN)) + 1e-6);
+                if clip < 1.0 {
+                    g = g.mul_scalar(clip);
+                }
             }
-        } else if self.cfg.clip_grad_norm > 0.0 {
-            // min(1, c / (‖g‖ + 1e-6)), as torch's clip_grad_norm_, without reading ‖g‖.
-            let clip = total
-                .clone()
-                .add_scalar(1e-6)
-                .recip()
-                .mul_scalar(self.cfg.clip_grad_norm)
-                .clamp_max(1.0);
-            let c2 = clip.clone().reshape([1, 1]);
-            g = SaeTensors {
-                w_enc: g.w_enc.mul(c2.clone()),
-                b_enc: g.b_enc.mul(clip.clone()),
-                w_dec: g.w_dec.mul(c2),
-                b_dec: g.b_dec.mul(clip.clone()),
-                threshold: g.threshold.map(|t| t.mul(clip)),
-            };
         }
         let t = (self.step + 1) as i32;
         let (b1, b2) = (self.cfg.adam_beta1, self.cfg.adam_beta2);
